@@ -1,0 +1,113 @@
+"""ebmflow: energy-based models with a unified diffusion view.
+
+``import ebmflow`` is cheap: it loads the registry (pluggy) and nothing else. The modelling
+API (energies, samplers, objectives, which need torch) is imported on first attribute
+access, and plugins are loaded on the first component lookup.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ebmflow.errors import (
+    AmbiguousComponentError,
+    CheckpointError,
+    ComponentArgumentError,
+    ConfigError,
+    EbmflowError,
+    EnergyUnavailableError,
+    PluginError,
+    PluginWarning,
+    SamplerDivergedError,
+    UnknownComponentError,
+    UnknownKindError,
+)
+from ebmflow.hookspecs import hookimpl
+from ebmflow.registry import (
+    Component,
+    PluginHost,
+    PluginInfo,
+    components,
+    create,
+    default_host,
+    plugins,
+)
+
+__version__ = "0.1.0"
+
+# Public names that need torch, imported on first use: name -> "module:attr".
+_LAZY: dict[str, str] = {
+    # interfaces
+    "Energy": "ebmflow.energy:Energy",
+    "ScoreModel": "ebmflow.energy:ScoreModel",
+    "broadcast_sigma": "ebmflow.energy:broadcast_sigma",
+    "Sampler": "ebmflow.samplers.base:Sampler",
+    "SamplerState": "ebmflow.samplers.base:SamplerState",
+    "SampleResult": "ebmflow.samplers.base:SampleResult",
+    "Objective": "ebmflow.objective:Objective",
+    "ObjectiveOutput": "ebmflow.objective:ObjectiveOutput",
+    "Dataset": "ebmflow.datasets.base:Dataset",
+    "NoiseSchedule": "ebmflow.noise_schedules.base:NoiseSchedule",
+    "Configurable": "ebmflow.config:Configurable",
+    # composition
+    "Sum": "ebmflow.compose:Sum",
+    "Scaled": "ebmflow.compose:Scaled",
+    "Mixture": "ebmflow.compose:Mixture",
+    "mixture": "ebmflow.compose:mixture",
+    "condition": "ebmflow.compose:condition",
+    "guidance": "ebmflow.compose:guidance",
+    # helpers for component authors
+    "check_finite": "ebmflow.samplers.base:check_finite",
+    "gaussian_like": "ebmflow.samplers.base:gaussian_like",
+    "metropolis_accept": "ebmflow.samplers.metropolis:metropolis_accept",
+    "select": "ebmflow.samplers.metropolis:select",
+    "sum_squares": "ebmflow.samplers.metropolis:sum_squares",
+    "check_positive": "ebmflow.validation:check_positive",
+    "check_positive_int": "ebmflow.validation:check_positive_int",
+    # checkpoints
+    "save": "ebmflow.checkpoint:save",
+    "load": "ebmflow.checkpoint:load",
+    # evaluation (a module: ebmflow.evaluate.grid_log_z, ...)
+    "evaluate": "ebmflow.evaluate",
+}
+
+__all__ = [
+    "AmbiguousComponentError",
+    "CheckpointError",
+    "Component",
+    "ComponentArgumentError",
+    "ConfigError",
+    "EbmflowError",
+    "EnergyUnavailableError",
+    "PluginError",
+    "PluginHost",
+    "PluginInfo",
+    "PluginWarning",
+    "SamplerDivergedError",
+    "UnknownComponentError",
+    "UnknownKindError",
+    "__version__",
+    "components",
+    "create",
+    "default_host",
+    "hookimpl",
+    "plugins",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, _, attr = _LAZY[name].partition(":")
+    except KeyError:
+        raise AttributeError(f"module 'ebmflow' has no attribute {name!r}") from None
+    value = importlib.import_module(module_name)
+    if attr:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

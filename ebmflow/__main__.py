@@ -1,0 +1,3 @@
+from ebmflow.cli import main
+
+raise SystemExit(main())

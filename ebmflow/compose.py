@@ -1,0 +1,179 @@
+"""Compositions of energies: products of experts, scaling and tempering, mixtures,
+conditioning and classifier-free guidance. Each returns a new :class:`~ebmflow.Energy`.
+
+Scores are composed from the parts' scores (each part computes its own energy and score,
+so closed-form parts cost no autograd pass), never by differentiating the composite.
+
+- ``Sum([E₁, …, Eₖ])``: E = Σ Eᵢ, the product of experts p ∝ Π pᵢ; s = Σ sᵢ.
+- ``Scaled(E, c)``: E' = c·E; ``E / T`` is tempering p ∝ exp(−E/T); ``e1 - c * e2`` is the
+  negation of compositional diffusion. s' = c·s.
+- ``mixture([E₁, …], w)``: E = −log Σ wᵢ exp(−Eᵢ); s = Σ πᵢ sᵢ with πᵢ = softmax(log wᵢ − Eᵢ).
+- ``condition(E, y)``: E(x | y) with the label fixed.
+- ``guidance(E_cond, E_uncond, w)``: classifier-free guidance E_u + w(E_c − E_u).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ebmflow.energy import Energy, Sigma, check_event_shapes
+from ebmflow.errors import EnergyUnavailableError
+
+
+class _Composite(Energy):
+    def __init__(self, parts: Sequence[Energy], what: str) -> None:
+        super().__init__()
+        parts = list(parts)
+        for part in parts:
+            if not isinstance(part, Energy):
+                raise TypeError(
+                    f"cannot build {what} from a {type(part).__name__}; expected ebmflow.Energy"
+                )
+        self.parts = nn.ModuleList(parts)
+        self.event_shape = check_event_shapes(parts, what)
+        self.noise_conditional = parts[0].noise_conditional
+        self.has_energy = all(part.has_energy for part in parts)
+
+
+class Sum(_Composite):
+    """Product of experts: E(x) = Σᵢ Eᵢ(x), s(x) = Σᵢ sᵢ(x)."""
+
+    def __init__(self, parts: Sequence[Energy]) -> None:
+        flat: list[Energy] = []
+        for part in parts:  # (a + b) + c is one Sum of three parts
+            flat.extend(part.parts if isinstance(part, Sum) else [part])
+        if len(flat) < 1:
+            raise ValueError("a Sum needs at least one energy")
+        super().__init__(flat, "a sum")
+
+    def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
+        if not self.has_energy:
+            super().forward(x, sigma)
+        return sum(part(x, sigma) for part in self.parts)
+
+    def energy_and_score(self, x, sigma=None, *, create_graph=False):
+        energy, score = None, None
+        for part in self.parts:
+            e, s = part.energy_and_score(x, sigma, create_graph=create_graph)
+            score = s if score is None else score + s
+            if e is not None:
+                energy = e if energy is None else energy + e
+        return (energy if self.has_energy else None), score
+
+    def score(self, x, sigma=None):
+        return self.energy_and_score(x, sigma)[1]
+
+
+class Scaled(_Composite):
+    """E'(x) = c·E(x); c = 1/T tempers, c < 0 negates."""
+
+    def __init__(self, energy: Energy, scale: float) -> None:
+        if not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise ValueError(f"an energy can be scaled by a finite number, got {scale!r}")
+        super().__init__([energy], "a scaled energy")
+        self.scale = float(scale)
+
+    def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
+        return self.scale * self.parts[0](x, sigma)
+
+    def energy_and_score(self, x, sigma=None, *, create_graph=False):
+        e, s = self.parts[0].energy_and_score(x, sigma, create_graph=create_graph)
+        return (None if e is None else self.scale * e), self.scale * s
+
+    def score(self, x, sigma=None):
+        return self.scale * self.parts[0].score(x, sigma)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+class Mixture(_Composite):
+    """E(x) = −log Σᵢ wᵢ exp(−Eᵢ(x)); s(x) = Σᵢ πᵢ(x) sᵢ(x), πᵢ = softmax(log wᵢ − Eᵢ)."""
+
+    def __init__(self, energies: Sequence[Energy], weights: Sequence[float] | None = None):
+        energies = list(energies)
+        if len(energies) < 2:
+            raise ValueError(f"a mixture needs at least two energies, got {len(energies)}")
+        super().__init__(energies, "a mixture")
+        if not self.has_energy:
+            raise EnergyUnavailableError(
+                "a mixture weighs its parts by exp(−Eᵢ) and needs energies; parts "
+                f"{[type(p).__name__ for p in energies if not p.has_energy]} are score-only"
+            )
+        w = torch.full((len(energies),), 1.0 / len(energies)) if weights is None else (
+            torch.as_tensor(weights, dtype=torch.float64)
+        )
+        if w.shape != (len(energies),) or not bool(torch.all(w > 0)) or not bool(
+            torch.isfinite(w).all()
+        ):
+            raise ValueError(
+                f"mixture weights must be {len(energies)} positive finite numbers, got {weights!r}"
+            )
+        self.register_buffer("log_weights", (w / w.sum()).log().float())
+
+    def _log_terms(self, energies: list[Tensor]) -> Tensor:
+        stacked = torch.stack(energies, dim=-1)  # (B, K)
+        return self.log_weights.to(stacked) - stacked
+
+    def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
+        return -torch.logsumexp(self._log_terms([p(x, sigma) for p in self.parts]), dim=-1)
+
+    def energy_and_score(self, x, sigma=None, *, create_graph=False):
+        pairs = [p.energy_and_score(x, sigma, create_graph=create_graph) for p in self.parts]
+        log_terms = self._log_terms([e for e, _ in pairs])
+        weights = torch.softmax(log_terms, dim=-1)  # (B, K) responsibilities
+        view = (x.shape[0],) + (1,) * (x.ndim - 1)
+        score = sum(weights[:, i].reshape(view) * s for i, (_, s) in enumerate(pairs))
+        return -torch.logsumexp(log_terms, dim=-1), score
+
+    def score(self, x, sigma=None):
+        return self.energy_and_score(x, sigma)[1]
+
+
+def mixture(energies: Sequence[Energy], weights: Sequence[float] | None = None) -> Mixture:
+    """The mixture Σᵢ wᵢ pᵢ of normalised-in-shape energies (weights default to uniform).
+
+    Weights apply to the unnormalised densities exp(−Eᵢ); for a mixture of normalised
+    densities, the parts' energies must include their log-normalisers (``gmm`` does).
+    """
+    return Mixture(energies, weights)
+
+
+class Conditioned(Energy):
+    """E(x | y) with ``y`` fixed: calls ``energy(x, sigma, y=y)``."""
+
+    def __init__(self, energy: Energy, y: int | Tensor) -> None:
+        super().__init__()
+        if not isinstance(energy, Energy):
+            raise TypeError(f"condition() needs an ebmflow.Energy, got {type(energy).__name__}")
+        self.energy = energy
+        self.event_shape = energy.event_shape
+        self.noise_conditional = energy.noise_conditional
+        self.has_energy = energy.has_energy
+        self.register_buffer("y", torch.as_tensor(y), persistent=False)
+
+    def _labels(self, x: Tensor) -> Tensor:
+        y = self.y.to(x.device)
+        return y.expand(x.shape[0]) if y.ndim == 0 else y
+
+    def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
+        return self.energy(x, sigma, y=self._labels(x))
+
+    def score(self, x, sigma=None):
+        if self.has_energy:
+            return super().score(x, sigma)
+        return self.energy.score(x, sigma, y=self._labels(x))
+
+
+def condition(energy: Energy, y: int | Tensor) -> Conditioned:
+    """Fix the label of a conditional energy (one that accepts ``y=`` in forward/score)."""
+    return Conditioned(energy, y)
+
+
+def guidance(conditional: Energy, unconditional: Energy, scale: float) -> Sum:
+    """Classifier-free guidance: E = E_u + w·(E_c − E_u), i.e. s = s_u + w(s_c − s_u)."""
+    return Sum([Scaled(unconditional, 1.0 - scale), Scaled(conditional, scale)])

@@ -1,0 +1,157 @@
+"""The Energy interface: a scalar network E(x, σ) defining p(x) ∝ exp(−E(x, σ)).
+
+σ is a noise level in variance-exploding coordinates (a noisy sample is x + σ·z);
+``sigma=None`` is the clean, data-level energy. The score is s(x, σ) = −∇ₓE(x, σ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from ebmflow.config import Configurable
+from ebmflow.errors import EnergyUnavailableError
+
+if TYPE_CHECKING:
+    from ebmflow.compose import Scaled, Sum
+
+Sigma = float | Tensor | None
+
+
+def broadcast_sigma(sigma: Sigma, x: Tensor) -> Tensor | None:
+    """σ as a ``(B,)`` tensor on ``x``'s device and dtype (``None`` stays ``None``).
+
+    Accepts a Python number, a 0-d tensor or a ``(B,)`` tensor.
+    """
+    if sigma is None:
+        return None
+    sigma = torch.as_tensor(sigma, device=x.device, dtype=x.dtype)
+    if sigma.ndim == 0:
+        return sigma.expand(x.shape[0])
+    if sigma.shape != (x.shape[0],):
+        raise ValueError(
+            f"sigma has shape {tuple(sigma.shape)}; expected a scalar or ({x.shape[0]},) "
+            f"for a batch of {x.shape[0]}"
+        )
+    return sigma
+
+
+class Energy(Configurable, nn.Module):
+    """Base class of every energy: ``forward(x, sigma=None) -> (B,)``.
+
+    Subclasses implement :meth:`forward`; :meth:`score` and :meth:`energy_and_score` come
+    from autograd, or are overridden where a closed form exists. A score-only model (a
+    diffusion ε-network, say) sets ``has_energy = False`` and implements :meth:`score`.
+
+    Attributes:
+        event_shape: shape of one sample, or ``None`` when any shape is accepted. Checked
+            when energies are composed and when a sampler starts.
+        noise_conditional: whether the energy depends on σ. Composition requires all parts
+            to agree.
+        has_energy: ``False`` for score-only models.
+    """
+
+    has_energy: bool = True
+    noise_conditional: bool = False
+    event_shape: tuple[int, ...] | None = None
+
+    def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
+        raise EnergyUnavailableError(
+            f"{type(self).__name__} is score-only (has_energy = False) and has no energy value. "
+            "To get one, use an energy parameterisation (E = ½‖f(x,σ)‖² or E = ‖x − f(x,σ)‖², "
+            "trained with multiscale-dsm) or estimate energy differences by integrating the "
+            "score along a path (ebmflow-diffusers' line-integral correction)."
+        )
+
+    def energy_and_score(
+        self, x: Tensor, sigma: Sigma = None, *, create_graph: bool = False
+    ) -> tuple[Tensor | None, Tensor]:
+        """Energy ``(B,)`` and score ``−∇ₓE`` (like ``x``) from one forward and one backward.
+
+        With ``create_graph=False`` (sampling) both are detached from the graph and
+        parameter gradients are neither computed nor accumulated. With ``create_graph=True``
+        (training by score matching) both stay differentiable in the parameters.
+        Score-only models return ``(None, score)``.
+        """
+        if not self.has_energy:
+            score = self.score(x, sigma)
+            return None, score if create_graph else score.detach()
+        with torch.enable_grad():
+            inp = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
+            energy = self(inp, sigma)
+            if energy.shape != (x.shape[0],):
+                raise ValueError(
+                    f"{type(self).__name__}.forward returned shape {tuple(energy.shape)}; an "
+                    f"energy must return one value per sample, shape ({x.shape[0]},)"
+                )
+            (grad,) = torch.autograd.grad(energy.sum(), inp, create_graph=create_graph)
+        if create_graph:
+            return energy, -grad
+        return energy.detach(), -grad
+
+    def score(self, x: Tensor, sigma: Sigma = None) -> Tensor:
+        """The score ``−∇ₓE(x, σ)``, detached (for a differentiable one use
+        ``energy_and_score(..., create_graph=True)``)."""
+        return self.energy_and_score(x, sigma)[1]
+
+    # -- composition: new Energies, see ebmflow.compose --------------------------------
+
+    def __add__(self, other: Energy) -> Sum:
+        from ebmflow.compose import Sum
+
+        return Sum([self, other])
+
+    def __sub__(self, other: Energy) -> Sum:
+        from ebmflow.compose import Scaled, Sum
+
+        return Sum([self, Scaled(other, -1.0)])
+
+    def __mul__(self, c: float) -> Scaled:
+        from ebmflow.compose import Scaled
+
+        return Scaled(self, c)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, temperature: float) -> Scaled:
+        from ebmflow.compose import Scaled
+
+        if not isinstance(temperature, (int, float)) or temperature <= 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        return Scaled(self, 1.0 / temperature)
+
+    def __neg__(self) -> Scaled:
+        from ebmflow.compose import Scaled
+
+        return Scaled(self, -1.0)
+
+
+class ScoreModel(Energy):
+    """Base class of score-only models: implement ``score(x, sigma)``; ``has_energy = False``."""
+
+    has_energy = False
+
+    def score(self, x: Tensor, sigma: Sigma = None) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement score(x, sigma)")
+
+
+def check_event_shapes(energies: Sequence[Energy], what: str) -> tuple[int, ...] | None:
+    """The common ``event_shape`` of ``energies`` (``None`` if none declares one); raise if
+    two disagree or if they disagree on noise conditioning."""
+    shapes = {tuple(e.event_shape) for e in energies if e.event_shape is not None}
+    if len(shapes) > 1:
+        listed = ", ".join(f"{type(e).__name__}{e.event_shape}" for e in energies)
+        raise ValueError(f"cannot build {what} of energies with different event shapes: {listed}")
+    conditional = {e.noise_conditional for e in energies}
+    if len(conditional) > 1:
+        listed = ", ".join(
+            f"{type(e).__name__} (noise_conditional={e.noise_conditional})" for e in energies
+        )
+        raise ValueError(
+            f"cannot build {what} of noise-conditional and clean energies: {listed}; "
+            "all parts must take the same noise level"
+        )
+    return shapes.pop() if shapes else None

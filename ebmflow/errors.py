@@ -1,0 +1,60 @@
+"""The exceptions ebmflow raises, all under :class:`EbmflowError`.
+
+Each error is meant to be read by a person: it names the component, the value that was
+wrong and what would have been accepted. The CLI prints these as one line (no traceback).
+"""
+
+from __future__ import annotations
+
+
+class EbmflowError(Exception):
+    """Base class of every error ebmflow raises on purpose."""
+
+
+class PluginError(EbmflowError):
+    """A plugin could not be loaded, validated or used."""
+
+
+class PluginWarning(UserWarning):
+    """Emitted once per plugin that failed to load; the rest of ebmflow keeps working."""
+
+
+class UnknownKindError(EbmflowError, ValueError):
+    """A component kind that no hook provides (e.g. ``"samplr"``)."""
+
+
+class UnknownComponentError(EbmflowError, LookupError):
+    """No installed plugin registers a component under that name."""
+
+
+class AmbiguousComponentError(EbmflowError, LookupError):
+    """A bare name that two or more plugins register; use ``plugin:name``."""
+
+
+class ComponentArgumentError(EbmflowError, TypeError):
+    """Keyword arguments that a component's factory does not accept."""
+
+
+class ConfigError(EbmflowError, ValueError):
+    """A malformed configuration (dict or TOML) for a component or a run."""
+
+
+class EnergyUnavailableError(EbmflowError, NotImplementedError):
+    """A score-only model (``has_energy = False``) was asked for an energy value."""
+
+
+class SamplerDivergedError(EbmflowError, FloatingPointError):
+    """A sampler produced a non-finite energy or position.
+
+    ``step`` is the 0-based index of the step that produced it, ``n_chains`` how many
+    chains are affected.
+    """
+
+    def __init__(self, message: str, *, step: int, n_chains: int) -> None:
+        super().__init__(message)
+        self.step = step
+        self.n_chains = n_chains
+
+
+class CheckpointError(EbmflowError):
+    """A checkpoint folder that is missing, truncated, tampered or needs a missing plugin."""

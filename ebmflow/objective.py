@@ -1,0 +1,30 @@
+"""The Objective interface: a training loss for an energy.
+
+``forward(energy, batch) -> ObjectiveOutput(loss, metrics)``. Objectives are ``nn.Module``
+so that state they keep (replay buffers, running statistics) is saved with them as buffers.
+Objectives that need samples take a :class:`~ebmflow.Sampler` in their constructor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from ebmflow.config import Configurable
+from ebmflow.energy import Energy
+
+
+@dataclass
+class ObjectiveOutput:
+    """``loss``: a scalar tensor to minimise; ``metrics``: floats for logging."""
+
+    loss: Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Objective(Configurable, nn.Module):
+    """Base class of objectives."""
+
+    def forward(self, energy: Energy, batch: Tensor) -> ObjectiveOutput:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(energy, batch)")

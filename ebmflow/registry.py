@@ -1,0 +1,617 @@
+"""The component registry: plugins found through entry points, looked up by kind and name.
+
+Every energy, objective, sampler, dataset, noise schedule and converter reaches ebmflow
+through the hooks in :mod:`ebmflow.hookspecs`. The core registers its own components the
+same way, through the default plugin modules in :data:`DEFAULT_PLUGINS`.
+
+Loading is lazy and isolated. Nothing is imported until the first lookup; then the default
+plugins and every entry point in the group ``ebmflow`` are loaded and their component hooks
+called once. A plugin that fails to import, raises inside a hook or returns malformed
+records is recorded as ``failed`` (one :class:`~ebmflow.errors.PluginWarning`), and the
+others keep working. Environment variables, read at load time:
+
+``EBMFLOW_PLUGINS=a,b``
+    load only these entry-point plugins (by entry-point or distribution name);
+    set but empty loads none. The core's own components are always loaded.
+``EBMFLOW_BLOCK_PLUGINS=x,y``
+    never load these.
+``EBMFLOW_STRICT_PLUGINS=1``
+    re-raise the first load error instead of recording it (for plugin authors).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import inspect
+import os
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pluggy
+
+from ebmflow import hookspecs
+from ebmflow.errors import (
+    AmbiguousComponentError,
+    ComponentArgumentError,
+    ConfigError,
+    PluginError,
+    PluginWarning,
+    UnknownComponentError,
+    UnknownKindError,
+)
+
+ENTRY_POINT_GROUP = "ebmflow"
+
+#: Default plugin modules of the core: plugin name -> module registered under that name.
+DEFAULT_PLUGINS: dict[str, str] = {"ebmflow": "ebmflow.builtins"}
+
+#: Component kinds and the hook that supplies each.
+KINDS: dict[str, str] = {
+    "energy": "ebmflow_energies",
+    "objective": "ebmflow_objectives",
+    "sampler": "ebmflow_samplers",
+    "dataset": "ebmflow_datasets",
+    "noise_schedule": "ebmflow_noise_schedules",
+    "converter": "ebmflow_converters",
+    "scheduler": "ebmflow_schedulers",
+}
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_PLUGIN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_FACTORY_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _kind_spellings() -> dict[str, str]:
+    spellings = {}
+    for kind, hook in KINDS.items():
+        plural = hook.removeprefix("ebmflow_")
+        for spelling in (kind, plural):
+            spellings[spelling] = kind
+            spellings[spelling.replace("_", "-")] = kind
+    return spellings
+
+
+_KIND_SPELLINGS = _kind_spellings()
+
+
+def normalize_kind(kind: str) -> str:
+    """Return the canonical kind for ``kind`` (``"samplers"`` and ``"noise-schedule"`` work too)."""
+    if isinstance(kind, str) and kind.lower() in _KIND_SPELLINGS:
+        return _KIND_SPELLINGS[kind.lower()]
+    raise UnknownKindError(
+        f"unknown component kind {kind!r}; accepted kinds: {', '.join(KINDS)}"
+    )
+
+
+@dataclass(frozen=True)
+class Component:
+    """A record a plugin hands over: a name, a factory and a one-line summary.
+
+    ``factory`` is a callable or a ``"module:attr"`` string imported on first use. ``kind``
+    and ``plugin`` are filled in by the registry; plugins leave them out.
+    """
+
+    name: str
+    factory: Callable[..., Any] | str
+    summary: str = ""
+    kind: str | None = None
+    plugin: str | None = None
+
+    @property
+    def qualified_name(self) -> str:
+        """``plugin:name``, unique across all installed plugins."""
+        return f"{self.plugin}:{self.name}"
+
+    def load(self) -> Callable[..., Any]:
+        """Return the factory, importing it if it was given as ``"module:attr"``."""
+        if not isinstance(self.factory, str):
+            return self.factory
+        module_name, _, attr_path = self.factory.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for attr in attr_path.split("."):
+                obj = getattr(obj, attr)
+        except Exception as exc:
+            raise PluginError(
+                f"{self.kind} {self.qualified_name!r}: cannot import its factory "
+                f"{self.factory!r} ({type(exc).__name__}: {exc})"
+            ) from exc
+        if not callable(obj):
+            raise PluginError(
+                f"{self.kind} {self.qualified_name!r}: factory {self.factory!r} is a "
+                f"{type(obj).__name__}, not a callable"
+            )
+        return obj
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "plugin": self.plugin,
+            "qualified_name": self.qualified_name,
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What the registry knows about one plugin: where it came from and whether it works."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    status: str  # "ok" | "failed" | "disabled"
+    error: str | None = None
+    components: tuple[Component, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        grouped: dict[str, list[str]] = {}
+        for component in self.components:
+            grouped.setdefault(component.kind or "", []).append(component.name)
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status,
+            "components": grouped,
+            "error": self.error,
+        }
+
+
+@dataclass
+class _Plugin:
+    name: str
+    obj: Any = None
+    distribution: str | None = None
+    version: str | None = None
+    status: str = "ok"
+    error: str | None = None
+    components: list[Component] = field(default_factory=list)
+
+    def info(self) -> PluginInfo:
+        return PluginInfo(
+            self.name, self.distribution, self.version, self.status, self.error,
+            tuple(self.components),
+        )
+
+
+def _env_list(value: str | None) -> set[str] | None:
+    if value is None:
+        return None
+    return {item.strip() for item in value.split(",") if item.strip()}
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class PluginHost:
+    """A set of plugins and the components they provide.
+
+    ``ebmflow.create`` and friends use one default host (:func:`default_host`). Tests and
+    applications that need isolation make their own::
+
+        host = PluginHost(entry_points=False)   # the core's components only
+        host.register(my_plugin_module)          # in-process, no install needed
+        sampler = host.create("sampler", "my-sampler", step_size=0.1)
+
+    Args:
+        builtins: register the core's default plugins.
+        entry_points: load installed plugins from the entry-point group ``ebmflow``.
+        environ: where to read ``EBMFLOW_*`` variables (default ``os.environ``).
+    """
+
+    def __init__(
+        self,
+        *,
+        builtins: bool = True,
+        entry_points: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._builtins = builtins
+        self._entry_points = entry_points
+        self._environ = environ
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self._pm.add_hookspecs(hookspecs)
+        self._plugins: dict[str, _Plugin] = {}
+        self._index: dict[str, dict[str, list[Component]]] | None = None
+        self._loaded = False
+        self._lock = threading.RLock()
+
+    # -- loading -----------------------------------------------------------------------
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        return os.environ if self._environ is None else self._environ
+
+    @property
+    def strict(self) -> bool:
+        return self.environ.get("EBMFLOW_STRICT_PLUGINS", "").strip().lower() in _TRUE
+
+    def load(self) -> None:
+        """Load the default plugins and the installed entry points (once; idempotent)."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            if self._builtins:
+                for name, module_name in DEFAULT_PLUGINS.items():
+                    from ebmflow import __version__
+
+                    self._add(name, lambda m=module_name: importlib.import_module(m),
+                              distribution="ebmflow", version=__version__)
+            if self._entry_points:
+                self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        only = _env_list(self.environ.get("EBMFLOW_PLUGINS"))
+        blocked = _env_list(self.environ.get("EBMFLOW_BLOCK_PLUGINS")) or set()
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            version = dist.version if dist is not None else None
+            names = {ep.name, dist_name} - {None}
+            if names & blocked:
+                reason = "blocked by EBMFLOW_BLOCK_PLUGINS"
+            elif only is not None and not names & only:
+                reason = "not listed in EBMFLOW_PLUGINS"
+            else:
+                reason = None
+            if reason is not None:
+                self._plugins.setdefault(
+                    ep.name, _Plugin(ep.name, None, dist_name, version, "disabled", reason)
+                )
+                continue
+            self._add(ep.name, ep.load, distribution=dist_name, version=version)
+
+    def _add(
+        self,
+        name: str,
+        load: Callable[[], Any],
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> _Plugin:
+        plugin = _Plugin(name, None, distribution, version)
+        if name in self._plugins:
+            existing = self._plugins[name]
+            plugin.status = "failed"
+            plugin.error = (
+                f"a plugin named {name!r} is already registered "
+                f"(distribution {existing.distribution!r})"
+            )
+            self._plugins[f"{name} ({distribution})"] = plugin
+            self._report(plugin, None)
+            return plugin
+        self._plugins[name] = plugin
+        try:
+            if not _PLUGIN_NAME_PATTERN.fullmatch(name):
+                raise PluginError(
+                    f"invalid plugin name {name!r}: plugin names match "
+                    f"{_PLUGIN_NAME_PATTERN.pattern}"
+                )
+            plugin.obj = load()
+            self._pm.register(plugin.obj, name=name)
+        except Exception as exc:
+            plugin.obj = None
+            self._fail(plugin, exc)
+        self._index = None
+        return plugin
+
+    def register(
+        self,
+        plugin: Any,
+        name: str | None = None,
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> PluginInfo:
+        """Register a plugin object (a module, class or instance with hook implementations).
+
+        The plugin goes through the same validation as an installed one: a failure is
+        recorded (and warned about) unless ``EBMFLOW_STRICT_PLUGINS`` is set.
+        """
+        with self._lock:
+            self.load()
+            name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+            added = self._add(name, lambda: plugin, distribution=distribution, version=version)
+            self._ensure_index()
+            return added.info()
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin and its components."""
+        with self._lock:
+            plugin = self._plugins.pop(name, None)
+            if plugin is None:
+                raise PluginError(
+                    f"no plugin named {name!r}; registered: {', '.join(self._plugins)}"
+                )
+            if plugin.obj is not None and self._pm.is_registered(plugin.obj):
+                self._pm.unregister(plugin.obj)
+            self._index = None
+
+    def _fail(self, plugin: _Plugin, exc: BaseException) -> None:
+        plugin.status = "failed"
+        plugin.error = _describe(exc)
+        plugin.components = []
+        if plugin.obj is not None and self._pm.is_registered(plugin.obj):
+            self._pm.unregister(plugin.obj)
+        self._report(plugin, exc)
+
+    def _report(self, plugin: _Plugin, exc: BaseException | None) -> None:
+        if self.strict:
+            if exc is not None:
+                raise exc
+            raise PluginError(f"plugin {plugin.name!r}: {plugin.error}")
+        warnings.warn(
+            f"ebmflow plugin {plugin.name!r} failed and is disabled: {plugin.error}",
+            PluginWarning,
+            stacklevel=4,
+        )
+
+    def _ensure_index(self) -> dict[str, dict[str, list[Component]]]:
+        with self._lock:
+            self.load()
+            if self._index is not None:
+                return self._index
+            collected: dict[str, list[Component]] = {}
+            for kind, hook_name in KINDS.items():
+                for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
+                    plugin = self._plugins[impl.plugin_name]
+                    if plugin.status != "ok":
+                        continue
+                    try:
+                        records = impl.function()
+                        new = self._validate(plugin.name, kind, hook_name, records)
+                    except Exception as exc:
+                        self._fail(plugin, exc)
+                        collected.pop(plugin.name, None)
+                        continue
+                    collected.setdefault(plugin.name, []).extend(new)
+            index: dict[str, dict[str, list[Component]]] = {kind: {} for kind in KINDS}
+            for plugin in self._plugins.values():
+                if plugin.status != "ok":
+                    continue
+                plugin.components = sorted(
+                    collected.get(plugin.name, []), key=lambda c: (c.kind, c.name)
+                )
+                for component in plugin.components:
+                    index[component.kind].setdefault(component.name, []).append(component)
+            self._index = index
+            return index
+
+    @staticmethod
+    def _validate(plugin: str, kind: str, hook_name: str, records: Any) -> list[Component]:
+        where = f"hook {hook_name}"
+        if records is None:
+            return []
+        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+            raise PluginError(
+                f"{where} returned a {type(records).__name__}; expected a list of "
+                f"ebmflow.Component"
+            )
+        seen: set[str] = set()
+        out = []
+        for record in records:
+            if not isinstance(record, Component):
+                raise PluginError(
+                    f"{where} returned {record!r}; expected ebmflow.Component(name, factory, "
+                    f"summary)"
+                )
+            if not isinstance(record.name, str) or not NAME_PATTERN.fullmatch(record.name):
+                raise PluginError(
+                    f"{where}: invalid {kind} name {record.name!r}; names match "
+                    f"{NAME_PATTERN.pattern} (lower case, digits, '-' and '_')"
+                )
+            if record.name in seen:
+                raise PluginError(f"{where}: {kind} {record.name!r} is registered twice")
+            seen.add(record.name)
+            if isinstance(record.factory, str):
+                if not _FACTORY_PATTERN.fullmatch(record.factory):
+                    raise PluginError(
+                        f"{where}: {kind} {record.name!r} has factory {record.factory!r}; "
+                        f"expected a callable or a 'module:attr' string"
+                    )
+            elif not callable(record.factory):
+                raise PluginError(
+                    f"{where}: {kind} {record.name!r} has a factory of type "
+                    f"{type(record.factory).__name__}; expected a callable or 'module:attr'"
+                )
+            if not isinstance(record.summary, str):
+                raise PluginError(f"{where}: {kind} {record.name!r} summary is not a string")
+            out.append(replace(record, kind=kind, plugin=plugin))
+        return out
+
+    # -- queries -----------------------------------------------------------------------
+
+    @property
+    def hook(self) -> Any:
+        """pluggy's hook caller, for hooks that are not component lists (CLI commands)."""
+        self._ensure_index()
+        return self._pm.hook
+
+    def plugin_objects(self) -> dict[str, Any]:
+        """Working plugins by name (for calling non-component hooks one plugin at a time)."""
+        self._ensure_index()
+        return {p.name: p.obj for p in self._plugins.values() if p.status == "ok"}
+
+    def mark_failed(self, name: str, exc: BaseException) -> None:
+        """Record that plugin ``name`` broke while being used (e.g. in its CLI hook)."""
+        with self._lock:
+            self._fail(self._plugins[name], exc)
+            self._index = None
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin seen, with status ``ok``, ``failed`` or ``disabled``."""
+        self._ensure_index()
+        return [plugin.info() for plugin in self._plugins.values()]
+
+    def components(self, kind: str | None = None) -> list[Component]:
+        """Every working component (of one kind, if given), sorted by kind and name."""
+        index = self._ensure_index()
+        kinds = list(KINDS) if kind is None else [normalize_kind(kind)]
+        return [
+            component
+            for k in kinds
+            for name in sorted(index[k])
+            for component in sorted(index[k][name], key=lambda c: c.plugin or "")
+        ]
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component ``name`` (bare or ``plugin:name``) of ``kind``."""
+        kind = normalize_kind(kind)
+        index = self._ensure_index()
+        if not isinstance(name, str):
+            raise ConfigError(f"a {kind} name must be a string, got {name!r}")
+        plugin_name, _, bare = name.rpartition(":")
+        candidates = index[kind].get(bare, [])
+        if plugin_name:
+            candidates = [c for c in candidates if c.plugin == plugin_name]
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            listed = ", ".join(sorted(c.qualified_name for c in candidates))
+            raise AmbiguousComponentError(
+                f"{kind} name {name!r} is registered by {len(candidates)} plugins: {listed}; "
+                f"use one of the qualified names"
+            )
+        raise UnknownComponentError(self._unknown_message(kind, name, index[kind]))
+
+    def _unknown_message(self, kind: str, name: str, by_name: dict[str, list[Component]]) -> str:
+        known = sorted(by_name)
+        qualified = sorted(c.qualified_name for cs in by_name.values() for c in cs)
+        close = difflib.get_close_matches(name, known + qualified, n=3, cutoff=0.6)
+        message = f"unknown {kind} {name!r}"
+        if close:
+            message += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        else:
+            message += "."
+        message += f" Available {KINDS[kind].removeprefix('ebmflow_')}: "
+        message += ", ".join(known) if known else "none"
+        broken = [p.name for p in self._plugins.values() if p.status == "failed"]
+        if broken:
+            message += f". Plugins that failed to load: {', '.join(broken)} (see `ebmflow plugins`)"
+        plugin_name = name.rpartition(":")[0]
+        if plugin_name and plugin_name not in self._plugins:
+            message += f". No plugin named {plugin_name!r} is installed"
+        return message
+
+    # -- construction ------------------------------------------------------------------
+
+    def create(self, kind: str, name_or_config: str | Mapping[str, Any], /, **kwargs: Any) -> Any:
+        """Build a component from a name or a config dict, plus keyword arguments.
+
+        ``name_or_config`` is ``"name"``, ``"plugin:name"`` or ``{"name": ..., **arguments}``;
+        ``kwargs`` override the config. An argument that is itself a component is given as a
+        nested config: a dict with ``"name"`` under a key that names a kind (``sampler``,
+        ``energy``, ``energies``, ``base_energy`` ...), or any dict with both ``"kind"`` and
+        ``"name"``. Lists of such dicts are built element by element.
+        """
+        kind = normalize_kind(kind)
+        if isinstance(name_or_config, str):
+            name, arguments = name_or_config, {}
+        elif isinstance(name_or_config, Mapping):
+            arguments = dict(name_or_config)
+            arguments.pop("kind", None)
+            if "name" not in arguments:
+                raise ConfigError(
+                    f"a {kind} config needs a 'name' key; got keys {sorted(arguments)}"
+                )
+            name = arguments.pop("name")
+        else:
+            raise ConfigError(
+                f"expected a {kind} name or a config dict with a 'name' key, "
+                f"got {type(name_or_config).__name__} {name_or_config!r}"
+            )
+        arguments.update(kwargs)
+        component = self.get(kind, name)
+        factory = component.load()
+        arguments = {key: self._build_nested(key, value) for key, value in arguments.items()}
+        _check_arguments(component, factory, arguments)
+        return factory(**arguments)
+
+    def _build_nested(self, key: str, value: Any) -> Any:
+        if isinstance(value, Mapping) and "name" in value:
+            if "kind" in value:
+                return self.create(value["kind"], value)
+            kind = _kind_of_argument(key)
+            if kind is not None:
+                return self.create(kind, value)
+        if isinstance(value, list):
+            return [self._build_nested(key, item) for item in value]
+        return value
+
+
+def _kind_of_argument(key: str) -> str | None:
+    key = key.lower()
+    for spelling, kind in _KIND_SPELLINGS.items():
+        if key == spelling or key.endswith("_" + spelling):
+            return kind
+    return None
+
+
+def _check_arguments(component: Component, factory: Callable[..., Any], arguments: dict) -> None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # some builtins have no signature; let the call decide
+        return
+    try:
+        signature.bind(**arguments)
+    except TypeError as exc:
+        params = [
+            p for p in signature.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        accepted = ", ".join(
+            p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params
+        ) or "none"
+        names = [p.name for p in params]
+        hints = []
+        for key in arguments:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                if close:
+                    hints.append(f"{key!r} -> {close[0]!r}?")
+        hint = f" (did you mean {', '.join(hints)})" if hints else ""
+        raise ComponentArgumentError(
+            f"{component.kind} {component.qualified_name!r}: {exc}{hint}. "
+            f"Accepted arguments: {accepted}"
+        ) from None
+
+
+_default_host: PluginHost | None = None
+_default_lock = threading.Lock()
+
+
+def default_host() -> PluginHost:
+    """The process-wide host behind :func:`ebmflow.create` (builtins + entry points)."""
+    global _default_host
+    with _default_lock:
+        if _default_host is None:
+            _default_host = PluginHost()
+        return _default_host
+
+
+def create(kind: str, name_or_config: str | Mapping[str, Any], /, **kwargs: Any) -> Any:
+    """Build a component: ``ebmflow.create("sampler", "mala", step_size=0.01)``.
+
+    See :meth:`PluginHost.create` for nested configs.
+    """
+    return default_host().create(kind, name_or_config, **kwargs)
+
+
+def components(kind: str | None = None) -> list[Component]:
+    """The components of the default host (of one kind, if given)."""
+    return default_host().components(kind)
+
+
+def plugins() -> list[PluginInfo]:
+    """The plugins of the default host, with their status and errors."""
+    return default_host().plugins()

@@ -1,0 +1,1 @@
+"""Built-in samplers: one module per algorithm."""

@@ -1,0 +1,93 @@
+"""Hamiltonian Monte Carlo with a leapfrog integrator (Duane et al. 1987; Neal 2011).
+
+Momentum p ~ N(0, I); H(x, p) = E(x) + ½‖p‖². With ε the step size and L leapfrog steps:
+
+    p ← p + (ε/2) s(x);  then L times { x ← x + ε p;  p ← p + ε s(x) }, the last kick halved
+    accept with probability min(1, exp(H(x, p) − H(x', p')))
+
+The state caches s at the current point, so a step costs L energy+gradient evaluations.
+During the first ``adapt_steps`` steps, log ε moves toward ``target_accept`` by stochastic
+approximation, log ε ← log ε + (t+1)^(−0.6) · (mean acceptance − target); after that ε is
+fixed, so the chain is a valid MCMC kernel from then on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ebmflow.energy import Energy
+from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like
+from ebmflow.samplers.metropolis import metropolis_accept, select, sum_squares
+from ebmflow.validation import check_positive, check_positive_int
+
+
+class HMC(Sampler):
+    """HMC: ``n_leapfrog`` evaluations per step, optional step-size warm-up.
+
+    Args:
+        step_size: leapfrog ε > 0 (the starting value when adapting).
+        n_leapfrog: L ≥ 1 leapfrog steps per transition.
+        adapt_steps: number of initial steps during which ε is adapted (0: never).
+        target_accept: acceptance rate the adaptation aims for, in (0, 1).
+    """
+
+    needs_energy = True
+
+    def __init__(
+        self,
+        step_size: float = 0.1,
+        n_leapfrog: int = 10,
+        adapt_steps: int = 0,
+        target_accept: float = 0.8,
+    ) -> None:
+        self.step_size = check_positive("hmc", "step_size", step_size)
+        self.n_leapfrog = check_positive_int("hmc", "n_leapfrog", n_leapfrog)
+        self.adapt_steps = check_positive_int("hmc", "adapt_steps", adapt_steps, minimum=0)
+        if not 0.0 < target_accept < 1.0:
+            raise ValueError(f"hmc: target_accept must lie in (0, 1), got {target_accept!r}")
+        self.target_accept = float(target_accept)
+
+    @property
+    def name(self) -> str:
+        return "hmc"
+
+    def init(self, energy, x, sigma=None) -> SamplerState:
+        state = super().init(energy, x, sigma)
+        log_eps = torch.tensor(math.log(self.step_size), dtype=torch.float64)
+        return state.replace(extras={"log_step_size": log_eps})
+
+    def step(
+        self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
+    ) -> SamplerState:
+        log_eps = state.extras["log_step_size"]
+        eps = math.exp(float(log_eps))
+        x, s = state.x, state.score
+        p0 = gaussian_like(x, generator)
+        p = p0 + 0.5 * eps * s
+        for i in range(self.n_leapfrog):
+            x = x + eps * p
+            e_new, s_new = energy.energy_and_score(x, state.sigma)
+            p = p + (eps if i < self.n_leapfrog - 1 else 0.5 * eps) * s_new
+        h0 = state.energy + 0.5 * sum_squares(p0)
+        h1 = e_new + 0.5 * sum_squares(p)
+        accept, prob = metropolis_accept(self.name, state.step, h0 - h1, e_new, generator)
+        if state.step < self.adapt_steps:
+            rate = (state.step + 1) ** -0.6
+            log_eps = log_eps + rate * (float(prob.mean()) - self.target_accept)
+        return SamplerState(
+            select(accept, x, state.x),
+            torch.where(accept, e_new, state.energy),
+            select(accept, s_new, state.score),
+            state.sigma,
+            state.step + 1,
+            prob,
+            {"log_step_size": log_eps},
+        )
+
+    def diagnostics(self, state: SamplerState) -> dict:
+        return {
+            "step_size": math.exp(float(state.extras["log_step_size"])),
+            "n_leapfrog": self.n_leapfrog,
+        }

@@ -1,0 +1,58 @@
+"""Unadjusted Langevin algorithm (ULA).
+
+    x' = x − η ∇ₓE(x, σ) + √(2η) ε,   ε ~ N(0, I)
+
+with the drift η and the noise √(2η) of the discretised Langevin SDE, whose stationary
+law is p ∝ exp(−E). The discretisation is biased: on N(0, s²) the chain's stationary
+variance is s² / (1 − η/(2s²)). ``noise_scale`` replaces √(2η) by a fixed value, as SGLD in
+JEM and IGEBM does (step 1, noise 0.01); the chain then targets a tempered density.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ebmflow.energy import Energy
+from ebmflow.samplers.base import (
+    Sampler,
+    SamplerState,
+    check_finite,
+    gaussian_like,
+)
+from ebmflow.validation import check_positive
+
+
+class Langevin(Sampler):
+    """ULA: one energy+gradient evaluation per step.
+
+    Args:
+        step_size: η > 0.
+        noise_scale: standard deviation of the injected noise; default √(2η).
+    """
+
+    def __init__(self, step_size: float = 0.01, noise_scale: float | None = None) -> None:
+        self.step_size = check_positive("langevin", "step_size", step_size)
+        if noise_scale is None:
+            self.noise_scale = math.sqrt(2.0 * self.step_size)
+        else:
+            self.noise_scale = check_positive(
+                "langevin", "noise_scale", noise_scale, allow_zero=True
+            )
+
+    @property
+    def name(self) -> str:
+        return "langevin"
+
+    def step(
+        self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
+    ) -> SamplerState:
+        x = state.x + self.step_size * state.score
+        x = x + self.noise_scale * gaussian_like(x, generator)
+        e, s = energy.energy_and_score(x, state.sigma)
+        check_finite(self.name, state.step, e, x)
+        return SamplerState(x, e, s, state.sigma, state.step + 1)
+
+    def diagnostics(self, state: SamplerState) -> dict:
+        return {"step_size": self.step_size, "noise_scale": self.noise_scale}

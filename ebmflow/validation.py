@@ -1,0 +1,23 @@
+"""Argument checks shared by components: errors name the component, the argument, the bad
+value and what is accepted. Public so that plugins give the same messages."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def check_positive(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Validate a positive finite number for a component argument."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        accepted = "a number ≥ 0" if allow_zero else "a number > 0"
+        raise ValueError(f"{owner}: {name} must be {accepted}, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(owner: str, name: str, value: Any, *, minimum: int = 1) -> int:
+    """Validate an integer ≥ ``minimum`` for a component argument."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be an integer ≥ {minimum}, got {value!r}")
+    return value
