@@ -87,10 +87,11 @@ class Energy(Configurable, nn.Module):
                     f"{type(self).__name__}.forward returned shape {tuple(energy.shape)}; an "
                     f"energy must return one value per sample, shape ({x.shape[0]},)"
                 )
-            (grad,) = torch.autograd.grad(energy.sum(), inp, create_graph=create_graph)
+            # differentiate −ΣE: the backward pass yields the score itself, no negation kernel
+            (score,) = torch.autograd.grad(-energy.sum(), inp, create_graph=create_graph)
         if create_graph:
-            return energy, -grad
-        return energy.detach(), -grad
+            return energy, score
+        return energy.detach(), score
 
     def score(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         """The score ``−∇ₓE(x, σ)``, detached (for a differentiable one use

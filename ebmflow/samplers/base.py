@@ -8,6 +8,7 @@ score), so Metropolis-adjusted samplers spend one energy+gradient evaluation per
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,18 +71,22 @@ class SampleResult:
 
 def check_finite(owner: str, step: int, energy: Tensor | None, x: Tensor) -> None:
     """Raise :class:`SamplerDivergedError` if any chain's energy (or, for score-only models,
-    position) is not finite."""
-    values = energy if energy is not None else x.flatten(1)
+    position) is not finite. The common case costs one reduction."""
+    values = energy if energy is not None else x
+    if math.isfinite(float(values.sum())):
+        return
     finite = torch.isfinite(values)
-    if not bool(finite.all()):
-        bad = finite if finite.ndim == 1 else finite.all(dim=1)
-        n_bad = int((~bad).sum())
-        what = "energy" if energy is not None else "position"
-        raise SamplerDivergedError(
-            f"{owner} diverged at step {step}: non-finite {what} in {n_bad} of "
-            f"{x.shape[0]} chains (try a smaller step size)",
-            step=step, n_chains=n_bad,
-        )
+    if finite.ndim > 1:
+        finite = finite.flatten(1).all(dim=1)
+    n_bad = int((~finite).sum())
+    if n_bad == 0:  # finite values whose sum overflowed
+        return
+    what = "energy" if energy is not None else "position"
+    raise SamplerDivergedError(
+        f"{owner} diverged at step {step}: non-finite {what} in {n_bad} of "
+        f"{x.shape[0]} chains (try a smaller step size)",
+        step=step, n_chains=n_bad,
+    )
 
 
 def gaussian_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -135,7 +140,9 @@ class Sampler(Configurable):
                 f"{type(energy).__name__} is score-only; use 'langevin' or "
                 "'annealed-langevin', or give the model an energy"
             )
-        param = next(energy.parameters(), None) or next(energy.buffers(), None)
+        param = next(energy.parameters(), None)
+        if param is None:
+            param = next(energy.buffers(), None)
         if param is not None and (param.device != x.device or (
             param.is_floating_point() and param.dtype != x.dtype
         )):
