@@ -55,9 +55,11 @@ def _add_components(subparsers: Any) -> None:
         description="List energies, objectives, samplers, datasets, noise schedules, "
         "converters and schedulers, with the plugin that provides each.",
     )
+    # not argparse `choices`: the registry accepts the same spellings as ebmflow.components
+    # ("samplers", "noise-schedule") and reports an unknown kind as one line
     parser.add_argument(
-        "--kind", choices=list(KINDS), default=None,
-        help="only this kind (default: all kinds)",
+        "--kind", metavar="KIND", default=None,
+        help=f"only this kind: {', '.join(KINDS)} (default: all kinds)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=_run_components)

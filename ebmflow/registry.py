@@ -11,8 +11,9 @@ records is recorded as ``failed`` (one :class:`~ebmflow.errors.PluginWarning`), 
 others keep working. Environment variables, read at load time:
 
 ``EBMFLOW_PLUGINS=a,b``
-    load only these entry-point plugins (by entry-point or distribution name);
-    set but empty loads none. The core's own components are always loaded.
+    load only these entry-point plugins (by entry-point or distribution name, compared
+    after PEP 503 normalisation); set but empty loads none. The core's own components
+    are always loaded.
 ``EBMFLOW_BLOCK_PLUGINS=x,y``
     never load these.
 ``EBMFLOW_STRICT_PLUGINS=1``
@@ -182,10 +183,15 @@ class _Plugin:
         )
 
 
+def _normalize_plugin_name(name: str) -> str:
+    """PEP 503 normalisation, so ``Foo_Bar`` matches distribution ``foo-bar``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _env_list(value: str | None) -> set[str] | None:
     if value is None:
         return None
-    return {item.strip() for item in value.split(",") if item.strip()}
+    return {_normalize_plugin_name(item.strip()) for item in value.split(",") if item.strip()}
 
 
 def _describe(exc: BaseException) -> str:
@@ -257,7 +263,7 @@ class PluginHost:
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else None
             version = dist.version if dist is not None else None
-            names = {ep.name, dist_name} - {None}
+            names = {_normalize_plugin_name(n) for n in (ep.name, dist_name) if n}
             if names & blocked:
                 reason = "blocked by EBMFLOW_BLOCK_PLUGINS"
             elif only is not None and not names & only:
