@@ -50,6 +50,15 @@ _LAZY: dict[str, str] = {
     "Dataset": "ebmflow.datasets.base:Dataset",
     "NoiseSchedule": "ebmflow.noise_schedules.base:NoiseSchedule",
     "Configurable": "ebmflow.config:Configurable",
+    # built-in components (also reachable through ebmflow.create)
+    "MLPEnergy": "ebmflow.energies.mlp:MLPEnergy",
+    "ConvNetEnergy": "ebmflow.energies.convnet:ConvNetEnergy",
+    "GaussianEnergy": "ebmflow.energies.gaussian:GaussianEnergy",
+    "GMMEnergy": "ebmflow.energies.gmm:GMMEnergy",
+    "Langevin": "ebmflow.samplers.langevin:Langevin",
+    "MALA": "ebmflow.samplers.mala:MALA",
+    "HMC": "ebmflow.samplers.hmc:HMC",
+    "AnnealedLangevin": "ebmflow.samplers.annealed_langevin:AnnealedLangevin",
     # composition
     "Sum": "ebmflow.compose:Sum",
     "Scaled": "ebmflow.compose:Scaled",

@@ -74,6 +74,8 @@ class Scaled(_Composite):
     def __init__(self, energy: Energy, scale: float) -> None:
         if not isinstance(scale, (int, float)) or not math.isfinite(scale):
             raise ValueError(f"an energy can be scaled by a finite number, got {scale!r}")
+        if isinstance(energy, Scaled):  # c·(a·E) is one Scaled, not two
+            energy, scale = energy.parts[0], scale * energy.scale
         super().__init__([energy], "a scaled energy")
         self.scale = float(scale)
 
@@ -104,16 +106,19 @@ class Mixture(_Composite):
                 "a mixture weighs its parts by exp(−Eᵢ) and needs energies; parts "
                 f"{[type(p).__name__ for p in energies if not p.has_energy]} are score-only"
             )
-        w = torch.full((len(energies),), 1.0 / len(energies)) if weights is None else (
-            torch.as_tensor(weights, dtype=torch.float64)
-        )
+        try:
+            w = torch.ones(len(energies), dtype=torch.float64) if weights is None else (
+                torch.as_tensor(weights, dtype=torch.float64)
+            )
+        except (TypeError, ValueError, RuntimeError):
+            w = torch.full((0,), math.nan)
         if w.shape != (len(energies),) or not bool(torch.all(w > 0)) or not bool(
             torch.isfinite(w).all()
         ):
             raise ValueError(
                 f"mixture weights must be {len(energies)} positive finite numbers, got {weights!r}"
             )
-        self.register_buffer("log_weights", (w / w.sum()).log().float())
+        self.register_buffer("log_weights", (w / w.sum()).log().to(torch.get_default_dtype()))
 
     def _log_terms(self, energies: list[Tensor]) -> Tensor:
         stacked = torch.stack(energies, dim=-1)  # (B, K)

@@ -105,6 +105,11 @@ class Energy(Configurable, nn.Module):
 
         return Sum([self, other])
 
+    def __radd__(self, other: Energy | int) -> Sum | Energy:
+        if isinstance(other, int) and other == 0:  # so that sum([e1, e2, ...]) works
+            return self
+        return NotImplemented
+
     def __sub__(self, other: Energy) -> Sum:
         from ebmflow.compose import Scaled, Sum
 

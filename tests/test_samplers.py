@@ -66,7 +66,7 @@ def test_ula_matches_stationary_variance_formula(eta, s):
     n = 40_000
     expected = s**2 / (1 - eta / (2 * s**2))
     x0 = torch.zeros(n, 1)
-    steps = int(math.ceil(30 / (eta / s**2)))  # contraction (1 − η/s²)^steps < e^−30
+    steps = math.ceil(30 / (eta / s**2))  # contraction (1 − η/s²)^steps < e^−30
     result = Langevin(step_size=eta).run(IsoGaussian(std=s), x0, steps, generator=seeded(0))
     var = result.samples.var().item()
     assert abs(var - expected) < four_se(expected, n), (var, expected)
