@@ -117,7 +117,8 @@ class AnnealedLangevin(Sampler):
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
     ) -> SamplerState:
         eta = self.step_sizes[self.level(state.step)]
-        x = state.x + eta * state.score + math.sqrt(2.0 * eta) * gaussian_like(state.x, generator)
+        noise = gaussian_like(state.x, generator)
+        x = torch.add(state.x, state.score, alpha=eta).add_(noise, alpha=math.sqrt(2.0 * eta))
         sigma_next = broadcast_sigma(self.sigmas[self.level(state.step + 1)], x)
         e, s = energy.energy_and_score(x, sigma_next)
         check_finite(self.name, state.step, e, x)

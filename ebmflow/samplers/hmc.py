@@ -65,11 +65,11 @@ class HMC(Sampler):
         eps = math.exp(float(log_eps))
         x, s = state.x, state.score
         p0 = gaussian_like(x, generator)
-        p = p0 + 0.5 * eps * s
+        p = torch.add(p0, s, alpha=0.5 * eps)
         for i in range(self.n_leapfrog):
-            x = x + eps * p
+            x = torch.add(x, p, alpha=eps)
             e_new, s_new = energy.energy_and_score(x, state.sigma)
-            p = p + (eps if i < self.n_leapfrog - 1 else 0.5 * eps) * s_new
+            p.add_(s_new, alpha=eps if i < self.n_leapfrog - 1 else 0.5 * eps)
         h0 = state.energy + 0.5 * sum_squares(p0)
         h1 = e_new + 0.5 * sum_squares(p)
         accept, prob = metropolis_accept(self.name, state.step, h0 - h1, e_new, generator)

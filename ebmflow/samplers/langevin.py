@@ -48,8 +48,9 @@ class Langevin(Sampler):
     def step(
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
     ) -> SamplerState:
-        x = state.x + self.step_size * state.score
-        x = x + self.noise_scale * gaussian_like(x, generator)
+        noise = gaussian_like(state.x, generator)
+        x = torch.add(state.x, state.score, alpha=self.step_size)
+        x.add_(noise, alpha=self.noise_scale)
         e, s = energy.energy_and_score(x, state.sigma)
         check_finite(self.name, state.step, e, x)
         return SamplerState(x, e, s, state.sigma, state.step + 1)

@@ -4,8 +4,10 @@ Proposal (one ULA step):  x' = x + η s(x) + √(2η) ξ,  s = −∇ₓE,  ξ ~
 Accept with probability   α = min(1, exp(E(x) − E(x') + log q(x | x') − log q(x' | x)))
 where                     log q(a | b) = −‖a − b − η s(b)‖² / (4η).
 
-The state caches E and s at the current point, so a step costs one energy+gradient
-evaluation (at x'), the same as ULA.
+Since x − x' − η s(x') = −√(2η) (ξ + a u) with a = √(η/2) and u = s(x) + s(x'), the
+proposal ratio is log q(x | x') − log q(x' | x) = −½‖ξ + a u‖² + ½‖ξ‖² = −a ⟨u, ξ + (a/2) u⟩,
+one dot product per chain. The state caches E and s at the current point, so a step costs
+one energy+gradient evaluation (at x'), the same as ULA.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 
 from ebmflow.energy import Energy
 from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like
-from ebmflow.samplers.metropolis import metropolis_accept, select, sum_squares
+from ebmflow.samplers.metropolis import metropolis_accept, select
 from ebmflow.validation import check_positive
 
 
@@ -38,12 +40,12 @@ class MALA(Sampler):
         eta = self.step_size
         x, e, s = state.x, state.energy, state.score
         xi = gaussian_like(x, generator)
-        x_prop = x + eta * s + math.sqrt(2.0 * eta) * xi
+        x_prop = torch.add(x, s, alpha=eta).add_(xi, alpha=math.sqrt(2.0 * eta))
         e_prop, s_prop = energy.energy_and_score(x_prop, state.sigma)
-        # log q(x' | x) = −‖√(2η) ξ‖²/(4η) = −‖ξ‖²/2
-        log_q_forward = -0.5 * sum_squares(xi)
-        log_q_backward = -sum_squares(x - x_prop - eta * s_prop) / (4.0 * eta)
-        log_alpha = e - e_prop + log_q_backward - log_q_forward
+        a = math.sqrt(eta / 2.0)
+        u = s + s_prop
+        log_ratio = torch.linalg.vecdot(u.flatten(1), torch.add(xi, u, alpha=a / 2).flatten(1))
+        log_alpha = torch.sub(e, e_prop).add_(log_ratio, alpha=-a)
         accept, prob = metropolis_accept(self.name, state.step, log_alpha, e_prop, generator)
         return SamplerState(
             select(accept, x_prop, x),

@@ -12,7 +12,8 @@ from ebmflow.errors import SamplerDivergedError
 
 def sum_squares(t: Tensor) -> Tensor:
     """Per-chain squared norm ``‖t_b‖²``, shape ``(B,)``."""
-    return t.flatten(1).pow(2).sum(dim=1)
+    flat = t.flatten(1)
+    return torch.linalg.vecdot(flat, flat)
 
 
 def metropolis_accept(
@@ -24,19 +25,24 @@ def metropolis_accept(
 ) -> tuple[Tensor, Tensor]:
     """Per-chain Metropolis decision: ``(accepted (B,) bool, acceptance probability (B,))``.
 
-    A proposal with energy +∞ (zero density) is rejected; NaN or −∞ raises
-    :class:`SamplerDivergedError` rather than being silently rejected.
+    Accept where u < α = min(1, exp(log_alpha)), u ~ U(0, 1). A proposal with energy +∞
+    (zero density) is rejected. A NaN (in the energy or anywhere in log α) or an energy of
+    −∞ raises :class:`SamplerDivergedError` rather than being silently rejected. The common
+    all-finite case costs one reduction for the check.
     """
-    if not bool(torch.isfinite(proposal_energy).all()):
-        bad = torch.isnan(proposal_energy) | (proposal_energy == -math.inf)
-        if bool(bad.any()):
+    if not math.isfinite(float(log_alpha.sum())):
+        zero_density = proposal_energy == math.inf
+        bad = (torch.isnan(log_alpha) & ~zero_density) | (log_alpha == math.inf)
+        bad |= torch.isnan(proposal_energy)
+        n_bad = int(bad.sum())
+        if n_bad:
             raise SamplerDivergedError(
-                f"{owner} diverged at step {step}: NaN or −∞ energy proposed in "
-                f"{int(bad.sum())} of {proposal_energy.shape[0]} chains",
-                step=step, n_chains=int(bad.sum()),
+                f"{owner} diverged at step {step}: NaN or −∞ energy (or NaN score) proposed "
+                f"in {n_bad} of {proposal_energy.shape[0]} chains",
+                step=step, n_chains=n_bad,
             )
-        log_alpha = torch.nan_to_num(log_alpha, nan=-math.inf)  # +∞ energy: never accepted
-    accept_prob = log_alpha.clamp(max=0.0).exp()
+        log_alpha = log_alpha.masked_fill(zero_density, -math.inf)
+    accept_prob = log_alpha.clamp(max=0.0).exp_()
     u = torch.rand(log_alpha.shape, generator=generator, device=log_alpha.device,
                    dtype=log_alpha.dtype)
     return u < accept_prob, accept_prob
