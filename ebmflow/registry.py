@@ -584,8 +584,8 @@ def _check_arguments(component: Component, factory: Callable[..., Any], argument
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=1)
                 if close:
-                    hints.append(f"{key!r} -> {close[0]!r}?")
-        hint = f" (did you mean {', '.join(hints)})" if hints else ""
+                    hints.append(f"{close[0]!r} instead of {key!r}")
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise ComponentArgumentError(
             f"{component.kind} {component.qualified_name!r}: {exc}{hint}. "
             f"Accepted arguments: {accepted}"

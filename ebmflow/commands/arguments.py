@@ -1,0 +1,58 @@
+"""Argument helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ebmflow.errors import ConfigError
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (``0.1``, ``true``, ``[1, 2]``),
+    else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def add_component_options(parser: argparse.ArgumentParser, kind: str, default: str) -> None:
+    """``--KIND NAME`` and repeated ``--KIND-arg KEY=VALUE`` options."""
+    parser.add_argument(
+        f"--{kind}", default=default, metavar="NAME",
+        help=f"registered {kind} name or plugin:name (default: {default})",
+    )
+    parser.add_argument(
+        f"--{kind}-arg", dest=f"{kind}_args", action="append", type=parse_assignment,
+        default=[], metavar="KEY=VALUE",
+        help=f"an argument for the {kind}, repeatable; VALUE is JSON or a string "
+        "(default: none)",
+    )
+
+
+def load_energy(path: str) -> Any:
+    """Load a checkpoint and check that it holds an energy."""
+    import ebmflow
+
+    obj = ebmflow.load(path)
+    if not isinstance(obj, ebmflow.Energy):
+        raise ConfigError(
+            f"{path} holds a {type(obj).__name__}, not an energy; `ebmflow sample` and "
+            "`ebmflow evaluate` take an energy checkpoint"
+        )
+    return obj.eval()
+
+
+def check_sigma(energy: Any, sigma: float | None, command: str) -> None:
+    if energy.noise_conditional and sigma is None:
+        raise ConfigError(
+            f"{type(energy).__name__} is noise-conditional: `ebmflow {command}` needs "
+            "--sigma (the noise level, VE coordinates)"
+        )
+    if sigma is not None and not sigma > 0:
+        raise ConfigError(f"--sigma must be a number > 0, got {sigma}")
