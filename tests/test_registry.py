@@ -231,7 +231,7 @@ def test_component_argument_error_lists_accepted_arguments_and_suggests_a_close_
     message = str(caught.value)
     assert "'toy:rw'" in message
     assert "Accepted arguments: step_size=0.5, n_steps=10" in message
-    assert "'step_sise' -> 'step_size'" in message
+    assert "did you mean 'step_size' instead of 'step_sise'?" in message
     assert isinstance(caught.value, TypeError)
 
 
