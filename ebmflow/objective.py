@@ -1,14 +1,17 @@
 """The Objective interface: a training loss for an energy.
 
-``forward(energy, batch) -> ObjectiveOutput(loss, metrics)``. Objectives are ``nn.Module``
-so that state they keep (replay buffers, running statistics) is saved with them as buffers.
-Objectives that need samples take a :class:`~ebmflow.Sampler` in their constructor.
+``forward(energy, batch, *, generator=None) -> ObjectiveOutput(loss, metrics)``. Objectives
+are ``nn.Module`` so that state they keep (replay buffers, running statistics) is saved with
+them as buffers. Objectives that need samples take a :class:`~ebmflow.Sampler` in their
+constructor. All their randomness (sampler noise, noise levels, buffer draws) comes from
+``generator``, which the Trainer owns and checkpoints, so a resumed run is bit-identical.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from ebmflow.config import Configurable
@@ -26,5 +29,9 @@ class ObjectiveOutput:
 class Objective(Configurable, nn.Module):
     """Base class of objectives."""
 
-    def forward(self, energy: Energy, batch: Tensor) -> ObjectiveOutput:
-        raise NotImplementedError(f"{type(self).__name__} must implement forward(energy, batch)")
+    def forward(
+        self, energy: Energy, batch: Tensor, *, generator: torch.Generator | None = None
+    ) -> ObjectiveOutput:
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement forward(energy, batch, *, generator=None)"
+        )
