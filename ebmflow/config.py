@@ -46,3 +46,7 @@ class Configurable:
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments this object was built with."""
         return dict(self.__dict__.get(_CONFIG_ATTR, {}))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"

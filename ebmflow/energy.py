@@ -39,7 +39,7 @@ def broadcast_sigma(sigma: Sigma, x: Tensor) -> Tensor | None:
     return sigma
 
 
-class Energy(Configurable, nn.Module):
+class Energy(nn.Module, Configurable):
     """Base class of every energy: ``forward(x, sigma=None) -> (B,)``.
 
     Subclasses implement :meth:`forward`; :meth:`score` and :meth:`energy_and_score` come

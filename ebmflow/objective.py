@@ -26,7 +26,7 @@ class ObjectiveOutput:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-class Objective(Configurable, nn.Module):
+class Objective(nn.Module, Configurable):
     """Base class of objectives."""
 
     def forward(

@@ -4,6 +4,7 @@ value and what is accepted. Public so that plugins give the same messages."""
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 
@@ -18,6 +19,10 @@ def check_positive(owner: str, name: str, value: Any, *, allow_zero: bool = Fals
 
 def check_positive_int(owner: str, name: str, value: Any, *, minimum: int = 1) -> int:
     """Validate an integer ≥ ``minimum`` for a component argument."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    try:
+        number = operator.index(value)  # ints and integer-like (numpy, 0-d int tensors)
+    except TypeError:
+        number = None
+    if number is None or isinstance(value, bool) or number < minimum:
         raise ValueError(f"{owner}: {name} must be an integer ≥ {minimum}, got {value!r}")
-    return value
+    return number
