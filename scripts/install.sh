@@ -21,8 +21,9 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # Pinned first: the CPU build on local disk. A loose "torch" can pull a multi-GB CUDA build.
 "${pip[@]}" install torch==2.13.0
 args=(-e ".[$extras]")
+plugins=()
 for plugin in plugins/*/; do
-  [ -f "$plugin/pyproject.toml" ] && args+=(-e "$plugin")
+  [ -f "$plugin/pyproject.toml" ] && args+=(-e "$plugin") && plugins+=("$(basename "$plugin")")
 done
 "${pip[@]}" install "${args[@]}"
-echo "installed ebmflow and ${#args[@]} distributions' worth of editable installs into $VENV"
+echo "installed ebmflow[$extras] and ${#plugins[@]} plugin(s) ${plugins[*]} into $VENV" >&2
