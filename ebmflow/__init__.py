@@ -20,6 +20,7 @@ from ebmflow.errors import (
     PluginError,
     PluginWarning,
     SamplerDivergedError,
+    TrainingDivergedError,
     UnknownComponentError,
     UnknownKindError,
 )
@@ -47,6 +48,7 @@ _LAZY: dict[str, str] = {
     "SampleResult": "ebmflow.samplers.base:SampleResult",
     "Objective": "ebmflow.objective:Objective",
     "ObjectiveOutput": "ebmflow.objective:ObjectiveOutput",
+    "ReplayBuffer": "ebmflow.replay_buffer:ReplayBuffer",
     "Dataset": "ebmflow.datasets.base:Dataset",
     "NoiseSchedule": "ebmflow.noise_schedules.base:NoiseSchedule",
     "Configurable": "ebmflow.config:Configurable",
@@ -77,6 +79,8 @@ _LAZY: dict[str, str] = {
     # checkpoints
     "save": "ebmflow.checkpoint:save",
     "load": "ebmflow.checkpoint:load",
+    # training
+    "Trainer": "ebmflow.trainer:Trainer",
     # evaluation (a module: ebmflow.evaluate.grid_log_z, ...)
     "evaluate": "ebmflow.evaluate",
 }
@@ -94,6 +98,7 @@ __all__ = [
     "PluginInfo",
     "PluginWarning",
     "SamplerDivergedError",
+    "TrainingDivergedError",
     "UnknownComponentError",
     "UnknownKindError",
     "__version__",

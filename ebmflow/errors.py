@@ -58,3 +58,15 @@ class SamplerDivergedError(EbmflowError, FloatingPointError):
 
 class CheckpointError(EbmflowError):
     """A checkpoint folder that is missing, truncated, tampered or needs a missing plugin."""
+
+
+class TrainingDivergedError(EbmflowError, FloatingPointError):
+    """The loss or a gradient became NaN or infinite.
+
+    ``step`` is the 1-based number of the step that produced it (the update was not applied
+    when the check runs every step, as it does on the CPU).
+    """
+
+    def __init__(self, message: str, *, step: int) -> None:
+        super().__init__(message)
+        self.step = step

@@ -13,9 +13,12 @@ from typing import Any
 from ebmflow.commands.evaluate import add_evaluate
 from ebmflow.commands.listing import add_components, add_plugins
 from ebmflow.commands.sample import add_sample
+from ebmflow.commands.train import add_train
 
 #: A function that adds one sub-command to the ``subparsers`` action.
 CommandAdder = Callable[[Any], None]
 
 #: The core's sub-commands, in the order ``--help`` lists them.
-CORE_COMMANDS: list[CommandAdder] = [add_plugins, add_components, add_sample, add_evaluate]
+CORE_COMMANDS: list[CommandAdder] = [
+    add_plugins, add_components, add_sample, add_evaluate, add_train,
+]

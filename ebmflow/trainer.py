@@ -1,0 +1,1330 @@
+"""The Trainer: fits any Objective on any Energy; checkpoints, exact resume, EMA, torchrun.
+
+One training step, for the batch ``x`` of step ``i`` (``i`` = 0, 1, …):
+
+    lr_i = lr · f(i)                                   (f: the learning-rate schedule)
+    L    = objective(energy, x, generator=g_obj).loss
+    g    = ∇_θ L                (averaged over ranks under torchrun)
+    g    = g · min(1, c / ‖g‖)   (with ``grad_clip=c``)
+    θ    = optimizer step(θ, g, lr_i)
+    θ̄    = d · θ̄ + (1 − d) · θ  (with ``ema=d``)
+
+Randomness
+----------
+All of it comes from two ``torch.Generator``\\ s the Trainer owns, seeded from ``seed``: the
+*data* generator draws batches (``data.sample(batch_size, g_data)`` for a Dataset, a
+permutation per epoch for a tensor) and the *objective* generator is passed to
+``objective(energy, batch, generator=g_obj)`` (sampler noise, noise levels, replay-buffer
+draws). Both are saved in checkpoints, so a resumed run is bit-identical on the CPU (with
+the same number of torch threads: CPU reductions are split by thread). The global RNG is
+never read or written (an energy with dropout uses it on its own).
+
+Divergence
+----------
+A NaN or infinite loss or gradient raises :class:`TrainingDivergedError` naming the step.
+On the CPU the check runs every step before the update (reading a scalar costs nothing
+there), so the bad update is never applied. On accelerators reading a scalar is a device
+sync, so the per-step flags are read at the next log step or checkpoint instead: the error
+still names the first bad step, and no checkpoint is written after it. A
+:class:`~ebmflow.SamplerDivergedError` (or any other ebmflow error) from the objective is
+re-raised with the training step added to its message.
+
+Checkpoints (``checkpoint_dir``)
+--------------------------------
+A training checkpoint is an ordinary ebmflow checkpoint folder (see
+:mod:`ebmflow.checkpoint`), written atomically with
+:func:`~ebmflow.checkpoint.write_checkpoint_folder`, plus the training state::
+
+    config.json            the energy's component record (what ebmflow.save writes) and
+                           metadata.training = {step, steps, weights: "ema" | "raw", ema,
+                           world_size}
+    model.safetensors      the energy's weights: the EMA weights θ̄ when ema is on
+    arguments.safetensors  the energy's tensor constructor arguments (only if it has any)
+    training.json          step, the run config (tables as in TOML) and Trainer arguments,
+                           the optimizer's state dict without its tensors, the data cursor,
+                           the metrics of the current logging interval
+    training.safetensors   the optimizer's tensors (optimizer.state.<i>.<name>), generator
+                           states (generator.data, generator.objective.rank<r>), the raw
+                           weights θ when ema is on (weights.<name>), the epoch's
+                           permutation for tensor data (data.permutation)
+    objective.safetensors  objective.state_dict() (replay buffers, chains); with several
+                           ranks one copy per rank, keys prefixed rank<r>.
+    metrics.jsonl          the logged metrics so far, one JSON object per line
+
+So ``ebmflow.load(checkpoint_dir)`` returns the energy — with the EMA weights when EMA is
+on, which is what sampling and evaluation want — and ``ebmflow evaluate checkpoint_dir``
+works on it. :meth:`Trainer.resume` and ``fit(resume=True)`` read the rest. There is no
+pickle: tensors are safetensors, everything else JSON.
+
+Distributed training (torchrun)
+-------------------------------
+Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) ``fit`` initialises
+``torch.distributed`` from the environment variables torchrun sets (gloo on the CPU, NCCL
+on CUDA; a process group that already exists is used as it is) and:
+
+- broadcasts rank 0's parameters at the start, so every rank starts from the same θ;
+- shards the data: every rank draws the same *global* batch of ``batch_size`` rows from the
+  shared data generator and keeps rows ``rank::world_size``, so 2 ranks × B/2 rows see
+  exactly the batch 1 rank × B rows sees;
+- gives each rank its own objective generator (seeded from ``seed`` and the rank), so
+  sampler chains and replay buffers are rank-local;
+- averages gradients after ``backward()`` with one all-reduce of a flat buffer holding every
+  gradient and the loss. With losses that are means over the batch, the averaged gradient is
+  the gradient of the global-batch loss, so the run matches a single process up to float
+  rounding. This is done by hand rather than with ``DistributedDataParallel`` because
+  objectives call the energy many times per step (sampler steps, the data term, the
+  negative term) and differentiate through scores with ``torch.autograd.grad(...,
+  create_graph=True)``: DDP's reducer fires on the parameters' gradient hooks and expects one
+  forward and one backward per step, so it breaks on double backward and needs
+  ``no_sync``/``find_unused_parameters`` workarounds around sampling. Reducing after
+  ``backward()`` is independent of how the objective computes its loss, at the price of not
+  overlapping communication with the backward pass. As with DDP, a parameter no rank
+  differentiated gets a zero gradient rather than none;
+- checks the loss and gradients for NaN/inf after the reduction, so every rank stops at the
+  same step;
+- writes checkpoints and ``metrics_file`` on rank 0 only: the per-rank objective states and
+  generators are gathered to rank 0, which writes the folder while the others wait for its
+  result (a write error is raised on every rank). Metrics are averaged over ranks;
+- destroys the process group it created when ``fit`` returns or raises. When one rank fails,
+  the others' next collective fails too (gloo) or torchrun stops them.
+Every rank reads the same checkpoint folder to resume, so it must be on a shared file system
+for multi-node runs; resuming needs the same number of ranks (the rank-local state is saved
+per rank).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ebmflow.checkpoint import (
+    ARGUMENTS_FILE,
+    WEIGHTS_FILE,
+    _component_of,
+    _component_record,
+    _decode,
+    _encode,
+    _encode_arguments,
+    read_json,
+    read_tensors,
+    resolve,
+    write_checkpoint_folder,
+)
+from ebmflow.config import Configurable
+from ebmflow.energy import Energy
+from ebmflow.errors import (
+    CheckpointError,
+    ConfigError,
+    EbmflowError,
+    SamplerDivergedError,
+    TrainingDivergedError,
+)
+from ebmflow.objective import Objective, ObjectiveOutput
+from ebmflow.registry import PluginHost, default_host
+
+#: Files a training checkpoint adds to the energy's checkpoint folder.
+TRAINING_STATE_FILE = "training.json"
+TRAINING_TENSORS_FILE = "training.safetensors"
+OBJECTIVE_FILE = "objective.safetensors"
+METRICS_FILE = "metrics.jsonl"
+
+#: ``optimizer=`` names and the ``torch.optim`` classes they build.
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
+
+#: ``lr_schedule=`` names and the arguments each accepts (with defaults).
+LR_SCHEDULES: dict[str, dict[str, Any]] = {
+    "constant": {},
+    "linear-warmup": {"warmup": 0},
+    "cosine": {"warmup": 0, "min_factor": 0.0, "steps": None},
+}
+
+_RECORD_KEYS = ("step", "loss", "grad_norm", "lr")
+
+
+# -- argument checks --------------------------------------------------------------------
+
+
+def _int_arg(name: str, value: Any, minimum: int, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        accepted = f"an integer ≥ {minimum}" + (" or None" if optional else "")
+        raise ConfigError(f"Trainer: {name} must be {accepted}, got {value!r}")
+    return value
+
+
+def _positive_arg(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"Trainer: {name} must be a number > 0 or None, got {value!r}")
+    return float(value)
+
+
+def _check_names(owner: str, given: Mapping[str, Any], accepted: Sequence[str]) -> None:
+    import difflib
+
+    for key in given:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, list(accepted), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{owner}: unknown argument {key!r}{hint}; accepted: "
+                f"{', '.join(accepted) or 'none'}"
+            )
+
+
+def _spec(what: str, spec: Any, names: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """``"name"`` or ``{"name": ..., **arguments}`` as (name, arguments)."""
+    if isinstance(spec, str):
+        name, arguments = spec, {}
+    elif isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+        arguments = dict(spec)
+        name = arguments.pop("name")
+    else:
+        raise ConfigError(
+            f"Trainer: {what} must be a name or a dict with a 'name' key (one of "
+            f"{', '.join(names)}), got {spec!r}"
+        )
+    if name not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(names), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"Trainer: unknown {what} {name!r}{hint} Accepted: {', '.join(names)}"
+        )
+    return name, arguments
+
+
+def _make_optimizer(spec: Any, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """``torch.optim`` optimizer from ``"adam"``, ``{"name": "adam", "lr": 1e-3, ...}`` or a
+    callable ``params -> Optimizer``."""
+    if callable(spec) and not isinstance(spec, (str, Mapping)):
+        optimizer = spec(params)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ConfigError(
+                f"Trainer: the optimizer factory returned a {type(optimizer).__name__}, "
+                f"not a torch.optim.Optimizer"
+            )
+        return optimizer
+    name, arguments = _spec("optimizer", spec, list(OPTIMIZERS))
+    cls = getattr(torch.optim, OPTIMIZERS[name])
+    accepted = [p for p in inspect.signature(cls).parameters if p != "params"]
+    _check_names(f"Trainer: optimizer {name!r}", arguments, accepted)
+    if isinstance(arguments.get("betas"), list):  # TOML and JSON arrays are lists
+        arguments["betas"] = tuple(arguments["betas"])
+    try:
+        return cls(params, **arguments)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Trainer: optimizer {name!r}: {exc}") from None
+
+
+class LRSchedule:
+    """The learning-rate factor f(i) of step ``i`` (0-based): lr_i = lr · f(i).
+
+    - ``constant``: f = 1.
+    - ``linear-warmup`` (``warmup`` = W): f = min(1, (i + 1) / W).
+    - ``cosine`` (``warmup`` = W, ``min_factor`` = m, ``steps`` = T, default the Trainer's
+      ``steps``): the warm-up above, then f = m + (1 − m) · ½ (1 + cos(π (i − W) / (T − W))).
+    """
+
+    def __init__(self, spec: Any, steps: int) -> None:
+        name, arguments = _spec("lr_schedule", spec, list(LR_SCHEDULES))
+        defaults = LR_SCHEDULES[name]
+        _check_names(f"Trainer: lr_schedule {name!r}", arguments, list(defaults))
+        values = {**defaults, **arguments}
+        self.name = name
+        self.warmup = _int_arg("lr_schedule warmup", values.get("warmup", 0), 0)
+        min_factor = values.get("min_factor", 0.0)
+        if not (isinstance(min_factor, (int, float)) and not isinstance(min_factor, bool)
+                and 0.0 <= min_factor <= 1.0):
+            raise ConfigError(
+                f"Trainer: lr_schedule min_factor must be a number in [0, 1], got "
+                f"{min_factor!r}"
+            )
+        self.min_factor = float(min_factor)
+        total = values.get("steps")
+        self.steps = steps if total is None else _int_arg("lr_schedule steps", total, 1)
+
+    def __call__(self, i: int) -> float:
+        if i < self.warmup:
+            return (i + 1) / self.warmup
+        if self.name != "cosine":
+            return 1.0
+        span = max(1, self.steps - self.warmup)
+        progress = min(1.0, (i - self.warmup) / span)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_factor + (1.0 - self.min_factor) * cosine
+
+
+# -- randomness and data ----------------------------------------------------------------
+
+
+def _derive_seed(seed: int, *labels: Any) -> int:
+    """A 63-bit seed for the stream ``labels`` of run ``seed`` (independent streams)."""
+    digest = hashlib.sha256(repr((seed, *labels)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class _DatasetBatches:
+    """Global batches ``data.sample(batch_size, g)``; this rank keeps rows ``rank::world``."""
+
+    def __init__(self, data: Any, batch_size: int, rank: int, world: int,
+                 generator: torch.Generator, device: torch.device) -> None:
+        self.data, self.batch_size, self.rank, self.world = data, batch_size, rank, world
+        self.generator, self.device = generator, device
+
+    def next(self) -> Tensor:
+        x = self.data.sample(self.batch_size, self.generator)
+        if self.world > 1:
+            x = x[self.rank::self.world].contiguous()
+        return x.to(self.device)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        return {"kind": "dataset"}, {}
+
+    def load_state(self, state: Mapping[str, Any], tensors: Mapping[str, Tensor],
+                   where: str) -> None:
+        if state.get("kind") != "dataset":
+            raise CheckpointError(
+                f"{where}: the checkpoint's run drew batches from a "
+                f"{state.get('kind')} but this Trainer's data is a dataset"
+            )
+
+
+class _TensorBatches:
+    """Batches of a tensor ``(N, …)``: a permutation of the rows per epoch from ``g``, cut
+    into consecutive global batches (the last incomplete one is dropped); this rank keeps
+    rows ``rank::world`` of each."""
+
+    def __init__(self, data: Tensor, batch_size: int, rank: int, world: int,
+                 generator: torch.Generator, device: torch.device) -> None:
+        self.data, self.batch_size, self.rank, self.world = data, batch_size, rank, world
+        self.generator, self.device = generator, device
+        self.permutation: Tensor | None = None
+        self.position = 0
+
+    def next(self) -> Tensor:
+        n = self.data.shape[0]
+        if self.permutation is None or self.position + self.batch_size > n:
+            self.permutation = torch.randperm(n, generator=self.generator).to(self.data.device)
+            self.position = 0
+        index = self.permutation[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        if self.world > 1:
+            index = index[self.rank::self.world]
+        return self.data[index].to(self.device)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        tensors = {} if self.permutation is None else {"data.permutation": self.permutation}
+        return {"kind": "tensor", "rows": self.data.shape[0], "position": self.position}, tensors
+
+    def load_state(self, state: Mapping[str, Any], tensors: Mapping[str, Tensor],
+                   where: str) -> None:
+        if state.get("kind") != "tensor":
+            raise CheckpointError(
+                f"{where}: the checkpoint's run drew batches from a "
+                f"{state.get('kind')} but this Trainer's data is a tensor"
+            )
+        if state.get("rows") != self.data.shape[0]:
+            raise CheckpointError(
+                f"{where}: the checkpoint's run trained on a tensor of {state.get('rows')} "
+                f"rows; this Trainer's data has {self.data.shape[0]}"
+            )
+        permutation = tensors.get("data.permutation")
+        self.permutation = None if permutation is None else permutation.to(self.data.device)
+        self.position = int(state.get("position", 0))
+
+
+# -- distributed ------------------------------------------------------------------------
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size): from an initialised process group, else torchrun's variables."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    try:
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise ConfigError(
+            f"Trainer: RANK={os.environ.get('RANK')!r} and WORLD_SIZE="
+            f"{os.environ.get('WORLD_SIZE')!r} must be integers (torchrun sets them)"
+        ) from None
+
+
+# -- the Trainer ------------------------------------------------------------------------
+
+
+class Trainer:
+    """Fit ``objective`` on ``energy`` with batches from ``data``.
+
+    Args:
+        energy: the :class:`~ebmflow.Energy` to train (updated in place).
+        objective: any :class:`~ebmflow.Objective`; called as
+            ``objective(energy, batch, generator=g)`` once per step. Its trainable
+            parameters, if any, are optimised too; its buffers are checkpointed.
+        data: a Dataset (``data.sample(batch_size, generator)`` per step) or a tensor
+            ``(N, …)`` (a seeded permutation per epoch; the last partial batch is dropped).
+        optimizer: ``"adam"`` | ``"adamw"`` | ``"sgd"`` | ``"rmsprop"``, a dict
+            ``{"name": "adam", "lr": ..., ...}`` of ``torch.optim`` arguments, or a callable
+            ``params -> torch.optim.Optimizer`` (not recorded in the run config).
+        lr_schedule: ``None`` (constant), or a name or dict of :class:`LRSchedule`:
+            ``{"name": "cosine", "warmup": 100, "min_factor": 0.1}``,
+            ``{"name": "linear-warmup", "warmup": 100}``, ``"constant"``.
+        batch_size: rows per step, over all ranks together (the global batch).
+        steps: the total number of steps; ``fit`` stops when ``step`` reaches it.
+        seed: seeds the data generator and the objective generator(s).
+        grad_clip: clip the gradient's global 2-norm to this value (``None``: no clipping).
+        ema: decay d of an exponential moving average θ̄ = d θ̄ + (1 − d) θ of the energy's
+            parameters (``None``: no EMA); checkpoints' ``model.safetensors`` holds θ̄.
+        compile: ``energy.compile()`` (``torch.compile`` in place, so the objective's
+            calls go through the compiled forward). Score-matching objectives that
+            differentiate through the score need double backward, which compiled graphs
+            do not support.
+        checkpoint_dir: the checkpoint folder (see the module docstring), written every
+            ``checkpoint_every`` steps and when ``fit`` ends. Needs a registered energy.
+        checkpoint_every: steps between checkpoints (``None``: only at the end of ``fit``).
+        log_every: steps between log records (means over the interval) and progress-bar
+            updates of the loss and metrics.
+        progress: show a tqdm progress bar (rank 0 only).
+        metrics_file: a JSON-lines file that each log record is appended to as it is made
+            (rank 0 only; rewritten from the history when ``fit`` starts).
+        device: where to train; the energy and objective are moved there. Default: the
+            energy's device. Under torchrun ``"cuda"`` means ``cuda:LOCAL_RANK``.
+        host: the registry for checkpoints and rebuilding components
+            (default ``ebmflow.default_host()``).
+        run_config: the run's tables (``data``, ``energy``, ``objective``, ``sampler``,
+            ``train``) as :func:`ebmflow.run_config.build` passes them; stored in
+            checkpoints so that :meth:`resume` can rebuild the components. By default it is
+            derived from the components when they are registered.
+
+    Attributes:
+        step: the number of steps done.
+        history: the log records so far, dicts with ``step``, ``loss`` and the objective's
+            metrics (means over the logging interval, and over ranks), ``lr`` (of the last
+            step) and ``grad_norm`` (‖g‖₂ of the last step's gradient, before clipping).
+        optimizer: the ``torch.optim`` optimizer.
+    """
+
+    def __init__(
+        self,
+        energy: Energy,
+        objective: Objective,
+        data: Any,
+        *,
+        optimizer: Any = "adam",
+        lr_schedule: Any = None,
+        batch_size: int = 256,
+        steps: int = 1000,
+        seed: int = 0,
+        grad_clip: float | None = None,
+        ema: float | None = None,
+        compile: bool = False,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        log_every: int = 50,
+        progress: bool = True,
+        metrics_file: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        host: PluginHost | None = None,
+        run_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(energy, Energy):
+            raise ConfigError(f"Trainer: energy must be an ebmflow.Energy, got "
+                              f"{type(energy).__name__}")
+        if not isinstance(objective, Objective):
+            raise ConfigError(f"Trainer: objective must be an ebmflow.Objective, got "
+                              f"{type(objective).__name__}")
+        self.host = default_host() if host is None else host
+        self.batch_size = _int_arg("batch_size", batch_size, 1)
+        self.steps = _int_arg("steps", steps, 0)
+        self.seed = _int_arg("seed", seed, 0)
+        self.grad_clip = _positive_arg("grad_clip", grad_clip)
+        if ema is not None and not (isinstance(ema, (int, float)) and not isinstance(ema, bool)
+                                    and 0.0 < ema < 1.0):
+            raise ConfigError(f"Trainer: ema must be a decay in (0, 1) or None, got {ema!r}")
+        self.ema_decay = None if ema is None else float(ema)
+        if not isinstance(compile, bool):
+            raise ConfigError(f"Trainer: compile must be true or false, got {compile!r}")
+        self.checkpoint_every = _int_arg("checkpoint_every", checkpoint_every, 1, optional=True)
+        self.log_every = _int_arg("log_every", log_every, 1)
+        self.progress = bool(progress)
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.metrics_file = None if metrics_file is None else Path(metrics_file)
+        if self.checkpoint_every is not None and self.checkpoint_dir is None:
+            raise ConfigError("Trainer: checkpoint_every needs a checkpoint_dir")
+
+        self.rank, self.world_size = _world()
+        if self.batch_size % self.world_size:
+            raise ConfigError(
+                f"Trainer: batch_size {self.batch_size} (the global batch) must be divisible "
+                f"by the number of ranks, {self.world_size}"
+            )
+        self.device = self._resolve_device(energy, device)
+        self.energy = energy.to(self.device)
+        self.objective = objective.to(self.device)
+        if compile:
+            self.energy.compile()
+
+        self.data = data
+        self._data_generator = torch.Generator().manual_seed(_derive_seed(self.seed, "data"))
+        self._objective_generator = torch.Generator(device=self.device).manual_seed(
+            _derive_seed(self.seed, "objective", self.rank))
+        if isinstance(data, Tensor):
+            if data.ndim < 1 or data.shape[0] < self.batch_size:
+                raise ConfigError(
+                    f"Trainer: tensor data needs at least batch_size = {self.batch_size} rows, "
+                    f"got shape {tuple(data.shape)}"
+                )
+            self._batches: Any = _TensorBatches(data, self.batch_size, self.rank,
+                                                self.world_size, self._data_generator,
+                                                self.device)
+        elif callable(getattr(data, "sample", None)):
+            self._batches = _DatasetBatches(data, self.batch_size, self.rank, self.world_size,
+                                            self._data_generator, self.device)
+        else:
+            raise ConfigError(
+                f"Trainer: data must be an ebmflow Dataset (with sample(n, generator)) or a "
+                f"tensor (N, ...), got {type(data).__name__}"
+            )
+
+        self._energy_params = [p for p in self.energy.parameters() if p.requires_grad]
+        seen = {id(p) for p in self._energy_params}
+        self._params = self._energy_params + [
+            p for p in self.objective.parameters() if p.requires_grad and id(p) not in seen
+        ]
+        if not self._energy_params:
+            raise ConfigError(
+                f"Trainer: {type(energy).__name__} has no trainable parameters (analytic "
+                f"energies such as gaussian and gmm keep theirs as buffers)"
+            )
+        self.optimizer = _make_optimizer(optimizer, self._params)
+        self._base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.lr_schedule = None if lr_schedule is None else LRSchedule(lr_schedule, self.steps)
+
+        self._train_arguments = {
+            "optimizer": optimizer if isinstance(optimizer, (str, Mapping)) else None,
+            "lr_schedule": lr_schedule, "batch_size": self.batch_size, "steps": self.steps,
+            "seed": self.seed, "grad_clip": grad_clip, "ema": ema, "compile": compile,
+            "checkpoint_every": self.checkpoint_every, "log_every": self.log_every,
+        }
+        self._run_config = None if run_config is None else dict(run_config)
+        self._energy_files: tuple[dict[str, Any], dict[str, Tensor]] | None = None
+        if self.checkpoint_dir is not None:
+            self._energy_checkpoint_record()  # fail now, not at the first checkpoint
+
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self._ema: list[Tensor] | None = None
+        self._param_data = [p.detach() for p in self._energy_params]
+        self._pending_loss: list[Any] = []
+        self._pending_metrics: list[Mapping[str, Any]] = []
+        self._pending_checks: list[tuple[int, Tensor, Tensor]] = []  # (step, 0 if ok, loss)
+        # the CPU reads a scalar for free: check every step before the update. On
+        # accelerators a read is a device sync, so checks are batched at log steps.
+        self._check_every_step = self.device.type == "cpu"
+        self._last_checkpoint: tuple[Path, int] | None = None
+        self._metrics_handle: Any = None
+        self._flat: Tensor | None = None
+        self._last_norm: Tensor | None = None
+        self._one = torch.ones(1, device=self.device)
+        self._fused_check = True
+
+    # -- set-up helpers ------------------------------------------------------------------
+
+    def _resolve_device(self, energy: Energy, device: Any) -> torch.device:
+        if device is None:
+            first = next(iter(energy.parameters()), None)
+            return first.device if first is not None else torch.device("cpu")
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"Trainer: device {device!r} is not a torch device "
+                              f"(e.g. 'cpu', 'cuda', 'cuda:1')") from None
+        if device.type == "cuda" and device.index is None and self.world_size > 1:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return device
+
+    def _energy_checkpoint_record(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """The energy's config.json record and tensor arguments (what ebmflow.save writes)."""
+        if self._energy_files is None:
+            try:
+                component = _component_of(self.energy, self.host)
+            except CheckpointError as exc:
+                raise ConfigError(
+                    f"Trainer: checkpoints need a registered energy so that ebmflow.load can "
+                    f"rebuild it: {exc}"
+                ) from None
+            tensors: dict[str, Tensor] = {}
+            record = _component_record(component, self.host)
+            record["arguments"] = _encode_arguments(self.energy, self.host, tensors,
+                                                    root=self.energy, prefix="")
+            self._energy_files = (record, tensors)
+        return self._energy_files
+
+    def run_config(self) -> dict[str, Any]:
+        """The run's tables (``data``, ``energy``, ``objective``, [``sampler``], ``train``)
+        as stored in checkpoints; a component that is not registered, or has arguments JSON
+        cannot hold, is ``None`` (pass it to :meth:`resume` yourself)."""
+        if self._run_config is not None:
+            run = dict(self._run_config)
+        else:
+            run = {
+                "data": None if isinstance(self.data, Tensor)
+                else _component_config(self.data, self.host),
+                "energy": _component_config(self.energy, self.host),
+                "objective": _component_config(self.objective, self.host),
+            }
+        train = {**(run.get("train") or {}), **self._train_arguments}
+        for key, value in train.items():
+            try:
+                train[key] = json.loads(json.dumps(value, allow_nan=False))
+            except (TypeError, ValueError):
+                train[key] = None  # e.g. an optimizer factory: pass it to resume yourself
+        run["train"] = train
+        return run
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def fit(self, *, resume: bool = False, until: int | None = None) -> list[dict[str, Any]]:
+        """Train from ``step`` up to ``steps`` (or up to ``until``); return :attr:`history`.
+
+        With ``resume=True`` the training state in ``checkpoint_dir`` is loaded first when
+        there is one (otherwise training starts from scratch), so a preempted job can simply
+        be restarted with the same call. ``until`` stops early at that step without changing
+        the run (the learning-rate schedule still spans ``steps``), e.g. to split a run over
+        several jobs; ``fit`` continues from wherever the previous call stopped.
+
+        Raises:
+            TrainingDivergedError: the loss or a gradient is NaN or infinite (named step; the
+                last checkpoint written is left as it was).
+            SamplerDivergedError: the objective's sampler diverged; the message names the
+                training step.
+        """
+        created = self._init_distributed()
+        bar = None
+        try:
+            if resume:
+                if self.checkpoint_dir is None:
+                    raise ConfigError("Trainer.fit(resume=True) needs a checkpoint_dir")
+                if _exists(self.checkpoint_dir):
+                    self.load_checkpoint(self.checkpoint_dir)
+            if self.world_size > 1:
+                self._broadcast_parameters()
+            if self.ema_decay is not None and self._ema is None:
+                self._ema = [p.clone() for p in self._param_data]
+            self._open_metrics_file()
+            stop = self.steps if until is None else min(
+                self.steps, _int_arg("until", until, 0))
+            if self.step >= stop:
+                return self.history
+            if self.progress and self.rank == 0:
+                from tqdm import tqdm
+
+                bar = tqdm(total=self.steps, initial=self.step, desc="train", unit="step",
+                           dynamic_ncols=True)
+            self._loop(bar, stop)
+            if self.checkpoint_dir is not None and (
+                self._last_checkpoint is None or self._last_checkpoint[1] != self.step
+            ):
+                self.save_checkpoint()
+            return self.history
+        finally:
+            if bar is not None:
+                bar.close()
+            if self._metrics_handle is not None:
+                self._metrics_handle.close()
+                self._metrics_handle = None
+            if created:
+                import torch.distributed as dist
+
+                with contextlib.suppress(Exception):
+                    dist.destroy_process_group()
+
+    def _loop(self, bar: Any, stop: int) -> None:
+        energy, objective, optimizer = self.energy, self.objective, self.optimizer
+        params = self._params
+        next_batch, generator = self._batches.next, self._objective_generator
+        schedule, groups, base_lrs = self.lr_schedule, optimizer.param_groups, self._base_lrs
+        clip, ema, ema_weight = self.grad_clip, self._ema, None
+        if ema is not None:
+            ema_weight = 1.0 - self.ema_decay
+        distributed = self.world_size > 1
+        check_now, device = self._check_every_step, self.device
+        log_every, checkpoint_every, total = self.log_every, self.checkpoint_every, self.steps
+        pending_loss, pending_metrics = self._pending_loss, self._pending_metrics
+        pending_checks = self._pending_checks
+        first = True
+        for i in range(self.step, stop):
+            if schedule is not None:
+                factor = schedule(i)
+                for group, base in zip(groups, base_lrs):
+                    group["lr"] = base * factor
+            batch = next_batch()
+            optimizer.zero_grad(set_to_none=True)
+            try:
+                out = objective(energy, batch, generator=generator)
+            except SamplerDivergedError as exc:
+                self._flush_checks()  # an earlier bad gradient is the real cause
+                raise SamplerDivergedError(
+                    f"training step {i + 1} of {total}: {exc}", step=exc.step,
+                    n_chains=exc.n_chains,
+                ) from exc
+            except EbmflowError as exc:  # e.g. an objective's own non-finite-loss error
+                self._flush_checks()
+                raise _with_prefix(exc, f"training step {i + 1} of {total}") from exc
+            if first:
+                self._check_output(out)
+                first = False
+            loss = out.loss
+            loss.backward()
+            loss_value = self._all_reduce_gradients(loss, i) if distributed else loss.detach()
+            # NaN/inf check of the loss and the gradients: flag = 1 if a gradient is not
+            # finite (one fused kernel); with clipping the norm tells the same.
+            if clip is not None:
+                self._last_norm = flag = torch.nn.utils.clip_grad_norm_(params, clip)
+                if check_now:
+                    bad = not math.isfinite(flag.item())
+            else:
+                flag = torch.zeros(1, device=device)
+                self._mark_nonfinite(
+                    [self._flat] if distributed
+                    else [p.grad for p in params if p.grad is not None], flag)
+                if check_now:
+                    bad = flag.item() != 0
+            if check_now:
+                if bad or not math.isfinite(loss_value.item()):
+                    self._raise_diverged(i + 1, loss_value)
+            else:  # 0 when all is finite, else 1 or NaN; read at the next log step
+                pending_checks.append((i + 1, (flag * 0 if clip is not None else flag)
+                                       .reshape(()) + loss_value * 0, loss_value))
+            optimizer.step()
+            if ema is not None:
+                torch._foreach_lerp_(ema, self._param_data, ema_weight)
+            step = i + 1
+            self.step = step
+            pending_loss.append(loss_value)
+            pending_metrics.append(out.metrics)
+            if bar is not None:
+                bar.update(1)
+            if step % log_every == 0 or step == total:
+                self._log(bar)
+            if checkpoint_every is not None and step % checkpoint_every == 0 and step < stop:
+                self.save_checkpoint()
+
+    def _mark_nonfinite(self, tensors: list[Tensor], found: Tensor) -> None:
+        """Set ``found`` to 1 if any of ``tensors`` holds a NaN or an infinity.
+
+        One fused kernel (the op ``torch.amp.GradScaler`` uses, scaling by exactly 1);
+        where this torch lacks it for the device, a norm per tensor instead.
+        """
+        if not tensors:
+            return
+        if self._fused_check:
+            try:
+                torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, self._one)
+                return
+            except (AttributeError, RuntimeError, NotImplementedError):
+                self._fused_check = False
+        norms = torch.stack(torch._foreach_norm(tensors))
+        found.copy_((~torch.isfinite(norms)).any().reshape(1).to(found.dtype))
+
+    def _check_output(self, out: Any) -> None:
+        name = type(self.objective).__name__
+        if not isinstance(out, ObjectiveOutput):
+            raise EbmflowError(
+                f"{name}.forward returned a {type(out).__name__}; objectives return "
+                f"ebmflow.ObjectiveOutput(loss, metrics)"
+            )
+        loss = out.loss
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise EbmflowError(f"{name} returned a loss of shape {shape}; expected a scalar "
+                               f"tensor")
+        if not loss.requires_grad:
+            raise EbmflowError(
+                f"{name} returned a loss that does not depend on any trainable parameter "
+                f"(it has no gradient); did the objective detach the energy's output?"
+            )
+
+    def _raise_diverged(self, step: int, loss: Tensor) -> None:
+        where = (f"; the last checkpoint, {self._last_checkpoint[0]} at step "
+                 f"{self._last_checkpoint[1]}, is intact" if self._last_checkpoint else "")
+        norm = float(_grad_norm(self._params))
+        raise TrainingDivergedError(
+            f"training diverged at step {step} of {self.steps}: loss {float(loss):.6g}, "
+            f"gradient norm {norm:.6g} ({type(self.objective).__name__} on "
+            f"{type(self.energy).__name__}); the update was not applied{where}. Try a smaller "
+            f"learning rate, grad_clip, or a smaller sampler step size",
+            step=step,
+        )
+
+    def _flush_checks(self) -> None:
+        """Run the batched NaN/inf checks (accelerators): one device sync."""
+        if not self._pending_checks:
+            return
+        steps, checks, losses = zip(*self._pending_checks)
+        self._pending_checks.clear()
+        values = torch.stack(list(checks)).tolist()
+        for step, value, loss in zip(steps, values, losses):
+            if value != 0:
+                self._raise_diverged_late(step, loss)
+
+    def _raise_diverged_late(self, step: int, loss: Tensor) -> None:
+        where = (f"; the last checkpoint, {self._last_checkpoint[0]} at step "
+                 f"{self._last_checkpoint[1]}, is intact" if self._last_checkpoint else "")
+        raise TrainingDivergedError(
+            f"training diverged at step {step} of {self.steps}: the loss ({float(loss):.6g}) "
+            f"or a gradient is NaN or infinite ({type(self.objective).__name__} on "
+            f"{type(self.energy).__name__}){where}. Try a smaller learning rate, grad_clip, or "
+            f"a smaller sampler step size",
+            step=step,
+        )
+
+    # -- logging ---------------------------------------------------------------------------
+
+    def _log(self, bar: Any) -> None:
+        self._flush_checks()
+        losses = _floats(self._pending_loss)
+        norm = self._last_norm if self.grad_clip is not None else _grad_norm(self._params)
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for metrics in self._pending_metrics:
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+                counts[key] = counts.get(key, 0) + 1
+        means = {key: sums[key] / counts[key] for key in sorted(sums)}
+        self._pending_loss.clear()
+        self._pending_metrics.clear()
+        if self.world_size > 1:
+            means = self._average_metrics(means)
+        record: dict[str, Any] = {
+            "step": self.step,
+            "loss": sum(losses) / len(losses) if losses else math.nan,
+            "grad_norm": math.nan if norm is None else float(norm),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        for key, value in means.items():
+            record[f"objective_{key}" if key in _RECORD_KEYS else key] = value
+        self.history.append(record)
+        if self._metrics_handle is not None:
+            self._metrics_handle.write(json.dumps(record) + "\n")
+            self._metrics_handle.flush()
+        if bar is not None:
+            shown = {k: f"{v:.4g}" for k, v in record.items()
+                     if k not in ("step", "lr") and isinstance(v, float)}
+            bar.set_postfix(shown, refresh=False)
+
+    def _open_metrics_file(self) -> None:
+        if self.metrics_file is None or self.rank != 0:
+            return
+        self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(record) + "\n" for record in self.history)
+        tmp = self.metrics_file.with_name(f".{self.metrics_file.name}.tmp.{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.metrics_file)
+        self._metrics_handle = open(self.metrics_file, "a", encoding="utf-8")  # noqa: SIM115
+
+    # -- distributed -------------------------------------------------------------------------
+
+    def _init_distributed(self) -> bool:
+        """Initialise torch.distributed from torchrun's variables; True if created here."""
+        if self.world_size == 1:
+            return False
+        import torch.distributed as dist
+
+        if not dist.is_available():
+            raise ConfigError("Trainer: WORLD_SIZE > 1 but this torch has no torch.distributed")
+        if dist.is_initialized():
+            return False
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        dist.init_process_group(backend=backend, init_method="env://",
+                                rank=self.rank, world_size=self.world_size)
+        return True
+
+    def _comm(self, tensor: Tensor) -> Tensor:
+        """``tensor`` where the backend can communicate it (CUDA for NCCL)."""
+        import torch.distributed as dist
+
+        if dist.get_backend() == "nccl":
+            return tensor.to(self.device)
+        return tensor.cpu()
+
+    def _broadcast_parameters(self) -> None:
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            tensors = [*self.energy.parameters(), *self.energy.buffers(),
+                       *(p for p in self.objective.parameters())]
+            for tensor in tensors:
+                dist.broadcast(tensor.data, src=0)
+
+    def _all_reduce_gradients(self, loss: Tensor, i: int) -> Tensor:
+        """Average every gradient and the loss over ranks with one all-reduce of a flat
+        buffer (gradients, then the loss); return the mean loss."""
+        import torch.distributed as dist
+
+        params = self._params
+        flat = self._flat
+        if flat is None:
+            dtype = _promoted_dtype([p.dtype for p in params])
+            flat = torch.empty(sum(p.numel() for p in params) + 1, dtype=dtype,
+                               device=self.device)
+            self._flat = flat
+            self._flat_views = list(flat[:-1].split([p.numel() for p in params]))
+        with torch.no_grad():
+            for p, view in zip(params, self._flat_views):
+                if p.grad is None:
+                    view.zero_()
+                else:
+                    view.copy_(p.grad.reshape(-1))
+            flat[-1].copy_(loss.detach())
+            try:
+                dist.all_reduce(flat)
+            except RuntimeError as exc:
+                raise EbmflowError(
+                    f"training step {i + 1}: averaging gradients over {self.world_size} ranks "
+                    f"failed; another rank has probably stopped with an error (see its "
+                    f"output): {exc}"
+                ) from exc
+            flat.div_(self.world_size)
+            for p, view in zip(params, self._flat_views):
+                if p.grad is None:
+                    p.grad = view.view_as(p).to(p.dtype).clone()
+                else:
+                    p.grad.copy_(view.view_as(p))
+            return flat[-1].clone()
+
+    def _average_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        import zlib
+
+        import torch.distributed as dist
+
+        keys = sorted(means)
+        tag = float(zlib.crc32(",".join(keys).encode()) % (1 << 24))
+        check = self._comm(torch.tensor([tag, -tag], dtype=torch.float64))
+        dist.all_reduce(check, op=dist.ReduceOp.MAX)
+        if check[0].item() != -check[1].item():
+            raise EbmflowError(
+                f"{type(self.objective).__name__} reported different metrics on different "
+                f"ranks (this rank: {', '.join(keys) or 'none'}); objectives must report the "
+                f"same metric names on every rank"
+            )
+        if not keys:
+            return means
+        values = self._comm(torch.tensor([means[k] for k in keys], dtype=torch.float64))
+        dist.all_reduce(values)
+        return {k: v / self.world_size for k, v in zip(keys, values.tolist())}
+
+    def _gather(self, tensor: Tensor) -> list[Tensor] | None:
+        """``tensor`` of every rank, on rank 0 (CPU copies); ``None`` on the other ranks."""
+        import torch.distributed as dist
+
+        local = self._comm(tensor.detach().contiguous())
+        out = [torch.empty_like(local) for _ in range(self.world_size)] if self.rank == 0 else None
+        dist.gather(local, out, dst=0)
+        return None if out is None else [t.cpu() for t in out]
+
+    def _gather_bytes(self, data: bytes) -> list[bytes] | None:
+        """``data`` of every rank, on rank 0; ``None`` on the other ranks."""
+        import torch.distributed as dist
+
+        length = self._comm(torch.tensor([len(data)]))
+        longest = length.clone()
+        dist.all_reduce(longest, op=dist.ReduceOp.MAX)
+        padded = torch.zeros(int(longest.item()), dtype=torch.uint8)
+        if data:
+            padded[:len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        lengths, parts = self._gather(length), self._gather(padded)
+        if lengths is None or parts is None:
+            return None
+        return [bytes(p[:int(n.item())].tolist()) for n, p in zip(lengths, parts)]
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def ema_state_dict(self) -> dict[str, Tensor]:
+        """The energy's state dict with the EMA weights θ̄ in place of its parameters (the
+        plain state dict when EMA is off) — what ``model.safetensors`` holds."""
+        state = self.energy.state_dict(keep_vars=True)
+        if self._ema is not None:
+            averaged = {id(p): e for p, e in zip(self._energy_params, self._ema)}
+            state = {k: averaged.get(id(v), v) for k, v in state.items()}
+        return {k: v.detach() for k, v in state.items()}
+
+    def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the checkpoint folder (default ``checkpoint_dir``) atomically; every rank
+        must call it (rank 0 writes)."""
+        target = self.checkpoint_dir if path is None else Path(path)
+        if target is None:
+            raise ConfigError("Trainer.save_checkpoint: no path given and no checkpoint_dir")
+        self._flush_checks()  # never checkpoint a diverged state
+        record, argument_tensors = self._energy_checkpoint_record()
+        tensors: dict[str, Tensor] = {}
+
+        # rank-local state: the objective's buffers and generator, and the objective's
+        # metrics of the logging interval in progress (averaged over ranks when logged)
+        objective_state = {k: v.detach() for k, v in self.objective.state_dict().items()}
+        objective_generator = self._objective_generator.get_state()
+        metrics = [{k: float(v) for k, v in m.items()} for m in self._pending_metrics]
+        if self.world_size > 1:
+            texts = self._gather_bytes(json.dumps(metrics).encode())
+            metrics_by_rank = None if texts is None else [json.loads(t) for t in texts]
+            objective_tensors: dict[str, Tensor] = {}
+            for key in sorted(objective_state):
+                gathered = self._gather(objective_state[key])
+                if gathered is not None:
+                    for r, t in enumerate(gathered):
+                        objective_tensors[f"rank{r}.{key}"] = t
+            gathered = self._gather(objective_generator)
+            if gathered is not None:
+                for r, t in enumerate(gathered):
+                    tensors[f"generator.objective.rank{r}"] = t
+        else:
+            objective_tensors = objective_state
+            tensors["generator.objective.rank0"] = objective_generator
+            metrics_by_rank = [metrics]
+
+        failure: BaseException | None = None
+        if self.rank == 0:
+            try:
+                self._write_checkpoint(target, record, argument_tensors, tensors,
+                                       objective_tensors, metrics_by_rank)
+            except BaseException as exc:  # reported to every rank below, then re-raised
+                failure = exc
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            status = self._comm(torch.tensor([0 if failure is None else 1]))
+            dist.broadcast(status, src=0)
+            if failure is None and status.item() != 0:
+                raise EbmflowError(f"rank 0 failed to write the checkpoint {target} at step "
+                                   f"{self.step} (see its error)")
+        if failure is not None:
+            raise failure
+        self._last_checkpoint = (target, self.step)
+        return resolve(target) if self.rank == 0 else target
+
+    def _write_checkpoint(self, target: Path, record: dict[str, Any],
+                          argument_tensors: dict[str, Tensor], tensors: dict[str, Tensor],
+                          objective_tensors: dict[str, Tensor],
+                          metrics_by_rank: list[list[dict[str, float]]]) -> Path:
+        optimizer_state = self.optimizer.state_dict()
+        data_state, data_tensors = self._batches.state()
+        tensors.update(data_tensors)
+        tensors["generator.data"] = self._data_generator.get_state()
+        # JSON for everything but tensors, which _encode moves to training.safetensors as
+        # {"__tensor__": key} (the same tagging as config.json's arguments)
+        state = {
+            "step": self.step,
+            "world_size": self.world_size,
+            "run": self.run_config(),
+            "optimizer": _encode({
+                "state": {str(k): v for k, v in optimizer_state["state"].items()},
+                "param_groups": optimizer_state["param_groups"],
+            }, "optimizer", "optimizer", self.host, tensors, None),
+            "data": data_state,
+            "pending": _encode({
+                "loss": _floats(self._pending_loss),
+                "metrics_by_rank": metrics_by_rank,
+            }, "pending", "metrics", self.host, tensors, None),
+        }
+        if self._ema is not None:
+            for name, p in self.energy.named_parameters():
+                if p.requires_grad:
+                    tensors[f"weights.{name}"] = p.detach()
+        files: dict[str, bytes | Mapping[str, Tensor]] = {WEIGHTS_FILE: self.ema_state_dict()}
+        if argument_tensors:
+            files[ARGUMENTS_FILE] = argument_tensors
+        files[TRAINING_STATE_FILE] = (json.dumps(state, indent=1, allow_nan=False)
+                                      + "\n").encode()
+        files[TRAINING_TENSORS_FILE] = tensors
+        files[OBJECTIVE_FILE] = objective_tensors
+        files[METRICS_FILE] = "".join(json.dumps(r) + "\n" for r in self.history).encode()
+        config = dict(record)
+        config["metadata"] = {"training": {
+            "step": self.step, "steps": self.steps, "world_size": self.world_size,
+            "weights": "ema" if self._ema is not None else "raw", "ema": self.ema_decay,
+        }}
+        return write_checkpoint_folder(target, files, config)
+
+    def load_checkpoint(self, path: str | os.PathLike | None = None) -> int:
+        """Restore the training state saved at ``path`` (default ``checkpoint_dir``): weights,
+        EMA, optimizer, generators, objective buffers, data cursor, step and history.
+        Returns the step."""
+        path = self.checkpoint_dir if path is None else Path(path)
+        if path is None:
+            raise ConfigError("Trainer.load_checkpoint: no path given and no checkpoint_dir")
+        folder = resolve(path)
+        config = read_json(folder)
+        meta = (config.get("metadata") or {}).get("training")
+        if not isinstance(meta, dict):
+            raise CheckpointError(
+                f"{folder} holds no training state (it was written by ebmflow.save, not by a "
+                f"Trainer); to start a new run from its weights, ebmflow.load it and pass the "
+                f"energy to a new Trainer"
+            )
+        try:
+            component = _component_of(self.energy, self.host)
+        except CheckpointError:
+            component = None
+        if component is not None and (config.get("plugin"), config.get("name")) != (
+            component.plugin, component.name
+        ):
+            raise CheckpointError(
+                f"{folder} holds a {config.get('plugin')}:{config.get('name')} energy, but this "
+                f"Trainer trains a {component.qualified_name} energy"
+            )
+        where = str(folder / TRAINING_STATE_FILE)
+        state = read_json(folder, TRAINING_STATE_FILE, config=config)
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise CheckpointError(f"{where}: not a training state (no integer 'step')")
+        if state.get("world_size") != self.world_size:
+            raise CheckpointError(
+                f"{folder} was written by a run on {state.get('world_size')} rank(s); this run "
+                f"has {self.world_size}. Resume with the same number of processes (sampler "
+                f"chains, replay buffers and generators are saved per rank), or start a new "
+                f"run from its weights (ebmflow.load)"
+            )
+        tensors = read_tensors(folder, TRAINING_TENSORS_FILE, config=config)
+        model = read_tensors(folder, WEIGHTS_FILE, config=config)
+        objective_tensors = read_tensors(folder, OBJECTIVE_FILE, config=config)
+        state = _decode(state, "training state", self.host, tensors, where)
+
+        def need(mapping: Mapping[str, Any], key: str, file: str) -> Any:
+            if key not in mapping:
+                raise CheckpointError(f"{folder / file} has no {key!r}: the training "
+                                      f"checkpoint is incomplete or from another run")
+            return mapping[key]
+
+        # weights θ (raw) and θ̄ (EMA)
+        ema_saved = meta.get("weights") == "ema"
+        raw = dict(model)
+        if ema_saved:
+            for name, p in self.energy.named_parameters():
+                if p.requires_grad:
+                    raw[name] = need(tensors, f"weights.{name}", TRAINING_TENSORS_FILE)
+        _load_module(self.energy, raw, folder / WEIGHTS_FILE, "energy")
+        if self.ema_decay is not None:
+            params = dict(self.energy.named_parameters())
+            by_id = {id(p): name for name, p in params.items()}
+            source = model if ema_saved else raw
+            self._ema = [need(source, by_id[id(p)], WEIGHTS_FILE).to(p.device, p.dtype).clone()
+                         for p in self._energy_params]
+        else:
+            self._ema = None
+        # optimizer
+        saved = state.get("optimizer")
+        try:
+            self.optimizer.load_state_dict({
+                "state": {int(k): v for k, v in saved["state"].items()},
+                "param_groups": saved["param_groups"],
+            })
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{where}: the optimizer state does not fit this Trainer's "
+                f"{type(self.optimizer).__name__} ({type(exc).__name__}: {exc}); was the "
+                f"checkpoint written with another optimizer or energy?"
+            ) from None
+        # generators, objective, data
+        self._data_generator.set_state(need(tensors, "generator.data", TRAINING_TENSORS_FILE))
+        self._objective_generator.set_state(
+            need(tensors, f"generator.objective.rank{self.rank}", TRAINING_TENSORS_FILE))
+        prefix = f"rank{self.rank}." if self.world_size > 1 else ""
+        objective_state = {k[len(prefix):]: v for k, v in objective_tensors.items()
+                           if k.startswith(prefix)}
+        _load_module(self.objective, objective_state, folder / OBJECTIVE_FILE, "objective")
+        self._batches.load_state(state.get("data") or {}, tensors, where)
+        # progress
+        self.step = state["step"]
+        pending = state.get("pending") or {}
+        self._pending_loss[:] = list(pending.get("loss", []))
+        by_rank = pending.get("metrics_by_rank") or [[]] * self.world_size
+        self._pending_metrics[:] = list(by_rank[self.rank])
+        self._pending_checks.clear()
+        self.history = _read_history(folder, config)
+        self._last_checkpoint = (Path(path), self.step)
+        return self.step
+
+    @classmethod
+    def resume(
+        cls,
+        checkpoint_dir: str | os.PathLike,
+        *,
+        energy: Energy | None = None,
+        objective: Objective | None = None,
+        data: Any = None,
+        host: PluginHost | None = None,
+        **overrides: Any,
+    ) -> Trainer:
+        """A Trainer rebuilt from the training checkpoint at ``checkpoint_dir``, with its
+        state loaded; call :meth:`fit` to continue.
+
+        The energy is rebuilt with ``ebmflow.load``; the objective, the data and the
+        Trainer's arguments from the run config stored in the checkpoint. Pass ``energy``,
+        ``objective`` or ``data`` to supply components the run config cannot describe
+        (unregistered classes, tensor data); ``overrides`` replace Trainer arguments (e.g.
+        ``steps=`` to train longer, ``progress=False``).
+        """
+        from ebmflow.checkpoint import load
+        from ebmflow.run_config import RunConfig, build
+
+        host = default_host() if host is None else host
+        folder = resolve(checkpoint_dir)
+        config = read_json(folder)
+        if TRAINING_STATE_FILE not in config["files"]:
+            raise CheckpointError(
+                f"{folder} holds no training state ({TRAINING_STATE_FILE} is missing): it was "
+                f"written by ebmflow.save, not by a Trainer"
+            )
+        state = read_json(folder, TRAINING_STATE_FILE, config=config)
+        run = state.get("run") if isinstance(state, dict) else None
+        if not isinstance(run, dict):
+            raise CheckpointError(f"{folder / TRAINING_STATE_FILE} has no run config")
+        run_config = RunConfig.from_dict(run, source=str(folder / TRAINING_STATE_FILE))
+        if run_config.train.get("optimizer", "adam") is None and "optimizer" not in overrides:
+            raise ConfigError(
+                f"{folder}: the run was built with an optimizer factory, which the checkpoint "
+                f"cannot describe; pass optimizer= (the same factory) to Trainer.resume"
+            )
+        if energy is None:
+            energy = load(folder, host=host)
+        trainer = build(run_config, host=host, energy=energy, objective=objective, data=data,
+                        checkpoint_dir=checkpoint_dir, **overrides)
+        trainer.load_checkpoint(checkpoint_dir)
+        return trainer
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _promoted_dtype(dtypes: list[torch.dtype]) -> torch.dtype:
+    """The promoted dtype of ``dtypes`` (at least float32)."""
+    out = torch.float32
+    for dtype in dtypes:
+        out = torch.promote_types(out, dtype)
+    return out
+
+
+def _grad_norm(params: list[nn.Parameter]) -> Tensor:
+    """‖g‖₂ over every gradient (what ``clip_grad_norm_`` computes), as a 0-d tensor."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def _floats(values: list[Any]) -> list[float]:
+    """Python floats of a list of floats (restored from a checkpoint) followed by 0-d
+    tensors, with one device read."""
+    floats = [v for v in values if not isinstance(v, Tensor)]
+    tensors = [v for v in values if isinstance(v, Tensor)]
+    if tensors:
+        floats += torch.stack([t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+                               for t in tensors]).tolist()
+    return floats
+
+
+def _with_prefix(exc: EbmflowError, prefix: str) -> EbmflowError:
+    """A copy of ``exc`` whose message starts with ``prefix`` (``exc`` itself if its class
+    cannot be rebuilt from a message)."""
+    try:
+        new = type(exc)(f"{prefix}: {exc}")
+    except TypeError:
+        return exc
+    new.__dict__.update(exc.__dict__)
+    return new
+
+
+def _exists(path: Path) -> bool:
+    try:
+        resolve(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _load_module(module: nn.Module, state: Mapping[str, Tensor], file: Path, what: str) -> None:
+    try:
+        module.load_state_dict(dict(state), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{file} does not fit the {what} ({type(module).__name__}): {exc}"
+        ) from None
+
+
+def _read_history(folder: Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    from ebmflow.checkpoint import _verified_bytes
+
+    if METRICS_FILE not in config["files"]:
+        return []
+    text = _verified_bytes(folder, METRICS_FILE, config).decode("utf-8")
+    history = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            history.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{folder / METRICS_FILE} line {number}: {exc}") from None
+    return history
+
+
+def _component_config(obj: Any, host: PluginHost) -> dict[str, Any] | None:
+    """``{"kind", "name": "plugin:name", **arguments}`` that ``host.create`` rebuilds ``obj``
+    from, or ``None`` when ``obj`` is not registered or has arguments JSON cannot hold."""
+    if not isinstance(obj, Configurable):
+        return None
+    try:
+        component = _component_of(obj, host)
+    except CheckpointError:
+        return None
+    arguments = obj.get_config()
+    if "name" in arguments or "kind" in arguments:
+        return None
+    out: dict[str, Any] = {"kind": component.kind, "name": component.qualified_name}
+    for key, value in arguments.items():
+        plain = _plain(value, host)
+        if plain is _UNREPRESENTABLE:
+            return None
+        out[key] = plain
+    return out
+
+
+_UNREPRESENTABLE = object()
+
+
+def _plain(value: Any, host: PluginHost) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _UNREPRESENTABLE
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v, host) for v in value]
+        return _UNREPRESENTABLE if any(v is _UNREPRESENTABLE for v in items) else items
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value) or "name" in value:
+            return _UNREPRESENTABLE
+        items = {k: _plain(v, host) for k, v in value.items()}
+        return _UNREPRESENTABLE if any(v is _UNREPRESENTABLE for v in items.values()) else items
+    if isinstance(value, Configurable):
+        if isinstance(value, nn.Module) and len(value.state_dict()) > 0:
+            return _UNREPRESENTABLE  # its weights are not in a config
+        nested = _component_config(value, host)
+        return _UNREPRESENTABLE if nested is None else nested
+    return _UNREPRESENTABLE
