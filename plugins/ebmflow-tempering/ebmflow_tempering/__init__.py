@@ -1,0 +1,40 @@
+"""ebmflow-tempering: parallel tempering for ebmflow.
+
+- the sampler ``parallel-tempering`` (:class:`ParallelTempering`), registered through the
+  entry point ``tempering`` (``ebmflow.create("sampler", "parallel-tempering", ...)``);
+- :func:`stepping_stone_log_z`, log Z by stepping-stone sampling (and thermodynamic
+  integration) over a parallel-tempering ladder from a Gaussian reference.
+
+Importing this package imports neither torch nor the modules that define these; they load
+on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ParallelTempering": "ebmflow_tempering.parallel_tempering",
+    "geometric_ladder": "ebmflow_tempering.parallel_tempering",
+    "stepping_stone_log_z": "ebmflow_tempering.log_z",
+    "SteppingStoneResult": "ebmflow_tempering.log_z",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'ebmflow_tempering' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

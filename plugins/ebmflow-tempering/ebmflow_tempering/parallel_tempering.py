@@ -1,0 +1,645 @@
+"""Parallel tempering (replica exchange) with non-reversible even–odd swaps.
+
+Swendsen & Wang 1986, "Replica Monte Carlo simulation of spin glasses"; Geyer 1991, "Markov
+chain Monte Carlo maximum likelihood"; the deterministic even–odd (DEO) swap scheme and the
+ladder tuning follow Syed, Bouchard-Côté, Deligiannidis & Doucet 2021, "Non-reversible
+parallel tempering: a scalable highly parallel MCMC scheme" (JRSS B).
+
+Targets. R replicas at inverse temperatures 1 = β_0 > β_1 > … > β_{R−1} = β_min > 0;
+replica k targets π_k(x) ∝ exp(−E_k(x)) with
+
+    E_k(x) = E_ref(x) + β_k ΔE(x),    ΔE = E − E_ref,
+
+i.e. E_k = β_k E + (1 − β_k) E_ref. Without a reference (the default) E_ref = 0 and
+E_k = β_k E, plain tempering; a reference (a Gaussian, say) gives the path from E_ref to E
+that :func:`ebmflow_tempering.stepping_stone_log_z` integrates along. Replica 0 targets
+exp(−E) itself.
+
+The ensemble is one batch. The state holds R·B chains, replica-major: rows kB … kB + B − 1
+are the B chains of replica k, and row b of every replica together form one PT ensemble (B
+independent ensembles). ``state.energy`` and ``state.score`` cache E_k(x) and
+s_k(x) = −∇ₓE_k(x) of each row's own target (the tempered values). One step is
+
+1. Local move. The local sampler (any registered sampler; MALA by default) takes one step
+   on all R·B rows together, on a *per-chain tempered energy* (:class:`TemperedEnsemble`)
+   whose ``energy_and_score`` evaluates E (and E_ref) once on the whole batch and returns
+   E_ref + β ⊙ ΔE and its score, β being the (R·B,) vector of row temperatures. So a step
+   costs what the local sampler costs (one E+∇E evaluation for MALA or ULA, L for HMC) on
+   R·B chains, in one batched call. With ``scale_step_size`` (the default without a
+   reference) the local sampler runs in the coordinates y = c_k x, c_k = √β_k: its target
+   there is exp(−β_k E(y / c_k)), with score s_y = c_k s(x), and its step size η in y is a
+   step size η / β_k in x. MALA's proposal in x, for example, is
+   x' = x − η ∇E(x) + √(2η / β_k) ξ: the drift is the same at every temperature and the
+   noise grows like the width of π_k. Any kernel that leaves exp(−E_k(y / c_k)) invariant
+   in y leaves π_k invariant in x, so this is exact for every sampler.
+2. Swap. Neighbouring replicas (k, k + 1) with k even on even steps and k odd on odd steps
+   (``swap="deo"``: deterministic alternation, the non-reversible scheme of Syed et al.;
+   ``swap="seo"``: even or odd drawn with probability ½, the reversible stochastic variant)
+   exchange configurations, in every ensemble independently, with probability
+
+       α = min(1, exp((β_k − β_{k+1}) (ΔE(x_k) − ΔE(x_{k+1})))).
+
+   ΔE comes from the cache, ΔE = (E_k − E_ref(x)) / β_k (E_ref is a closed-form Gaussian
+   or absent: E itself is never evaluated again). The cache travels with the positions and
+   is re-tempered: with r = β_to / β_from,
+
+       E_to = r E_from + (1 − r) E_ref,    s_to = r s_from + (1 − r) s_ref,
+
+   so a swap costs no evaluation of E.
+3. Ladder adaptation (``adapt_steps`` > 0, Syed et al. 2021, Algorithm 4 in spirit). The
+   warm-up is cut into rounds of doubling length ending at ``adapt_steps``. After each
+   round the swap rejection rates r_k = 1 − ᾱ_k give the cumulative barrier
+   Λ_k = Σ_{j<k} r_j, interpolated linearly in −log β; the new ladder puts the inner β_k
+   where Λ = k Λ_{R−1} / (R − 1), i.e. toward equal rejection rates, with β_0 = 1 and
+   β_min fixed. After ``adapt_steps`` steps the ladder is frozen (the chain is a valid
+   MCMC kernel from then on) and the swap statistics restart.
+
+Diagnostics (:meth:`ParallelTempering.diagnostics`): the ladder, the acceptance rate of
+every pair (Rao–Blackwellised: the mean swap probability), and the round trips: a walker
+completes one when it returns to β = 1 after visiting β_min (Syed et al. measure a PT
+scheme by its round-trip rate).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import ebmflow
+
+NAME = "parallel-tempering"
+SWAPS = ("deo", "seo", "none")
+#: shortest adaptation round, in steps (every pair is proposed on every other step).
+MIN_ROUND = 8
+#: floor of a pair's rejection rate in the ladder update, so that Λ increases strictly.
+MIN_REJECTION = 1e-3
+_LOCAL = "local/"
+
+
+def geometric_ladder(n_replicas: int, beta_min: float) -> Tensor:
+    """β_k = β_min^(k / (R − 1)), k = 0 … R − 1: from 1 down to ``beta_min``, float64."""
+    k = torch.arange(n_replicas, dtype=torch.float64)
+    betas = torch.exp(k / (n_replicas - 1) * math.log(beta_min))
+    betas[0], betas[-1] = 1.0, beta_min
+    return betas
+
+
+class TemperedEnsemble(ebmflow.Energy):
+    """The energy the local sampler sees: row i of a batch of R·B chains is replica
+    k = ⌊i / B⌋ and gets E_k = E_ref + β_k (E − E_ref), from *one* evaluation of E (and of
+    E_ref) on the whole batch.
+
+    With ``scale_step_size`` the batch is in the coordinates y = c ⊙ x, c_k = √β_k, and
+    ``energy_and_score(y)`` returns (E_k(x), s_k(x) / c_k) at x = y / c (see the module
+    docstring). :meth:`to_local` and :meth:`from_local` map a cached (x, E_k, s_k) there and
+    back (:meth:`moved_from_local` after a step). A batch of any other size than R·B is
+    refused.
+    """
+
+    def __init__(
+        self,
+        energy: ebmflow.Energy,
+        reference: ebmflow.Energy | None,
+        betas: Tensor,
+        n_per_replica: int,
+        event_ndim: int,
+        scale_step_size: bool,
+    ) -> None:
+        super().__init__()
+        self.energy = energy
+        self.reference = reference
+        ones = (1,) * event_ndim
+        c = betas.sqrt().view(-1, 1, *ones) if scale_step_size else None
+        # plain attributes in one go: nn.Module.__setattr__ costs microseconds per call, and
+        # the sampler builds this object on every step
+        self.__dict__.update(
+            event_shape=energy.event_shape,
+            noise_conditional=energy.noise_conditional,
+            has_energy=energy.has_energy,
+            betas=betas,
+            n_replicas=betas.shape[0],
+            n_per_replica=n_per_replica,
+            _b_energy=betas[:, None],  # broadcasts over (R, B)
+            _b_event=betas.view(-1, 1, *ones),  # broadcasts over (R, B, *event)
+            _c=c,
+            _inv_c=None if c is None else c.reciprocal(),
+        )
+
+    # -- (R·B, ...) <-> (R, B, ...) ------------------------------------------------------
+
+    def _split(self, t: Tensor) -> Tensor:
+        n = self.n_replicas * self.n_per_replica
+        if t.shape[0] != n:
+            raise ValueError(
+                f"{NAME}: the local sampler evaluated a batch of {t.shape[0]} chains; the "
+                f"tempered energy is defined on the {self.n_replicas} replicas × "
+                f"{self.n_per_replica} chains = {n} chains of the ensemble"
+            )
+        return t.view(self.n_replicas, self.n_per_replica, *t.shape[1:])
+
+    @staticmethod
+    def _join(t: Tensor) -> Tensor:
+        return t.reshape(t.shape[0] * t.shape[1], *t.shape[2:])
+
+    def to_local(self, x: Tensor, score: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(y, s_y) = (c x, s_k / c): a cached position and tempered score in the local
+        sampler's coordinates."""
+        if self._c is None:
+            return x, score
+        y = self._join(self._split(x) * self._c)
+        return y, None if score is None else self._join(self._split(score) * self._inv_c)
+
+    def from_local(self, y: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
+        """(x, s_k) = (y / c, c s_y), the inverse of :meth:`to_local`."""
+        if self._c is None:
+            return y, score
+        return self._join(self._split(y) * self._inv_c), self._join(self._split(score) * self._c)
+
+    def moved_from_local(
+        self, y_new: Tensor, s_y_new: Tensor, x: Tensor, score: Tensor, y: Tensor, s_y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Like :meth:`from_local` for the result of a local step from (x, s_k) = (y / c,
+        c s_y), by increments x + (y' − y) / c: a chain the step left in place keeps its
+        cached x and s_k bit for bit (no rounding through c and 1/c)."""
+        if self._c is None:
+            return y_new, s_y_new
+        x_new = torch.addcmul(self._split(x), self._split(y_new - y), self._inv_c)
+        s_new = torch.addcmul(self._split(score), self._split(s_y_new - s_y), self._c)
+        return self._join(x_new), self._join(s_new)
+
+    # -- the tempered energy -------------------------------------------------------------
+
+    def forward(self, y: Tensor, sigma=None) -> Tensor:
+        x = y if self._inv_c is None else self._join(self._split(y) * self._inv_c)
+        e = self._split(self.energy(x, sigma))
+        if self.reference is None:
+            return self._join(self._b_energy * e)
+        e_ref = self._split(self.reference(x))
+        return self._join(e_ref + self._b_energy * (e - e_ref))
+
+    def energy_and_score(self, y, sigma=None, *, create_graph=False):
+        x = y if self._inv_c is None else self._join(self._split(y) * self._inv_c)
+        e, s = self.energy.energy_and_score(x, sigma, create_graph=create_graph)
+        e, s = self._split(e), self._split(s)
+        if self.reference is None:
+            # s_y = β s / c = c s when scaled (c = √β): one multiplication
+            factor = self._b_event if self._c is None else self._c
+            return self._join(self._b_energy * e), self._join(factor * s)
+        e_ref, s_ref = self.reference.energy_and_score(x, create_graph=create_graph)
+        e_ref, s_ref = self._split(e_ref), self._split(s_ref)
+        e_k = e_ref + self._b_energy * (e - e_ref)
+        s_k = s_ref + self._b_event * (s - s_ref)
+        if self._inv_c is not None:
+            s_k = s_k * self._inv_c
+        return self._join(e_k), self._join(s_k)
+
+    def score(self, y, sigma=None):
+        return self.energy_and_score(y, sigma)[1]
+
+
+class ParallelTempering(ebmflow.Sampler):
+    """Parallel tempering over a ladder of inverse temperatures β, any local sampler.
+
+    ``run(energy, x0, n_steps)`` takes ``x0`` of shape (B, *event) like every sampler: each
+    of the R replicas starts from a copy of it, so the state holds R·B chains (replica-major;
+    :meth:`replicas` reshapes it to (R, B, *event)). ``samples`` are the B chains of the
+    β = 1 replica, or all replicas (R, B, *event) with ``return_all=True``. See the module
+    docstring for the update, the swap rule and the batched evaluation.
+
+    Args:
+        n_replicas: R ≥ 2 (default 8 without ``betas``).
+        beta_min: the hottest β of the default geometric ladder β_k = β_min^(k/(R−1)), in
+            (0, 1) (default 0.05).
+        betas: an explicit ladder instead: R ≥ 2 numbers from 1 strictly decreasing to a
+            value > 0 (``n_replicas`` and ``beta_min``, if given, must agree with it).
+        local_sampler: the move inside each replica: a registered sampler name, a config
+            dict (``{"name": "mala", "step_size": 0.05}``) or an ``ebmflow.Sampler``
+            (default ``"mala"`` with its own defaults).
+        swap: ``"deo"`` (deterministic even–odd, non-reversible; default), ``"seo"``
+            (stochastic even–odd, reversible) or ``"none"`` (independent tempered chains).
+        adapt_steps: steps of ladder adaptation toward equal swap rates at the start of a
+            run (≥ 0; 0 keeps the ladder as given). The ladder is frozen afterwards.
+        scale_step_size: run the local sampler in coordinates y = √β_k x, so that its step
+            size η means η/β_k at replica k. Default: on without a reference, off with one
+            (the scaling assumes E_k = β_k E).
+        reference: an energy E_ref for the path E_k = β_k E + (1 − β_k) E_ref; it is
+            evaluated on every step besides E, so it should be cheap (closed form). Default
+            none: plain tempering.
+        return_all: return every replica from ``run`` (samples (R, B, *event), trajectory
+            (T, R, B, *event), per-chain acceptance (R, B)) instead of the β = 1 ones.
+    """
+
+    needs_energy = True
+
+    def __init__(
+        self,
+        n_replicas: int | None = None,
+        beta_min: float | None = None,
+        betas: Sequence[float] | Tensor | None = None,
+        local_sampler: str | Mapping[str, Any] | ebmflow.Sampler = "mala",
+        swap: str = "deo",
+        adapt_steps: int = 0,
+        scale_step_size: bool | None = None,
+        reference: ebmflow.Energy | None = None,
+        return_all: bool = False,
+    ) -> None:
+        self.betas = _ladder(n_replicas, beta_min, betas)
+        self.n_replicas = self.betas.shape[0]
+        self.local_sampler = _local_sampler(local_sampler)
+        if swap not in SWAPS:
+            raise ValueError(
+                f"{NAME}: swap must be one of {', '.join(map(repr, SWAPS))}, got {swap!r}"
+            )
+        self.swap = swap
+        self.adapt_steps = ebmflow.check_positive_int(NAME, "adapt_steps", adapt_steps,
+                                                      minimum=0)
+        if self.adapt_steps and swap == "none":
+            raise ValueError(
+                f"{NAME}: adapt_steps={adapt_steps} tunes the ladder from swap rates, but "
+                "swap='none' proposes no swaps; use swap='deo' or 'seo', or adapt_steps=0"
+            )
+        if reference is not None and not isinstance(reference, ebmflow.Energy):
+            raise TypeError(
+                f"{NAME}: reference must be an ebmflow.Energy or None, got "
+                f"{type(reference).__name__}"
+            )
+        if reference is not None and not reference.has_energy:
+            raise ValueError(
+                f"{NAME}: the reference {type(reference).__name__} is score-only; the path "
+                "E_k = β_k E + (1 − β_k) E_ref needs its energy values"
+            )
+        if scale_step_size is None:
+            scale_step_size = reference is None
+        if not isinstance(scale_step_size, bool):
+            raise ValueError(
+                f"{NAME}: scale_step_size must be True, False or None, got {scale_step_size!r}"
+            )
+        if scale_step_size and reference is not None:
+            raise ValueError(
+                f"{NAME}: scale_step_size=True assumes E_k = β_k E and cannot be used with a "
+                "reference energy; pass scale_step_size=False (or leave it None)"
+            )
+        self.scale_step_size = scale_step_size
+        self.reference = reference
+        if not isinstance(return_all, bool):
+            raise ValueError(f"{NAME}: return_all must be True or False, got {return_all!r}")
+        self.return_all = return_all
+        ends, t = set(), self.adapt_steps
+        while t >= MIN_ROUND:
+            ends.add(t)
+            t //= 2
+        if self.adapt_steps:
+            ends.add(self.adapt_steps)
+        self._round_ends = tuple(sorted(ends))
+
+    @property
+    def name(self) -> str:
+        return NAME
+
+    # -- state ---------------------------------------------------------------------------
+
+    def init(
+        self, energy: ebmflow.Energy, x: Tensor, sigma: Any = None
+    ) -> ebmflow.SamplerState:
+        """Copy ``x`` (B, *event) to every replica and evaluate all R·B chains at once."""
+        self._check_compatible(energy, x)
+        self._check_reference(energy)
+        n_rep, n_per = self.n_replicas, x.shape[0]
+        x_all = x.detach().repeat(n_rep, *(1,) * (x.ndim - 1))
+        sigma_t = ebmflow.broadcast_sigma(sigma, x)
+        sigma_all = None if sigma_t is None else sigma_t.repeat(n_rep)
+        stats = _stats_dtype(x.device)
+        betas = self.betas.to(device=x.device, dtype=stats)
+        tempered = self._tempered(energy, betas, x_all)
+        y, _ = tempered.to_local(x_all)
+        local = self._local(self.local_sampler.init, tempered, y, sigma_all)
+        x_all, score = tempered.from_local(local.x, local.score)
+        ebmflow.check_finite(self.name, 0, local.energy, x_all)
+        extras = {
+            "betas": betas,
+            "swap_stats": torch.zeros(2, n_rep - 1, device=x.device, dtype=stats),
+            "round_trips": torch.zeros((), device=x.device, dtype=torch.long),
+            "direction": torch.zeros(n_rep * n_per, device=x.device, dtype=torch.int8),
+            **{_LOCAL + key: value for key, value in local.extras.items()},
+        }
+        return ebmflow.SamplerState(x_all, local.energy, score, sigma_all, 0, None, extras)
+
+    def replicas(self, state: ebmflow.SamplerState) -> Tensor:
+        """All replicas' positions, (R, B, *event); ``[0]`` is β = 1."""
+        return state.x.view(self.n_replicas, -1, *state.x.shape[1:])
+
+    def delta_energy(self, state: ebmflow.SamplerState) -> Tensor:
+        """ΔE = E − E_ref at every chain, (R, B), from the cache: (E_k − E_ref(x)) / β_k
+        (E itself is not evaluated; E_ref is, when there is a reference)."""
+        e = state.energy.view(self.n_replicas, -1)
+        betas = state.extras["betas"].to(e.dtype)[:, None]
+        if self.reference is None:
+            return e / betas
+        with torch.no_grad():
+            e_ref = self.reference(state.x).view(self.n_replicas, -1)
+        return (e - e_ref) / betas
+
+    def _tempered(self, energy, betas: Tensor, x: Tensor) -> TemperedEnsemble:
+        return TemperedEnsemble(energy, self.reference, betas.to(x.dtype),
+                                x.shape[0] // self.n_replicas, x.ndim - 1,
+                                self.scale_step_size)
+
+    def _local(self, fn: Callable[..., ebmflow.SamplerState], *args: Any):
+        """Call the local sampler; its divergence errors are re-raised under this name."""
+        try:
+            return fn(*args)
+        except ebmflow.SamplerDivergedError as exc:
+            raise ebmflow.SamplerDivergedError(
+                f"{self.name} (local sampler {self.local_sampler.name}): {exc}",
+                step=exc.step, n_chains=exc.n_chains,
+            ) from exc
+
+    def _check_reference(self, energy: ebmflow.Energy) -> None:
+        ref = self.reference
+        if ref is None:
+            return
+        if (ref.event_shape is not None and energy.event_shape is not None
+                and tuple(ref.event_shape) != tuple(energy.event_shape)):
+            raise ValueError(
+                f"{self.name}: the reference {type(ref).__name__} has event shape "
+                f"{tuple(ref.event_shape)} but {type(energy).__name__} has "
+                f"{tuple(energy.event_shape)}; they must agree"
+            )
+
+    def _check_ensemble(self, state: ebmflow.SamplerState) -> int:
+        n = state.x.shape[0]
+        if n % self.n_replicas or "betas" not in state.extras:
+            raise ValueError(
+                f"{self.name}: expected a state from ParallelTempering.init holding "
+                f"{self.n_replicas} replicas × B chains; got {n} chains"
+                + ("" if "betas" in state.extras else " without a ladder in state.extras")
+            )
+        return n // self.n_replicas
+
+    # -- one transition ------------------------------------------------------------------
+
+    def step(
+        self,
+        energy: ebmflow.Energy,
+        state: ebmflow.SamplerState,
+        generator: torch.Generator | None = None,
+    ) -> ebmflow.SamplerState:
+        self._check_ensemble(state)
+        extras = dict(state.extras)
+        tempered = self._tempered(energy, extras["betas"], state.x)
+        y, s_y = tempered.to_local(state.x, state.score)
+        local_extras = {k[len(_LOCAL):]: v for k, v in extras.items() if k.startswith(_LOCAL)}
+        local = ebmflow.SamplerState(y, state.energy, s_y, state.sigma, state.step, None,
+                                     local_extras)
+        local = self._local(self.local_sampler.step, tempered, local, generator)
+        x, score = tempered.moved_from_local(local.x, local.score, state.x, state.score, y, s_y)
+        e = local.energy
+        ebmflow.check_finite(self.name, state.step, e, x)
+        extras.update({_LOCAL + key: value for key, value in local.extras.items()})
+        if self.swap != "none":
+            ref = None if self.reference is None else self.reference.energy_and_score(x)
+            x, e, score, ref = self._swap(state.step, tempered.betas, x, e, score, ref,
+                                          extras, generator)
+            if state.step + 1 in self._round_ends:
+                e, score = self._adapt(e, score, ref, extras)
+        return ebmflow.SamplerState(x, e, score, state.sigma, state.step + 1,
+                                    local.accept_prob, extras)
+
+    def _swap(self, step, betas, x, e, score, ref, extras, generator):
+        """Propose swaps between the pairs of this step's parity; move and re-temper the
+        cache of accepted ones. ``betas`` is the ladder in the chains' dtype. Updates
+        ``extras`` (a fresh dict) with new tensors."""
+        n_rep = self.n_replicas
+        n_per = x.shape[0] // n_rep
+        if self.swap == "deo":
+            parity = step % 2
+        else:
+            parity = int(torch.randint(2, (1,), generator=generator, device=x.device))
+        n_pairs = (n_rep - parity) // 2
+        if n_pairs == 0:
+            return x, e, score, ref
+        lo = slice(parity, parity + 2 * n_pairs, 2)  # replicas k of the pairs (k, k + 1)
+        hi = slice(parity + 1, parity + 2 * n_pairs, 2)
+        # α = min(1, exp((β_k − β_{k+1}) (ΔE(x_k) − ΔE(x_{k+1})))), ΔE = (E_k − E_ref) / β_k
+        delta = e.view(n_rep, n_per) if ref is None else (
+            e.view(n_rep, n_per) - ref[0].view(n_rep, n_per))
+        delta = delta / betas[:, None]
+        log_alpha = (delta[lo] - delta[hi]).mul_((betas[lo] - betas[hi])[:, None])
+        accept, prob = ebmflow.metropolis_accept(
+            self.name, step, log_alpha.view(-1), delta[hi].reshape(-1), generator
+        )
+        # src[i]: the row whose configuration row i takes (accepted pairs exchange theirs)
+        shift = accept.view(n_pairs, n_per) * n_per
+        src = torch.arange(n_rep * n_per, device=x.device).view(n_rep, n_per)
+        src[lo] += shift
+        src[hi] -= shift
+        src = src.view(-1)
+        # the cache moves with the configurations, re-tempered by r = β_to / β_from
+        beta_row = betas.repeat_interleave(n_per)
+        r = beta_row / beta_row.index_select(0, src)
+        x = x.index_select(0, src)
+        if ref is not None:
+            ref = (ref[0].index_select(0, src), ref[1].index_select(0, src))
+        e, score = _retemper(r, e.index_select(0, src), score.index_select(0, src), ref)
+        # statistics: per-pair mean swap probability and attempts, round trips of walkers
+        stats = extras["swap_stats"].clone()
+        stats[0, parity::2] += prob.view(n_pairs, n_per).mean(dim=1)
+        stats[1, parity::2] += 1
+        extras["swap_stats"] = stats
+        # direction: 1 = left β = 1 last, −1 = has reached β_min since, 0 = neither yet
+        direction = extras["direction"].index_select(0, src)
+        cold, hot = direction[:n_per], direction[-n_per:]
+        extras["round_trips"] = extras["round_trips"] + (cold == -1).sum()
+        cold.fill_(1)
+        hot.masked_fill_(hot == 1, -1)
+        extras["direction"] = direction
+        return x, e, score, ref
+
+    def _adapt(self, e, score, ref, extras):
+        """End of an adaptation round: move the ladder toward equal rejection rates,
+        re-temper the cache, restart the statistics."""
+        betas = extras["betas"]
+        accepted, attempts = extras["swap_stats"]
+        if bool((attempts > 0).all()):
+            new = _equalised_ladder(betas, 1.0 - accepted / attempts)
+            r = (new / betas).to(e.dtype).repeat_interleave(e.shape[0] // self.n_replicas)
+            e, score = _retemper(r, e, score, ref)
+            extras["betas"] = new
+        extras["swap_stats"] = torch.zeros_like(extras["swap_stats"])
+        extras["round_trips"] = torch.zeros_like(extras["round_trips"])
+        extras["direction"] = torch.zeros_like(extras["direction"])
+        return e, score
+
+    # -- runs and diagnostics ------------------------------------------------------------
+
+    def continue_run(
+        self,
+        energy: ebmflow.Energy,
+        state: ebmflow.SamplerState,
+        n_steps: int,
+        *,
+        generator: torch.Generator | None = None,
+        thin: int | None = None,
+        progress: bool = False,
+        callback: Callable[[ebmflow.SamplerState], Any] | None = None,
+    ) -> ebmflow.SampleResult:
+        """Like :meth:`ebmflow.Sampler.continue_run`; ``callback`` gets the whole ensemble's
+        state. The result keeps the β = 1 replica (all of them with ``return_all``):
+        ``samples``, ``trajectory``, ``acceptance_per_chain`` and ``acceptance_rate`` (the
+        local sampler's, at β = 1); ``energy_trace`` is the mean E of the β = 1 chains.
+        ``local_acceptance_per_replica`` (R,) has the local sampler's rate at every β."""
+        n_per = self._check_ensemble(state)
+        if thin is not None:
+            thin = ebmflow.check_positive_int(self.name, "thin", thin)
+        cold_trace = torch.empty(n_steps, device=state.x.device, dtype=torch.float32)
+        kept: list[Tensor] = []
+        done = 0
+
+        def record(current: ebmflow.SamplerState) -> None:
+            nonlocal done
+            cold_trace[done] = current.energy[:n_per].mean()  # β_0 = 1: E_0 = E
+            done += 1
+            if thin is not None and done % thin == 0:
+                # a copy of the β = 1 rows, so the other replicas' positions can be freed
+                kept.append(self.replicas(current) if self.return_all
+                            else current.x[:n_per].clone())
+            if callback is not None:
+                callback(current)
+
+        result = super().continue_run(energy, state, n_steps, generator=generator,
+                                      progress=progress, callback=record)
+        diagnostics = result.diagnostics
+        diagnostics["energy_trace"] = cold_trace
+        if "acceptance_per_chain" in diagnostics:
+            per_chain = diagnostics["acceptance_per_chain"].view(self.n_replicas, n_per)
+            diagnostics["local_acceptance_per_replica"] = per_chain.mean(dim=1)
+            diagnostics["acceptance_per_chain"] = per_chain if self.return_all else per_chain[0]
+            diagnostics["acceptance_rate"] = float(per_chain[0].mean())
+        trajectory = torch.stack(kept) if kept else None
+        all_replicas = self.replicas(result.state)
+        samples = all_replicas if self.return_all else all_replicas[0]
+        return ebmflow.SampleResult(samples, result.state, diagnostics, trajectory)
+
+    def diagnostics(self, state: ebmflow.SamplerState) -> dict[str, Any]:
+        """The ladder, per-pair swap acceptance and round trips since the ladder was last
+        changed (or since the start), and the local sampler's own diagnostics as
+        ``local_*``."""
+        n_per = state.x.shape[0] // self.n_replicas
+        extras = state.extras
+        accepted, attempts = extras["swap_stats"]
+        rates = torch.where(attempts > 0, accepted / attempts.clamp(min=1),
+                            torch.full_like(attempts, math.nan))
+        since = max((t for t in self._round_ends if t <= state.step), default=0)
+        counted = state.step - since
+        trips = int(extras["round_trips"])
+        out: dict[str, Any] = {
+            "n_replicas": self.n_replicas,
+            "betas": extras["betas"].tolist(),
+            "swap": self.swap,
+            "swap_acceptance": rates.tolist(),
+            "round_trips": trips,
+            "round_trip_rate": trips / (counted * n_per) if counted else math.nan,
+            "local_sampler": self.local_sampler.name,
+        }
+        local_extras = {k[len(_LOCAL):]: v for k, v in extras.items() if k.startswith(_LOCAL)}
+        local = state.replace(extras=local_extras)
+        for key, value in self.local_sampler.diagnostics(local).items():
+            out["local_" + key] = value
+        return out
+
+
+# -- argument checks -------------------------------------------------------------------------
+
+
+def _ladder(n_replicas: Any, beta_min: Any, betas: Any) -> Tensor:
+    if n_replicas is not None:
+        n_replicas = ebmflow.check_positive_int(NAME, "n_replicas", n_replicas, minimum=2)
+    if beta_min is not None:
+        ok = (isinstance(beta_min, (int, float)) and not isinstance(beta_min, bool)
+              and 0.0 < beta_min < 1.0)
+        if not ok:
+            raise ValueError(
+                f"{NAME}: beta_min must be a number in (0, 1) (the hottest inverse "
+                f"temperature), got {beta_min!r}"
+            )
+        beta_min = float(beta_min)
+    if betas is None:
+        return geometric_ladder(8 if n_replicas is None else n_replicas,
+                                0.05 if beta_min is None else beta_min)
+    accepted = ("a sequence of at least 2 inverse temperatures starting at 1 and strictly "
+                "decreasing to a value > 0, e.g. [1.0, 0.5, 0.25]")
+    try:
+        ladder = torch.as_tensor(betas, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        ladder = None
+    if (
+        isinstance(betas, (str, bytes)) or ladder is None or ladder.ndim != 1
+        or ladder.numel() < 2 or not bool(torch.isfinite(ladder).all())
+        or float(ladder[0]) != 1.0 or not bool((ladder[1:] < ladder[:-1]).all())
+        or float(ladder[-1]) <= 0.0
+    ):
+        raise ValueError(f"{NAME}: betas must be {accepted}; got {betas!r}")
+    if n_replicas is not None and n_replicas != ladder.numel():
+        raise ValueError(
+            f"{NAME}: n_replicas={n_replicas} but betas has {ladder.numel()} entries; give "
+            "one of them, or make them agree"
+        )
+    if beta_min is not None and not math.isclose(beta_min, float(ladder[-1])):
+        raise ValueError(
+            f"{NAME}: beta_min={beta_min} but betas ends at {float(ladder[-1])}; give one "
+            "of them, or make them agree"
+        )
+    return ladder.clone()
+
+
+def _local_sampler(local: Any) -> ebmflow.Sampler:
+    if isinstance(local, (str, Mapping)):
+        local = ebmflow.create("sampler", local)
+    if not isinstance(local, ebmflow.Sampler):
+        raise TypeError(
+            f"{NAME}: local_sampler must be a registered sampler name, a config dict with a "
+            f"'name' key or an ebmflow.Sampler; got {type(local).__name__}"
+        )
+    if isinstance(local, ParallelTempering):
+        raise ValueError(
+            f"{NAME}: local_sampler cannot itself be parallel-tempering; use a local move "
+            "such as 'mala', 'langevin' or 'hmc'"
+        )
+    return local
+
+
+def _retemper(
+    r: Tensor, e: Tensor, score: Tensor, ref: tuple[Tensor, Tensor] | None
+) -> tuple[Tensor, Tensor]:
+    """Move cached (E_from, s_from) of R·B chains to new temperatures, with r = β_to / β_from
+    per chain (R·B,): E_to = r E_from + (1 − r) E_ref, s_to likewise."""
+    r_event = r.view(-1, *(1,) * (score.ndim - 1))
+    if ref is None:
+        return r * e, r_event * score
+    return torch.lerp(ref[0], e, r), torch.lerp(ref[1], score, r_event)
+
+
+def _stats_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the ladder and the statistics, where the device has it."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _equalised_ladder(betas: Tensor, rejection: Tensor) -> Tensor:
+    """The ladder with equal shares of the cumulative barrier Λ between neighbours.
+
+    Λ_k = Σ_{j<k} max(r_j, MIN_REJECTION) at u_k = −log β_k, linear in between; the new
+    u_k = Λ⁻¹(k Λ_{R−1} / (R − 1)). β_0 = 1 and β_{R−1} stay where they are.
+    """
+    n = betas.shape[0]
+    u = -betas.log()
+    lam = torch.cat([rejection.new_zeros(1), rejection.clamp(min=MIN_REJECTION).cumsum(0)])
+    target = torch.linspace(0.0, float(lam[-1]), n, dtype=lam.dtype, device=lam.device)
+    idx = torch.searchsorted(lam, target).clamp(1, n - 1)
+    w = (target - lam[idx - 1]) / (lam[idx] - lam[idx - 1])
+    new = torch.exp(-(u[idx - 1] + w * (u[idx] - u[idx - 1])))
+    new[0], new[-1] = 1.0, betas[-1]
+    return new
