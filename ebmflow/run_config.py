@@ -13,7 +13,7 @@ arguments; a nested component is an inline table with a ``name``)::
 
     [objective]                 # a registered objective
     name = "pcd"
-    buffer_size = 10000
+    capacity = 10000
 
     [sampler]                   # optional: passed to the objective as sampler=
     name = "langevin"

@@ -80,7 +80,8 @@ class _GraphKeeper(ebmflow.Energy):
     A sampler evaluates E and ∇ₓE at the chain starts and at every new position; a CD loss
     needs E_θ(x⁺) and E_θ(x⁻) with their graphs in θ. Computing ∇ₓE with
     ``retain_graph=True`` keeps each evaluation's graph, so the loss can back-propagate
-    into θ through the first evaluation (when the chains start at the data) and the last
+    into θ through the first evaluation (``keep_first``: when the chains start at the data,
+    so the first evaluation is E(x⁺)) and the last
     one (when the final positions are where it was made: always for ULA, for MH samplers
     when the last proposals were all accepted) instead of running the network on them
     again. A CD-k step then costs k + 1 network evaluations, as a hand-written loop does.
@@ -88,14 +89,17 @@ class _GraphKeeper(ebmflow.Energy):
     while sampling (``torch.autograd.grad`` differentiates in x only).
     """
 
-    def __init__(self, inner: ebmflow.Energy) -> None:
+    def __init__(self, inner: ebmflow.Energy, keep_first: bool) -> None:
         super().__init__()
         self.inner = inner
+        self.keep_first = keep_first
         self.event_shape = inner.event_shape
         self.noise_conditional = inner.noise_conditional
         self.has_energy = inner.has_energy
-        self.first: tuple[Tensor, Tensor] | None = None
-        self.last: tuple[Tensor, Tensor] | None = None
+        # (x, E_θ(x)) of the first and the last evaluation; a plain dict, so recording
+        # costs no nn.Module attribute bookkeeping
+        self.records: dict[str, tuple[Tensor, Tensor]] = {}
+        self._minus_one: Tensor | None = None
 
     def forward(self, x: Tensor, sigma: Any = None) -> Tensor:
         return self.inner(x, sigma)
@@ -114,10 +118,15 @@ class _GraphKeeper(ebmflow.Energy):
                     f"{tuple(energy.shape)}; an energy must return one value per sample, "
                     f"shape ({x.shape[0]},)"
                 )
-            (score,) = torch.autograd.grad(-energy.sum(), inp, retain_graph=True)
-        if self.first is None:
-            self.first = (x, energy)
-        self.last = (x, energy)
+            # seeding the backward pass with −1 per sample yields the score −∇ₓE directly
+            seed = self._minus_one
+            if seed is None or seed.shape != energy.shape or seed.dtype != energy.dtype:
+                seed = self._minus_one = torch.full_like(energy, -1.0)
+            (score,) = torch.autograd.grad(energy, inp, seed, retain_graph=True)
+        records = self.records
+        if self.keep_first:
+            records.setdefault("first", (x, energy))
+        records["last"] = (x, energy)
         return energy.detach(), score
 
     @staticmethod
@@ -131,11 +140,11 @@ class _GraphKeeper(ebmflow.Energy):
 
     def first_energy(self, x: Tensor) -> Tensor | None:
         """E_θ(x) with its graph if the first evaluation was at ``x``, else ``None``."""
-        return self._match(self.first, x)
+        return self._match(self.records.get("first"), x)
 
     def last_energy(self, x: Tensor) -> Tensor | None:
         """E_θ(x) with its graph if the last evaluation was at ``x``, else ``None``."""
-        return self._match(self.last, x)
+        return self._match(self.records.get("last"), x)
 
 
 class ContrastiveObjective(ebmflow.Objective):
@@ -196,7 +205,7 @@ class ContrastiveObjective(ebmflow.Objective):
         data = batch.detach()
         x0, token = self.chain_starts(data, generator)
         track = self.kl_weight > 0
-        recorder = _GraphKeeper(energy)
+        recorder = _GraphKeeper(energy, keep_first=x0 is data)
         # k transitions of the sampler's BlackJAX-style init/step (what Sampler.run does,
         # without the energy trace it keeps for diagnostics)
         state = self.sampler.init(recorder, x0)

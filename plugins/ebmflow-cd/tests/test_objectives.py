@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import ebmflow_cd
 import pytest
@@ -436,3 +438,11 @@ def test_cd_saves_and_loads_with_its_nested_sampler(host, tmp_path):
     assert (loaded.k, loaded.init_noise, loaded.kl_weight) == (7, 0.01, 0.5)
     energy = mlp()
     assert _continue(original, energy, 15) == _continue(loaded, energy, 15)
+
+
+def test_readme_python_example_runs():
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.DOTALL)
+    assert blocks, "the plugin README has no python example"
+    for code in blocks:
+        exec(compile(code, str(readme), "exec"), {"__name__": "__readme__"})

@@ -15,6 +15,7 @@ import math
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,49 @@ import torch
 import ebmflow
 
 CONFIGS = Path(__file__).resolve().parents[3] / "examples" / "configs"
+
+
+def heldout_nll(energy: ebmflow.Energy, name: str) -> float:
+    data = ebmflow.create("dataset", name)
+    x = data.sample(20_000, torch.Generator().manual_seed(123))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a quadrature warning would make the figure suspect
+        return ebmflow.evaluate.nll(energy.eval(), x, data.bounds).nll
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, however pytest was started (the repository's conftest.py sets
+    OMP_NUM_THREADS=1, but running from the plugin folder does not read it): small networks
+    train fastest on one thread. The thread count is restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_short_pcd_run_separates_the_eight_modes(one_thread):
+    """800 PCD steps (128-128 SiLU MLP, ULA k = 10, Adam lr 3e-3) reach NLL ≤ 3.15 nats:
+    below the ring plateau (≈ 3.3), so the eight modes are separated. With this recipe the
+    plateau ends after 500–600 steps; over seeds 0, 1, 2 the NLL at step 800 was 2.99–3.05
+    (seed 0 is the one tested; a 64-64 network stays on the plateau past 1000 steps). The
+    full run file, examples/configs/pcd_8gaussians.toml, reaches ≈ 2.93."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        energy = ebmflow.create("energy", "mlp", dim=2, widths=[128, 128])
+    objective = ebmflow.create(
+        "objective", "pcd", sampler={"name": "langevin", "step_size": 0.01}, k=10,
+        init_low=-4.0, init_high=4.0, alpha=0.1,
+    )
+    trainer = ebmflow.Trainer(
+        energy, objective, ebmflow.create("dataset", "8gaussians"),
+        optimizer={"name": "adam", "lr": 3e-3, "betas": [0.0, 0.999]},
+        batch_size=256, steps=800, seed=0, progress=False,
+    )
+    trainer.fit()
+    nll = heldout_nll(energy, "8gaussians")
+    assert math.isfinite(nll) and nll <= 3.15, nll
 
 
 def _plugin_installed() -> bool:
@@ -48,8 +92,10 @@ def test_example_run_files_train_and_evaluate(config, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     energy = ebmflow.load(out / "checkpoint")
-    data = "checkerboard" if "checkerboard" in config else "8gaussians"
-    x = ebmflow.create("dataset", data).sample(1000, torch.Generator().manual_seed(0))
-    assert math.isfinite(ebmflow.evaluate.nll(energy, x, ebmflow.create(
-        "dataset", data).bounds).nll)
+    data = ebmflow.create("dataset", "checkerboard" if "checkerboard" in config
+                          else "8gaussians")
+    x = data.sample(1000, torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # after 3 steps the energy is still nearly flat
+        assert math.isfinite(ebmflow.evaluate.nll(energy, x, data.bounds).nll)
     shutil.rmtree(out)
