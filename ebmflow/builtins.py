@@ -67,3 +67,13 @@ def ebmflow_noise_schedules():
         Component("karras", "ebmflow.noise_schedules.karras:KarrasSchedule",
                   "EDM (Karras et al. 2022) ρ-spaced σ"),
     ]
+
+
+@hookimpl
+def ebmflow_log_z_estimators():
+    return [
+        Component("grid", "ebmflow.evaluate.quadrature:grid_log_z",
+                  "exact log Z of a 1-3-D energy by quadrature over a box (needs bounds=)"),
+        Component("ais", "ebmflow.evaluate.ais:ais_log_z",
+                  "annealed importance sampling from a Gaussian base, any dimension"),
+    ]

@@ -60,6 +60,12 @@ def ebmflow_schedulers():
 
 
 @hookspec
+def ebmflow_log_z_estimators():
+    """log Z estimators: functions ``f(energy, **options)`` returning a result with ``log_z``
+    (and ``stderr`` where it is estimated), called by ``ebmflow.evaluate.log_z``."""
+
+
+@hookspec
 def ebmflow_commands(subparsers):
     """Add sub-commands to the ``ebmflow`` CLI.
 

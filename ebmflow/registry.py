@@ -41,6 +41,7 @@ from ebmflow.errors import (
     AmbiguousComponentError,
     ComponentArgumentError,
     ConfigError,
+    EbmflowError,
     PluginError,
     PluginWarning,
     UnknownComponentError,
@@ -61,6 +62,7 @@ KINDS: dict[str, str] = {
     "noise_schedule": "ebmflow_noise_schedules",
     "converter": "ebmflow_converters",
     "scheduler": "ebmflow_schedulers",
+    "log_z_estimator": "ebmflow_log_z_estimators",
 }
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -519,6 +521,12 @@ class PluginHost:
         nested config: a dict with ``"name"`` under a key that names a kind (``sampler``,
         ``energy``, ``energies``, ``base_energy`` ...), or any dict with both ``"kind"`` and
         ``"name"``. Lists of such dicts are built element by element.
+
+        Errors are ebmflow errors: an unknown name or argument as below, and a value the
+        component rejects (a ``ValueError`` or ``TypeError`` from its constructor) as a
+        :class:`~ebmflow.ConfigError` or :class:`~ebmflow.ComponentArgumentError` (still a
+        ``ValueError`` or ``TypeError``). Any other exception from the factory keeps its
+        type and gets a note naming the component, its plugin and distribution.
         """
         kind = normalize_kind(kind)
         if isinstance(name_or_config, str):
@@ -541,7 +549,25 @@ class PluginHost:
         factory = component.load()
         arguments = {key: self._build_nested(key, value) for key, value in arguments.items()}
         _check_arguments(component, factory, arguments)
-        return factory(**arguments)
+        try:
+            return factory(**arguments)
+        except EbmflowError:
+            raise
+        except (TypeError, ValueError) as exc:
+            # a component rejecting an argument value: an ebmflow error of the same family
+            raise _construction_error(component, factory, exc) from exc
+        except Exception as exc:
+            # anything else is the component's own failure: keep its type, say where it was
+            exc.add_note(f"while building {component.kind} {component.qualified_name!r} "
+                         f"({self._provenance(component)})")
+            raise
+
+    def _provenance(self, component: Component) -> str:
+        plugin = self._plugins.get(component.plugin or "")
+        if plugin is None or plugin.distribution is None:
+            return f"plugin {component.plugin!r}"
+        version = f" {plugin.version}" if plugin.version else ""
+        return f"plugin {component.plugin!r}, distribution {plugin.distribution}{version}"
 
     def _build_nested(self, key: str, value: Any) -> Any:
         if isinstance(value, Mapping) and "name" in value:
@@ -590,6 +616,21 @@ def _check_arguments(component: Component, factory: Callable[..., Any], argument
             f"{component.kind} {component.qualified_name!r}: {exc}{hint}. "
             f"Accepted arguments: {accepted}"
         ) from None
+
+
+def _construction_error(
+    component: Component, factory: Callable[..., Any], exc: TypeError | ValueError
+) -> EbmflowError:
+    """The ebmflow error for a ``TypeError``/``ValueError`` a factory raised: a
+    :class:`ComponentArgumentError` (still a ``TypeError``) or a :class:`ConfigError` (still
+    a ``ValueError``), with the message kept, prefixed by the component unless it names it."""
+    message = str(exc)
+    names = {component.name, getattr(factory, "__name__", None),
+             getattr(factory, "__qualname__", None)}
+    if not any(name and name in message for name in names):
+        message = f"{component.kind} {component.qualified_name!r}: {message}"
+    error_type = ComponentArgumentError if isinstance(exc, TypeError) else ConfigError
+    return error_type(message)
 
 
 _default_host: PluginHost | None = None

@@ -224,18 +224,23 @@ class ReplayBuffer(nn.Module):
                 f"ReplayBuffer.update: indices must be an integer tensor of shape "
                 f"({x.shape[0]},), got {indices.dtype} {tuple(indices.shape)}"
             )
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.capacity):
+        if not indices.numel():
+            return
+        low, high = (int(v) for v in torch.aminmax(indices))  # one read for both bounds
+        if low < 0 or high >= self.capacity:
             raise ValueError(
                 f"ReplayBuffer.update: indices must lie in [0, {self.capacity}), got values "
-                f"from {int(indices.min())} to {int(indices.max())}"
+                f"from {low} to {high}"
             )
-        # index_put_ with repeated indices keeps an unspecified row; keep the last one.
+        # index_put_ with repeated indices keeps an unspecified row; keep the last one: in
+        # a stable sort of the slots, the last row of each run of equal slots
         indices = indices.long()
-        last = torch.full((self.capacity,), -1, dtype=torch.long, device=indices.device)
-        last.scatter_reduce_(0, indices, torch.arange(len(indices), device=indices.device),
-                             reduce="amax")
-        slots = torch.nonzero(last >= 0).squeeze(1)
-        self.samples[slots] = x[last[slots]]
+        order = torch.argsort(indices, stable=True)
+        ordered = indices[order]
+        last = torch.ones_like(ordered, dtype=torch.bool)
+        torch.ne(ordered[1:], ordered[:-1], out=last[:-1])
+        slots = ordered[last]
+        self.samples[slots] = x[order[last]]
         self.filled[slots] = True
 
     @torch.no_grad()

@@ -16,6 +16,7 @@ import torch
 from scipy.signal import lfilter
 
 import ebmflow
+from ebmflow import evaluate
 from ebmflow.evaluate import (
     QuadratureWarning,
     ais_log_z,
@@ -307,6 +308,25 @@ def test_ais_is_exact_when_the_base_is_the_target():
     result = ais_log_z(energy, dim=3, n_chains=64, n_temps=10, base_std=2.0, generator=g)
     assert abs(result.log_z - energy.log_z) < 1e-9  # float64 round-off
     assert result.stderr < 1e-9 and abs(result.ess - 64) < 1e-6
+
+
+def test_log_z_dispatches_to_registered_estimators_by_name():
+    """``evaluate.log_z(energy, method, **options)`` is the estimator called directly:
+    the same result for the same options and seed; unknown names and options are errors
+    naming what exists."""
+    energy = ebmflow.GaussianEnergy(mean=[0.5, -1.0], std=[1.0, 2.0])  # log Z = 0
+    assert {"grid", "ais"} <= set(evaluate.estimators())
+    grid = evaluate.log_z(energy, "grid", bounds=[(-8.0, 9.0), (-16.0, 14.0)])
+    assert grid.log_z == grid_log_z(energy, [(-8.0, 9.0), (-16.0, 14.0)]).log_z
+    assert abs(grid.log_z) < 1e-6
+    options = dict(n_chains=64, n_temps=20, generator=torch.Generator().manual_seed(0))
+    ais = evaluate.log_z(energy, **options)  # method defaults to "ais"
+    options["generator"] = torch.Generator().manual_seed(0)
+    assert ais.log_z == ais_log_z(energy, **options).log_z
+    with pytest.raises(ebmflow.UnknownComponentError, match="did you mean 'ais'"):
+        evaluate.log_z(energy, "aiss")
+    with pytest.raises(ebmflow.ComponentArgumentError, match="did you mean 'n_temps'"):
+        evaluate.log_z(energy, "ais", n_temp=3)
 
 
 def test_ais_works_in_float32_and_at_a_noise_level():

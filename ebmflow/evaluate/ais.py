@@ -44,7 +44,13 @@ from torch import Tensor
 
 from ebmflow.compose import Scaled, Sum
 from ebmflow.energy import Energy, Sigma
-from ebmflow.evaluate.quadrature import _json_float, check_has_energy, evaluation_dtype_device
+from ebmflow.evaluate.arguments import (
+    base_tensor,
+    check_has_energy,
+    evaluation_dtype_device,
+    resolve_event_shape,
+)
+from ebmflow.evaluate.quadrature import _json_float
 from ebmflow.samplers.base import Sampler
 from ebmflow.validation import check_positive_int
 
@@ -179,52 +185,6 @@ def _resolve_sampler(sampler: Any) -> Sampler:
     )
 
 
-def _event_shape(energy: Energy, dim: Any, event_shape: Any) -> tuple[int, ...]:
-    owner = "ais_log_z"
-    given = []
-    if dim is not None:
-        given.append((check_positive_int(owner, "dim", dim),))
-    if event_shape is not None:
-        try:
-            shape = tuple(int(n) for n in event_shape)
-        except TypeError:
-            shape = ()
-        if not shape or any(n < 1 for n in shape):
-            raise ValueError(
-                f"{owner}: event_shape must be a non-empty sequence of positive integers, got "
-                f"{event_shape!r}"
-            )
-        given.append(shape)
-    if energy.event_shape is not None:
-        given.append(tuple(energy.event_shape))
-    if not given:
-        raise ValueError(
-            f"{owner}: {type(energy).__name__} declares no event_shape; pass dim=... "
-            "(vectors) or event_shape=(...)"
-        )
-    if len(set(given)) > 1:
-        raise ValueError(
-            f"{owner}: inconsistent event shapes: dim={dim!r}, event_shape={event_shape!r}, "
-            f"{type(energy).__name__}.event_shape={energy.event_shape!r}"
-        )
-    return given[0]
-
-
-def _base_tensor(name: str, value: Any, shape: tuple[int, ...], dtype, device) -> Tensor:
-    t = torch.as_tensor(value, dtype=torch.float64)
-    try:
-        t = torch.broadcast_to(t, shape)
-    except RuntimeError:
-        raise ValueError(
-            f"ais_log_z: {name} must be a number or a tensor broadcastable to the event shape "
-            f"{shape}, got shape {tuple(t.shape)}"
-        ) from None
-    if not bool(torch.isfinite(t).all()) or (name == "base_std" and not bool((t > 0).all())):
-        accepted = "positive finite" if name == "base_std" else "finite"
-        raise ValueError(f"ais_log_z: {name} must be {accepted}, got {value!r}")
-    return t.to(device=device, dtype=dtype)
-
-
 def _path(base: Energy, energy: Energy, beta: float) -> Energy:
     """E_β = (1 − β) E₀ + β E₁ as an ebmflow composition."""
     return Sum([Scaled(base, 1.0 - beta), Scaled(energy, beta)])
@@ -273,7 +233,7 @@ def ais_log_z(
     """
     owner = "ais_log_z"
     check_has_energy(owner, energy)
-    shape = _event_shape(energy, dim, event_shape)
+    shape = resolve_event_shape(owner, energy, dim, event_shape)
     n_chains = check_positive_int(owner, "n_chains", n_chains)
     n_temps = check_positive_int(owner, "n_temps", n_temps)
     steps_per_temp = check_positive_int(owner, "steps_per_temp", steps_per_temp, minimum=0)
@@ -290,8 +250,8 @@ def ais_log_z(
         raise ValueError(
             f"{owner}: generator is on {generator.device} but the chains run on {device}"
         )
-    mean = _base_tensor("base_mean", base_mean, shape, dtype, device)
-    std = _base_tensor("base_std", base_std, shape, dtype, device)
+    mean = base_tensor(owner, "base_mean", base_mean, shape, dtype, device)
+    std = base_tensor(owner, "base_std", base_std, shape, dtype, device)
     base = _GaussianBase(mean, std, shape, energy.noise_conditional)
     log_z_base = float(std.to(torch.float64).log().sum()) + 0.5 * math.log(2 * math.pi) * (
         math.prod(shape)

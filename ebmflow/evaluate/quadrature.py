@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from ebmflow.energy import Energy, broadcast_sigma
+from ebmflow.evaluate.arguments import check_has_energy, evaluation_dtype_device
 
 #: default number of cells per dimension, by dimension.
 DEFAULT_RESOLUTION = {1: 4096, 2: 512, 3: 96}
@@ -132,30 +133,6 @@ class NLLResult:
 
 
 # -- argument checks ---------------------------------------------------------------------
-
-
-def evaluation_dtype_device(
-    energy: Energy, dtype: torch.dtype | None, device: torch.device | str | None
-) -> tuple[torch.dtype, torch.device]:
-    """The dtype and device to evaluate ``energy`` in: those given, else those of its first
-    floating-point parameter or buffer, else float64 on the CPU."""
-    tensors = [t for t in (*energy.parameters(), *energy.buffers()) if t.is_floating_point()]
-    if dtype is None:
-        dtype = tensors[0].dtype if tensors else torch.float64
-    if device is None:
-        device = tensors[0].device if tensors else torch.device("cpu")
-    return dtype, torch.device(device)
-
-
-def check_has_energy(owner: str, energy: Any) -> None:
-    """Raise unless ``energy`` is an :class:`~ebmflow.Energy` with energy values."""
-    if not isinstance(energy, Energy):
-        raise TypeError(f"{owner}: expected an ebmflow.Energy, got {type(energy).__name__}")
-    if not energy.has_energy:
-        raise ValueError(
-            f"{owner} needs energy values, but {type(energy).__name__} is score-only "
-            "(has_energy = False); give the model an energy parameterisation first"
-        )
 
 
 def _check_sigma(owner: str, sigma: Any) -> float | None:

@@ -32,6 +32,8 @@ class Langevin(Sampler):
         noise_scale: standard deviation of the injected noise; default √(2η).
     """
 
+    step_reads_new_score = False
+
     def __init__(self, step_size: float = 0.01, noise_scale: float | None = None) -> None:
         self.step_size = check_positive("langevin", "step_size", step_size)
         if noise_scale is None:

@@ -84,7 +84,10 @@ class _GraphKeeper(ebmflow.Energy):
     so the first evaluation is E(x⁺)) and the last
     one (when the final positions are where it was made: always for ULA, for MH samplers
     when the last proposals were all accepted) instead of running the network on them
-    again. A CD-k step then costs k + 1 network evaluations, as a hand-written loop does.
+    again. With ``skip_score`` set for the last step of a sampler that does not read the
+    new score (``Sampler.step_reads_new_score`` false: ULA), that evaluation is a forward
+    pass only. A CD-k step with ULA then costs k forward+backward passes in x, one forward
+    pass and one backward pass in θ, as a hand-written loop does.
     The gradients are those of plain evaluations; parameters' ``.grad`` is not touched
     while sampling (``torch.autograd.grad`` differentiates in x only).
     """
@@ -100,6 +103,8 @@ class _GraphKeeper(ebmflow.Energy):
         # costs no nn.Module attribute bookkeeping
         self.records: dict[str, tuple[Tensor, Tensor]] = {}
         self._minus_one: Tensor | None = None
+        # set for the last step when the sampler does not read the new score itself
+        self.skip_score = False
 
     def forward(self, x: Tensor, sigma: Any = None) -> Tensor:
         return self.inner(x, sigma)
@@ -109,15 +114,18 @@ class _GraphKeeper(ebmflow.Energy):
     ) -> tuple[Tensor | None, Tensor]:
         if create_graph or not self.has_energy:
             return self.inner.energy_and_score(x, sigma, create_graph=create_graph)
+        if self.skip_score:
+            # the caller's last step with a sampler that does not read this score: E_θ(x)
+            # with its graph, and no gradient in x (the state's score is left empty)
+            with torch.enable_grad():
+                energy = self.inner(x.detach(), sigma)
+            self._check_shape(energy, x)
+            self.records["last"] = (x, energy)
+            return energy.detach(), None
         with torch.enable_grad():
             inp = x.detach().requires_grad_(True)
             energy = self.inner(inp, sigma)
-            if energy.shape != (x.shape[0],):
-                raise ValueError(
-                    f"{type(self.inner).__name__}.forward returned shape "
-                    f"{tuple(energy.shape)}; an energy must return one value per sample, "
-                    f"shape ({x.shape[0]},)"
-                )
+            self._check_shape(energy, x)
             # seeding the backward pass with −1 per sample yields the score −∇ₓE directly
             seed = self._minus_one
             if seed is None or seed.shape != energy.shape or seed.dtype != energy.dtype:
@@ -128,6 +136,13 @@ class _GraphKeeper(ebmflow.Energy):
             records.setdefault("first", (x, energy))
         records["last"] = (x, energy)
         return energy.detach(), score
+
+    def _check_shape(self, energy: Tensor, x: Tensor) -> None:
+        if energy.shape != (x.shape[0],):
+            raise ValueError(
+                f"{type(self.inner).__name__}.forward returned shape {tuple(energy.shape)}; "
+                f"an energy must return one value per sample, shape ({x.shape[0]},)"
+            )
 
     @staticmethod
     def _match(record: tuple[Tensor, Tensor] | None, x: Tensor) -> Tensor | None:
@@ -162,6 +177,15 @@ class ContrastiveObjective(ebmflow.Objective):
         self.k = ebmflow.check_positive_int(owner, "k", k)
         self.alpha = check_weight(owner, "alpha", alpha)
         self.kl_weight = check_weight(owner, "kl_weight", kl_weight)
+        if self.kl_weight > 0 and (
+            type(self.sampler).target_state is not ebmflow.Sampler.target_state
+        ):
+            raise ValueError(
+                f"{owner}: kl_weight={kl_weight!r} differentiates through the last step of "
+                f"one chain per sample, but {self.sampler.name!r} runs an ensemble (its "
+                "state holds more chains than the batch); use kl_weight=0 with it, or a "
+                "sampler such as 'langevin' or 'mala'"
+            )
         if kl_step_size is None:
             kl_step_size = getattr(self.sampler, "step_size", None)
             if kl_step_size is None and self.kl_weight > 0:
@@ -210,12 +234,18 @@ class ContrastiveObjective(ebmflow.Objective):
         # without the energy trace it keeps for diagnostics)
         state = self.sampler.init(recorder, x0)
         x_prev, accepted = x0, None
-        for _ in range(self.k):
+        # after the last ULA-type step nothing reads the score at the final positions (the
+        # KL term does), so it is not computed: k x-gradients in all, as a hand loop takes
+        skip_last_score = not track and not self.sampler.step_reads_new_score
+        for i in range(self.k):
             x_prev = state.x
+            recorder.skip_score = skip_last_score and i == self.k - 1
             state = self.sampler.step(recorder, state, generator)
-            if state.accept_prob is not None:
-                prob = state.accept_prob.detach()
-                accepted = prob if accepted is None else accepted + prob
+            prob = self.sampler.target_state(state).accept_prob
+            if prob is not None:
+                accepted = prob.detach() if accepted is None else accepted + prob.detach()
+        # the chains at the target (parallel tempering's β = 1 replica, not the hot ones)
+        state = self.sampler.target_state(state)
         x_neg = state.x.detach()
         self.chains_done(x_neg, token, generator)
 

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
+from ebmflow.evaluate.arguments import base_tensor, evaluation_dtype_device, resolve_event_shape
 from ebmflow_tempering.parallel_tempering import ParallelTempering
 
 OWNER = "stepping_stone_log_z"
@@ -189,7 +190,7 @@ def stepping_stone_log_z(
             f"{OWNER} needs energy values, but {type(energy).__name__} is score-only "
             "(has_energy = False); give the model an energy parameterisation first"
         )
-    shape = _event_shape(energy, dim, event_shape)
+    shape = resolve_event_shape(OWNER, energy, dim, event_shape)
     n_chains = ebmflow.check_positive_int(OWNER, "n_chains", n_chains, minimum=2)
     n_steps = ebmflow.check_positive_int(OWNER, "n_steps", n_steps)
     adapt_steps = ebmflow.check_positive_int(OWNER, "adapt_steps", adapt_steps, minimum=0)
@@ -203,15 +204,15 @@ def stepping_stone_log_z(
         )
     n_base = 16 * n_chains if n_base_samples is None else ebmflow.check_positive_int(
         OWNER, "n_base_samples", n_base_samples, minimum=2)
-    dtype, device = _dtype_device(energy, dtype, device)
+    dtype, device = evaluation_dtype_device(energy, dtype, device)
     if generator is None:
         generator = torch.Generator(device=device)
         generator.seed()
     elif not isinstance(generator, torch.Generator):
         raise TypeError(f"{OWNER}: generator must be a torch.Generator, got {generator!r}")
     reference = GaussianReference(
-        _base_tensor("base_mean", base_mean, shape, dtype, device),
-        _base_tensor("base_std", base_std, shape, dtype, device),
+        base_tensor(OWNER, "base_mean", base_mean, shape, dtype, device),
+        base_tensor(OWNER, "base_std", base_std, shape, dtype, device),
     )
     if betas is not None:
         n_replicas = beta_min = None  # the explicit ladder decides
@@ -287,59 +288,3 @@ def stepping_stone_log_z(
         sampler=sampler.local_sampler.name,
         samples=sampler.replicas(state)[0],
     )
-
-
-# -- argument checks (the same rules as ebmflow.evaluate.ais_log_z) --------------------------
-
-
-def _event_shape(energy: ebmflow.Energy, dim: Any, event_shape: Any) -> tuple[int, ...]:
-    given = []
-    if dim is not None:
-        given.append((ebmflow.check_positive_int(OWNER, "dim", dim),))
-    if event_shape is not None:
-        try:
-            shape = tuple(int(n) for n in event_shape)
-        except (TypeError, ValueError):
-            shape = ()
-        if not shape or any(n < 1 for n in shape):
-            raise ValueError(
-                f"{OWNER}: event_shape must be a non-empty sequence of positive integers, got "
-                f"{event_shape!r}"
-            )
-        given.append(shape)
-    if energy.event_shape is not None:
-        given.append(tuple(energy.event_shape))
-    if not given:
-        raise ValueError(
-            f"{OWNER}: {type(energy).__name__} declares no event_shape; pass dim=... "
-            "(vectors) or event_shape=(...)"
-        )
-    if len(set(given)) > 1:
-        raise ValueError(
-            f"{OWNER}: inconsistent event shapes: dim={dim!r}, event_shape={event_shape!r}, "
-            f"{type(energy).__name__}.event_shape={energy.event_shape!r}"
-        )
-    return given[0]
-
-
-def _dtype_device(energy: ebmflow.Energy, dtype: Any, device: Any):
-    tensors = [t for t in (*energy.parameters(), *energy.buffers()) if t.is_floating_point()]
-    if dtype is None:
-        dtype = tensors[0].dtype if tensors else torch.float64
-    if device is None:
-        device = tensors[0].device if tensors else torch.device("cpu")
-    return dtype, torch.device(device)
-
-
-def _base_tensor(name: str, value: Any, shape: tuple[int, ...], dtype, device) -> Tensor:
-    try:
-        t = torch.broadcast_to(torch.as_tensor(value, dtype=torch.float64), shape)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(
-            f"{OWNER}: {name} must be a number or a tensor broadcastable to the event shape "
-            f"{shape}, got {value!r}"
-        ) from None
-    if not bool(torch.isfinite(t).all()) or (name == "base_std" and not bool((t > 0).all())):
-        accepted = "positive and finite" if name == "base_std" else "finite"
-        raise ValueError(f"{OWNER}: {name} must be {accepted}, got {value!r}")
-    return t.to(device=device, dtype=dtype).clone()

@@ -332,6 +332,16 @@ class ParallelTempering(ebmflow.Sampler):
         """All replicas' positions, (R, B, *event); ``[0]`` is β = 1."""
         return state.x.view(self.n_replicas, -1, *state.x.shape[1:])
 
+    def target_state(self, state: ebmflow.SamplerState) -> ebmflow.SamplerState:
+        """The β = 1 replica's B chains (the first B rows), as a state of its own."""
+        n_per = self._check_ensemble(state)
+
+        def rows(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[:n_per]
+
+        return ebmflow.SamplerState(state.x[:n_per], rows(state.energy), rows(state.score),
+                                    rows(state.sigma), state.step, rows(state.accept_prob))
+
     def delta_energy(self, state: ebmflow.SamplerState) -> Tensor:
         """ΔE = E − E_ref at every chain, (R, B), from the cache: (E_k − E_ref(x)) / β_k
         (E itself is not evaluated; E_ref is, when there is a reference)."""
@@ -344,9 +354,20 @@ class ParallelTempering(ebmflow.Sampler):
         return (e - e_ref) / betas
 
     def _tempered(self, energy, betas: Tensor, x: Tensor) -> TemperedEnsemble:
-        return TemperedEnsemble(energy, self.reference, betas.to(x.dtype),
-                                x.shape[0] // self.n_replicas, x.ndim - 1,
-                                self.scale_step_size)
+        """The tempered view of ``energy`` for this ladder and batch. Built once per
+        (energy, ladder tensor, dtype, batch shape) and reused by every step until the
+        ladder changes (adaptation makes a new tensor), so a step pays no set-up."""
+        key = (x.dtype, x.shape[0], x.ndim)
+        cached = self.__dict__.get("_tempered_cache")
+        if (cached is not None and cached[0] is energy and cached[1] is betas
+                and cached[2] == key):
+            return cached[3]
+        tempered = TemperedEnsemble(energy, self.reference, betas.to(x.dtype),
+                                    x.shape[0] // self.n_replicas, x.ndim - 1,
+                                    self.scale_step_size)
+        # a plain attribute: not part of the sampler's config or repr
+        self.__dict__["_tempered_cache"] = (energy, betas, key, tempered)
+        return tempered
 
     def _local(self, fn: Callable[..., ebmflow.SamplerState], *args: Any):
         """Call the local sampler; its divergence errors are re-raised under this name."""
@@ -424,22 +445,22 @@ class ParallelTempering(ebmflow.Sampler):
             return x, e, score, ref
         lo = slice(parity, parity + 2 * n_pairs, 2)  # replicas k of the pairs (k, k + 1)
         hi = slice(parity + 1, parity + 2 * n_pairs, 2)
+        rows, inv_betas, gaps, beta_row = self._swap_constants(betas, parity, n_per)
         # α = min(1, exp((β_k − β_{k+1}) (ΔE(x_k) − ΔE(x_{k+1})))), ΔE = (E_k − E_ref) / β_k
         delta = e.view(n_rep, n_per) if ref is None else (
             e.view(n_rep, n_per) - ref[0].view(n_rep, n_per))
-        delta = delta / betas[:, None]
-        log_alpha = (delta[lo] - delta[hi]).mul_((betas[lo] - betas[hi])[:, None])
+        delta = delta * inv_betas
+        log_alpha = (delta[lo] - delta[hi]).mul_(gaps)
         accept, prob = ebmflow.metropolis_accept(
             self.name, step, log_alpha.view(-1), delta[hi].reshape(-1), generator
         )
         # src[i]: the row whose configuration row i takes (accepted pairs exchange theirs)
         shift = accept.view(n_pairs, n_per) * n_per
-        src = torch.arange(n_rep * n_per, device=x.device).view(n_rep, n_per)
+        src = rows.clone()
         src[lo] += shift
         src[hi] -= shift
         src = src.view(-1)
         # the cache moves with the configurations, re-tempered by r = β_to / β_from
-        beta_row = betas.repeat_interleave(n_per)
         r = beta_row / beta_row.index_select(0, src)
         x = x.index_select(0, src)
         if ref is not None:
@@ -458,6 +479,25 @@ class ParallelTempering(ebmflow.Sampler):
         hot.masked_fill_(hot == 1, -1)
         extras["direction"] = direction
         return x, e, score, ref
+
+    def _swap_constants(self, betas: Tensor, parity: int, n_per: int):
+        """Per ladder and parity: row indices (R, B), 1/β (R, 1), β_k − β_{k+1} of the
+        pairs (P, 1) and β per row (R·B,), kept until the ladder tensor changes."""
+        cache = self.__dict__.get("_swap_cache")
+        if cache is None or cache[0] is not betas or cache[1] != n_per:
+            cache = (betas, n_per, {})
+            self.__dict__["_swap_cache"] = cache
+        constants = cache[2].get(parity)
+        if constants is None:
+            n_rep = self.n_replicas
+            n_pairs = (n_rep - parity) // 2
+            lo = slice(parity, parity + 2 * n_pairs, 2)
+            hi = slice(parity + 1, parity + 2 * n_pairs, 2)
+            rows = torch.arange(n_rep * n_per, device=betas.device).view(n_rep, n_per)
+            constants = (rows, betas.reciprocal()[:, None], (betas[lo] - betas[hi])[:, None],
+                         betas.repeat_interleave(n_per))
+            cache[2][parity] = constants
+        return constants
 
     def _adapt(self, e, score, ref, extras):
         """End of an adaptation round: move the ladder toward equal rejection rates,

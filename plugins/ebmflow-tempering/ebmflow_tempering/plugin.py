@@ -19,3 +19,14 @@ def ebmflow_samplers():
             "swaps; one batched energy call per step",
         ),
     ]
+
+
+@ebmflow.hookimpl
+def ebmflow_log_z_estimators():
+    return [
+        ebmflow.Component(
+            "stepping-stone",
+            "ebmflow_tempering.log_z:stepping_stone_log_z",
+            "stepping-stone log Z (and thermodynamic integration) over a tempering ladder",
+        ),
+    ]

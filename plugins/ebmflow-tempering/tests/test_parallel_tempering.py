@@ -324,6 +324,35 @@ def test_works_through_create_as_the_sampler_of_the_cd_objective():
     assert math.isfinite(float(out.loss.detach()))
     out.loss.backward()
     assert 0.0 < out.metrics["acceptance_rate"] <= 1.0
+    # the negatives are the β = 1 replica's chains, not the hotter replicas': replaying the
+    # sampler with the same generator gives the same mean negative energy
+    data = torch.randn(32, 2, generator=seeded(20))
+    gen = seeded(21)
+    state = sampler.init(energy, data)
+    for _ in range(3):
+        state = sampler.step(energy, state, gen)
+    cold = sampler.target_state(state)
+    assert cold.x.shape == (32, 2) and torch.equal(cold.x, state.x[:32])
+    with torch.no_grad():
+        expected = float(energy(cold.x).mean())
+    assert out.metrics["e_neg"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_tempered_pcd_writes_the_target_chains_back_to_its_buffer():
+    try:
+        objective = ebmflow.create(
+            "objective", "pcd", k=2, capacity=64, sampler={"name": NAME, "n_replicas": 3},
+        )
+    except ebmflow.UnknownComponentError:
+        pytest.skip("the pcd objective (ebmflow-cd) is not installed")
+    energy = ebmflow.create("energy", "mlp", dim=2, widths=[8])
+    for i in range(2):
+        out = objective(energy, torch.randn(16, 2, generator=seeded(30 + i)),
+                        generator=seeded(40 + i))
+        assert math.isfinite(float(out.loss.detach()))
+    assert 1 <= int(objective.buffer.filled.sum()) <= 32
+    with pytest.raises(ValueError, match=r"kl_weight=0\.5 .* runs an ensemble"):
+        ebmflow.create("objective", "cd", kl_weight=0.5, sampler={"name": NAME})
 
 
 @pytest.mark.slow
