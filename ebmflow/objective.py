@@ -27,7 +27,16 @@ class ObjectiveOutput:
 
 
 class Objective(nn.Module, Configurable):
-    """Base class of objectives."""
+    """Base class of objectives.
+
+    ``forward(energy, batch, *, generator)`` returns an :class:`ObjectiveOutput`. An
+    objective that sets ``needs_labels = True`` (JEM) gets ``(x, y)`` batches from the
+    :class:`~ebmflow.Trainer` (from a dataset's ``sample_with_labels`` or ``data=(x, y)``);
+    otherwise batches are the samples ``x`` alone.
+    """
+
+    #: whether the Trainer passes ``(x, y)`` batches instead of ``x``.
+    needs_labels: bool = False
 
     def forward(
         self, energy: Energy, batch: Tensor, *, generator: torch.Generator | None = None

@@ -19,6 +19,15 @@ draws). Both are saved in checkpoints, so a resumed run is bit-identical on the 
 the same number of torch threads: CPU reductions are split by thread). The global RNG is
 never read or written (an energy with dropout uses it on its own).
 
+Labelled batches
+----------------
+An objective whose attribute ``needs_labels`` is true (JEM's, which trains p(y|x)) is
+called with ``batch = (x, y)``: ``data.sample_with_labels(batch_size, g_data)`` for a
+Dataset (which must have that method, e.g. ``digits``), or the same rows of ``x`` and ``y``
+for tensor data given as a pair ``(x, y)``. Batches are drawn exactly as without labels
+(the same generator calls), the ranks shard both tensors alike, and resuming works the
+same. Other objectives get ``x`` alone, even when the data has labels.
+
 Divergence
 ----------
 A NaN or infinite loss or gradient raises :class:`TrainingDivergedError` naming the step.
@@ -272,6 +281,22 @@ class LRSchedule:
 # -- randomness and data ----------------------------------------------------------------
 
 
+def _check_batch(batch: Any, step: int, total: int) -> None:
+    """Raise if the batch's samples (``x`` of an ``(x, y)`` pair) hold a NaN or an infinity:
+    one reduction in the common case."""
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(x, Tensor) or not x.is_floating_point() or math.isfinite(float(x.sum())):
+        return
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    n_bad = int(bad.sum())
+    if n_bad:
+        raise EbmflowError(
+            f"training step {step} of {total}: the data batch holds non-finite values (NaN "
+            f"or inf) in {n_bad} of {x.shape[0]} rows; the dataset produced them — check "
+            "its preprocessing (ebmflow does not replace them)"
+        )
+
+
 def _derive_seed(seed: int, *labels: Any) -> int:
     """A 63-bit seed for the stream ``labels`` of run ``seed`` (independent streams)."""
     digest = hashlib.sha256(repr((seed, *labels)).encode()).digest()
@@ -279,14 +304,21 @@ def _derive_seed(seed: int, *labels: Any) -> int:
 
 
 class _DatasetBatches:
-    """Global batches ``data.sample(batch_size, g)``; this rank keeps rows ``rank::world``."""
+    """Global batches ``data.sample(batch_size, g)`` (with ``labels``:
+    ``data.sample_with_labels(batch_size, g)``, an ``(x, y)`` pair); this rank keeps rows
+    ``rank::world``."""
 
     def __init__(self, data: Any, batch_size: int, rank: int, world: int,
-                 generator: torch.Generator, device: torch.device) -> None:
+                 generator: torch.Generator, device: torch.device, labels: bool = False) -> None:
         self.data, self.batch_size, self.rank, self.world = data, batch_size, rank, world
-        self.generator, self.device = generator, device
+        self.generator, self.device, self.labels = generator, device, labels
 
-    def next(self) -> Tensor:
+    def next(self) -> Tensor | tuple[Tensor, Tensor]:
+        if self.labels:
+            x, y = self.data.sample_with_labels(self.batch_size, self.generator)
+            if self.world > 1:
+                x, y = x[self.rank::self.world].contiguous(), y[self.rank::self.world]
+            return x.to(self.device), y.to(self.device)
         x = self.data.sample(self.batch_size, self.generator)
         if self.world > 1:
             x = x[self.rank::self.world].contiguous()
@@ -307,16 +339,18 @@ class _DatasetBatches:
 class _TensorBatches:
     """Batches of a tensor ``(N, …)``: a permutation of the rows per epoch from ``g``, cut
     into consecutive global batches (the last incomplete one is dropped); this rank keeps
-    rows ``rank::world`` of each."""
+    rows ``rank::world`` of each. With ``labels`` (``(N,)``), batches are ``(x, y)`` pairs
+    of the same rows."""
 
     def __init__(self, data: Tensor, batch_size: int, rank: int, world: int,
-                 generator: torch.Generator, device: torch.device) -> None:
+                 generator: torch.Generator, device: torch.device,
+                 labels: Tensor | None = None) -> None:
         self.data, self.batch_size, self.rank, self.world = data, batch_size, rank, world
-        self.generator, self.device = generator, device
+        self.generator, self.device, self.labels = generator, device, labels
         self.permutation: Tensor | None = None
         self.position = 0
 
-    def next(self) -> Tensor:
+    def next(self) -> Tensor | tuple[Tensor, Tensor]:
         n = self.data.shape[0]
         if self.permutation is None or self.position + self.batch_size > n:
             self.permutation = torch.randperm(n, generator=self.generator).to(self.data.device)
@@ -325,6 +359,9 @@ class _TensorBatches:
         self.position += self.batch_size
         if self.world > 1:
             index = index[self.rank::self.world]
+        if self.labels is not None:
+            return (self.data[index].to(self.device),
+                    self.labels[index.to(self.labels.device)].to(self.device))
         return self.data[index].to(self.device)
 
     def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -378,7 +415,10 @@ class Trainer:
             ``objective(energy, batch, generator=g)`` once per step. Its trainable
             parameters, if any, are optimised too; its buffers are checkpointed.
         data: a Dataset (``data.sample(batch_size, generator)`` per step) or a tensor
-            ``(N, …)`` (a seeded permutation per epoch; the last partial batch is dropped).
+            ``(N, …)`` (a seeded permutation per epoch; the last partial batch is dropped),
+            or a pair of tensors ``(x, y)`` with labels ``y`` of shape ``(N,)``. An objective
+            with ``needs_labels = True`` gets ``(x, y)`` batches (see "Labelled batches" in
+            the module docstring).
         optimizer: ``"adam"`` | ``"adamw"`` | ``"sgd"`` | ``"rmsprop"``, a dict
             ``{"name": "adam", "lr": ..., ...}`` of ``torch.optim`` arguments, or a callable
             ``params -> torch.optim.Optimizer`` (not recorded in the run config).
@@ -484,23 +524,7 @@ class Trainer:
         self._data_generator = torch.Generator().manual_seed(_derive_seed(self.seed, "data"))
         self._objective_generator = torch.Generator(device=self.device).manual_seed(
             _derive_seed(self.seed, "objective", self.rank))
-        if isinstance(data, Tensor):
-            if data.ndim < 1 or data.shape[0] < self.batch_size:
-                raise ConfigError(
-                    f"Trainer: tensor data needs at least batch_size = {self.batch_size} rows, "
-                    f"got shape {tuple(data.shape)}"
-                )
-            self._batches: Any = _TensorBatches(data, self.batch_size, self.rank,
-                                                self.world_size, self._data_generator,
-                                                self.device)
-        elif callable(getattr(data, "sample", None)):
-            self._batches = _DatasetBatches(data, self.batch_size, self.rank, self.world_size,
-                                            self._data_generator, self.device)
-        else:
-            raise ConfigError(
-                f"Trainer: data must be an ebmflow Dataset (with sample(n, generator)) or a "
-                f"tensor (N, ...), got {type(data).__name__}"
-            )
+        self._batches: Any = self._make_batches(data)
 
         self._energy_params = [p for p in self.energy.parameters() if p.requires_grad]
         seen = {id(p) for p in self._energy_params}
@@ -546,6 +570,57 @@ class Trainer:
 
     # -- set-up helpers ------------------------------------------------------------------
 
+    def _make_batches(self, data: Any) -> Any:
+        """The batch source for ``data``; ``(x, y)`` batches when the objective says
+        ``needs_labels``."""
+        needs_labels = bool(getattr(self.objective, "needs_labels", False))
+        name = type(self.objective).__name__
+        args = (self.batch_size, self.rank, self.world_size, self._data_generator, self.device)
+        labelled = (isinstance(data, (tuple, list)) and len(data) == 2
+                    and all(isinstance(t, Tensor) for t in data))
+        if isinstance(data, Tensor) or labelled:
+            x, y = (data[0], data[1]) if labelled else (data, None)
+            if x.ndim < 1 or x.shape[0] < self.batch_size:
+                raise ConfigError(
+                    f"Trainer: tensor data needs at least batch_size = {self.batch_size} rows, "
+                    f"got shape {tuple(x.shape)}"
+                )
+            bad_rows = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+            if bool(bad_rows.any()):
+                rows = torch.nonzero(bad_rows).flatten()
+                raise ConfigError(
+                    f"Trainer: data has non-finite values (NaN or inf) in {len(rows)} of "
+                    f"{x.shape[0]} rows (first: row {int(rows[0])}); remove or repair those "
+                    "rows — ebmflow does not replace them"
+                )
+            if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0]):
+                raise ConfigError(
+                    f"Trainer: labelled tensor data (x, y) needs labels of shape "
+                    f"({x.shape[0]},), one per row of x; got {tuple(y.shape)}"
+                )
+            if needs_labels and y is None:
+                raise ConfigError(
+                    f"Trainer: {name} needs labelled batches (needs_labels = True); pass "
+                    f"data=(x, y), a pair of tensors, or a Dataset with "
+                    f"sample_with_labels(n, generator) such as 'digits'"
+                )
+            # labels that the objective does not ask for are not passed to it
+            return _TensorBatches(x, *args, labels=y if needs_labels else None)
+        if callable(getattr(data, "sample", None)):
+            if needs_labels and not callable(getattr(data, "sample_with_labels", None)):
+                raise ConfigError(
+                    f"Trainer: {name} needs labelled batches (needs_labels = True), but the "
+                    f"dataset {getattr(data, 'name', type(data).__name__)!r} has no "
+                    f"sample_with_labels(n, generator); use a labelled dataset such as "
+                    f"'digits', or pass data=(x, y), a pair of tensors"
+                )
+            return _DatasetBatches(data, *args, labels=needs_labels)
+        raise ConfigError(
+            f"Trainer: data must be an ebmflow Dataset (with sample(n, generator)), a tensor "
+            f"(N, ...) or a pair of tensors (x, y) with labels y of shape (N,), got "
+            f"{type(data).__name__}"
+        )
+
     def _resolve_device(self, energy: Energy, device: Any) -> torch.device:
         if device is None:
             first = next(iter(energy.parameters()), None)
@@ -584,7 +659,7 @@ class Trainer:
             run = dict(self._run_config)
         else:
             run = {
-                "data": None if isinstance(self.data, Tensor)
+                "data": None if isinstance(self.data, (Tensor, tuple, list))
                 else _component_config(self.data, self.host),
                 "energy": _component_config(self.energy, self.host),
                 "objective": _component_config(self.objective, self.host),
@@ -675,6 +750,8 @@ class Trainer:
                 for group, base in zip(groups, base_lrs):
                     group["lr"] = base * factor
             batch = next_batch()
+            if check_now:
+                _check_batch(batch, i + 1, total)
             optimizer.zero_grad(set_to_none=True)
             try:
                 out = objective(energy, batch, generator=generator)

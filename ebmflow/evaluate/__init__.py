@@ -8,13 +8,29 @@ Used as a module, ``ebmflow.evaluate.grid_log_z(...)``:
   registered sampler (:mod:`ebmflow.evaluate.ais`);
 - :func:`ess`, :func:`split_rhat` — effective sample size and R̂ of MCMC chains
   (:mod:`ebmflow.evaluate.chains`);
+- :func:`log_z` — log Z by any registered estimator (``grid``, ``ais``, a plugin's such as
+  ``stepping-stone``) (:mod:`ebmflow.evaluate.log_z`);
 - :func:`mmd` — the unbiased squared maximum mean discrepancy (:mod:`ebmflow.evaluate.mmd`).
+- :func:`accuracy`, :func:`expected_calibration_error`, :func:`auroc`, :func:`ood_scores`,
+  :func:`shuffle_pixels`, :func:`classification_report` — classifier energies (JEM):
+  accuracy, calibration and out-of-distribution detection
+  (:mod:`ebmflow.evaluate.classification`).
 """
 
 from __future__ import annotations
 
 from ebmflow.evaluate.ais import AISResult, ais_log_z
 from ebmflow.evaluate.chains import ess, split_rhat
+from ebmflow.evaluate.classification import (
+    OOD_SCORES,
+    accuracy,
+    auroc,
+    classification_report,
+    expected_calibration_error,
+    ood_scores,
+    shuffle_pixels,
+)
+from ebmflow.evaluate.log_z import estimators, log_z
 from ebmflow.evaluate.mmd import median_bandwidth, mmd
 from ebmflow.evaluate.quadrature import (
     GridResult,
@@ -25,15 +41,24 @@ from ebmflow.evaluate.quadrature import (
 )
 
 __all__ = [
+    "OOD_SCORES",
     "AISResult",
     "GridResult",
     "NLLResult",
     "QuadratureWarning",
+    "accuracy",
     "ais_log_z",
+    "auroc",
+    "classification_report",
     "ess",
+    "estimators",
+    "expected_calibration_error",
     "grid_log_z",
+    "log_z",
     "median_bandwidth",
     "mmd",
     "nll",
+    "ood_scores",
+    "shuffle_pixels",
     "split_rhat",
 ]
