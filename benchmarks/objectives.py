@@ -1,5 +1,6 @@
 """Objective benchmarks: one training iteration of the ``cd`` and ``pcd`` objectives
-(ebmflow-cd plugin) against hand-written PyTorch loops doing the same work.
+(ebmflow-cd plugin) and of ``jem`` (ebmflow-jem; skipped when it is not installed) against
+hand-written PyTorch loops doing the same work.
 
 One iteration is: k ULA steps x ← x − η∇E(x) + √(2η)ξ for a batch of chains, then the loss
 mean E(x⁺) − mean E(x⁻) on data and negatives, backward, and an Adam step. The hand-written
@@ -17,7 +18,7 @@ import math
 import torch
 
 import ebmflow
-from benchmarks.harness import Case
+from benchmarks.harness import Case, Skip, pick
 from benchmarks.samplers import NetEnergy, mlp_2_128_128_1
 
 
@@ -67,9 +68,63 @@ def ebmflow_step(objective, energy, optimizer, batch, gen):
     return out.metrics
 
 
-def cases(quick: bool = False) -> list[Case]:
-    iterations = 2 if quick else 10
-    batch_size, k, eta, box = 256, 10, 0.01, 4.0
+def hand_jem_step(net, optimizer, x, y, gen, chains, k, reinit=0.05, eta=1.0, noise=0.01,
+                  data_noise=0.03):
+    """JEM (Grathwohl et al. 2020) by hand: CE + SGLD negatives from a replay buffer of slots,
+    E(x) = −logsumexp f(x); SGLD x ← x − η∇E + s ξ with JEM's η = 1, s = 0.01."""
+    n = x.shape[0]
+    x_pos = x + data_noise * torch.randn(x.shape, generator=gen)
+    slots = torch.randint(chains.shape[0], (n,), generator=gen)
+    fresh = torch.rand(n, generator=gen) < reinit
+    z = torch.rand((n, *chains.shape[1:]), generator=gen) * 2 - 1
+    x_neg = torch.where(fresh[:, None], z, chains[slots])
+    for _ in range(k):
+        x_neg = x_neg.detach().requires_grad_(True)
+        e = -torch.logsumexp(net(x_neg), -1)
+        (g,) = torch.autograd.grad(e.sum(), x_neg)
+        x_neg = x_neg - eta * g + noise * torch.randn(x_neg.shape, generator=gen)
+    x_neg = x_neg.detach()
+    chains[slots] = x_neg
+    logits = net(torch.cat([x_pos, x_neg]))
+    lp, ln = logits[:n], logits[n:]
+    ce = torch.nn.functional.cross_entropy(lp, y)
+    loss = ce - torch.logsumexp(lp, -1).mean() + torch.logsumexp(ln, -1).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _jem_case(data, iterations, batch_size, k, seeded, adam) -> Case | Skip:
+    name = f"jem, SGLD-{k} iteration, MLP classifier 2-128-128-8, batch {batch_size}"
+    try:
+        objective = ebmflow.create("objective", "jem", k=k, event_shape=[2], capacity=10000)
+        energy = ebmflow.create("energy", "classifier-mlp", dim=2, n_classes=8,
+                                widths=[128, 128])
+    except (ebmflow.UnknownComponentError, ImportError) as exc:
+        return Skip(name, "objectives", f"the ebmflow-jem plugin is not available: {exc}")
+    labels = torch.randint(8, (batch_size,), generator=torch.Generator().manual_seed(3))
+    ref_net = copy.deepcopy(energy.network)
+    ours_opt, ref_opt = adam(energy.parameters()), adam(ref_net.parameters())
+    chains = torch.empty(10000, 2).uniform_(-1, 1, generator=torch.Generator().manual_seed(2))
+
+    def ours():
+        gen = seeded()
+        for _ in range(iterations):
+            ebmflow_step(objective, energy, ours_opt, (data, labels), gen)
+
+    def reference():
+        gen = seeded()
+        for _ in range(iterations):
+            hand_jem_step(ref_net, ref_opt, data, labels, gen, chains, k)
+
+    return Case(name, "objectives", ours, reference, iterations, unit="iteration",
+                target=1.05, note=f"jem objective + Adam vs hand-written JEM loop (k={k})")
+
+
+def cases(size: str = "full", **_options) -> list[Case | Skip]:
+    iterations = pick(size, 5, 2, 1)
+    batch_size, k, eta, box = pick(size, 256, 256, 32), pick(size, 10, 10, 2), 0.01, 4.0
     data = ebmflow.create("dataset", "8gaussians").sample(batch_size,
                                                           torch.Generator().manual_seed(0))
     net = mlp_2_128_128_1()
@@ -80,7 +135,7 @@ def cases(quick: bool = False) -> list[Case]:
     def adam(params):
         return torch.optim.Adam(params, lr=1e-3, betas=(0.0, 0.999))
 
-    out = []
+    out: list[Case | Skip] = []
     for name in ("cd", "pcd"):
         ours_net, ref_net = copy.deepcopy(net), copy.deepcopy(net)
         energy = NetEnergy(ours_net)
@@ -117,5 +172,5 @@ def cases(quick: bool = False) -> list[Case]:
             ours, reference, iterations, unit="iteration", target=1.05,
             note=f"{name} objective + Adam vs hand-written loop (Langevin k={k})",
         ))
+    out.append(_jem_case(data, iterations, batch_size, pick(size, 20, 20, 2), seeded, adam))
     return out
-

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 import ebmflow
-from benchmarks.harness import Case
+from benchmarks.harness import Case, pick
+from ebmflow.samplers.annealed_langevin import AnnealedLangevin
 from ebmflow.samplers.hmc import HMC
 from ebmflow.samplers.langevin import Langevin
 from ebmflow.samplers.mala import MALA
@@ -60,7 +61,7 @@ def hand_ula(f, x, eta, n_steps, gen):
     for _ in range(n_steps):
         x = x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(f(x).sum(), x)
-        x = x - eta * g + noise * torch.randn(x.shape, generator=gen)
+        x = x - eta * g + noise * torch.randn(x.shape, generator=gen, device=x.device)
     return x.detach()
 
 
@@ -88,9 +89,29 @@ def hand_hmc(f, x, eps, n_leapfrog, n_steps, gen):
     return x
 
 
-def cases(quick: bool = False) -> list[Case]:
-    steps = 20 if quick else 200
-    chains_mlp, chains_gmm = 1024, 4096
+def hand_annealed_ula(net, x, sigmas, steps_per_level, epsilon, gen):
+    """Annealed Langevin (Song & Ermon 2019) on E(x, σ) = net([x, log σ]), by hand:
+    η_i = ε σ_i² / (2 σ_L²), T steps per level, then the denoising step x + σ_L² s."""
+    b = x.shape[0]
+    sigma_l = sigmas[-1]
+
+    def grad(z, log_sigma):
+        z = z.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(torch.cat([z, log_sigma], 1)).sum(), z)
+        return g
+
+    for sigma in sigmas:
+        eta = 0.5 * epsilon * (sigma / sigma_l) ** 2
+        noise = math.sqrt(2 * eta)
+        log_sigma = torch.full((b, 1), math.log(sigma))
+        for _ in range(steps_per_level):
+            x = x - eta * grad(x, log_sigma) + noise * torch.randn(x.shape, generator=gen)
+    return (x - sigma_l**2 * grad(x, torch.full((b, 1), math.log(sigma_l)))).detach()
+
+
+def cases(size: str = "full", **_options) -> list[Case]:
+    steps = pick(size, 50, 20, 2)
+    chains_mlp, chains_gmm = pick(size, 1024, 1024, 64), pick(size, 4096, 4096, 64)
     gen_x = torch.Generator().manual_seed(0)
     x_mlp = torch.randn(chains_mlp, 2, generator=gen_x)
     x_gmm = 4 * torch.randn(chains_gmm, 2, generator=gen_x)
@@ -106,16 +127,24 @@ def cases(quick: bool = False) -> list[Case]:
 
     gmm_energy = GMMEnergy()
     eta = 0.01
+    levels = pick(size, 5, 5, 2)
+    per_level = max(1, steps // levels)
+    with torch.random.fork_rng():  # the caller's RNG state is restored
+        torch.manual_seed(0)
+        ncsn = ebmflow.create("energy", "mlp", dim=2, widths=[128, 128],
+                              noise_conditional=True)
+    annealed = AnnealedLangevin({"name": "geometric", "sigma_max": 1.0, "sigma_min": 0.01},
+                                n_levels=levels, steps_per_level=per_level, epsilon=2e-5)
 
     def seeded():
         return torch.Generator().manual_seed(1)
 
     out = [
-        Case("langevin, MLP 2-128-128-1, 1024 chains", "samplers",
+        Case(f"langevin, MLP 2-128-128-1, {chains_mlp} chains", "samplers",
              lambda: Langevin(eta).run(energy, x_mlp, steps, generator=seeded()),
              lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
              steps, target=1.05, note="vs hand-written ULA"),
-        Case("mala, MLP 2-128-128-1, 1024 chains", "samplers",
+        Case(f"mala, MLP 2-128-128-1, {chains_mlp} chains", "samplers",
              lambda: MALA(eta).run(energy, x_mlp, steps, generator=seeded()),
              lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
              steps, target=1.15, note="vs hand-written ULA"),
@@ -123,15 +152,22 @@ def cases(quick: bool = False) -> list[Case]:
              lambda: Langevin(eta).run(energy_noop, x_mlp, steps, generator=seeded()),
              lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
              steps, target=1.05, note="vs hand-written ULA on the plain MLP"),
-        Case("hmc (L=5), MLP 2-128-128-1, 1024 chains", "samplers",
-             lambda: HMC(0.05, n_leapfrog=5).run(energy, x_mlp, steps // 5, generator=seeded()),
-             lambda: hand_hmc(f_mlp, x_mlp, 0.05, 5, steps // 5, seeded()),
-             steps // 5, target=1.05, note="vs hand-written HMC"),
-        Case("langevin, 8-mode GMM, 4096 chains", "samplers",
+        Case(f"hmc (L=5), MLP 2-128-128-1, {chains_mlp} chains", "samplers",
+             lambda: HMC(0.05, n_leapfrog=5).run(energy, x_mlp, steps // 5 or 1,
+                                                 generator=seeded()),
+             lambda: hand_hmc(f_mlp, x_mlp, 0.05, 5, steps // 5 or 1, seeded()),
+             steps // 5 or 1, target=1.05, note="vs hand-written HMC"),
+        Case(f"annealed-langevin ({levels} levels × {per_level}), noise-conditional MLP "
+             f"2-128-128-1, {chains_mlp} chains", "samplers",
+             lambda: annealed.run(ncsn, x_mlp, generator=seeded()),
+             lambda: hand_annealed_ula(ncsn.net, x_mlp, annealed.sigmas, per_level, 2e-5,
+                                       seeded()),
+             levels * per_level, target=1.05, note="vs hand-written annealed ULA"),
+        Case(f"langevin, 8-mode GMM, {chains_gmm} chains", "samplers",
              lambda: Langevin(eta).run(gmm_energy, x_gmm, steps, generator=seeded()),
              lambda: hand_ula(gmm, x_gmm, eta, steps, seeded()),
              steps, target=1.05, note="vs hand-written ULA"),
-        Case("mala, 8-mode GMM, 4096 chains", "samplers",
+        Case(f"mala, 8-mode GMM, {chains_gmm} chains", "samplers",
              lambda: MALA(eta).run(gmm_energy, x_gmm, steps, generator=seeded()),
              lambda: hand_ula(gmm, x_gmm, eta, steps, seeded()),
              steps, target=1.15, note="vs hand-written ULA"),

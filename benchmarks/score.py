@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import ebmflow
-from benchmarks.harness import Case
+from benchmarks.harness import Case, pick
 
 BATCH = 256
 SIGMA = 0.1
@@ -111,9 +111,10 @@ def hand_ssm(net: nn.Module, x, iterations):
     return run
 
 
-def cases(quick: bool = False) -> list[Case]:
-    iterations = 5 if quick else 50
-    x = torch.randn(BATCH, 2, generator=torch.Generator().manual_seed(0))
+def cases(size: str = "full", **_options) -> list[Case]:
+    iterations = pick(size, 20, 5, 1)
+    batch = pick(size, BATCH, BATCH, 32)
+    x = torch.randn(batch, 2, generator=torch.Generator().manual_seed(0))
     schedule = {"name": "geometric", "sigma_max": SIGMA_MAX, "sigma_min": SIGMA_MIN}
     dsm = ebmflow.create("objective", "dsm", sigma=SIGMA)
     out = []
@@ -121,14 +122,14 @@ def cases(quick: bool = False) -> list[Case]:
         energy = mlp_energy(conditional)
         label = "noise-conditional" if conditional else "clean"
         out.append(Case(
-            f"dsm, MLP 2-128-128-1 {label}, batch {BATCH}", "score",
+            f"dsm, MLP 2-128-128-1 {label}, batch {batch}", "score",
             train_ours(energy, dsm, x, iterations),
             hand_dsm(copy.deepcopy(energy.net), x, iterations, conditional),
             iterations, unit="iteration", target=1.05, note="vs hand-written DSM",
         ))
     energy = mlp_energy(True)
     out.append(Case(
-        f"multiscale-dsm, MLP 2-128-128-1, batch {BATCH}", "score",
+        f"multiscale-dsm, MLP 2-128-128-1, batch {batch}", "score",
         train_ours(energy, ebmflow.create("objective", "multiscale-dsm",
                                           noise_schedule=schedule), x, iterations),
         hand_multiscale_dsm(copy.deepcopy(energy.net), x, iterations),
@@ -137,13 +138,13 @@ def cases(quick: bool = False) -> list[Case]:
     energy = mlp_energy(False)
     ssm = ebmflow.create("objective", "ssm", n_projections=1)
     out.append(Case(
-        f"ssm (1 projection), MLP 2-128-128-1 clean, batch {BATCH}", "score",
+        f"ssm (1 projection), MLP 2-128-128-1 clean, batch {batch}", "score",
         train_ours(energy, ssm, x, iterations),
         hand_ssm(copy.deepcopy(energy.net), x, iterations),
         iterations, unit="iteration", target=1.05, note="vs hand-written SSM-VR",
     ))
     out.append(Case(
-        f"ssm (1 projection) / dsm iteration, MLP 2-128-128-1 clean, batch {BATCH}", "score",
+        f"ssm (1 projection) / dsm iteration, MLP 2-128-128-1 clean, batch {batch}", "score",
         train_ours(energy, ssm, x, iterations),
         train_ours(mlp_energy(False), dsm, x, iterations),
         iterations, unit="iteration", target=2.2, note="ebmflow ssm vs ebmflow dsm",

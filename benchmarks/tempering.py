@@ -19,19 +19,21 @@ import torch
 from ebmflow_tempering import ParallelTempering
 
 import ebmflow
-from benchmarks.harness import Case
+from benchmarks.harness import Case, pick
 from benchmarks.samplers import GMMAutograd, NetEnergy, mlp_2_128_128_1
 from ebmflow.samplers.mala import MALA
 
 N_REPLICAS, CHAINS_PER_REPLICA, WARMUP_STEPS = 8, 512, 100
 
 
-def cases(quick: bool = False) -> list[Case]:
-    steps = 20 if quick else 100
-    n_chains = N_REPLICAS * CHAINS_PER_REPLICA
+def cases(size: str = "full", **_options) -> list[Case]:
+    steps = pick(size, 25, 10, 2)
+    per_replica = pick(size, CHAINS_PER_REPLICA, CHAINS_PER_REPLICA, 16)
+    warmup_steps = pick(size, WARMUP_STEPS, WARMUP_STEPS, 5)
+    n_chains = N_REPLICAS * per_replica
     gen_x = torch.Generator().manual_seed(0)
-    x_mlp = torch.randn(CHAINS_PER_REPLICA, 2, generator=gen_x)
-    x_gmm = 4 * torch.randn(CHAINS_PER_REPLICA, 2, generator=gen_x)
+    x_mlp = torch.randn(per_replica, 2, generator=gen_x)
+    x_gmm = 4 * torch.randn(per_replica, 2, generator=gen_x)
     mlp_energy = NetEnergy(mlp_2_128_128_1())
     gmm = GMMAutograd()
 
@@ -54,11 +56,11 @@ def cases(quick: bool = False) -> list[Case]:
     out = []
     for label, energy, x in (("MLP 2-128-128-1", mlp_energy, x_mlp),
                              ("8-mode GMM", gmm_energy, x_gmm)):
-        warm = pt.run(energy, x, WARMUP_STEPS, generator=torch.Generator().manual_seed(2))
+        warm = pt.run(energy, x, warmup_steps, generator=torch.Generator().manual_seed(2))
         pt_state = warm.state
         mala_state = mala.init(energy, pt_state.x)  # the same 4096 positions
         out.append(Case(
-            f"parallel-tempering (mala), {label}, {N_REPLICAS}×{CHAINS_PER_REPLICA} chains",
+            f"parallel-tempering (mala), {label}, {N_REPLICAS}×{per_replica} chains",
             "tempering",
             steps_from(pt, energy, pt_state),
             steps_from(mala, energy, mala_state),

@@ -46,6 +46,8 @@ _LAZY: dict[str, str] = {
     "Sampler": "ebmflow.samplers.base:Sampler",
     "SamplerState": "ebmflow.samplers.base:SamplerState",
     "SampleResult": "ebmflow.samplers.base:SampleResult",
+    "CompiledEnergy": "ebmflow.samplers.base:CompiledEnergy",
+    "compile_energy": "ebmflow.samplers.base:compile_energy",
     "Objective": "ebmflow.objective:Objective",
     "ObjectiveOutput": "ebmflow.objective:ObjectiveOutput",
     "ReplayBuffer": "ebmflow.replay_buffer:ReplayBuffer",

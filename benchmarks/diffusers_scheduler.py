@@ -1,0 +1,68 @@
+"""EBMScheduler in a stock ``DDPMPipeline`` against the same pipeline with ``DDPMScheduler``.
+
+With no corrector steps EBMScheduler reproduces DDPMScheduler (same noise, same seed), so
+both pipelines do the same work: the ratio is the price of the scheduler. Two models:
+
+- a tiny real ``UNet2DModel`` (1×8×8 images, channels (8, 16)), where the model dominates;
+- the plugin's analytic ``GaussianDenoiser`` (a few tensor operations a call), where the
+  scheduler's own ``step`` dominates: the harsher comparison.
+
+Needs the ebmflow-diffusers plugin (and diffusers); skipped with a note otherwise. Nothing
+is downloaded: the models are built in memory.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from benchmarks.harness import Case, Skip, pick
+
+
+def _tiny_unet():
+    from diffusers import UNet2DModel
+
+    with torch.random.fork_rng():  # diffusers initialises weights from the global RNG
+        torch.manual_seed(0)
+        return UNet2DModel(
+            sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+            layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        ).eval()
+
+
+def cases(size: str = "full", **_options) -> list[Case | Skip]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from diffusers import DDPMPipeline, DDPMScheduler
+        from diffusers.utils import logging
+        from ebmflow_diffusers import EBMScheduler, GaussianDenoiser
+    except ImportError as exc:
+        return [Skip("EBMScheduler in DDPMPipeline", "diffusers",
+                     f"ebmflow-diffusers (or diffusers) is not available: {exc}")]
+    logging.set_verbosity_error()
+    steps = pick(size, 20, 10, 2)
+    batch = pick(size, 16, 16, 2)
+    models = {
+        "tiny UNet2DModel 1×8×8": _tiny_unet(),
+        "analytic GaussianDenoiser 1×8×8 (scheduler-bound)": GaussianDenoiser(
+            sample_size=8, in_channels=1),
+    }
+    out = []
+    for label, model in models.items():
+        ref = DDPMPipeline(unet=model, scheduler=DDPMScheduler())
+        ours = DDPMPipeline(unet=model, scheduler=EBMScheduler.from_config(ref.scheduler.config))
+        for pipe in (ref, ours):
+            pipe.set_progress_bar_config(disable=True)
+
+        def run(pipe):
+            return lambda: pipe(batch_size=batch, generator=torch.Generator().manual_seed(0),
+                                num_inference_steps=steps, output_type="np")
+
+        out.append(Case(
+            f"EBMScheduler in DDPMPipeline, {label}, batch {batch}", "diffusers",
+            run(ours), run(ref), steps, unit="step", target=1.05,
+            note=f"vs DDPMScheduler, {steps} steps, no corrector",
+        ))
+    return out
