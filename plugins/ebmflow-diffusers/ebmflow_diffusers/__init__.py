@@ -1,0 +1,55 @@
+"""ebmflow-diffusers: diffusion checkpoints as energies, and ebmflow samplers in diffusers.
+
+- :class:`EBMScheduler`: a diffusers scheduler (DDPM / DDIM predictor) whose corrector is
+  any registered ebmflow sampler; with no corrector it reproduces DDPMScheduler and
+  DDIMScheduler. Registered as the scheduler ``ebm``.
+- :class:`EBMPipeline`: predictor–corrector sampling in which the corrector calls the model
+  (so MALA and HMC work), on a UNet or on any ebmflow energy.
+- :func:`convert`: the converter ``diffusers``, a pipeline folder or objects → a
+  :class:`DiffusersScoreModel` (energy ``diffusers-unet``) in VE coordinates;
+  ``ebmflow convert SRC OUT`` saves one.
+- :class:`PathEnergy` and :func:`segment_difference`: energies of score-only models by
+  integrating the score along segments (energy ``line-integral``), so MALA and HMC run on
+  ε-checkpoints; :class:`NetworkEnergy` (energy ``unet-energy``): E = ½‖f‖² or ‖x − f‖².
+- :class:`GaussianDenoiser`: the exact denoiser of Gaussian data, a diffusers model for tests.
+
+Importing this package imports neither torch nor diffusers; names load on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "EBMScheduler": "ebmflow_diffusers.scheduler",
+    "EBMSchedulerOutput": "ebmflow_diffusers.scheduler",
+    "EBMPipeline": "ebmflow_diffusers.pipeline",
+    "EBMPipelineOutput": "ebmflow_diffusers.pipeline",
+    "convert": "ebmflow_diffusers.converter",
+    "ConversionError": "ebmflow_diffusers.converter",
+    "DiffusersScoreModel": "ebmflow_diffusers.model",
+    "NetworkEnergy": "ebmflow_diffusers.energies",
+    "PathEnergy": "ebmflow_diffusers.segment",
+    "segment_difference": "ebmflow_diffusers.segment",
+    "quadrature_weights": "ebmflow_diffusers.segment",
+    "GaussianDenoiser": "ebmflow_diffusers.analytic",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'ebmflow_diffusers' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
