@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ebmflow.commands.convert import add_convert
+from ebmflow.commands.demo import add_demo
 from ebmflow.commands.evaluate import add_evaluate
 from ebmflow.commands.listing import add_components, add_plugins
 from ebmflow.commands.sample import add_sample
@@ -20,5 +22,6 @@ CommandAdder = Callable[[Any], None]
 
 #: The core's sub-commands, in the order ``--help`` lists them.
 CORE_COMMANDS: list[CommandAdder] = [
-    add_plugins, add_components, add_sample, add_evaluate, add_train,
+    add_demo, add_plugins, add_components, add_sample, add_evaluate, add_train,
+    add_convert,
 ]
