@@ -76,17 +76,23 @@ def main(argv: Sequence[str] | None = None, host: PluginHost | None = None) -> i
     except (EbmflowError, OSError, ValueError) as exc:
         if debug:
             raise
-        print(f"ebmflow: error: {exc}", file=sys.stderr)
+        print(f"ebmflow: error: {exc}{_notes(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:
         if debug:
             raise
         print(
-            f"ebmflow: internal error: {type(exc).__name__}: {exc} "
+            f"ebmflow: internal error: {type(exc).__name__}: {exc}{_notes(exc)} "
             f"(run with --debug for the traceback)",
             file=sys.stderr,
         )
         return 1
+
+
+def _notes(exc: BaseException) -> str:
+    """The exception's notes (e.g. which component was being built), on the same line."""
+    notes = [" ".join(str(note).split()) for note in getattr(exc, "__notes__", ())]
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ so closed-form parts cost no autograd pass), never by differentiating the compos
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -155,6 +156,13 @@ class Conditioned(Energy):
         super().__init__()
         if not isinstance(energy, Energy):
             raise TypeError(f"condition() needs an ebmflow.Energy, got {type(energy).__name__}")
+        if not _takes_labels(energy):
+            method = "forward" if energy.has_energy else "score"
+            raise TypeError(
+                f"condition(): {type(energy).__name__}.{method} takes no label argument y=; "
+                f"condition() fixes the label of a conditional energy E(x, σ, y) (e.g. "
+                f"ebmflow-jem's classifier energies)"
+            )
         self.energy = energy
         self.event_shape = energy.event_shape
         self.noise_conditional = energy.noise_conditional
@@ -163,7 +171,14 @@ class Conditioned(Energy):
 
     def _labels(self, x: Tensor) -> Tensor:
         y = self.y.to(x.device)
-        return y.expand(x.shape[0]) if y.ndim == 0 else y
+        if y.ndim == 0:
+            return y.expand(x.shape[0])
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"condition(): {y.shape[0]} labels for a batch of {x.shape[0]} samples; give "
+                f"one label, or one per sample"
+            )
+        return y
 
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return self.energy(x, sigma, y=self._labels(x))
@@ -172,6 +187,16 @@ class Conditioned(Energy):
         if self.has_energy:
             return super().score(x, sigma)
         return self.energy.score(x, sigma, y=self._labels(x))
+
+
+def _takes_labels(energy: Energy) -> bool:
+    """Whether ``energy``'s forward (score, for a score-only model) accepts ``y=``."""
+    method = energy.forward if energy.has_energy else energy.score
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return True
+    return any(p.name == "y" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def condition(energy: Energy, y: int | Tensor) -> Conditioned:

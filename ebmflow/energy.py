@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from ebmflow.config import Configurable
-from ebmflow.errors import EnergyUnavailableError
+from ebmflow.errors import ConfigError, EnergyUnavailableError
 
 if TYPE_CHECKING:
     from ebmflow.compose import Scaled, Sum
@@ -57,6 +58,29 @@ class Energy(nn.Module, Configurable):
     has_energy: bool = True
     noise_conditional: bool = False
     event_shape: tuple[int, ...] | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``forward``, with its output checked to be one value per sample, ``(B,)``.
+
+        A ``RuntimeError`` raised because ``x`` and the energy's parameters or buffers have
+        different devices or dtypes becomes a :class:`~ebmflow.ConfigError` naming both
+        (no cast is made: ``x.to(...)`` or ``energy.to(...)`` is the caller's choice).
+        """
+        x = args[0] if args else kwargs.get("x")
+        try:
+            out = super().__call__(*args, **kwargs)
+        except RuntimeError as exc:
+            mismatch = _placement_mismatch(self, x)
+            if mismatch is None:
+                raise
+            raise ConfigError(mismatch) from exc
+        if isinstance(out, Tensor) and isinstance(x, Tensor) and x.ndim >= 1 \
+                and out.shape != x.shape[:1]:
+            raise ValueError(
+                f"{type(self).__name__}.forward returned shape {tuple(out.shape)}; an "
+                f"energy must return one value per sample, shape ({x.shape[0]},)"
+            )
+        return out
 
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         raise EnergyUnavailableError(
@@ -133,6 +157,23 @@ class Energy(nn.Module, Configurable):
         from ebmflow.compose import Scaled
 
         return Scaled(self, -1.0)
+
+
+def _placement_mismatch(energy: Energy, x: Any) -> str | None:
+    """A message if ``x`` and the first parameter or buffer of ``energy`` that disagrees
+    with it differ in device or floating dtype, else ``None``."""
+    if not isinstance(x, Tensor):
+        return None
+    for tensor in itertools.chain(energy.parameters(), energy.buffers()):
+        if tensor.device != x.device or (
+            tensor.is_floating_point() and x.is_floating_point() and tensor.dtype != x.dtype
+        ):
+            return (
+                f"{type(energy).__name__}: x is {x.dtype} on {x.device} but the energy's "
+                f"weights are {tensor.dtype} on {tensor.device}; move one to the other with "
+                f".to() (x.to(...) or energy.to(...)); ebmflow does not cast silently"
+            )
+    return None
 
 
 class ScoreModel(Energy):

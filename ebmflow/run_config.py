@@ -216,7 +216,11 @@ def parse_run_config(text: str, *, source: str = "<string>") -> RunConfig:
     try:
         tables = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: TOML syntax error: {exc}") from None
+        message = str(exc)
+        if "line " not in message:  # "(at end of document)": name the last line
+            last = len(text.splitlines())
+            message += f" (the file ends at line {last} without closing it)"
+        raise ConfigError(f"{source}: TOML syntax error: {message}") from None
     config = RunConfig.from_dict(tables, source=source, require=REQUIRED_TABLES)
     return RunConfig(source=config.source, data=config.data, energy=config.energy,
                      objective=config.objective, sampler=config.sampler, train=config.train,

@@ -7,22 +7,26 @@ import math
 import operator
 from typing import Any
 
+from ebmflow.errors import ConfigError
+
 
 def check_positive(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> float:
-    """Validate a positive finite number for a component argument."""
+    """Validate a positive finite number for a component argument; a bad value raises
+    :class:`~ebmflow.ConfigError` (a ``ValueError``)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
         accepted = "a number ≥ 0" if allow_zero else "a number > 0"
-        raise ValueError(f"{owner}: {name} must be {accepted}, got {value!r}")
+        raise ConfigError(f"{owner}: {name} must be {accepted}, got {value!r}")
     return float(value)
 
 
 def check_positive_int(owner: str, name: str, value: Any, *, minimum: int = 1) -> int:
-    """Validate an integer ≥ ``minimum`` for a component argument."""
+    """Validate an integer ≥ ``minimum`` for a component argument; a bad value raises
+    :class:`~ebmflow.ConfigError` (a ``ValueError``)."""
     try:
         number = operator.index(value)  # ints and integer-like (numpy, 0-d int tensors)
     except TypeError:
         number = None
     if number is None or isinstance(value, bool) or number < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer ≥ {minimum}, got {value!r}")
+        raise ConfigError(f"{owner}: {name} must be an integer ≥ {minimum}, got {value!r}")
     return number

@@ -64,8 +64,11 @@ def run_sample(args: argparse.Namespace) -> int:
         check_sigma(energy, args.sigma, "sample")
     gen = torch.Generator().manual_seed(args.seed)
     shape = (args.n, *energy.event_shape)
-    x0 = torch.randn(shape, generator=gen) if args.init == "gaussian" else (
-        2 * torch.rand(shape, generator=gen) - 1
+    # starting points in the energy's own dtype (a float64 checkpoint samples in float64)
+    dtype = next((t.dtype for t in (*energy.parameters(), *energy.buffers())
+                  if t.is_floating_point()), torch.get_default_dtype())
+    x0 = torch.randn(shape, generator=gen, dtype=dtype) if args.init == "gaussian" else (
+        2 * torch.rand(shape, generator=gen, dtype=dtype) - 1
     )
     x0 = args.init_scale * x0
     run_kwargs: dict[str, Any] = {"generator": gen, "progress": args.progress}

@@ -47,13 +47,17 @@ def _resolve_sigmas(noise_schedule: Any, n_levels: int) -> list[float]:
             "annealed-langevin: noise_schedule must be a registered schedule name, a config "
             f"dict, a schedule object or a sequence of sigmas; got {type(noise_schedule).__name__}"
         )
-    sigmas = [float(s) for s in torch.as_tensor(sigmas, dtype=torch.float64).flatten()]
+    given = sigmas
+    try:
+        sigmas = [float(s) for s in torch.as_tensor(sigmas, dtype=torch.float64).flatten()]
+    except (TypeError, ValueError, RuntimeError):
+        sigmas = []  # not numbers: reported below with what was given
     if not sigmas or any(not math.isfinite(s) or s <= 0 for s in sigmas) or any(
         a <= b for a, b in zip(sigmas, sigmas[1:])
     ):
         raise ValueError(
-            f"annealed-langevin: noise levels must be positive and strictly decreasing, "
-            f"got {sigmas}"
+            f"annealed-langevin: noise_schedule must give noise levels that are positive and "
+            f"strictly decreasing, got {sigmas if sigmas else given}"
         )
     return sigmas
 
@@ -84,7 +88,9 @@ class AnnealedLangevin(Sampler):
         self.steps_per_level = check_positive_int("annealed-langevin", "steps_per_level",
                                             steps_per_level)
         self.epsilon = check_positive("annealed-langevin", "epsilon", epsilon)
-        self.denoise = bool(denoise)
+        if not isinstance(denoise, bool):
+            raise ValueError(f"annealed-langevin: denoise must be True or False, got {denoise!r}")
+        self.denoise = denoise
         sigma_l = self.sigmas[-1]
         self.step_sizes = [0.5 * self.epsilon * (s / sigma_l) ** 2 for s in self.sigmas]
 
