@@ -70,13 +70,12 @@ def test_demo_help_states_the_default_of_every_option():
         assert "default" in (action.help or ""), action.option_strings
 
 
-def test_every_valued_option_of_every_command_states_its_default():
-    """``ebmflow COMMAND --help`` gives each option's default (required options and on/off
-    flags excepted)."""
+def test_every_option_of_every_command_states_its_default():
+    """``ebmflow COMMAND --help`` gives each option's default, on/off flags included
+    (required options excepted)."""
     for name, parser in subcommands().items():
         for action in parser._actions:
-            if (not action.option_strings or action.required or action.nargs == 0
-                    or action.dest in ("help", "debug")):
+            if not action.option_strings or action.required or action.dest == "help":
                 continue
             assert "default" in (action.help or ""), (name, action.option_strings)
 

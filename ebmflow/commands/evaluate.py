@@ -60,8 +60,9 @@ def add_evaluate(subparsers: Any) -> None:
     parser.add_argument("--nll", action="store_true",
                         help="for a classifier energy (one with predict_proba, e.g. JEM's), "
                         "report the NLL as for any energy instead of accuracy, ECE and OOD "
-                        "AUROC")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+                        "AUROC (default: off)")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of text (default: text)")
     parser.set_defaults(func=run_evaluate)
 
 

@@ -17,7 +17,8 @@ def add_plugins(subparsers: Any) -> None:
         description="List every plugin ebmflow found: name, distribution, version, status "
         "(ok, failed or disabled), its components and, for failures, the error.",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of a table (default: a table)")
     parser.set_defaults(func=_run_plugins)
 
 
@@ -49,7 +50,8 @@ def add_components(subparsers: Any) -> None:
         "--kind", metavar="KIND", default=None,
         help=f"only this kind: {', '.join(KINDS)} (default: all kinds)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of a table (default: a table)")
     parser.set_defaults(func=_run_components)
 
 

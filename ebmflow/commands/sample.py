@@ -36,7 +36,8 @@ def add_sample(subparsers: Any) -> None:
                         help="starting distribution: N(0, s²) or U(−s, s) (default: gaussian)")
     parser.add_argument("--init-scale", type=float, default=1.0,
                         help="s of the starting distribution (default: 1.0)")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument("--progress", action="store_true",
+                        help="show a progress bar (default: off)")
     parser.add_argument("--out", required=True,
                         help=f"output file, one of {', '.join(OUTPUT_SUFFIXES)}")
     parser.set_defaults(func=run_sample)

@@ -46,7 +46,7 @@ def add_train(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="the run folder")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in DIR from its checkpoint (bit-identical on "
-                        "the CPU)")
+                        "the CPU; default: start a new run)")
     parser.add_argument("--steps", type=int, default=None, metavar="N",
                         help="total steps to train to, replacing [train] steps (default: the "
                         "run file's)")
@@ -54,7 +54,8 @@ def add_train(subparsers: Any) -> None:
                         help="stop after step N without changing the run (its length and "
                         "learning-rate schedule); continue later with --resume "
                         "(default: train to the end)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (default: show it)")
     parser.set_defaults(func=run_train)
 
 
