@@ -60,6 +60,12 @@ class CheckpointError(EbmflowError):
     """A checkpoint folder that is missing, truncated, tampered or needs a missing plugin."""
 
 
+class NonFiniteLossError(EbmflowError, FloatingPointError):
+    """An objective's loss came out NaN or infinite (the energy, its score or the samples
+    overflowed). Objectives raise it instead of returning the value; the Trainer adds the
+    step (``training step i of n: ...``)."""
+
+
 class TrainingDivergedError(EbmflowError, FloatingPointError):
     """The loss or a gradient became NaN or infinite.
 

@@ -279,7 +279,7 @@ class ContrastiveObjective(ebmflow.Objective):
         values = torch.stack([loss.detach(), *(t.detach() for t in terms.values())]).tolist()
         if not math.isfinite(values[0]):
             shown = ", ".join(f"{k} = {v:.4g}" for k, v in zip(terms, values[1:]))
-            raise ebmflow.EbmflowError(
+            raise ebmflow.NonFiniteLossError(
                 f"{self.owner}: the loss is not finite ({values[0]}; {shown}): the energy "
                 "diverged. Lower the learning rate or the sampler's step size, or raise "
                 f"alpha (now {self.alpha}) to keep energies bounded"

@@ -292,7 +292,7 @@ def test_non_finite_loss_raises_instead_of_being_replaced(host, name):
     energy = ScaledQuadratic(1e20)
     objective = host.create("objective", name, sampler={"name": "langevin",
                                                         "step_size": 1e-30}, k=2, alpha=1.0)
-    with pytest.raises(ebmflow.EbmflowError, match=rf"{name}: the loss is not finite \(inf"):
+    with pytest.raises(ebmflow.NonFiniteLossError, match=rf"{name}: the loss is not finite \(inf"):
         objective(energy, batch(), generator=seeded(7))
 
 

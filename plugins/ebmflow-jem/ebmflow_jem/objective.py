@@ -269,7 +269,9 @@ class JEM(ebmflow.Objective):
             shown = ", ".join(f"{k} = {v:.4g}" for k, v in zip(terms, values[1:]))
             what = ("is not finite" if not math.isfinite(values[0])
                     else f"exceeds max_loss = {self.max_loss:g} in size")
-            raise ebmflow.EbmflowError(
+            error = (ebmflow.NonFiniteLossError if not math.isfinite(values[0])
+                     else ebmflow.EbmflowError)
+            raise error(
                 f"{_OWNER}: the loss {what} ({values[0]:.6g}; {shown}): the classifier "
                 "energy diverged. Restart from an earlier checkpoint with a lower learning "
                 f"rate or sampler step size, or set alpha > 0 (now {self.alpha}) to keep "

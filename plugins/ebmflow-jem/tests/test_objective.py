@@ -187,7 +187,7 @@ def test_non_finite_loss_is_an_error_not_a_constant(batch):
     with torch.no_grad():
         net.bias.fill_(float("nan"))
     energy = ebmflow.create("energy", "classifier", network=net, n_classes=3)
-    with pytest.raises(ebmflow.EbmflowError, match="loss is not finite"):
+    with pytest.raises(ebmflow.NonFiniteLossError, match="loss is not finite"):
         jem(mode="conditional")(energy, (x, y), generator=gen(0))
 
 

@@ -1,9 +1,11 @@
-"""The errors this plugin raises (no torch import, so they can be caught cheaply)."""
+"""The errors this plugin raises (no torch import, so they can be caught cheaply).
+
+``NonFiniteLossError`` is the core's :class:`ebmflow.NonFiniteLossError`, which every
+objective raises for a NaN or infinite loss; the name is kept here for existing imports.
+"""
 
 from __future__ import annotations
 
-import ebmflow
+from ebmflow.errors import NonFiniteLossError
 
-
-class NonFiniteLossError(ebmflow.EbmflowError, FloatingPointError):
-    """A score-matching loss came out NaN or infinite (the energy or its score overflowed)."""
+__all__ = ["NonFiniteLossError"]
