@@ -48,6 +48,7 @@ _LAZY: dict[str, str] = {
     "SamplerState": "ebmflow.samplers.base:SamplerState",
     "SampleResult": "ebmflow.samplers.base:SampleResult",
     "CompiledEnergy": "ebmflow.samplers.base:CompiledEnergy",
+    "build_sampler": "ebmflow.samplers.base:build_sampler",
     "compile_energy": "ebmflow.samplers.base:compile_energy",
     "Objective": "ebmflow.objective:Objective",
     "ObjectiveOutput": "ebmflow.objective:ObjectiveOutput",

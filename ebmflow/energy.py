@@ -105,12 +105,7 @@ class Energy(nn.Module, Configurable):
             return None, score if create_graph else score.detach()
         with torch.enable_grad():
             inp = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
-            energy = self(inp, sigma)
-            if energy.shape != (x.shape[0],):
-                raise ValueError(
-                    f"{type(self).__name__}.forward returned shape {tuple(energy.shape)}; an "
-                    f"energy must return one value per sample, shape ({x.shape[0]},)"
-                )
+            energy = self(inp, sigma)  # __call__ checks the shape, (B,)
             # differentiate −ΣE: the backward pass yields the score itself, no negation kernel
             (score,) = torch.autograd.grad(-energy.sum(), inp, create_graph=create_graph)
         if create_graph:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -399,3 +399,29 @@ class Sampler(Configurable):
     def diagnostics(self, state: SamplerState) -> dict[str, Any]:
         """Extra sampler-specific diagnostics at the end of a run (e.g. the step size)."""
         return {}
+
+
+def build_sampler(
+    owner: str, sampler: Any, default: str | Mapping[str, Any] = "langevin"
+) -> Sampler:
+    """The sampler a component runs, from an ``ebmflow.Sampler``, a registered name or a
+    config dict (``{"name": "mala", "step_size": 0.01}``); ``None`` builds ``default``.
+    Errors name ``owner`` and what is accepted."""
+    spec = default if sampler is None else sampler
+    if isinstance(spec, (str, Mapping)):
+        from ebmflow.registry import create
+
+        built = create("sampler", dict(spec) if isinstance(spec, Mapping) else spec)
+        if not isinstance(built, Sampler):
+            raise TypeError(
+                f"{owner}: sampler {spec!r} built a {type(built).__name__}, not an "
+                "ebmflow.Sampler"
+            )
+        return built
+    if isinstance(spec, Sampler):
+        return spec
+    example = dict(default) if isinstance(default, Mapping) else {"name": default}
+    raise TypeError(
+        f"{owner}: sampler must be an ebmflow.Sampler, a registered sampler name or a config "
+        f"dict such as {example}; got {type(sampler).__name__} {sampler!r}"
+    )

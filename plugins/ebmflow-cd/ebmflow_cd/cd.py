@@ -45,29 +45,12 @@ Both objectives report ``energy_gap`` (mean E(x⁺) − mean E(x⁻)), ``e_data`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
 import ebmflow
-
-
-def build_sampler(owner: str, sampler: Any) -> ebmflow.Sampler:
-    """The sampler an objective runs: an ``ebmflow.Sampler``, a registered name or a config
-    dict (``{"name": "mala", "step_size": 0.01}``); ``None`` gives ``langevin``'s defaults."""
-    if sampler is None:
-        return ebmflow.create("sampler", "langevin")
-    if isinstance(sampler, ebmflow.Sampler):
-        return sampler
-    if isinstance(sampler, (str, Mapping)):
-        return ebmflow.create("sampler", sampler)
-    raise TypeError(
-        f"{owner}: sampler must be an ebmflow.Sampler, a registered sampler name or a config "
-        f"dict such as {{'name': 'langevin', 'step_size': 0.01}}; got "
-        f"{type(sampler).__name__} {sampler!r}"
-    )
 
 
 def check_weight(owner: str, name: str, value: Any) -> float:
@@ -118,14 +101,12 @@ class _GraphKeeper(ebmflow.Energy):
             # the caller's last step with a sampler that does not read this score: E_θ(x)
             # with its graph, and no gradient in x (the state's score is left empty)
             with torch.enable_grad():
-                energy = self.inner(x.detach(), sigma)
-            self._check_shape(energy, x)
+                energy = self.inner(x.detach(), sigma)  # Energy.__call__ checks (B,)
             self.records["last"] = (x, energy)
             return energy.detach(), None
         with torch.enable_grad():
             inp = x.detach().requires_grad_(True)
             energy = self.inner(inp, sigma)
-            self._check_shape(energy, x)
             # seeding the backward pass with −1 per sample yields the score −∇ₓE directly
             seed = self._minus_one
             if seed is None or seed.shape != energy.shape or seed.dtype != energy.dtype:
@@ -136,13 +117,6 @@ class _GraphKeeper(ebmflow.Energy):
             records.setdefault("first", (x, energy))
         records["last"] = (x, energy)
         return energy.detach(), score
-
-    def _check_shape(self, energy: Tensor, x: Tensor) -> None:
-        if energy.shape != (x.shape[0],):
-            raise ValueError(
-                f"{type(self.inner).__name__}.forward returned shape {tuple(energy.shape)}; "
-                f"an energy must return one value per sample, shape ({x.shape[0]},)"
-            )
 
     @staticmethod
     def _match(record: tuple[Tensor, Tensor] | None, x: Tensor) -> Tensor | None:
@@ -173,7 +147,7 @@ class ContrastiveObjective(ebmflow.Objective):
         self, sampler: Any, k: int, alpha: float, kl_weight: float, kl_step_size: float | None
     ) -> None:
         owner = self.owner
-        self.sampler = build_sampler(owner, sampler)
+        self.sampler = ebmflow.build_sampler(owner, sampler)
         self.k = ebmflow.check_positive_int(owner, "k", k)
         self.alpha = check_weight(owner, "alpha", alpha)
         self.kl_weight = check_weight(owner, "kl_weight", kl_weight)

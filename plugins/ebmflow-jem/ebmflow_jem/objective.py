@@ -50,7 +50,7 @@ non-finite loss, or one larger than ``max_loss`` in size, raises
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -69,19 +69,6 @@ MODES = {
 DEFAULT_SAMPLER = {"name": "langevin", "step_size": 1.0, "noise_scale": 0.01}
 
 _OWNER = "jem"
-
-
-def _build_sampler(sampler: Any) -> ebmflow.Sampler:
-    if sampler is None:
-        return ebmflow.create("sampler", dict(DEFAULT_SAMPLER))
-    if isinstance(sampler, ebmflow.Sampler):
-        return sampler
-    if isinstance(sampler, (str, Mapping)):
-        return ebmflow.create("sampler", sampler)
-    raise TypeError(
-        f"{_OWNER}: sampler must be an ebmflow.Sampler, a registered sampler name or a config "
-        f"dict such as {DEFAULT_SAMPLER}; got {type(sampler).__name__} {sampler!r}"
-    )
 
 
 class JEM(ebmflow.Objective):
@@ -133,7 +120,7 @@ class JEM(ebmflow.Objective):
             raise ValueError(f"{_OWNER}: unknown mode {mode!r}; accepted: {accepted}")
         self.mode = mode
         self.needs_labels = mode != "generative"
-        self.sampler = _build_sampler(sampler)
+        self.sampler = ebmflow.build_sampler(_OWNER, sampler, DEFAULT_SAMPLER)
         self.k = ebmflow.check_positive_int(_OWNER, "k", k)
         self.data_noise = ebmflow.check_positive(_OWNER, "data_noise", data_noise,
                                                  allow_zero=True)

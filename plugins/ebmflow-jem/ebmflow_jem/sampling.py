@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
-from ebmflow_jem.objective import DEFAULT_SAMPLER, _build_sampler
+from ebmflow_jem.objective import DEFAULT_SAMPLER
 
 
 def sample_class(
@@ -78,7 +78,7 @@ def sample_class(
     elif x0.shape[0] != n:
         raise ValueError(f"{owner}: x0 has {x0.shape[0]} rows for n = {n} samples")
     conditional = ebmflow.condition(energy, labels.to(x0.device))
-    runner = _build_sampler(sampler)
+    runner = ebmflow.build_sampler("jem", sampler, DEFAULT_SAMPLER)
     return runner.run(conditional, x0, n_steps, generator=generator).samples.detach()
 
 
