@@ -5,7 +5,9 @@ both pipelines do the same work: the ratio is the price of the scheduler. Two mo
 
 - a tiny real ``UNet2DModel`` (1×8×8 images, channels (8, 16)), where the model dominates;
 - the plugin's analytic ``GaussianDenoiser`` (a few tensor operations a call), where the
-  scheduler's own ``step`` dominates: the harsher comparison.
+  scheduler's own ``step`` dominates: the harsher comparison;
+
+and ``scheduler.step`` alone, the same loop over one precomputed model output for both.
 
 Needs the ebmflow-diffusers plugin (and diffusers); skipped with a note otherwise. Nothing
 is downloaded: the models are built in memory.
@@ -65,4 +67,25 @@ def cases(size: str = "full", **_options) -> list[Case | Skip]:
             run(ours), run(ref), steps, unit="step", target=1.05,
             note=f"vs DDPMScheduler, {steps} steps, no corrector",
         ))
+
+    unet = models["tiny UNet2DModel 1×8×8"]
+    sample = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        output = unet(sample, torch.tensor(500)).sample
+
+    def stepping(scheduler):
+        scheduler.set_timesteps(steps)
+
+        def run():
+            gen = torch.Generator().manual_seed(0)
+            x = sample
+            for t in scheduler.timesteps:
+                x = scheduler.step(output, t, x, generator=gen).prev_sample
+        return run
+
+    out.append(Case(
+        f"EBMScheduler.step alone, batch {batch}", "diffusers",
+        stepping(EBMScheduler()), stepping(DDPMScheduler()), steps, unit="step",
+        target=1.05, note=f"vs DDPMScheduler.step, {steps} steps, one model output",
+    ))
     return out

@@ -1,20 +1,10 @@
-"""ebmflow-diffusers benchmarks and measured figures.
+"""The figures ebmflow-diffusers' README reports: the equivalence errors with DDPMScheduler /
+DDIMScheduler and the segment-integral energy errors.
 
-Benchmarks (``cases(size)``, size ``"full"``, ``"quick"`` or ``"tiny"``, returns
-``benchmarks.harness.Case`` records in the form the repository's ``python -m benchmarks``
-groups use; ``benchmarks/diffusers.py`` can re-export it, or run this file directly):
+    cd <repo> && OMP_NUM_THREADS=1 python plugins/ebmflow-diffusers/benchmarks_diffusers.py
 
-- ``EBMScheduler in DDPMPipeline``: the stock ``DDPMPipeline`` on the same tiny UNet (1×8×8,
-  (8, 16) channels) and batch, with ``EBMScheduler`` (no corrector) against
-  ``DDPMScheduler``: the ratio of time per sampling step, UNet included.
-- ``EBMScheduler.step``: the scheduler step alone (the model output precomputed), the same
-  50-step loop for both: the ratio of the scheduler's own overhead.
-
-Figures (``--figures``): the equivalence errors with DDPMScheduler / DDIMScheduler and the
-segment-integral energy errors, as the README reports them.
-
-    cd <repo> && OMP_NUM_THREADS=1 python plugins/ebmflow-diffusers/benchmarks_diffusers.py \
-        [--size full|quick|tiny] [--repeats N] [--clock wall|cpu] [--figures]
+The timings (EBMScheduler in DDPMPipeline, ``scheduler.step`` alone) are a group of the
+repository's harness: ``python -m benchmarks --only diffusers``.
 """
 
 from __future__ import annotations
@@ -23,7 +13,6 @@ import argparse
 import math
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -41,51 +30,6 @@ def tiny_unet(seed: int = 0):
                            block_out_channels=(8, 16), layers_per_block=1,
                            down_block_types=("DownBlock2D", "DownBlock2D"),
                            up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4).eval()
-
-
-def cases(size: str = "full", **_options) -> list:
-    from diffusers import DDPMPipeline, DDPMScheduler
-    from diffusers.utils import logging
-    from ebmflow_diffusers import EBMScheduler
-
-    from benchmarks.harness import Case
-
-    logging.set_verbosity_error()
-    steps = {"full": STEPS, "quick": 10, "tiny": 2}[size]
-    unet = tiny_unet()
-    ref_pipe = DDPMPipeline(unet=unet, scheduler=DDPMScheduler())
-    our_pipe = DDPMPipeline(unet=unet, scheduler=EBMScheduler.from_config(DDPMScheduler().config))
-    for pipe in (ref_pipe, our_pipe):
-        pipe.set_progress_bar_config(disable=True)
-
-    def pipeline(pipe):
-        def run():
-            pipe(batch_size=BATCH, generator=torch.Generator().manual_seed(0),
-                 num_inference_steps=steps, output_type="pt")
-        return run
-
-    sample = torch.randn(BATCH, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        output = unet(sample, torch.tensor(500)).sample
-
-    def stepping(scheduler):
-        scheduler.set_timesteps(steps)
-
-        def run():
-            gen = torch.Generator().manual_seed(0)
-            x = sample
-            for t in scheduler.timesteps:
-                x = scheduler.step(output, t, x, generator=gen).prev_sample
-        return run
-
-    return [
-        Case(f"EBMScheduler in DDPMPipeline, tiny UNet, batch {BATCH}", "diffusers",
-             pipeline(our_pipe), pipeline(ref_pipe), steps,
-             note="vs DDPMScheduler in DDPMPipeline"),
-        Case(f"EBMScheduler.step alone, batch {BATCH}", "diffusers",
-             stepping(EBMScheduler()), stepping(DDPMScheduler()), steps,
-             note="vs DDPMScheduler.step"),
-    ]
 
 
 def figures() -> None:
@@ -185,26 +129,9 @@ def figures() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=("full", "quick", "tiny"), default="full")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="cpu")
-    parser.add_argument("--figures", action="store_true",
-                        help="print the equivalence and segment-integral figures instead")
-    args = parser.parse_args(argv)
-    root = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(root))  # the repository's benchmarks package
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     torch.set_num_threads(1)
-    if args.figures:
-        figures()
-        return 0
-    from benchmarks.harness import measure
-
-    repeats = args.repeats or {"full": 15, "quick": 3, "tiny": 1}[args.size]
-    for case in cases(args.size):
-        r = measure(case, repeats, clock=args.clock)
-        print(f"{r.name:50s} ratio {r.ratio:6.3f}  [{r.ratio_q1:.3f}, {r.ratio_q3:.3f}]  "
-              f"{r.ours_us:8.0f} µs vs {r.reference_us:8.0f} µs per {r.unit}")
+    figures()
     return 0
 
 
