@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -106,16 +106,19 @@ class TemperedEnsemble(ebmflow.Energy):
         reference: ebmflow.Energy | None,
         betas: Tensor,
         n_per_replica: int,
-        event_ndim: int,
+        event_shape: Sequence[int],
         scale_step_size: bool,
     ) -> None:
         super().__init__()
         self.energy = energy
         self.reference = reference
-        ones = (1,) * event_ndim
-        c = betas.sqrt().view(-1, 1, *ones) if scale_step_size else None
-        # plain attributes in one go: nn.Module.__setattr__ costs microseconds per call, and
-        # the sampler builds this object on every step
+        n = betas.shape[0] * n_per_replica
+        # per-row factors (R·B,) and, for the events, (R·B, *event): every product is one
+        # multiplication without reshaping the batch to (R, B, …)
+        b_row = betas.repeat_interleave(n_per_replica)
+        b_event = _per_element(b_row, event_shape)
+        c = b_event.sqrt() if scale_step_size else None
+        # plain attributes in one go: nn.Module.__setattr__ costs microseconds per call
         self.__dict__.update(
             event_shape=energy.event_shape,
             noise_conditional=energy.noise_conditional,
@@ -123,41 +126,37 @@ class TemperedEnsemble(ebmflow.Energy):
             betas=betas,
             n_replicas=betas.shape[0],
             n_per_replica=n_per_replica,
-            _b_energy=betas[:, None],  # broadcasts over (R, B)
-            _b_event=betas.view(-1, 1, *ones),  # broadcasts over (R, B, *event)
+            _n=n,
+            _b_energy=b_row,
+            _b_event=b_event,
             _c=c,
             _inv_c=None if c is None else c.reciprocal(),
         )
 
-    # -- (R·B, ...) <-> (R, B, ...) ------------------------------------------------------
-
-    def _split(self, t: Tensor) -> Tensor:
-        n = self.n_replicas * self.n_per_replica
-        if t.shape[0] != n:
+    def _check(self, t: Tensor) -> Tensor:
+        if t.shape[0] != self._n:
             raise ValueError(
                 f"{NAME}: the local sampler evaluated a batch of {t.shape[0]} chains; the "
                 f"tempered energy is defined on the {self.n_replicas} replicas × "
-                f"{self.n_per_replica} chains = {n} chains of the ensemble"
+                f"{self.n_per_replica} chains = {self._n} chains of the ensemble"
             )
-        return t.view(self.n_replicas, self.n_per_replica, *t.shape[1:])
+        return t
 
-    @staticmethod
-    def _join(t: Tensor) -> Tensor:
-        return t.reshape(t.shape[0] * t.shape[1], *t.shape[2:])
+    # -- x <-> y = c x -------------------------------------------------------------------
 
     def to_local(self, x: Tensor, score: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """(y, s_y) = (c x, s_k / c): a cached position and tempered score in the local
         sampler's coordinates."""
         if self._c is None:
             return x, score
-        y = self._join(self._split(x) * self._c)
-        return y, None if score is None else self._join(self._split(score) * self._inv_c)
+        y = self._check(x) * self._c
+        return y, None if score is None else score * self._inv_c
 
     def from_local(self, y: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
         """(x, s_k) = (y / c, c s_y), the inverse of :meth:`to_local`."""
         if self._c is None:
             return y, score
-        return self._join(self._split(y) * self._inv_c), self._join(self._split(score) * self._c)
+        return self._check(y) * self._inv_c, score * self._c
 
     def moved_from_local(
         self, y_new: Tensor, s_y_new: Tensor, x: Tensor, score: Tensor, y: Tensor, s_y: Tensor
@@ -167,35 +166,31 @@ class TemperedEnsemble(ebmflow.Energy):
         cached x and s_k bit for bit (no rounding through c and 1/c)."""
         if self._c is None:
             return y_new, s_y_new
-        x_new = torch.addcmul(self._split(x), self._split(y_new - y), self._inv_c)
-        s_new = torch.addcmul(self._split(score), self._split(s_y_new - s_y), self._c)
-        return self._join(x_new), self._join(s_new)
+        return (torch.addcmul(x, y_new - y, self._inv_c),
+                torch.addcmul(score, s_y_new - s_y, self._c))
 
     # -- the tempered energy -------------------------------------------------------------
 
     def forward(self, y: Tensor, sigma=None) -> Tensor:
-        x = y if self._inv_c is None else self._join(self._split(y) * self._inv_c)
-        e = self._split(self.energy(x, sigma))
+        x = self._check(y) if self._inv_c is None else self._check(y) * self._inv_c
+        e = self.energy(x, sigma)
         if self.reference is None:
-            return self._join(self._b_energy * e)
-        e_ref = self._split(self.reference(x))
-        return self._join(e_ref + self._b_energy * (e - e_ref))
+            return self._b_energy * e
+        return torch.lerp(self.reference(x), e, self._b_energy)
 
     def energy_and_score(self, y, sigma=None, *, create_graph=False):
-        x = y if self._inv_c is None else self._join(self._split(y) * self._inv_c)
+        x = self._check(y) if self._inv_c is None else self._check(y) * self._inv_c
         e, s = self.energy.energy_and_score(x, sigma, create_graph=create_graph)
-        e, s = self._split(e), self._split(s)
         if self.reference is None:
             # s_y = β s / c = c s when scaled (c = √β): one multiplication
             factor = self._b_event if self._c is None else self._c
-            return self._join(self._b_energy * e), self._join(factor * s)
+            return self._b_energy * e, factor * s
         e_ref, s_ref = self.reference.energy_and_score(x, create_graph=create_graph)
-        e_ref, s_ref = self._split(e_ref), self._split(s_ref)
-        e_k = e_ref + self._b_energy * (e - e_ref)
-        s_k = s_ref + self._b_event * (s - s_ref)
+        e_k = torch.lerp(e_ref, e, self._b_energy)  # E_ref + β (E − E_ref)
+        s_k = torch.lerp(s_ref, s, self._b_event)
         if self._inv_c is not None:
             s_k = s_k * self._inv_c
-        return self._join(e_k), self._join(s_k)
+        return e_k, s_k
 
     def score(self, y, sigma=None):
         return self.energy_and_score(y, sigma)[1]
@@ -322,8 +317,10 @@ class ParallelTempering(ebmflow.Sampler):
         extras = {
             "betas": betas,
             "swap_stats": torch.zeros(2, n_rep - 1, device=x.device, dtype=stats),
-            "round_trips": torch.zeros((), device=x.device, dtype=torch.long),
-            "direction": torch.zeros(n_rep * n_per, device=x.device, dtype=torch.int8),
+            # round trips completed at each β = 1 slot, and each walker's direction; float32
+            # (exact to 2²⁴ trips per slot) because float ops are the fastest at this size
+            "round_trips": torch.zeros(n_per, device=x.device, dtype=torch.float32),
+            "direction": torch.zeros(n_rep * n_per, device=x.device, dtype=torch.float32),
             **{_LOCAL + key: value for key, value in local.extras.items()},
         }
         return ebmflow.SamplerState(x_all, local.energy, score, sigma_all, 0, None, extras)
@@ -357,13 +354,13 @@ class ParallelTempering(ebmflow.Sampler):
         """The tempered view of ``energy`` for this ladder and batch. Built once per
         (energy, ladder tensor, dtype, batch shape) and reused by every step until the
         ladder changes (adaptation makes a new tensor), so a step pays no set-up."""
-        key = (x.dtype, x.shape[0], x.ndim)
+        key = (x.dtype, x.shape)
         cached = self.__dict__.get("_tempered_cache")
         if (cached is not None and cached[0] is energy and cached[1] is betas
                 and cached[2] == key):
             return cached[3]
         tempered = TemperedEnsemble(energy, self.reference, betas.to(x.dtype),
-                                    x.shape[0] // self.n_replicas, x.ndim - 1,
+                                    x.shape[0] // self.n_replicas, x.shape[1:],
                                     self.scale_step_size)
         # a plain attribute: not part of the sampler's config or repr
         self.__dict__["_tempered_cache"] = (energy, betas, key, tempered)
@@ -433,71 +430,67 @@ class ParallelTempering(ebmflow.Sampler):
     def _swap(self, step, betas, x, e, score, ref, extras, generator):
         """Propose swaps between the pairs of this step's parity; move and re-temper the
         cache of accepted ones. ``betas`` is the ladder in the chains' dtype. Updates
-        ``extras`` (a fresh dict) with new tensors."""
+        ``extras`` (a fresh dict) with new tensors.
+
+        Written for few tensor operations, since on a cheap energy they, not E, set the
+        cost of a step: the pairs (k, k + 1) of one parity are the consecutive replicas
+        parity … parity + 2P − 1, viewed as (P, 2, B) without copying."""
         n_rep = self.n_replicas
         n_per = x.shape[0] // n_rep
         if self.swap == "deo":
             parity = step % 2
         else:
             parity = int(torch.randint(2, (1,), generator=generator, device=x.device))
-        n_pairs = (n_rep - parity) // 2
-        if n_pairs == 0:
+        c = self._swap_constants(betas, parity, n_per, x.shape[1:])
+        if c is None:  # no pair of this parity (R = 2, odd step)
             return x, e, score, ref
-        lo = slice(parity, parity + 2 * n_pairs, 2)  # replicas k of the pairs (k, k + 1)
-        hi = slice(parity + 1, parity + 2 * n_pairs, 2)
-        rows, inv_betas, gaps, beta_row = self._swap_constants(betas, parity, n_per)
-        # α = min(1, exp((β_k − β_{k+1}) (ΔE(x_k) − ΔE(x_{k+1})))), ΔE = (E_k − E_ref) / β_k
-        delta = e.view(n_rep, n_per) if ref is None else (
-            e.view(n_rep, n_per) - ref[0].view(n_rep, n_per))
-        delta = delta * inv_betas
-        log_alpha = (delta[lo] - delta[hi]).mul_(gaps)
-        accept, prob = ebmflow.metropolis_accept(
-            self.name, step, log_alpha.view(-1), delta[hi].reshape(-1), generator
-        )
+        n_pairs = c.weights.shape[0]
+        rows = slice(parity * n_per, (parity + 2 * n_pairs) * n_per)
+        # ΔE = (E_k − E_ref) / β_k, so log α = (β_k − β_{k+1}) (ΔE_k − ΔE_{k+1}) is one
+        # weighted sum over the pair axis: weights (β_k − β_{k+1}) (1/β_k, −1/β_{k+1})
+        pair_e = e[rows] if ref is None else e[rows] - ref[0][rows]
+        log_alpha = torch.linalg.vecdot(pair_e.view(n_pairs, 2, n_per), c.weights, dim=1)
+        # Metropolis without the NaN reduction: E was checked finite by the step (and the
+        # reference is closed form); a swap never proposes a new energy
+        prob = log_alpha.clamp_(max=0.0).exp_()
+        accept = torch.rand(prob.shape, generator=generator, device=prob.device,
+                            dtype=prob.dtype) < prob
         # src[i]: the row whose configuration row i takes (accepted pairs exchange theirs)
-        shift = accept.view(n_pairs, n_per) * n_per
-        src = rows.clone()
-        src[lo] += shift
-        src[hi] -= shift
-        src = src.view(-1)
+        shift = accept[:, None, :] * c.shifts  # (P, 2, B): +B for row k, −B for k + 1
+        src = c.rows + torch.nn.functional.pad(shift.view(-1), c.padding)
         # the cache moves with the configurations, re-tempered by r = β_to / β_from
-        r = beta_row / beta_row.index_select(0, src)
+        r = c.beta_event / c.beta_event.index_select(0, src)
         x = x.index_select(0, src)
         if ref is not None:
             ref = (ref[0].index_select(0, src), ref[1].index_select(0, src))
         e, score = _retemper(r, e.index_select(0, src), score.index_select(0, src), ref)
         # statistics: per-pair mean swap probability and attempts, round trips of walkers
-        stats = extras["swap_stats"].clone()
-        stats[0, parity::2] += prob.view(n_pairs, n_per).mean(dim=1)
-        stats[1, parity::2] += 1
-        extras["swap_stats"] = stats
+        stats = extras["swap_stats"]
+        increments = torch.stack((prob.mean(dim=1), c.ones))  # (2, P), promoted to float64
+        extras["swap_stats"] = stats.index_add(1, c.pairs, increments)
         # direction: 1 = left β = 1 last, −1 = has reached β_min since, 0 = neither yet
+        # (a walker arriving at β = 1 with −1 completes a round trip: counted as −min(d, 0))
         direction = extras["direction"].index_select(0, src)
         cold, hot = direction[:n_per], direction[-n_per:]
-        extras["round_trips"] = extras["round_trips"] + (cold == -1).sum()
-        cold.fill_(1)
-        hot.masked_fill_(hot == 1, -1)
+        extras["round_trips"] = extras["round_trips"] - cold.clamp(max=0.0)
+        cold.fill_(1.0)
+        hot.abs_().neg_()  # 1 → −1; −1 and 0 stay
         extras["direction"] = direction
         return x, e, score, ref
 
-    def _swap_constants(self, betas: Tensor, parity: int, n_per: int):
-        """Per ladder and parity: row indices (R, B), 1/β (R, 1), β_k − β_{k+1} of the
-        pairs (P, 1) and β per row (R·B,), kept until the ladder tensor changes."""
+    def _swap_constants(
+        self, betas: Tensor, parity: int, n_per: int, event_shape: Sequence[int]
+    ) -> _SwapConstants | None:
+        """Per ladder and parity (``None`` when it has no pair), kept until the ladder
+        tensor or the batch's shape changes."""
+        key = (n_per, tuple(event_shape))
         cache = self.__dict__.get("_swap_cache")
-        if cache is None or cache[0] is not betas or cache[1] != n_per:
-            cache = (betas, n_per, {})
+        if cache is None or cache[0] is not betas or cache[1] != key:
+            cache = (betas, key, {})
             self.__dict__["_swap_cache"] = cache
-        constants = cache[2].get(parity)
-        if constants is None:
-            n_rep = self.n_replicas
-            n_pairs = (n_rep - parity) // 2
-            lo = slice(parity, parity + 2 * n_pairs, 2)
-            hi = slice(parity + 1, parity + 2 * n_pairs, 2)
-            rows = torch.arange(n_rep * n_per, device=betas.device).view(n_rep, n_per)
-            constants = (rows, betas.reciprocal()[:, None], (betas[lo] - betas[hi])[:, None],
-                         betas.repeat_interleave(n_per))
-            cache[2][parity] = constants
-        return constants
+        if parity not in cache[2]:
+            cache[2][parity] = _SwapConstants.build(betas, parity, n_per, event_shape)
+        return cache[2][parity]
 
     def _adapt(self, e, score, ref, extras):
         """End of an adaptation round: move the ladder toward equal rejection rates,
@@ -507,7 +500,7 @@ class ParallelTempering(ebmflow.Sampler):
         if bool((attempts > 0).all()):
             new = _equalised_ladder(betas, 1.0 - accepted / attempts)
             r = (new / betas).to(e.dtype).repeat_interleave(e.shape[0] // self.n_replicas)
-            e, score = _retemper(r, e, score, ref)
+            e, score = _retemper(_per_element(r, score.shape[1:]), e, score, ref)
             extras["betas"] = new
         extras["swap_stats"] = torch.zeros_like(extras["swap_stats"])
         extras["round_trips"] = torch.zeros_like(extras["round_trips"])
@@ -575,7 +568,7 @@ class ParallelTempering(ebmflow.Sampler):
                             torch.full_like(attempts, math.nan))
         since = max((t for t in self._round_ends if t <= state.step), default=0)
         counted = state.step - since
-        trips = int(extras["round_trips"])
+        trips = int(extras["round_trips"].sum())
         out: dict[str, Any] = {
             "n_replicas": self.n_replicas,
             "betas": extras["betas"].tolist(),
@@ -652,15 +645,64 @@ def _local_sampler(local: Any) -> ebmflow.Sampler:
     return local
 
 
+class _SwapConstants(NamedTuple):
+    """What the swaps of one parity need besides the chains, for a ladder of R replicas
+    and B chains per replica: P = ⌊(R − parity) / 2⌋ pairs (k, k + 1), k = parity + 2j."""
+
+    weights: Tensor  # (P, 2, 1): (β_k − β_{k+1}) · (1/β_k, −1/β_{k+1})
+    rows: Tensor  # (R·B,) long: 0 … R·B − 1
+    shifts: Tensor  # (1, 2, 1) long: (B, −B), row offsets of an exchange
+    padding: tuple[int, int]  # rows before and after the pairs' block
+    beta_event: Tensor  # β of every row, shaped by _per_element for (R·B, *event)
+    pairs: Tensor  # (P,) long: the pairs' columns in swap_stats (k)
+    ones: Tensor  # (P,) in the statistics' dtype: one attempt per pair
+
+    @classmethod
+    def build(
+        cls, betas: Tensor, parity: int, n_per: int, event_shape: Sequence[int]
+    ) -> _SwapConstants | None:
+        n_rep = betas.shape[0]
+        n_pairs = (n_rep - parity) // 2
+        if n_pairs == 0:
+            return None
+        lo, hi = betas[parity:parity + 2 * n_pairs:2], betas[parity + 1:parity + 2 * n_pairs:2]
+        weights = torch.stack((1.0 / lo, -1.0 / hi), dim=1) * (lo - hi)[:, None]
+        pairs = torch.arange(parity, parity + 2 * n_pairs, 2, device=betas.device)
+        after = n_rep - parity - 2 * n_pairs
+        device = betas.device
+        return cls(weights[:, :, None], torch.arange(n_rep * n_per, device=device),
+                   torch.tensor([n_per, -n_per], device=device).view(1, 2, 1),
+                   (parity * n_per, after * n_per),
+                   _per_element(betas.repeat_interleave(n_per), event_shape), pairs,
+                   torch.ones(n_pairs, dtype=_stats_dtype(device), device=device))
+
+
+#: events with at most this many numbers get per-row factors materialised at the batch's
+#: full shape: a broadcast over a short inner dimension (2-d points: (N, 2) ⊙ (N, 1)) runs an
+#: unvectorised loop per row and costs several times a contiguous product of the same size.
+#: Larger events broadcast efficiently, and a full copy would cost a batch of memory.
+SMALL_EVENT = 256
+
+
+def _per_element(row: Tensor, event_shape: Sequence[int]) -> Tensor:
+    """A per-row factor (N,) shaped to multiply a batch (N, *event_shape): the broadcast
+    view (N, 1, …, 1), or for a small event a contiguous (N, *event_shape) copy."""
+    view = row.view(-1, *(1,) * len(event_shape))
+    if math.prod(event_shape) <= SMALL_EVENT:
+        return view.expand(-1, *event_shape).contiguous()
+    return view
+
+
 def _retemper(
     r: Tensor, e: Tensor, score: Tensor, ref: tuple[Tensor, Tensor] | None
 ) -> tuple[Tensor, Tensor]:
     """Move cached (E_from, s_from) of R·B chains to new temperatures, with r = β_to / β_from
-    per chain (R·B,): E_to = r E_from + (1 − r) E_ref, s_to likewise."""
-    r_event = r.view(-1, *(1,) * (score.ndim - 1))
+    per chain, shaped by :func:`_per_element` for the scores: E_to = r E_from + (1 − r) E_ref,
+    s_to likewise."""
+    r_row = r.view(r.shape[0], -1)[:, 0]
     if ref is None:
-        return r * e, r_event * score
-    return torch.lerp(ref[0], e, r), torch.lerp(ref[1], score, r_event)
+        return r_row * e, r * score
+    return torch.lerp(ref[0], e, r_row), torch.lerp(ref[1], score, r)
 
 
 def _stats_dtype(device: torch.device) -> torch.dtype:
