@@ -80,6 +80,26 @@ def test_joint_loss_is_cross_entropy_plus_contrastive_term(energy, batch):
     assert set(out.metrics) == {"ce", "accuracy", "e_data", "e_neg", "energy_gap"}
 
 
+def test_the_last_sgld_evaluation_is_reused_with_the_same_gradient(energy, batch):
+    # with ULA the last step's forward pass gives f(x⁻) for the loss (k gradient evaluations
+    # in x, not k + 1); the parameter gradient equals a fresh evaluation's
+    x, y = batch
+    calls = []
+    energy.network.register_forward_hook(lambda module, inp, out: calls.append(inp[0].shape))
+    out = jem(k=3)(energy, (x, y), generator=gen(4))
+    # init + 3 steps on the 12 negatives, then the data alone: no batch of 24
+    assert calls == [(12, 4)] * 5
+    grads = torch.autograd.grad(out.loss, list(energy.parameters()))
+    g = gen(4)
+    x_pos = x + 0.03 * ebmflow.gaussian_like(x, g)
+    x_neg, _ = jem(k=3).negatives(energy, 12, g, like=x_pos)
+    logits = energy.logits(torch.cat([x_pos, x_neg]))
+    expected = (torch.nn.functional.cross_entropy(logits[:12], y)
+                - torch.logsumexp(logits[:12], -1).mean() + torch.logsumexp(logits[12:], -1).mean())
+    for got, want in zip(grads, torch.autograd.grad(expected, list(energy.parameters()))):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_weights_and_regulariser(energy, batch):
     x, y = batch
     base = jem(k=2)(energy, (x, y), generator=gen(4)).metrics
