@@ -19,7 +19,7 @@ import torch
 
 from ebmflow.energy import Energy
 from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like
-from ebmflow.samplers.metropolis import metropolis_accept, select, sum_squares
+from ebmflow.samplers.metropolis import metropolis_accept, row_mask, select, sum_squares
 from ebmflow.validation import check_positive, check_positive_int
 
 
@@ -74,13 +74,14 @@ class HMC(Sampler):
         h0 = state.energy + 0.5 * sum_squares(p0)
         h1 = e_new + 0.5 * sum_squares(p)
         accept, prob = metropolis_accept(self.name, state.step, h0 - h1, e_new, generator)
+        mask = row_mask(accept, x)
         if state.step < self.adapt_steps:
             rate = (state.step + 1) ** -0.6
             log_eps = log_eps + rate * (float(prob.mean()) - self.target_accept)
         return SamplerState(
-            select(accept, x, state.x),
+            select(mask, x, state.x),
             torch.where(accept, e_new, state.energy),
-            select(accept, s_new, state.score),
+            select(mask, s_new, state.score),
             state.sigma,
             state.step + 1,
             prob,

@@ -18,7 +18,7 @@ import torch
 
 from ebmflow.energy import Energy
 from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like
-from ebmflow.samplers.metropolis import metropolis_accept, select
+from ebmflow.samplers.metropolis import metropolis_accept, row_dot, row_mask, select
 from ebmflow.validation import check_positive
 
 
@@ -44,13 +44,14 @@ class MALA(Sampler):
         e_prop, s_prop = energy.energy_and_score(x_prop, state.sigma)
         a = math.sqrt(eta / 2.0)
         u = s + s_prop
-        log_ratio = torch.linalg.vecdot(u.flatten(1), torch.add(xi, u, alpha=a / 2).flatten(1))
+        log_ratio = row_dot(u, torch.add(xi, u, alpha=a / 2))
         log_alpha = torch.sub(e, e_prop).add_(log_ratio, alpha=-a)
         accept, prob = metropolis_accept(self.name, state.step, log_alpha, e_prop, generator)
+        mask = row_mask(accept, x)
         return SamplerState(
-            select(accept, x_prop, x),
+            select(mask, x_prop, x),
             torch.where(accept, e_prop, e),
-            select(accept, s_prop, s),
+            select(mask, s_prop, s),
             state.sigma,
             state.step + 1,
             prob,

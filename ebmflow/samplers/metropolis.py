@@ -10,10 +10,19 @@ from torch import Tensor
 from ebmflow.errors import SamplerDivergedError
 
 
+def row_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Per-chain inner product ``⟨a_b, b_b⟩`` of two (B, *event) tensors, shape ``(B,)``.
+
+    The elementwise product, then a matrix–vector product with ones: for small events
+    (2-d points) a sum over the short inner dimension runs an unvectorised loop per row
+    and costs about three times as much; for large ones both are memory-bound alike."""
+    prod = torch.mul(a, b).flatten(1)
+    return torch.mv(prod, prod.new_ones(prod.shape[1]))
+
+
 def sum_squares(t: Tensor) -> Tensor:
     """Per-chain squared norm ``‖t_b‖²``, shape ``(B,)``."""
-    flat = t.flatten(1)
-    return torch.linalg.vecdot(flat, flat)
+    return row_dot(t, t)
 
 
 def metropolis_accept(
@@ -48,6 +57,22 @@ def metropolis_accept(
     return u < accept_prob, accept_prob
 
 
+#: events with at most this many numbers get a full-shape mask in :func:`row_mask`.
+SMALL_EVENT = 16
+
+
+def row_mask(accept: Tensor, like: Tensor) -> Tensor:
+    """``accept`` (B,) as a mask for a batch shaped like ``like`` (B, *event): a broadcast
+    view, or for a small event a contiguous (B, *event) copy. ``torch.where`` over a short
+    broadcast inner dimension (2-d points) runs an unvectorised loop per row and costs
+    several times the copy; one mask then serves every tensor of the state."""
+    mask = accept.view((-1,) + (1,) * (like.ndim - 1))
+    if like.ndim > 1 and math.prod(like.shape[1:]) <= SMALL_EVENT:
+        return mask.expand(like.shape).contiguous()
+    return mask
+
+
 def select(accept: Tensor, new: Tensor, old: Tensor) -> Tensor:
-    """``new`` where ``accept`` (per chain), else ``old``."""
-    return torch.where(accept.view((-1,) + (1,) * (new.ndim - 1)), new, old)
+    """``new`` where ``accept`` (per chain, (B,) or a :func:`row_mask`), else ``old``."""
+    mask = accept if accept.ndim == new.ndim else row_mask(accept, new)
+    return torch.where(mask, new, old)

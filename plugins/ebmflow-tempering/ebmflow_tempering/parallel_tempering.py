@@ -446,10 +446,11 @@ class ParallelTempering(ebmflow.Sampler):
             return x, e, score, ref
         n_pairs = c.weights.shape[0]
         rows = slice(parity * n_per, (parity + 2 * n_pairs) * n_per)
-        # ΔE = (E_k − E_ref) / β_k, so log α = (β_k − β_{k+1}) (ΔE_k − ΔE_{k+1}) is one
+        # ΔE = (E_k − E_ref) / β_k, so log α = (β_k − β_{k+1}) (ΔE_k − ΔE_{k+1}) is a
         # weighted sum over the pair axis: weights (β_k − β_{k+1}) (1/β_k, −1/β_{k+1})
         pair_e = e[rows] if ref is None else e[rows] - ref[0][rows]
-        log_alpha = torch.linalg.vecdot(pair_e.view(n_pairs, 2, n_per), c.weights, dim=1)
+        pair_e = pair_e.view(n_pairs, 2, n_per)
+        log_alpha = torch.addcmul(pair_e[:, 0] * c.weights[:, 0], pair_e[:, 1], c.weights[:, 1])
         # Metropolis without the NaN reduction: E was checked finite by the step (and the
         # reference is closed form); a swap never proposes a new energy
         prob = log_alpha.clamp_(max=0.0).exp_()
