@@ -35,6 +35,11 @@ Negatives (``mode`` ``"joint"`` and ``"generative"``), per training step:
    chains target a sharpened p(x)^(2η/s²) and act as a noisy optimiser, as in the paper;
 3. write the chains back into the slots they came from.
 
+With a sampler that does not read the score at its new position (ULA, the default), the
+last step evaluates the classifier once, without the gradient in x, and the loss reuses
+those logits f(x⁻) with their graph in θ: k gradient evaluations in x per training step, as
+in a hand-written JEM loop, and one more forward pass, on the data.
+
 JEM's defaults: η = 1, s = 0.01, k = 20, C = 10 000, ρ = 0.05, p₀ = U[−1, 1]^d (data
 scaled to [−1, 1]), σ_d = 0.03. The buffer is the submodule ``objective.buffer``, so its
 chains are in ``state_dict()``, ``ebmflow.save(objective, ...)`` and Trainer checkpoints.
