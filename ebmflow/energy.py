@@ -106,8 +106,10 @@ class Energy(nn.Module, Configurable):
         with torch.enable_grad():
             inp = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
             energy = self(inp, sigma)  # __call__ checks the shape, (B,)
-            # differentiate −ΣE: the backward pass yields the score itself, no negation kernel
-            (score,) = torch.autograd.grad(-energy.sum(), inp, create_graph=create_graph)
+            # seeding the backward pass with −1 per sample yields the score −∇ₓE itself:
+            # no sum, no negation and no seed of ones to build
+            (score,) = torch.autograd.grad(energy, inp, _minus_ones(energy),
+                                           create_graph=create_graph)
         if create_graph:
             return energy, score
         return energy.detach(), score
@@ -197,3 +199,20 @@ def check_event_shapes(energies: Sequence[Energy], what: str) -> tuple[int, ...]
             "all parts must take the same noise level"
         )
     return shapes.pop() if shapes else None
+
+
+_MINUS_ONES: dict[tuple, Tensor] = {}
+
+
+def _minus_ones(like: Tensor) -> Tensor:
+    """A tensor of −1 shaped like ``like`` (the backward seed of −ΣE), kept per shape, dtype
+    and device (a few hundred bytes each) and never written to."""
+    key = (like.shape, like.dtype, like.device)
+    seed = _MINUS_ONES.get(key)
+    if seed is None:
+        if len(_MINUS_ONES) >= 64:  # many batch sizes: start over rather than grow
+            _MINUS_ONES.clear()
+        seed = _MINUS_ONES[key] = torch.full(like.shape, -1.0, dtype=like.dtype,
+                                             device=like.device)
+    return seed
+
