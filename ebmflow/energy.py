@@ -108,7 +108,7 @@ class Energy(nn.Module, Configurable):
             energy = self(inp, sigma)  # __call__ checks the shape, (B,)
             # seeding the backward pass with −1 per sample yields the score −∇ₓE itself:
             # no sum, no negation and no seed of ones to build
-            (score,) = torch.autograd.grad(energy, inp, _minus_ones(energy),
+            (score,) = torch.autograd.grad(energy, inp, score_seed(energy),
                                            create_graph=create_graph)
         if create_graph:
             return energy, score
@@ -204,9 +204,10 @@ def check_event_shapes(energies: Sequence[Energy], what: str) -> tuple[int, ...]
 _MINUS_ONES: dict[tuple, Tensor] = {}
 
 
-def _minus_ones(like: Tensor) -> Tensor:
-    """A tensor of −1 shaped like ``like`` (the backward seed of −ΣE), kept per shape, dtype
-    and device (a few hundred bytes each) and never written to."""
+def score_seed(like: Tensor) -> Tensor:
+    """The backward seed whose gradient of the energies ``like`` (B,) is the score: a tensor
+    of −1, ``torch.autograd.grad(energy, x, score_seed(energy))`` = −∇ₓΣE. Kept per shape,
+    dtype and device (a few hundred bytes each) and never written to."""
     key = (like.shape, like.dtype, like.device)
     seed = _MINUS_ONES.get(key)
     if seed is None:

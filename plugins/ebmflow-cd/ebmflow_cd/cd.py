@@ -51,6 +51,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
+from ebmflow.energy import score_seed
 
 
 def check_weight(owner: str, name: str, value: Any) -> float:
@@ -85,7 +86,6 @@ class _GraphKeeper(ebmflow.Energy):
         # (x, E_θ(x)) of the first and the last evaluation; a plain dict, so recording
         # costs no nn.Module attribute bookkeeping
         self.records: dict[str, tuple[Tensor, Tensor]] = {}
-        self._minus_one: Tensor | None = None
         # set for the last step when the sampler does not read the new score itself
         self.skip_score = False
 
@@ -108,10 +108,7 @@ class _GraphKeeper(ebmflow.Energy):
             inp = x.detach().requires_grad_(True)
             energy = self.inner(inp, sigma)
             # seeding the backward pass with −1 per sample yields the score −∇ₓE directly
-            seed = self._minus_one
-            if seed is None or seed.shape != energy.shape or seed.dtype != energy.dtype:
-                seed = self._minus_one = torch.full_like(energy, -1.0)
-            (score,) = torch.autograd.grad(energy, inp, seed, retain_graph=True)
+            (score,) = torch.autograd.grad(energy, inp, score_seed(energy), retain_graph=True)
         records = self.records
         if self.keep_first:
             records.setdefault("first", (x, energy))
