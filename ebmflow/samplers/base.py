@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,24 @@ def check_finite(owner: str, step: int, energy: Tensor | None, x: Tensor) -> Non
         f"{x.shape[0]} chains (try a smaller step size)",
         step=step, n_chains=n_bad,
     )
+
+
+#: events with at most this many numbers get full-shape per-row tensors from :func:`per_row`.
+SMALL_EVENT = 16
+
+
+def per_row(values: Tensor, event_shape: Sequence[int], small_event: int = SMALL_EVENT) -> Tensor:
+    """One value per chain, ``values`` (B,), shaped to act on a batch (B, *event_shape): the
+    broadcast view (B, 1, …, 1), or for an event of at most ``small_event`` numbers a
+    contiguous (B, *event_shape) copy. Elementwise ops (``torch.where``, products) broadcast
+    over a short inner dimension (2-d points) run an unvectorised loop per row and cost
+    several times the copy; for large events the view is as fast and costs no memory."""
+    if not len(event_shape):
+        return values
+    view = values.view(-1, *(1,) * len(event_shape))
+    if math.prod(event_shape) <= small_event:
+        return view.expand(-1, *event_shape).contiguous()
+    return view
 
 
 def gaussian_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -18,8 +18,8 @@ import math
 import torch
 
 from ebmflow.energy import Energy
-from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like
-from ebmflow.samplers.metropolis import metropolis_accept, row_mask, select, sum_squares
+from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like, per_row
+from ebmflow.samplers.metropolis import metropolis_accept, select, sum_squares
 from ebmflow.validation import check_positive, check_positive_int
 
 
@@ -74,7 +74,7 @@ class HMC(Sampler):
         h0 = state.energy + 0.5 * sum_squares(p0)
         h1 = e_new + 0.5 * sum_squares(p)
         accept, prob = metropolis_accept(self.name, state.step, h0 - h1, e_new, generator)
-        mask = row_mask(accept, x)
+        mask = per_row(accept, x.shape[1:])
         if state.step < self.adapt_steps:
             rate = (state.step + 1) ** -0.6
             log_eps = log_eps + rate * (float(prob.mean()) - self.target_accept)

@@ -17,8 +17,8 @@ import math
 import torch
 
 from ebmflow.energy import Energy
-from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like
-from ebmflow.samplers.metropolis import metropolis_accept, row_dot, row_mask, select
+from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like, per_row
+from ebmflow.samplers.metropolis import metropolis_accept, row_dot, select
 from ebmflow.validation import check_positive
 
 
@@ -47,7 +47,7 @@ class MALA(Sampler):
         log_ratio = row_dot(u, torch.add(xi, u, alpha=a / 2))
         log_alpha = torch.sub(e, e_prop).add_(log_ratio, alpha=-a)
         accept, prob = metropolis_accept(self.name, state.step, log_alpha, e_prop, generator)
-        mask = row_mask(accept, x)
+        mask = per_row(accept, x.shape[1:])
         return SamplerState(
             select(mask, x_prop, x),
             torch.where(accept, e_prop, e),

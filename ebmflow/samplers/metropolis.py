@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ebmflow.errors import SamplerDivergedError
+from ebmflow.samplers.base import per_row
 
 
 def row_dot(a: Tensor, b: Tensor) -> Tensor:
@@ -57,22 +58,8 @@ def metropolis_accept(
     return u < accept_prob, accept_prob
 
 
-#: events with at most this many numbers get a full-shape mask in :func:`row_mask`.
-SMALL_EVENT = 16
-
-
-def row_mask(accept: Tensor, like: Tensor) -> Tensor:
-    """``accept`` (B,) as a mask for a batch shaped like ``like`` (B, *event): a broadcast
-    view, or for a small event a contiguous (B, *event) copy. ``torch.where`` over a short
-    broadcast inner dimension (2-d points) runs an unvectorised loop per row and costs
-    several times the copy; one mask then serves every tensor of the state."""
-    mask = accept.view((-1,) + (1,) * (like.ndim - 1))
-    if like.ndim > 1 and math.prod(like.shape[1:]) <= SMALL_EVENT:
-        return mask.expand(like.shape).contiguous()
-    return mask
-
-
 def select(accept: Tensor, new: Tensor, old: Tensor) -> Tensor:
-    """``new`` where ``accept`` (per chain, (B,) or a :func:`row_mask`), else ``old``."""
-    mask = accept if accept.ndim == new.ndim else row_mask(accept, new)
+    """``new`` where ``accept`` (per chain, (B,), or already shaped by
+    :func:`~ebmflow.samplers.base.per_row`), else ``old``."""
+    mask = accept if accept.ndim == new.ndim else per_row(accept, new.shape[1:])
     return torch.where(mask, new, old)

@@ -679,19 +679,15 @@ class _SwapConstants(NamedTuple):
 
 
 #: events with at most this many numbers get per-row factors materialised at the batch's
-#: full shape: a broadcast over a short inner dimension (2-d points: (N, 2) ⊙ (N, 1)) runs an
-#: unvectorised loop per row and costs several times a contiguous product of the same size.
-#: Larger events broadcast efficiently, and a full copy would cost a batch of memory.
+#: full shape (``ebmflow.per_row``): a product broadcast over a short inner dimension runs
+#: an unvectorised loop per row. Larger events broadcast efficiently, and a full copy would
+#: cost a batch of memory.
 SMALL_EVENT = 256
 
 
 def _per_element(row: Tensor, event_shape: Sequence[int]) -> Tensor:
-    """A per-row factor (N,) shaped to multiply a batch (N, *event_shape): the broadcast
-    view (N, 1, …, 1), or for a small event a contiguous (N, *event_shape) copy."""
-    view = row.view(-1, *(1,) * len(event_shape))
-    if math.prod(event_shape) <= SMALL_EVENT:
-        return view.expand(-1, *event_shape).contiguous()
-    return view
+    """A per-row factor (N,) shaped to multiply a batch (N, *event_shape)."""
+    return ebmflow.per_row(row, event_shape, small_event=SMALL_EVENT)
 
 
 def _retemper(
