@@ -75,7 +75,6 @@ _LAZY: dict[str, str] = {
     # helpers for component authors
     "check_finite": "ebmflow.samplers.base:check_finite",
     "gaussian_like": "ebmflow.samplers.base:gaussian_like",
-    "per_row": "ebmflow.samplers.base:per_row",
     "metropolis_accept": "ebmflow.samplers.metropolis:metropolis_accept",
     "select": "ebmflow.samplers.metropolis:select",
     "sum_squares": "ebmflow.samplers.metropolis:sum_squares",

@@ -70,6 +70,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
+from ebmflow.samplers.base import per_row
 
 NAME = "parallel-tempering"
 SWAPS = ("deo", "seo", "none")
@@ -679,15 +680,15 @@ class _SwapConstants(NamedTuple):
 
 
 #: events with at most this many numbers get per-row factors materialised at the batch's
-#: full shape (``ebmflow.per_row``): a product broadcast over a short inner dimension runs
-#: an unvectorised loop per row. Larger events broadcast efficiently, and a full copy would
+#: full shape (``per_row``): a product broadcast over a short inner dimension runs an
+#: unvectorised loop per row. Larger events broadcast efficiently, and a full copy would
 #: cost a batch of memory.
 SMALL_EVENT = 256
 
 
 def _per_element(row: Tensor, event_shape: Sequence[int]) -> Tensor:
     """A per-row factor (N,) shaped to multiply a batch (N, *event_shape)."""
-    return ebmflow.per_row(row, event_shape, small_event=SMALL_EVENT)
+    return per_row(row, event_shape, small_event=SMALL_EVENT)
 
 
 def _retemper(
