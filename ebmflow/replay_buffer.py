@@ -232,16 +232,15 @@ class ReplayBuffer(nn.Module):
                 f"ReplayBuffer.update: indices must lie in [0, {self.capacity}), got values "
                 f"from {low} to {high}"
             )
-        # index_put_ with repeated indices keeps an unspecified row; keep the last one: in
-        # a stable sort of the slots, the last row of each run of equal slots
+        # index_copy_ with repeated indices keeps an unspecified row, so every row bound for
+        # a slot carries the last one: in a stable sort of the slots, the last row of its
+        # run of equal slots (no data-dependent shapes, so no synchronisation)
         indices = indices.long()
         order = torch.argsort(indices, stable=True)
-        ordered = indices[order]
-        last = torch.ones_like(ordered, dtype=torch.bool)
-        torch.ne(ordered[1:], ordered[:-1], out=last[:-1])
-        slots = ordered[last]
-        self.samples[slots] = x[order[last]]
-        self.filled[slots] = True
+        ordered = indices.index_select(0, order)
+        end = torch.searchsorted(ordered, ordered, right=True).sub_(1)
+        self.samples.index_copy_(0, ordered, x.index_select(0, order.index_select(0, end)))
+        self.filled.index_fill_(0, ordered, True)
 
     @torch.no_grad()
     def push(self, x: Tensor, generator: torch.Generator | None = None) -> None:
