@@ -256,10 +256,11 @@ class Sampler(Configurable):
 
     #: whether ``step`` needs energy values (MH samplers), not just scores.
     needs_energy: bool = False
-    #: whether ``step`` reads the score it evaluates at the new position itself (a
-    #: Metropolis test does, for the reverse proposal). ULA does not: it only caches it for
-    #: the next step, so a caller taking a *last* step may evaluate the energy without its
-    #: gradient there (the contrastive-divergence objectives do).
+    #: whether ``step`` reads the energy and score it evaluates at the new position itself
+    #: (a Metropolis test does, for the reverse proposal). ULA does not: it only caches them
+    #: for the next step, so a caller taking a *last* step may give it an energy whose
+    #: ``energy_and_score`` returns ``(None, None)`` there and evaluate the network on the
+    #: final positions itself, batched with other inputs (the CD and JEM objectives do).
     step_reads_new_score: bool = True
 
     @property

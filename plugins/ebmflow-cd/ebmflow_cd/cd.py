@@ -65,13 +65,14 @@ class _GraphKeeper(ebmflow.Energy):
     needs E_θ(x⁺) and E_θ(x⁻) with their graphs in θ. Computing ∇ₓE with
     ``retain_graph=True`` keeps each evaluation's graph, so the loss can back-propagate
     into θ through the first evaluation (``keep_first``: when the chains start at the data,
-    so the first evaluation is E(x⁺)) and the last
-    one (when the final positions are where it was made: always for ULA, for MH samplers
-    when the last proposals were all accepted) instead of running the network on them
-    again. With ``skip_score`` set for the last step of a sampler that does not read the
-    new score (``Sampler.step_reads_new_score`` false: ULA), that evaluation is a forward
-    pass only. A CD-k step with ULA then costs k forward+backward passes in x, one forward
-    pass and one backward pass in θ, as a hand-written loop does.
+    so the first evaluation is E(x⁺)) and the last one
+    (when the final positions are where it was made: for MH samplers when the last
+    proposals were all accepted) instead of running the network on them again. With
+    ``skip_evaluation`` set for the last step of a sampler that does not read the new energy
+    and score (``Sampler.step_reads_new_score`` false: ULA), that step evaluates nothing;
+    the loss then runs the network once on the final positions (with the data, for PCD). A
+    CD-k step with ULA costs k forward+backward passes in x, one forward pass and one
+    backward pass in θ, as a hand-written loop does.
     The gradients are those of plain evaluations; parameters' ``.grad`` is not touched
     while sampling (``torch.autograd.grad`` differentiates in x only).
     """
@@ -86,8 +87,8 @@ class _GraphKeeper(ebmflow.Energy):
         # (x, E_θ(x)) of the first and the last evaluation; a plain dict, so recording
         # costs no nn.Module attribute bookkeeping
         self.records: dict[str, tuple[Tensor, Tensor]] = {}
-        # set for the last step when the sampler does not read the new score itself
-        self.skip_score = False
+        # set for the last step when the sampler reads neither the new energy nor score
+        self.skip_evaluation = False
 
     def forward(self, x: Tensor, sigma: Any = None) -> Tensor:
         return self.inner(x, sigma)
@@ -97,13 +98,11 @@ class _GraphKeeper(ebmflow.Energy):
     ) -> tuple[Tensor | None, Tensor]:
         if create_graph or not self.has_energy:
             return self.inner.energy_and_score(x, sigma, create_graph=create_graph)
-        if self.skip_score:
-            # the caller's last step with a sampler that does not read this score: E_θ(x)
-            # with its graph, and no gradient in x (the state's score is left empty)
-            with torch.enable_grad():
-                energy = self.inner(x.detach(), sigma)  # Energy.__call__ checks (B,)
-            self.records["last"] = (x, energy)
-            return energy.detach(), None
+        if self.skip_evaluation:
+            # the caller's last step with a sampler that reads neither this energy nor this
+            # score: nothing is evaluated (the state's energy and score are left empty) and
+            # the loss evaluates E_θ at the final positions, batched with the data
+            return None, None
         with torch.enable_grad():
             inp = x.detach().requires_grad_(True)
             energy = self.inner(inp, sigma)
@@ -205,12 +204,13 @@ class ContrastiveObjective(ebmflow.Objective):
         # without the energy trace it keeps for diagnostics)
         state = self.sampler.init(recorder, x0)
         x_prev, accepted = x0, None
-        # after the last ULA-type step nothing reads the score at the final positions (the
-        # KL term does), so it is not computed: k x-gradients in all, as a hand loop takes
-        skip_last_score = not track and not self.sampler.step_reads_new_score
+        # after the last ULA-type step nothing reads the energy or score at the final
+        # positions (the KL term does), so they are not evaluated there: k x-gradients in
+        # all, and the loss's forward pass on the negatives, as a hand loop takes
+        skip_last_evaluation = not track and not self.sampler.step_reads_new_score
         for i in range(self.k):
             x_prev = state.x
-            recorder.skip_score = skip_last_score and i == self.k - 1
+            recorder.skip_evaluation = skip_last_evaluation and i == self.k - 1
             state = self.sampler.step(recorder, state, generator)
             prob = self.sampler.target_state(state).accept_prob
             if prob is not None:

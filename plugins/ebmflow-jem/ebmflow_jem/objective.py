@@ -35,10 +35,10 @@ Negatives (``mode`` ``"joint"`` and ``"generative"``), per training step:
    chains target a sharpened p(x)^(2η/s²) and act as a noisy optimiser, as in the paper;
 3. write the chains back into the slots they came from.
 
-With a sampler that does not read the score at its new position (ULA, the default), the
-last step evaluates the classifier once, without the gradient in x, and the loss reuses
-those logits f(x⁻) with their graph in θ: k gradient evaluations in x per training step, as
-in a hand-written JEM loop, and one more forward pass, on the data.
+With a sampler that does not read the energy and score at its new position (ULA, the
+default), the last step evaluates nothing there: k gradient evaluations in x per training
+step, as in a hand-written JEM loop, and one forward pass of the classifier on x⁺ and x⁻
+together for the loss.
 
 JEM's defaults: η = 1, s = 0.01, k = 20, C = 10 000, ρ = 0.05, p₀ = U[−1, 1]^d (data
 scaled to [−1, 1]), σ_d = 0.03. The buffer is the submodule ``objective.buffer``, so its
@@ -202,31 +202,23 @@ class JEM(ebmflow.Objective):
         are written back; and the mean acceptance probability (``None`` for ULA)."""
         if self.buffer is None:
             raise ValueError(f"{_OWNER}: mode='conditional' keeps no replay buffer")
-        x_neg, accepted, _ = self._negatives(energy, n, generator, like)
-        return x_neg, accepted
-
-    def _negatives(self, energy, n, generator, like):
-        """:meth:`negatives`, and f(x⁻) with its graph in θ when the last step evaluated the
-        classifier at x⁻ (a ULA-type sampler, which does not read its new score: that
-        evaluation is then a forward pass whose logits the loss reuses), else ``None``."""
         x0, slots = self.buffer.sample(n, generator)
         if like is not None:
             x0 = x0.to(device=like.device, dtype=like.dtype)
         state = self.sampler.init(energy, x0)
         accepted = None
-        last = _LastLogits(energy) if not self.sampler.step_reads_new_score else None
+        # a ULA-type last step reads neither the energy nor the score at its new positions:
+        # it evaluates nothing there, and the loss runs the classifier on x⁻ with the data
+        last = energy if self.sampler.step_reads_new_score else _NotEvaluated(energy)
         for i in range(self.k):
-            stepped = last if last is not None and i == self.k - 1 else energy
-            state = self.sampler.step(stepped, state, generator)
+            state = self.sampler.step(last if i == self.k - 1 else energy, state, generator)
             prob = self.sampler.target_state(state).accept_prob
             if prob is not None:
                 accepted = prob.detach() if accepted is None else accepted + prob.detach()
         # the chains at the target (parallel tempering's β = 1 replica, not the hot ones)
-        x_last = self.sampler.target_state(state).x
-        x_neg = x_last.detach()
+        x_neg = self.sampler.target_state(state).x.detach()
         self.buffer.update(slots, x_neg)
-        logits = None if last is None else last.logits_at(x_last)
-        return x_neg, None if accepted is None else accepted.mean() / self.k, logits
+        return x_neg, None if accepted is None else accepted.mean() / self.k
 
     def forward(
         self, energy: ebmflow.Energy, batch: Any, *, generator: torch.Generator | None = None
@@ -241,12 +233,9 @@ class JEM(ebmflow.Objective):
         acceptance = None
         b = x_pos.shape[0]
         if generative:
-            x_neg, acceptance, logits_neg = self._negatives(energy, b, generator, x_pos)
-            if logits_neg is None:
-                logits = energy.logits(torch.cat([x_pos, x_neg]))  # one forward for both
-                logits_pos, logits_neg = logits[:b], logits[b:]
-            else:  # the sampler's last evaluation already gave f(x⁻)
-                logits_pos = energy.logits(x_pos)
+            x_neg, acceptance = self.negatives(energy, b, generator, like=x_pos)
+            logits = energy.logits(torch.cat([x_pos, x_neg]))  # one forward for both
+            logits_pos, logits_neg = logits[:b], logits[b:]
         else:
             logits_pos = energy.logits(x_pos)
         terms: dict[str, Tensor] = {}
@@ -289,31 +278,18 @@ class JEM(ebmflow.Objective):
         return ebmflow.ObjectiveOutput(loss, metrics)
 
 
-class _LastLogits(ebmflow.Energy):
-    """The energy of the negatives' last sampler step when the sampler does not read the
-    score it evaluates there (ULA): one forward pass of the classifier, whose logits f(x)
-    are kept with their graph in θ for the loss, and no score (the state's is left empty,
-    as nothing reads it). So k SGLD steps cost k gradient evaluations in x, as in a
-    hand-written JEM loop, not k + 1."""
+class _NotEvaluated(ebmflow.Energy):
+    """The energy of the negatives' last step with a sampler that reads neither the energy
+    nor the score at its new positions (ULA): ``energy_and_score`` evaluates nothing and
+    returns ``(None, None)`` (the sampler then checks the positions for finiteness)."""
 
     def __init__(self, energy: ebmflow.Energy) -> None:
         super().__init__()
         self.__dict__.update(inner=energy, event_shape=energy.event_shape,
-                             noise_conditional=False, has_energy=True, _kept=None)
+                             noise_conditional=False, has_energy=True)
 
     def forward(self, x: Tensor, sigma: Any = None) -> Tensor:
         return self.inner(x, sigma)
 
     def energy_and_score(self, x, sigma=None, *, create_graph=False):
-        with torch.enable_grad():
-            logits = self.inner.logits(x.detach())
-        self._kept = (x, logits)
-        return -torch.logsumexp(logits.detach(), dim=-1), None
-
-    def logits_at(self, x: Tensor) -> Tensor | None:
-        """The kept f(x) if the evaluation was at ``x`` (the step did not move elsewhere)."""
-        if self._kept is None:
-            return None
-        where, logits = self._kept
-        return logits if where is x or torch.equal(where, x) else None
-
+        return None, None

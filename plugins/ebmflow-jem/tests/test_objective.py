@@ -80,15 +80,17 @@ def test_joint_loss_is_cross_entropy_plus_contrastive_term(energy, batch):
     assert set(out.metrics) == {"ce", "accuracy", "e_data", "e_neg", "energy_gap"}
 
 
-def test_the_last_sgld_evaluation_is_reused_with_the_same_gradient(energy, batch):
-    # with ULA the last step's forward pass gives f(x⁻) for the loss (k gradient evaluations
-    # in x, not k + 1); the parameter gradient equals a fresh evaluation's
+def test_k_sgld_steps_cost_k_gradient_evaluations_and_one_batched_forward(energy, batch):
+    # with ULA the last step evaluates nothing at its new positions (k gradient evaluations
+    # in x, not k + 1); the loss runs the classifier once on x⁺ and x⁻ together, and its
+    # parameter gradient is the plain evaluation's
     x, y = batch
     calls = []
     energy.network.register_forward_hook(lambda module, inp, out: calls.append(inp[0].shape))
     out = jem(k=3)(energy, (x, y), generator=gen(4))
-    # init + 3 steps on the 12 negatives, then the data alone: no batch of 24
-    assert calls == [(12, 4)] * 5
+    # init + 2 steps on the 12 negatives (the third evaluates nothing), then data and
+    # negatives in one batch of 24
+    assert calls == [(12, 4)] * 3 + [(24, 4)]
     grads = torch.autograd.grad(out.loss, list(energy.parameters()))
     g = gen(4)
     x_pos = x + 0.03 * ebmflow.gaussian_like(x, g)
