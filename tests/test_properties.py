@@ -21,7 +21,7 @@ import string
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import ebmflow
@@ -143,6 +143,9 @@ def assert_round_trips(kind: str, name: str, given: dict, obj) -> None:
 
 @SETTINGS
 @given(case=sampler_configs(), batch=st.integers(1, 5), dim=st.integers(1, 3))
+@example(case=("annealed-langevin", {"noise_schedule": [3.0, 2.0, 1.0, 0.001], "n_levels": 1,
+                                     "steps_per_level": 2, "epsilon": 0.0078125,
+                                     "denoise": False}), batch=1, dim=1)  # diverges
 def test_valid_sampler_configs_build_sample_and_round_trip(case, batch, dim):
     name, config = case
     sampler = HOST.create("sampler", {"name": name, **config})
@@ -151,7 +154,16 @@ def test_valid_sampler_configs_build_sample_and_round_trip(case, batch, dim):
     target = ebmflow.GaussianEnergy(mean=[0.0] * dim, noise_conditional=annealed)
     x0 = torch.randn(batch, dim, generator=torch.Generator().manual_seed(0))
     steps = None if annealed else 2
-    result = sampler.run(target, x0, steps, generator=torch.Generator().manual_seed(1))
+    try:
+        result = sampler.run(target, x0, steps, generator=torch.Generator().manual_seed(1))
+    except ebmflow.SamplerDivergedError:
+        # a valid schedule can still be unstable on this target: annealed ULA steps η_i on
+        # N(0, 1 + σ_i²) (x' = (1 − η_i / (1 + σ_i²)) x + noise) blow up only where some
+        # η_i > 2 (1 + σ_i²), e.g. ε = 0.008 with σ from 3 down to 0.001 (η_1 ≈ 3.5·10⁴)
+        assert annealed
+        assert any(float(eta) > 2 * (1 + float(sigma) ** 2)
+                   for eta, sigma in zip(sampler.step_sizes, sampler.sigmas))
+        return
     assert result.samples.shape == (batch, dim) and torch.isfinite(result.samples).all()
 
 
