@@ -388,10 +388,13 @@ class Sampler(Configurable):
             bar = tqdm(total=n_steps, desc=self.name, leave=False)
         for i in range(n_steps):
             state = self.step(energy, state, generator)
-            if state.energy is not None:
-                trace[i] = state.energy.mean()
-            else:
+            e = state.energy
+            if e is None:
                 trace[i] = float("nan")
+            elif e.dtype == trace.dtype:
+                torch.sum(e, dim=0, out=trace[i])  # one op; divided by B once, below
+            else:
+                trace[i] = e.sum()
             if state.accept_prob is not None:
                 accept_sum += state.accept_prob
             if thin is not None and (i + 1) % thin == 0:
@@ -401,12 +404,13 @@ class Sampler(Configurable):
             if bar is not None:
                 bar.update(1)
                 if (i + 1) % max(1, n_steps // 50) == 0:
-                    postfix = {"E": f"{trace[i].item():.3g}"}
+                    postfix = {"E": f"{trace[i].item() / x.shape[0]:.3g}"}
                     if state.accept_prob is not None:
                         postfix["acc"] = f"{(accept_sum.mean() / (i + 1)).item():.2f}"
                     bar.set_postfix(postfix)
         if bar is not None:
             bar.close()
+        trace /= x.shape[0]  # the per-step sums become mean energies
         diagnostics: dict[str, Any] = {"energy_trace": trace, "n_steps": n_steps}
         if n_steps and state.accept_prob is not None:
             per_chain = accept_sum / n_steps
