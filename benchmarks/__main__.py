@@ -29,7 +29,7 @@ GROUPS = {
     "diffusers": "benchmarks.diffusers_scheduler",
 }
 
-DEFAULT_REPEATS = {"full": 11, "quick": 3, "tiny": 1}
+DEFAULT_REPEATS = {"full": 21, "quick": 3, "tiny": 1}
 
 
 def group_items(group: str, size: str, clock: str, device: str) -> list:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=sorted(GROUPS), default=None,
                         help="run only these groups (default: all)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved repetitions per case (default: 11; quick: 3; tiny: 1)")
+                        help="interleaved repetitions per case (default: 21; quick: 3; tiny: 1)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"),
                         help="folder for benchmarks.json and benchmarks.md (default: %(default)s)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",

@@ -140,6 +140,13 @@ def cases(size: str = "full", **_options) -> list[Case]:
         return torch.Generator().manual_seed(1)
 
     out = [
+        # the same hand-written loop on both sides: any distance of its ratio from 1 is
+        # this run's measurement noise, the resolution of every other ratio
+        Case(f"control: hand-written ULA against itself, MLP 2-128-128-1, {chains_mlp} "
+             "chains", "samplers",
+             lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
+             lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
+             steps, note="identical code on both sides: the noise floor of this run"),
         Case(f"langevin, MLP 2-128-128-1, {chains_mlp} chains", "samplers",
              lambda: Langevin(eta).run(energy, x_mlp, steps, generator=seeded()),
              lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
