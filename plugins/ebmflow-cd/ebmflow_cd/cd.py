@@ -63,11 +63,12 @@ class _GraphKeeper(ebmflow.Energy):
 
     A sampler evaluates E and ∇ₓE at the chain starts and at every new position; a CD loss
     needs E_θ(x⁺) and E_θ(x⁻) with their graphs in θ. Computing ∇ₓE with
-    ``retain_graph=True`` keeps each evaluation's graph, so the loss can back-propagate
+    ``retain_graph=True`` keeps an evaluation's graph, so the loss can back-propagate
     into θ through the first evaluation (``keep_first``: when the chains start at the data,
-    so the first evaluation is E(x⁺)) and the last one
-    (when the final positions are where it was made: for MH samplers when the last
-    proposals were all accepted) instead of running the network on them again. With
+    so the first evaluation is E(x⁺)) and the last one (``keep_last``, set by the caller
+    for its last step: when the final positions are where it was made, for MH samplers
+    when the last proposals were all accepted) instead of running the network on them
+    again; the other evaluations free their graphs at once. With
     ``skip_evaluation`` set for the last step of a sampler that does not read the new energy
     and score (``Sampler.step_reads_new_score`` false: ULA), that step evaluates nothing;
     the loss then runs the network once on the final positions (with the data, for PCD). A
@@ -87,7 +88,10 @@ class _GraphKeeper(ebmflow.Energy):
         # (x, E_θ(x)) of the first and the last evaluation; a plain dict, so recording
         # costs no nn.Module attribute bookkeeping
         self.records: dict[str, tuple[Tensor, Tensor]] = {}
-        # set for the last step when the sampler reads neither the new energy nor score
+        # set for the last step: keep its evaluation's graph (the final positions may be
+        # where it was made), or, when the sampler reads neither the new energy nor the
+        # score, evaluate nothing there
+        self.keep_last = False
         self.skip_evaluation = False
 
     def forward(self, x: Tensor, sigma: Any = None) -> Tensor:
@@ -103,15 +107,19 @@ class _GraphKeeper(ebmflow.Energy):
             # score: nothing is evaluated (the state's energy and score are left empty) and
             # the loss evaluates E_θ at the final positions, batched with the data
             return None, None
+        records = self.records
+        keep_first = self.keep_first and "first" not in records
         with torch.enable_grad():
             inp = x.detach().requires_grad_(True)
             energy = self.inner(inp, sigma)
-            # seeding the backward pass with −1 per sample yields the score −∇ₓE directly
-            (score,) = torch.autograd.grad(energy, inp, score_seed(energy), retain_graph=True)
-        records = self.records
-        if self.keep_first:
-            records.setdefault("first", (x, energy))
-        records["last"] = (x, energy)
+            # seeding the backward pass with −1 per sample yields the score −∇ₓE directly;
+            # only the graphs the loss may reuse outlive the gradient
+            (score,) = torch.autograd.grad(energy, inp, score_seed(energy),
+                                           retain_graph=keep_first or self.keep_last)
+        if keep_first:
+            records["first"] = (x, energy)
+        if self.keep_last:
+            records["last"] = (x, energy)
         return energy.detach(), score
 
     @staticmethod
@@ -210,7 +218,9 @@ class ContrastiveObjective(ebmflow.Objective):
         skip_last_evaluation = not track and not self.sampler.step_reads_new_score
         for i in range(self.k):
             x_prev = state.x
-            recorder.skip_evaluation = skip_last_evaluation and i == self.k - 1
+            last = i == self.k - 1
+            recorder.skip_evaluation = skip_last_evaluation and last
+            recorder.keep_last = last and not skip_last_evaluation
             state = self.sampler.step(recorder, state, generator)
             prob = self.sampler.target_state(state).accept_prob
             if prob is not None:
