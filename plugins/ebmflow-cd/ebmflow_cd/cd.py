@@ -65,34 +65,33 @@ class _GraphKeeper(ebmflow.Energy):
     needs E_θ(x⁺) and E_θ(x⁻) with their graphs in θ. Computing ∇ₓE with
     ``retain_graph=True`` keeps an evaluation's graph, so the loss can back-propagate
     into θ through the first evaluation (``keep_first``: when the chains start at the data,
-    so the first evaluation is E(x⁺)) and the last one (``keep_last``, set by the caller
-    for its last step: when the final positions are where it was made, for MH samplers
-    when the last proposals were all accepted) instead of running the network on them
-    again; the other evaluations free their graphs at once. With
-    ``skip_evaluation`` set for the last step of a sampler that does not read the new energy
-    and score (``Sampler.step_reads_new_score`` false: ULA), that step evaluates nothing;
-    the loss then runs the network once on the final positions (with the data, for PCD). A
+    so the first evaluation is E(x⁺)) and the last one (``last``, set by the caller for
+    its last step: when the final positions are where it was made, for MH samplers when
+    the last proposals were all accepted) instead of running the network on them again;
+    the other evaluations free their graphs at once. With ``skip_last`` (a sampler that
+    does not read the new energy and score, ``Sampler.step_reads_new_score`` false: ULA)
+    the last step evaluates nothing; the loss then runs the network once on the final
+    positions (with the data, for PCD). A
     CD-k step with ULA costs k forward+backward passes in x, one forward pass and one
     backward pass in θ, as a hand-written loop does.
     The gradients are those of plain evaluations; parameters' ``.grad`` is not touched
     while sampling (``torch.autograd.grad`` differentiates in x only).
     """
 
-    def __init__(self, inner: ebmflow.Energy, keep_first: bool) -> None:
+    def __init__(self, inner: ebmflow.Energy, keep_first: bool, skip_last: bool) -> None:
         super().__init__()
         self.inner = inner
         self.keep_first = keep_first
+        self.skip_last = skip_last
         self.event_shape = inner.event_shape
         self.noise_conditional = inner.noise_conditional
         self.has_energy = inner.has_energy
         # (x, E_θ(x)) of the first and the last evaluation; a plain dict, so recording
         # costs no nn.Module attribute bookkeeping
         self.records: dict[str, tuple[Tensor, Tensor]] = {}
-        # set for the last step: keep its evaluation's graph (the final positions may be
-        # where it was made), or, when the sampler reads neither the new energy nor the
-        # score, evaluate nothing there
-        self.keep_last = False
-        self.skip_evaluation = False
+        # set by the caller for its last step: keep that evaluation's graph (the final
+        # positions may be where it was made), or with skip_last evaluate nothing there
+        self.last = False
 
     def forward(self, x: Tensor, sigma: Any = None) -> Tensor:
         return self.inner(x, sigma)
@@ -102,7 +101,7 @@ class _GraphKeeper(ebmflow.Energy):
     ) -> tuple[Tensor | None, Tensor]:
         if create_graph or not self.has_energy:
             return self.inner.energy_and_score(x, sigma, create_graph=create_graph)
-        if self.skip_evaluation:
+        if self.last and self.skip_last:
             # the caller's last step with a sampler that reads neither this energy nor this
             # score: nothing is evaluated (the state's energy and score are left empty) and
             # the loss evaluates E_θ at the final positions, batched with the data
@@ -115,10 +114,10 @@ class _GraphKeeper(ebmflow.Energy):
             # seeding the backward pass with −1 per sample yields the score −∇ₓE directly;
             # only the graphs the loss may reuse outlive the gradient
             (score,) = torch.autograd.grad(energy, inp, score_seed(energy),
-                                           retain_graph=keep_first or self.keep_last)
+                                           retain_graph=keep_first or self.last)
         if keep_first:
             records["first"] = (x, energy)
-        if self.keep_last:
+        if self.last:
             records["last"] = (x, energy)
         return energy.detach(), score
 
@@ -207,20 +206,18 @@ class ContrastiveObjective(ebmflow.Objective):
         data = batch.detach()
         x0, token = self.chain_starts(data, generator)
         track = self.kl_weight > 0
-        recorder = _GraphKeeper(energy, keep_first=x0 is data)
+        # after the last ULA-type step nothing reads the energy or score at the final
+        # positions (the KL term does), so they are not evaluated there: k x-gradients in
+        # all, and the loss's forward pass on the negatives, as a hand loop takes
+        skip_last = not track and not self.sampler.step_reads_new_score
+        recorder = _GraphKeeper(energy, keep_first=x0 is data, skip_last=skip_last)
         # k transitions of the sampler's BlackJAX-style init/step (what Sampler.run does,
         # without the energy trace it keeps for diagnostics)
         state = self.sampler.init(recorder, x0)
         x_prev, accepted = x0, None
-        # after the last ULA-type step nothing reads the energy or score at the final
-        # positions (the KL term does), so they are not evaluated there: k x-gradients in
-        # all, and the loss's forward pass on the negatives, as a hand loop takes
-        skip_last_evaluation = not track and not self.sampler.step_reads_new_score
         for i in range(self.k):
             x_prev = state.x
-            last = i == self.k - 1
-            recorder.skip_evaluation = skip_last_evaluation and last
-            recorder.keep_last = last and not skip_last_evaluation
+            recorder.last = i == self.k - 1
             state = self.sampler.step(recorder, state, generator)
             prob = self.sampler.target_state(state).accept_prob
             if prob is not None:
