@@ -421,16 +421,17 @@ class ParallelTempering(ebmflow.Sampler):
         extras.update({_LOCAL + key: value for key, value in local.extras.items()})
         if self.swap != "none":
             ref = None if self.reference is None else self.reference.energy_and_score(x)
-            x, e, score, ref = self._swap(state.step, tempered.betas, x, e, score, ref,
+            x, e, score, ref = self._swap(state.step, tempered, x, e, score, ref,
                                           extras, generator)
             if state.step + 1 in self._round_ends:
                 e, score = self._adapt(e, score, ref, extras)
         return ebmflow.SamplerState(x, e, score, state.sigma, state.step + 1,
                                     local.accept_prob, extras)
 
-    def _swap(self, step, betas, x, e, score, ref, extras, generator):
+    def _swap(self, step, tempered, x, e, score, ref, extras, generator):
         """Propose swaps between the pairs of this step's parity; move and re-temper the
-        cache of accepted ones. ``betas`` is the ladder in the chains' dtype. Updates
+        cache of accepted ones. ``tempered`` is the step's :class:`TemperedEnsemble` (its
+        ladder in the chains' dtype and per-row β). Updates
         ``extras`` (a fresh dict) with new tensors.
 
         Written for few tensor operations, since on a cheap energy they, not E, set the
@@ -442,7 +443,7 @@ class ParallelTempering(ebmflow.Sampler):
             parity = step % 2
         else:
             parity = int(torch.randint(2, (1,), generator=generator, device=x.device))
-        c = self._swap_constants(betas, parity, n_per, x.shape[1:])
+        c = self._swap_constants(tempered.betas, parity, n_per)
         if c is None:  # no pair of this parity (R = 2, odd step)
             return x, e, score, ref
         n_pairs = c.weights.shape[0]
@@ -461,7 +462,8 @@ class ParallelTempering(ebmflow.Sampler):
         shift = accept[:, None, :] * c.shifts  # (P, 2, B): +B for row k, −B for k + 1
         src = c.rows + torch.nn.functional.pad(shift.view(-1), c.padding)
         # the cache moves with the configurations, re-tempered by r = β_to / β_from
-        r = c.beta_event / c.beta_event.index_select(0, src)
+        beta_event = tempered._b_event
+        r = beta_event / beta_event.index_select(0, src)
         x = x.index_select(0, src)
         if ref is not None:
             ref = (ref[0].index_select(0, src), ref[1].index_select(0, src))
@@ -481,17 +483,16 @@ class ParallelTempering(ebmflow.Sampler):
         return x, e, score, ref
 
     def _swap_constants(
-        self, betas: Tensor, parity: int, n_per: int, event_shape: Sequence[int]
+        self, betas: Tensor, parity: int, n_per: int
     ) -> _SwapConstants | None:
         """Per ladder and parity (``None`` when it has no pair), kept until the ladder
-        tensor or the batch's shape changes."""
-        key = (n_per, tuple(event_shape))
+        tensor or the number of chains changes."""
         cache = self.__dict__.get("_swap_cache")
-        if cache is None or cache[0] is not betas or cache[1] != key:
-            cache = (betas, key, {})
+        if cache is None or cache[0] is not betas or cache[1] != n_per:
+            cache = (betas, n_per, {})
             self.__dict__["_swap_cache"] = cache
         if parity not in cache[2]:
-            cache[2][parity] = _SwapConstants.build(betas, parity, n_per, event_shape)
+            cache[2][parity] = _SwapConstants.build(betas, parity, n_per)
         return cache[2][parity]
 
     def _adapt(self, e, score, ref, extras):
@@ -655,14 +656,11 @@ class _SwapConstants(NamedTuple):
     rows: Tensor  # (R·B,) long: 0 … R·B − 1
     shifts: Tensor  # (1, 2, 1) long: (B, −B), row offsets of an exchange
     padding: tuple[int, int]  # rows before and after the pairs' block
-    beta_event: Tensor  # β of every row, shaped by _per_element for (R·B, *event)
     pairs: Tensor  # (P,) long: the pairs' columns in swap_stats (k)
     ones: Tensor  # (P,) in the statistics' dtype: one attempt per pair
 
     @classmethod
-    def build(
-        cls, betas: Tensor, parity: int, n_per: int, event_shape: Sequence[int]
-    ) -> _SwapConstants | None:
+    def build(cls, betas: Tensor, parity: int, n_per: int) -> _SwapConstants | None:
         n_rep = betas.shape[0]
         n_pairs = (n_rep - parity) // 2
         if n_pairs == 0:
@@ -674,8 +672,7 @@ class _SwapConstants(NamedTuple):
         device = betas.device
         return cls(weights[:, :, None], torch.arange(n_rep * n_per, device=device),
                    torch.tensor([n_per, -n_per], device=device).view(1, 2, 1),
-                   (parity * n_per, after * n_per),
-                   _per_element(betas.repeat_interleave(n_per), event_shape), pairs,
+                   (parity * n_per, after * n_per), pairs,
                    torch.ones(n_pairs, dtype=_stats_dtype(device), device=device))
 
 
