@@ -69,6 +69,9 @@ def sampler_configs(draw):
         config["step_size"] = draw(positive)
     if name == "langevin" and draw(st.booleans()):
         config["noise_scale"] = draw(st.one_of(st.none(), st.floats(0.0, 2.0)))
+    if name == "langevin" and draw(st.booleans()):
+        low = draw(st.floats(-5.0, 4.0))
+        config["clip"] = [low, draw(st.floats(low + 0.01, 5.0))]
     if name == "hmc":
         config["n_leapfrog"] = draw(st.integers(1, 8))
         config["adapt_steps"] = draw(st.integers(0, 20))
@@ -165,6 +168,9 @@ def test_valid_sampler_configs_build_sample_and_round_trip(case, batch, dim):
                    for eta, sigma in zip(sampler.step_sizes, sampler.sigmas))
         return
     assert result.samples.shape == (batch, dim) and torch.isfinite(result.samples).all()
+    if config.get("clip") is not None:
+        low, high = config["clip"]
+        assert bool(((result.samples >= low) & (result.samples <= high)).all())
 
 
 @SETTINGS
@@ -204,6 +210,10 @@ negative = st.one_of(st.floats(max_value=-1e-6, allow_nan=False), st.integers(ma
 bad_positive = st.one_of(not_a_number, nonfinite, nonpositive)
 bad_nonnegative = st.one_of(st.text(max_size=3), st.booleans(), nonfinite, negative,
                             st.lists(st.integers(0, 3), max_size=2))
+#: not a box (low, high): reversed or empty, non-finite, one number, three, text
+bad_box = st.one_of(st.floats(-3.0, 3.0).map(lambda v: [v, v]), st.just([1.0, -1.0]),
+                    st.just([0.0, math.inf]), st.just([math.nan, 1.0]), st.just([0.5]),
+                    st.just([0.0, 1.0, 2.0]), st.text(max_size=3), st.just([True, 2.0]))
 
 
 def bad_count(minimum: int):
@@ -245,7 +255,8 @@ bad_means = st.one_of(st.just([]), st.just([[0.0, 0.0], [1.0]]), st.text(max_siz
 
 #: (kind, name) -> (required arguments, {argument: strategy of values it must refuse})
 INVALID = {
-    ("sampler", "langevin"): ({}, {"step_size": bad_positive, "noise_scale": bad_nonnegative}),
+    ("sampler", "langevin"): ({}, {"step_size": bad_positive, "noise_scale": bad_nonnegative,
+                                   "clip": bad_box}),
     ("sampler", "mala"): ({}, {"step_size": bad_positive}),
     ("sampler", "hmc"): ({}, {"step_size": bad_positive, "n_leapfrog": bad_count(1),
                               "adapt_steps": bad_count(0), "target_accept": bad_probability}),

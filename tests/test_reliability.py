@@ -272,6 +272,7 @@ NONPOSITIVE = [
     ("sampler", "langevin", {"step_size": 0.0}, "step_size"),
     ("sampler", "langevin", {"step_size": -0.1}, "step_size"),
     ("sampler", "langevin", {"noise_scale": -1.0}, "noise_scale"),
+    ("sampler", "langevin", {"clip": [1.0, -1.0]}, "clip"),
     ("sampler", "mala", {"step_size": 0}, "step_size"),
     ("sampler", "hmc", {"step_size": -1.0}, "step_size"),
     ("sampler", "hmc", {"n_leapfrog": 0}, "n_leapfrog"),

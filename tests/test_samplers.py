@@ -128,6 +128,28 @@ def test_one_ula_step_from_exact_samples_inflates_variance_by_eta_squared():
     assert abs(x1.var().item() - (1 + eta**2)) < four_se(1 + eta**2, n)
 
 
+def test_clipped_ula_step_piles_the_gaussian_tails_on_the_faces_of_the_box():
+    # x' = clamp((1 − η)x + √(2η)ε, low, high) with x ~ N(0, 1): before the clamp
+    # x' ~ N(0, 1 + η²), so the faces hold P(N(0, 1 + η²) ≤ low) and P(… ≥ high) of the
+    # chains; 100 000 chains give each fraction to within 4·SE ≈ 0.005.
+    n, eta, low, high = 100_000, 0.5, -1.0, 1.5
+    gen = seeded(4)
+    energy = IsoGaussian()
+    sampler = Langevin(step_size=eta, clip=(low, high))
+    result = sampler.run(energy, torch.randn(n, 1, generator=gen), 1, generator=gen)
+    x1 = result.samples
+    assert bool(((x1 >= low) & (x1 <= high)).all())
+    sd = math.sqrt(1 + eta**2)
+    normal = torch.distributions.Normal(0.0, sd)
+    for at_face, p in ((x1 == low, float(normal.cdf(torch.tensor(low)))),
+                       (x1 == high, 1.0 - float(normal.cdf(torch.tensor(high))))):
+        assert abs(at_face.double().mean().item() - p) < 4 * math.sqrt(p * (1 - p) / n)
+    # the cached energy and score are those of the clamped positions
+    e, s = energy.energy_and_score(x1)
+    assert torch.equal(result.state.energy, e) and torch.equal(result.state.score, s)
+    assert sampler.get_config()["clip"] == (low, high)
+
+
 def test_hmc_warmup_adapts_step_size_to_target_acceptance():
     gen = seeded(5)
     x0 = torch.randn(1000, 10, generator=gen)

@@ -6,6 +6,11 @@ with the drift η and the noise √(2η) of the discretised Langevin SDE, whose 
 law is p ∝ exp(−E). The discretisation is biased: on N(0, s²) the chain's stationary
 variance is s² / (1 − η/(2s²)). ``noise_scale`` replaces √(2η) by a fixed value, as SGLD in
 JEM and IGEBM does (step 1, noise 0.01); the chain then targets a tempered density.
+
+``clip=(low, high)`` clamps every coordinate of x' into [low, high] before it is evaluated
+(projected ULA), as IGEBM does for images whose pixels live in a box: one step can then
+never throw a chain far outside the data's range, however steep E is. The chain targets
+the density restricted to the box only approximately (mass piles up on its faces).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import math
 import torch
 
 from ebmflow.energy import Energy
+from ebmflow.errors import ConfigError
 from ebmflow.samplers.base import (
     Sampler,
     SamplerState,
@@ -30,11 +36,18 @@ class Langevin(Sampler):
     Args:
         step_size: η > 0.
         noise_scale: standard deviation of the injected noise; default √(2η).
+        clip: ``(low, high)`` with low < high: clamp every coordinate of each new position
+            into [low, high] (default ``None``: no clamping).
     """
 
     step_reads_new_score = False
 
-    def __init__(self, step_size: float = 0.01, noise_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        step_size: float = 0.01,
+        noise_scale: float | None = None,
+        clip: tuple[float, float] | None = None,
+    ) -> None:
         self.step_size = check_positive("langevin", "step_size", step_size)
         if noise_scale is None:
             self.noise_scale = math.sqrt(2.0 * self.step_size)
@@ -42,6 +55,7 @@ class Langevin(Sampler):
             self.noise_scale = check_positive(
                 "langevin", "noise_scale", noise_scale, allow_zero=True
             )
+        self.clip = _check_clip(clip)
 
     @property
     def name(self) -> str:
@@ -53,9 +67,27 @@ class Langevin(Sampler):
         noise = gaussian_like(state.x, generator)
         x = torch.add(state.x, state.score, alpha=self.step_size)
         x.add_(noise, alpha=self.noise_scale)
+        if self.clip is not None:
+            x.clamp_(*self.clip)
         e, s = energy.energy_and_score(x, state.sigma)
         check_finite(self.name, state.step, e, x)
         return SamplerState(x, e, s, state.sigma, state.step + 1)
 
     def diagnostics(self, state: SamplerState) -> dict:
-        return {"step_size": self.step_size, "noise_scale": self.noise_scale}
+        return {"step_size": self.step_size, "noise_scale": self.noise_scale, "clip": self.clip}
+
+
+def _check_clip(clip: object) -> tuple[float, float] | None:
+    if clip is None:
+        return None
+    pair = tuple(clip) if isinstance(clip, (list, tuple)) else None
+    ok = pair is not None and len(pair) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in pair
+    ) and pair[0] < pair[1]
+    if not ok:
+        raise ConfigError(
+            f"langevin: clip must be None or a pair (low, high) of finite numbers with "
+            f"low < high, e.g. (-1.0, 1.0); got {clip!r}"
+        )
+    return float(pair[0]), float(pair[1])

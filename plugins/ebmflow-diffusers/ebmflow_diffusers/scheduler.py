@@ -474,7 +474,8 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         return torch.exp(0.5 * log_var)
 
     def _ula_step(self, model_output, timestep, sample, generator, first):
-        """x_ve ← x_ve + η s + noise_scale·z with the langevin corrector's η and noise."""
+        """x_ve ← x_ve + η s + noise_scale·z with the langevin corrector's η and noise (and
+        its ``clip``, in VE coordinates like the corrector's own step)."""
         output, _ = self._channels(model_output, sample)
         a, v = self.scales(timestep)
         x0, _ = split_output(output, sample, a, v, self.config.prediction_type)
@@ -487,6 +488,8 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         z = randn_tensor(sample.shape, generator=generator, device=sample.device,
                          dtype=sample.dtype)
         x_ve = sample / a + ula.step_size * score + ula.noise_scale * z
+        if ula.clip is not None:
+            x_ve = x_ve.clamp(*ula.clip)
         return EBMSchedulerOutput(prev_sample=x_ve * a, pred_original_sample=x0)
 
     # -- the corrector -----------------------------------------------------------------

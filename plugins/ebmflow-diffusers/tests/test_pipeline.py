@@ -30,10 +30,12 @@ def test_without_corrector_it_is_the_ddpm_pipeline(unet):
     assert np.abs(a - b).max() < 1e-5
 
 
-def test_stock_loop_langevin_equals_pipeline_langevin(unet):
+@pytest.mark.parametrize("args", [None, {"clip": [-2.0, 2.0]}], ids=["plain", "clip"])
+def test_stock_loop_langevin_equals_pipeline_langevin(unet, args):
     """ULA inside DDPMPipeline's loop (repeated timesteps) and ULA run by EBMPipeline through
-    the ebmflow sampler draw the same noise in the same order: the same samples."""
-    scheduler = EBMScheduler(corrector="langevin", corrector_steps=2)
+    the ebmflow sampler draw the same noise in the same order: the same samples (clipped in
+    VE coordinates alike when the corrector has a ``clip``)."""
+    scheduler = EBMScheduler(corrector="langevin", corrector_steps=2, corrector_args=args)
     stock = quiet(DDPMPipeline(unet=unet, scheduler=scheduler))
     ours = quiet(EBMPipeline(unet=unet, scheduler=EBMScheduler.from_config(scheduler.config)))
     a = stock(batch_size=2, generator=torch.Generator().manual_seed(1), num_inference_steps=8,
@@ -45,6 +47,12 @@ def test_stock_loop_langevin_equals_pipeline_langevin(unet):
               output_type="pt").images
     assert float((a - b).abs().max()) < 1e-5
     assert float((a - c).abs().max()) > 1e-2  # the corrector did something
+    if args is not None:  # and the clip did: the same run without it ends elsewhere
+        unclipped = quiet(DDPMPipeline(unet=unet, scheduler=EBMScheduler(
+            corrector="langevin", corrector_steps=2)))
+        d = unclipped(batch_size=2, generator=torch.Generator().manual_seed(1),
+                      num_inference_steps=8, output_type="pt").images
+        assert float((a - d).abs().max()) > 1e-3
 
 
 @pytest.mark.parametrize("corrector,args", [
