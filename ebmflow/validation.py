@@ -30,3 +30,19 @@ def check_positive_int(owner: str, name: str, value: Any, *, minimum: int = 1) -
     if number is None or isinstance(value, bool) or number < minimum:
         raise ConfigError(f"{owner}: {name} must be an integer ≥ {minimum}, got {value!r}")
     return number
+
+
+def check_interval(owner: str, name: str, value: Any) -> tuple[float, float]:
+    """Validate a box ``(low, high)``: two finite numbers with low < high, as a list or
+    tuple; a bad value raises :class:`~ebmflow.ConfigError` (a ``ValueError``)."""
+    pair = tuple(value) if isinstance(value, (list, tuple)) else None
+    ok = pair is not None and len(pair) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in pair
+    ) and pair[0] < pair[1]
+    if not ok:
+        raise ConfigError(
+            f"{owner}: {name} must be a pair (low, high) of finite numbers with low < high, "
+            f"e.g. (-1.0, 1.0); got {value!r}"
+        )
+    return float(pair[0]), float(pair[1])

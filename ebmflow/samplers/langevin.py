@@ -20,14 +20,13 @@ import math
 import torch
 
 from ebmflow.energy import Energy
-from ebmflow.errors import ConfigError
 from ebmflow.samplers.base import (
     Sampler,
     SamplerState,
     check_finite,
     gaussian_like,
 )
-from ebmflow.validation import check_positive
+from ebmflow.validation import check_interval, check_positive
 
 
 class Langevin(Sampler):
@@ -55,7 +54,7 @@ class Langevin(Sampler):
             self.noise_scale = check_positive(
                 "langevin", "noise_scale", noise_scale, allow_zero=True
             )
-        self.clip = _check_clip(clip)
+        self.clip = None if clip is None else check_interval("langevin", "clip", clip)
 
     @property
     def name(self) -> str:
@@ -76,18 +75,3 @@ class Langevin(Sampler):
     def diagnostics(self, state: SamplerState) -> dict:
         return {"step_size": self.step_size, "noise_scale": self.noise_scale, "clip": self.clip}
 
-
-def _check_clip(clip: object) -> tuple[float, float] | None:
-    if clip is None:
-        return None
-    pair = tuple(clip) if isinstance(clip, (list, tuple)) else None
-    ok = pair is not None and len(pair) == 2 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        for v in pair
-    ) and pair[0] < pair[1]
-    if not ok:
-        raise ConfigError(
-            f"langevin: clip must be None or a pair (low, high) of finite numbers with "
-            f"low < high, e.g. (-1.0, 1.0); got {clip!r}"
-        )
-    return float(pair[0]), float(pair[1])

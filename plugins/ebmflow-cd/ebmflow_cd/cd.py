@@ -71,9 +71,8 @@ class _GraphKeeper(ebmflow.Energy):
     the other evaluations free their graphs at once. With ``skip_last`` (a sampler that
     does not read the new energy and score, ``Sampler.step_reads_new_score`` false: ULA)
     the last step evaluates nothing; the loss then runs the network once on the final
-    positions (with the data, for PCD). A
-    CD-k step with ULA costs k forward+backward passes in x, one forward pass and one
-    backward pass in θ, as a hand-written loop does.
+    positions (with the data, for PCD). A CD-k step with ULA costs k forward+backward
+    passes in x, one forward pass and one backward pass in θ, as a hand-written loop does.
     The gradients are those of plain evaluations; parameters' ``.grad`` is not touched
     while sampling (``torch.autograd.grad`` differentiates in x only).
     """
