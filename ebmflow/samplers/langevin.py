@@ -74,4 +74,3 @@ class Langevin(Sampler):
 
     def diagnostics(self, state: SamplerState) -> dict:
         return {"step_size": self.step_size, "noise_scale": self.noise_scale, "clip": self.clip}
-
