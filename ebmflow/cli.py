@@ -44,12 +44,8 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         add(subparsers)
     for name, plugin in host.plugin_objects().items():
         hook = getattr(plugin, "ebmflow_commands", None)
-        if hook is None:
-            continue
-        try:
-            hook(subparsers=subparsers)
-        except Exception as exc:  # a broken plugin must not take the CLI down
-            host.mark_failed(name, exc)
+        if hook is not None:  # a broken plugin (even one calling sys.exit) is marked failed
+            host.call_hook(name, hook, subparsers=subparsers)
     return parser
 
 

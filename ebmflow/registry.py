@@ -18,19 +18,51 @@ others keep working. Environment variables, read at load time:
     never load these.
 ``EBMFLOW_STRICT_PLUGINS=1``
     re-raise the first load error instead of recording it (for plugin authors).
+
+Plugin code is contained
+------------------------
+Importing a plugin and calling its hooks runs someone else's code inside the caller's
+process, so the registry runs it inside :class:`_PluginCall`, which keeps what it can of the
+caller's state:
+
+- **Exits and interrupts are failures.** ``SystemExit`` (``sys.exit``), ``KeyboardInterrupt``
+  and every other ``BaseException`` raised by plugin code make that plugin ``failed``, like
+  an ``Exception`` does; a plugin cannot end the process or make ``ebmflow train`` exit 0
+  without training. The one exception is a real Ctrl-C: when SIGINT arrives while plugin
+  code runs (watched in the main thread), the ``KeyboardInterrupt`` is the user's and is
+  re-raised, and a half-finished load is started again on the next lookup. A
+  ``KeyboardInterrupt`` that plugin code raises itself, with no signal, is the plugin's.
+- **Standard output belongs to the caller.** While plugin code runs, ``sys.stdout`` is
+  redirected to ``sys.stderr``, so a plugin's ``print`` cannot corrupt the JSON that
+  ``ebmflow sample``, ``convert`` or ``components --json`` write (output written straight to
+  file descriptor 1 is not caught).
+- **The global torch RNG is restored.** If torch is already imported when plugin code
+  runs, the CPU generator's state (and the CUDA generators', where CUDA is initialised) is
+  saved before and restored after, so a plugin's ``torch.manual_seed`` at import cannot
+  change a seeded ``ebmflow.create``. If torch was not imported yet, the caller cannot have
+  seeded it, and nothing is restored.
+
+Plugin names are claimed, not taken: when two distributions register an entry point under
+the same name, neither is loaded (both are ``failed``, with an error naming both), whatever
+the order in which ``importlib.metadata`` finds them; ``EBMFLOW_BLOCK_PLUGINS`` with one of
+the distribution names resolves it. The core's own plugin name ``ebmflow`` is never given up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata
 import inspect
 import os
 import re
+import signal
+import sys
 import threading
+import types
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -117,11 +149,17 @@ class Component:
         if not isinstance(self.factory, str):
             return self.factory
         module_name, _, attr_path = self.factory.partition(":")
+        call = _PluginCall()
         try:
-            obj: Any = importlib.import_module(module_name)
+            obj: Any = sys.modules.get(module_name)
+            if obj is None:  # importing runs the plugin's module code: contain it
+                with call:
+                    obj = importlib.import_module(module_name)
             for attr in attr_path.split("."):
                 obj = getattr(obj, attr)
-        except Exception as exc:
+        except BaseException as exc:
+            if not call.failed_by(exc):
+                raise
             raise PluginError(
                 f"{self.kind} {self.qualified_name!r}: cannot import its factory "
                 f"{self.factory!r} ({type(exc).__name__}: {exc})"
@@ -197,7 +235,85 @@ def _env_list(value: str | None) -> set[str] | None:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _PluginCall:
+    """A context in which plugin code (an import, a hook, a factory import) runs contained:
+    standard output goes to standard error, the global torch RNG state is restored, and
+    SIGINT is watched so that :meth:`failed_by` can tell a user's Ctrl-C from a
+    ``KeyboardInterrupt`` the plugin raised itself. See the module docstring for why."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._raised: BaseException | None = None
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> _PluginCall:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+            stack.enter_context(_torch_rng_kept())
+            stack.enter_context(self._watching_sigint())
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._raised = exc_info[1]
+        self._stack.__exit__(*exc_info)
+
+    def failed_by(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a failure to record rather than something to propagate: any
+        ``Exception``, and any other ``BaseException`` (``SystemExit`` included) that came out
+        of the plugin code run in this call, except a ``KeyboardInterrupt`` that a real
+        SIGINT caused (the user's Ctrl-C)."""
+        if isinstance(exc, Exception):
+            return True
+        if exc is not self._raised:
+            return False
+        return not (isinstance(exc, KeyboardInterrupt) and self.interrupted)
+
+    @contextlib.contextmanager
+    def _watching_sigint(self) -> Iterator[None]:
+        # Only the main thread receives signals; elsewhere, and where Python's handler is
+        # not in charge (SIG_IGN, SIG_DFL), a KeyboardInterrupt can only come from code.
+        previous = signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is not threading.main_thread() or not callable(previous):
+            yield
+            return
+
+        def handler(signum: int, frame: types.FrameType | None) -> Any:
+            self.interrupted = True
+            return previous(signum, frame)
+
+        try:
+            signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main interpreter
+            yield
+            return
+        try:
+            yield
+        finally:
+            if signal.getsignal(signal.SIGINT) is handler:  # unless the plugin set its own
+                signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _torch_rng_kept() -> Iterator[None]:
+    """Restore torch's global generator states afterwards, if torch is already imported
+    (if it is not, the caller cannot have seeded it)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "get_rng_state"):
+        yield
+        return
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 class PluginHost:
@@ -249,35 +365,71 @@ class PluginHost:
             if self._loaded:
                 return
             self._loaded = True
-            if self._builtins:
-                for name, module_name in DEFAULT_PLUGINS.items():
-                    from ebmflow import __version__
+            try:
+                if self._builtins:
+                    for name, module_name in DEFAULT_PLUGINS.items():
+                        from ebmflow import __version__
 
-                    self._add(name, lambda m=module_name: importlib.import_module(m),
-                              distribution="ebmflow", version=__version__)
-            if self._entry_points:
-                self._load_entry_points()
+                        self._add(name, lambda m=module_name: importlib.import_module(m),
+                                  distribution="ebmflow", version=__version__)
+                if self._entry_points:
+                    self._load_entry_points()
+            except BaseException:  # the user's Ctrl-C: start over on the next lookup
+                self._forget_all()
+                raise
+
+    def _forget_all(self) -> None:
+        for plugin in self._plugins.values():
+            if plugin.obj is not None and self._pm.is_registered(plugin.obj):
+                self._pm.unregister(plugin.obj)
+        self._plugins.clear()
+        self._index = None
+        self._loaded = False
 
     def _load_entry_points(self) -> None:
         only = _env_list(self.environ.get("EBMFLOW_PLUGINS"))
         blocked = _env_list(self.environ.get("EBMFLOW_BLOCK_PLUGINS")) or set()
+        claims: dict[str, list[tuple[Any, str | None, str | None]]] = {}
+        disabled = []
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else None
             version = dist.version if dist is not None else None
             names = {_normalize_plugin_name(n) for n in (ep.name, dist_name) if n}
             if names & blocked:
-                reason = "blocked by EBMFLOW_BLOCK_PLUGINS"
+                disabled.append(_Plugin(ep.name, None, dist_name, version, "disabled",
+                                        "blocked by EBMFLOW_BLOCK_PLUGINS"))
             elif only is not None and not names & only:
-                reason = "not listed in EBMFLOW_PLUGINS"
+                disabled.append(_Plugin(ep.name, None, dist_name, version, "disabled",
+                                        "not listed in EBMFLOW_PLUGINS"))
             else:
-                reason = None
-            if reason is not None:
-                self._plugins.setdefault(
-                    ep.name, _Plugin(ep.name, None, dist_name, version, "disabled", reason)
-                )
-                continue
-            self._add(ep.name, ep.load, distribution=dist_name, version=version)
+                claims.setdefault(ep.name, []).append((ep, dist_name, version))
+        for name, claimants in claims.items():
+            if len({_normalize_plugin_name(dist or "") for _, dist, _ in claimants}) > 1:
+                self._refuse_shared_name(name, claimants)
+            else:
+                ep, dist_name, version = claimants[0]
+                self._add(name, ep.load, distribution=dist_name, version=version)
+        for plugin in disabled:  # after the enabled ones: a disabled plugin claims no name
+            self._plugins[self._free_key(plugin.name, plugin.distribution)] = plugin
+
+    def _refuse_shared_name(
+        self, name: str, claimants: list[tuple[Any, str | None, str | None]]
+    ) -> None:
+        """Two distributions register the same plugin name. Which one importlib.metadata
+        finds first depends on sys.path and directory order, and a checkpoint naming the
+        plugin must never be served by the wrong one, so neither is imported."""
+        listed = ", ".join(sorted(f"{dist} {version}" for _, dist, version in claimants))
+        error = (f"the plugin name {name!r} is claimed by {len(claimants)} distributions: "
+                 f"{listed}; none of them is loaded. Uninstall one, or disable it with "
+                 f"EBMFLOW_BLOCK_PLUGINS=<its distribution>")
+        for _, dist_name, version in claimants:
+            plugin = _Plugin(name, None, dist_name, version, "failed", error)
+            self._plugins[self._free_key(name, dist_name)] = plugin
+            self._report(plugin, None)
+
+    def _free_key(self, name: str, distribution: str | None) -> str:
+        return name if name not in self._plugins else f"{name} ({distribution})"
 
     def _add(
         self,
@@ -299,15 +451,22 @@ class PluginHost:
             self._report(plugin, None)
             return plugin
         self._plugins[name] = plugin
+        call = _PluginCall()
         try:
             if not _PLUGIN_NAME_PATTERN.fullmatch(name):
                 raise PluginError(
                     f"invalid plugin name {name!r}: plugin names match "
                     f"{_PLUGIN_NAME_PATTERN.pattern}"
                 )
-            plugin.obj = load()
-            self._pm.register(plugin.obj, name=name)
-        except Exception as exc:
+            with call:
+                plugin.obj = load()
+                self._pm.register(plugin.obj, name=name)
+        except BaseException as exc:
+            if not call.failed_by(exc):  # the user's Ctrl-C: as if never added
+                if plugin.obj is not None and self._pm.is_registered(plugin.obj):
+                    self._pm.unregister(plugin.obj)
+                del self._plugins[name]
+                raise
             plugin.obj = None
             self._fail(plugin, exc)
         self._index = None
@@ -355,8 +514,10 @@ class PluginHost:
 
     def _report(self, plugin: _Plugin, exc: BaseException | None) -> None:
         if self.strict:
-            if exc is not None:
+            if isinstance(exc, Exception):
                 raise exc
+            if exc is not None:  # SystemExit(0) re-raised would end the process "successfully"
+                raise PluginError(f"plugin {plugin.name!r} raised {plugin.error}") from exc
             raise PluginError(f"plugin {plugin.name!r}: {plugin.error}")
         warnings.warn(
             f"ebmflow plugin {plugin.name!r} failed and is disabled: {plugin.error}",
@@ -375,10 +536,14 @@ class PluginHost:
                     plugin = self._plugins[impl.plugin_name]
                     if plugin.status != "ok":
                         continue
+                    call = _PluginCall()
                     try:
-                        records = impl.function()
-                        new = self._validate(plugin.name, kind, hook_name, records)
-                    except Exception as exc:
+                        with call:
+                            records = impl.function()
+                            new = self._validate(plugin.name, kind, hook_name, records)
+                    except BaseException as exc:
+                        if not call.failed_by(exc):
+                            raise
                         self._fail(plugin, exc)
                         collected.pop(plugin.name, None)
                         continue
@@ -449,6 +614,20 @@ class PluginHost:
         """Working plugins by name (for calling non-component hooks one plugin at a time)."""
         self._ensure_index()
         return {p.name: p.obj for p in self._plugins.values() if p.status == "ok"}
+
+    def call_hook(self, name: str, hook: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """Call plugin ``name``'s ``hook`` (one that is not a component list, e.g.
+        ``ebmflow_commands``) contained like its import: anything it raises, ``SystemExit``
+        included, marks the plugin failed and gives None; a user's Ctrl-C propagates."""
+        call = _PluginCall()
+        try:
+            with call:
+                return hook(**kwargs)
+        except BaseException as exc:
+            if not call.failed_by(exc):
+                raise
+            self.mark_failed(name, exc)
+            return None
 
     def mark_failed(self, name: str, exc: BaseException) -> None:
         """Record that plugin ``name`` broke while being used (e.g. in its CLI hook)."""
@@ -553,6 +732,11 @@ class PluginHost:
             return factory(**arguments)
         except EbmflowError:
             raise
+        except SystemExit as exc:  # a constructor never ends the process on purpose
+            raise PluginError(
+                f"{component.kind} {component.qualified_name!r} ({self._provenance(component)}) "
+                f"raised {_describe(exc)} while being built"
+            ) from exc
         except (TypeError, ValueError) as exc:
             # a component rejecting an argument value: an ebmflow error of the same family
             raise _construction_error(component, factory, exc) from exc
