@@ -64,7 +64,13 @@ def build_network(network_class: str, config: Mapping[str, Any]) -> nn.Module:
     import importlib
 
     cls = getattr(importlib.import_module(SUPPORTED_NETWORKS[network_class]), network_class)
-    return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    try:
+        return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    except Exception as exc:  # the constructor's own checks, or a crash on an ill-typed value
+        raise ebmflow.ConfigError(
+            f"diffusers-unet: the config does not build a {network_class} "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 class DiffusersScoreModel(ebmflow.ScoreModel):
