@@ -57,7 +57,7 @@ def plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
 def build_network(network_class: str, config: Mapping[str, Any]) -> nn.Module:
     """A diffusers network of class ``network_class`` from its config (random weights)."""
     if network_class not in SUPPORTED_NETWORKS:
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"diffusers-unet: network class {network_class!r} is not supported; supported: "
             f"{', '.join(SUPPORTED_NETWORKS)} (unconditional image models)"
         )
@@ -110,7 +110,7 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
         expected = unet.in_channels * (2 if self.table.learned_variance else 1)
         out_channels = unet.get("out_channels", unet.in_channels)
         if out_channels != expected:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"diffusers-unet: the network has {out_channels} output channels but a "
                 f"{'learned-variance ' if self.table.learned_variance else ''}model of "
                 f"{unet.in_channels}-channel samples needs {expected}"
@@ -132,7 +132,7 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
 
     def _inputs(self, x: Tensor, sigma) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         if sigma is None:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 "diffusers-unet is noise-conditional: pass sigma (VE noise level), e.g. "
                 "model.score(x, sigma=0.5)"
             )

@@ -204,7 +204,7 @@ def split_output(
     if prediction_type == "score":
         eps = (-v / a) * model_output
         return (sample + (v * v / a) * model_output) / a, eps
-    raise ValueError(f"unknown prediction_type {prediction_type!r}")
+    raise ConfigError(f"unknown prediction_type {prediction_type!r}")
 
 
 def score_from_output(
@@ -236,7 +236,7 @@ def output_from_score(
         return x0
     if prediction_type == "v_prediction":
         return a * eps - v * x0
-    raise ValueError(f"unknown prediction_type {prediction_type!r}")
+    raise ConfigError(f"unknown prediction_type {prediction_type!r}")
 
 
 def sigma_to_timestep(sigma: Tensor, log_sigmas: Tensor, *, integer: bool = False) -> Tensor:

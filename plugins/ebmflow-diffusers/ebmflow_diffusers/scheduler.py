@@ -84,8 +84,8 @@ class EBMSchedulerOutput(BaseOutput):
     pred_original_sample: Tensor | None = None
 
 
-def _fail(message: str) -> ValueError:
-    return ValueError(f"{NAME}: {message}")
+def _fail(message: str) -> ebmflow.ConfigError:
+    return ebmflow.ConfigError(f"{NAME}: {message}")
 
 
 def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
