@@ -262,3 +262,14 @@ def test_symlinked_regular_files_still_convert(pipeline, tmp_path):
         (pipeline / relative).rename(target)
         (pipeline / relative).symlink_to(target)
     assert convert(pipeline).event_shape == (1, 8, 8)
+
+
+def test_the_ebm_scheduler_refuses_the_same_invalid_tables():
+    """EBMScheduler builds its table with the same function: beta_end = 5 is refused there too
+    (it used to build a table with NaN noise levels)."""
+    from ebmflow_diffusers import EBMScheduler
+
+    with pytest.raises(ebmflow.ConfigError, match=r"EBMScheduler: beta_end .* got 5"):
+        EBMScheduler(beta_end=5)
+    with pytest.raises(ebmflow.ConfigError, match="EBMScheduler: num_train_timesteps"):
+        EBMScheduler(num_train_timesteps=0)
