@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmflow.energy import Energy, Sigma, check_event_shapes
-from ebmflow.errors import EnergyUnavailableError
+from ebmflow.errors import ComponentArgumentError, ConfigError, EnergyUnavailableError
 
 
 class _Composite(Energy):
@@ -31,7 +31,7 @@ class _Composite(Energy):
         parts = list(parts)
         for part in parts:
             if not isinstance(part, Energy):
-                raise TypeError(
+                raise ComponentArgumentError(
                     f"cannot build {what} from a {type(part).__name__}; expected ebmflow.Energy"
                 )
         self.parts = nn.ModuleList(parts)
@@ -48,7 +48,7 @@ class Sum(_Composite):
         for part in parts:  # (a + b) + c is one Sum of three parts
             flat.extend(part.parts if isinstance(part, Sum) else [part])
         if len(flat) < 1:
-            raise ValueError("a Sum needs at least one energy")
+            raise ConfigError("a Sum needs at least one energy")
         super().__init__(flat, "a sum")
 
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
@@ -74,7 +74,7 @@ class Scaled(_Composite):
 
     def __init__(self, energy: Energy, scale: float) -> None:
         if not isinstance(scale, (int, float)) or not math.isfinite(scale):
-            raise ValueError(f"an energy can be scaled by a finite number, got {scale!r}")
+            raise ConfigError(f"an energy can be scaled by a finite number, got {scale!r}")
         if isinstance(energy, Scaled):  # c·(a·E) is one Scaled, not two
             energy, scale = energy.parts[0], scale * energy.scale
         super().__init__([energy], "a scaled energy")
@@ -100,7 +100,7 @@ class Mixture(_Composite):
     def __init__(self, energies: Sequence[Energy], weights: Sequence[float] | None = None):
         energies = list(energies)
         if len(energies) < 2:
-            raise ValueError(f"a mixture needs at least two energies, got {len(energies)}")
+            raise ConfigError(f"a mixture needs at least two energies, got {len(energies)}")
         super().__init__(energies, "a mixture")
         if not self.has_energy:
             raise EnergyUnavailableError(
@@ -116,7 +116,7 @@ class Mixture(_Composite):
         if w.shape != (len(energies),) or not bool(torch.all(w > 0)) or not bool(
             torch.isfinite(w).all()
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"mixture weights must be {len(energies)} positive finite numbers, got {weights!r}"
             )
         self.register_buffer("log_weights", (w / w.sum()).log().to(torch.get_default_dtype()))
@@ -155,10 +155,12 @@ class Conditioned(Energy):
     def __init__(self, energy: Energy, y: int | Tensor) -> None:
         super().__init__()
         if not isinstance(energy, Energy):
-            raise TypeError(f"condition() needs an ebmflow.Energy, got {type(energy).__name__}")
+            raise ComponentArgumentError(
+                f"condition() needs an ebmflow.Energy, got {type(energy).__name__}"
+            )
         if not _takes_labels(energy):
             method = "forward" if energy.has_energy else "score"
-            raise TypeError(
+            raise ComponentArgumentError(
                 f"condition(): {type(energy).__name__}.{method} takes no label argument y=; "
                 f"condition() fixes the label of a conditional energy E(x, σ, y) (e.g. "
                 f"ebmflow-jem's classifier energies)"
@@ -174,7 +176,7 @@ class Conditioned(Energy):
         if y.ndim == 0:
             return y.expand(x.shape[0])
         if y.shape[0] != x.shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"condition(): {y.shape[0]} labels for a batch of {x.shape[0]} samples; give "
                 f"one label, or one per sample"
             )

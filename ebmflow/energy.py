@@ -33,7 +33,7 @@ def broadcast_sigma(sigma: Sigma, x: Tensor) -> Tensor | None:
     if sigma.ndim == 0:
         return sigma.expand(x.shape[0])
     if sigma.shape != (x.shape[0],):
-        raise ValueError(
+        raise ConfigError(
             f"sigma has shape {tuple(sigma.shape)}; expected a scalar or ({x.shape[0]},) "
             f"for a batch of {x.shape[0]}"
         )
@@ -76,7 +76,7 @@ class Energy(nn.Module, Configurable):
             raise ConfigError(mismatch) from exc
         if isinstance(out, Tensor) and isinstance(x, Tensor) and x.ndim >= 1 \
                 and out.shape != x.shape[:1]:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}.forward returned shape {tuple(out.shape)}; an "
                 f"energy must return one value per sample, shape ({x.shape[0]},)"
             )
@@ -147,7 +147,7 @@ class Energy(nn.Module, Configurable):
         from ebmflow.compose import Scaled
 
         if not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+            raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
         return Scaled(self, 1.0 / temperature)
 
     def __neg__(self) -> Scaled:
@@ -188,13 +188,13 @@ def check_event_shapes(energies: Sequence[Energy], what: str) -> tuple[int, ...]
     shapes = {tuple(e.event_shape) for e in energies if e.event_shape is not None}
     if len(shapes) > 1:
         listed = ", ".join(f"{type(e).__name__}{e.event_shape}" for e in energies)
-        raise ValueError(f"cannot build {what} of energies with different event shapes: {listed}")
+        raise ConfigError(f"cannot build {what} of energies with different event shapes: {listed}")
     conditional = {e.noise_conditional for e in energies}
     if len(conditional) > 1:
         listed = ", ".join(
             f"{type(e).__name__} (noise_conditional={e.noise_conditional})" for e in energies
         )
-        raise ValueError(
+        raise ConfigError(
             f"cannot build {what} of noise-conditional and clean energies: {listed}; "
             "all parts must take the same noise level"
         )

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmflow.datasets.base import generator_device
+from ebmflow.errors import ConfigError
 from ebmflow.validation import check_positive, check_positive_int
 
 #: accepted ``replacement`` policies for :meth:`ReplayBuffer.push`.
@@ -58,12 +59,12 @@ def _event_shape(owner: str, event_shape: int | Sequence[int]) -> tuple[int, ...
     try:
         shape = tuple(check_positive_int(owner, "event_shape", d) for d in shape)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: event_shape must be a positive integer or a sequence of them, "
             f"e.g. (2,) or (1, 8, 8); got {event_shape!r}"
         ) from None
     if not shape:
-        raise ValueError(f"{owner}: event_shape must have at least one dimension, got ()")
+        raise ConfigError(f"{owner}: event_shape must have at least one dimension, got ()")
     return shape
 
 
@@ -112,18 +113,18 @@ class ReplayBuffer(nn.Module):
         self.event_shape = _event_shape(owner, event_shape)
         ok = isinstance(reinit_prob, (int, float)) and not isinstance(reinit_prob, bool)
         if not ok or not 0.0 <= reinit_prob <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: reinit_prob must be a probability in [0, 1], got {reinit_prob!r}"
             )
         self.reinit_prob = float(reinit_prob)
         if replacement not in REPLACEMENTS:
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: unknown replacement {replacement!r}; accepted: "
                 f"{', '.join(map(repr, REPLACEMENTS))}"
             )
         self.replacement = replacement
         if not callable(init) and init not in INITS:
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: unknown init {init!r}; accepted: {', '.join(map(repr, INITS))} "
                 "or a callable init(n, generator) -> Tensor"
             )
@@ -131,16 +132,16 @@ class ReplayBuffer(nn.Module):
         for name, value in (("init_low", init_low), ("init_high", init_high)):
             if not (isinstance(value, (int, float)) and not isinstance(value, bool)
                     and math.isfinite(value)):
-                raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
+                raise ConfigError(f"{owner}: {name} must be a finite number, got {value!r}")
         if not init_low < init_high:
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: init_low must be < init_high, got init_low={init_low!r}, "
                 f"init_high={init_high!r}"
             )
         self.init_low, self.init_high = float(init_low), float(init_high)
         self.init_std = check_positive(owner, "init_std", init_std)
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise ValueError(f"{owner}: dtype must be a floating-point torch.dtype, got {dtype!r}")
+            raise ConfigError(f"{owner}: dtype must be a floating-point torch.dtype, got {dtype!r}")
         self.register_buffer("samples", torch.zeros(self.capacity, *self.event_shape, dtype=dtype))
         self.register_buffer("filled", torch.zeros(self.capacity, dtype=torch.bool))
         self.register_buffer("n_pushed", torch.zeros((), dtype=torch.int64))
@@ -174,7 +175,7 @@ class ReplayBuffer(nn.Module):
             z = self.init(n, generator)
             if not isinstance(z, Tensor) or tuple(z.shape) != shape:
                 got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-                raise ValueError(
+                raise ConfigError(
                     f"ReplayBuffer: init({n}, generator) must return a tensor of shape "
                     f"{shape}, got {got}"
                 )
@@ -205,7 +206,7 @@ class ReplayBuffer(nn.Module):
     def _check_batch(self, what: str, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or tuple(x.shape[1:]) != self.event_shape:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(
+            raise ConfigError(
                 f"ReplayBuffer.{what}: expected a tensor of shape (n, *{self.event_shape}), "
                 f"got {got}"
             )
@@ -220,7 +221,7 @@ class ReplayBuffer(nn.Module):
         x = self._check_batch("update", x)
         indices = torch.as_tensor(indices, device=self.samples.device)
         if indices.shape != (x.shape[0],) or indices.dtype not in (torch.int64, torch.int32):
-            raise ValueError(
+            raise ConfigError(
                 f"ReplayBuffer.update: indices must be an integer tensor of shape "
                 f"({x.shape[0]},), got {indices.dtype} {tuple(indices.shape)}"
             )
@@ -228,7 +229,7 @@ class ReplayBuffer(nn.Module):
             return
         low, high = (int(v) for v in torch.aminmax(indices))  # one read for both bounds
         if low < 0 or high >= self.capacity:
-            raise ValueError(
+            raise ConfigError(
                 f"ReplayBuffer.update: indices must lie in [0, {self.capacity}), got values "
                 f"from {low} to {high}"
             )

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ebmflow.datasets.base import Dataset, generator_device
+from ebmflow.errors import ConfigError
 from ebmflow.validation import check_positive, check_positive_int
 
 _SCALES = {"unit": "[0, 1]: x / 16", "symmetric": "[−1, 1]: x / 8 − 1"}
@@ -96,17 +97,17 @@ class Digits(Dataset):
         scale: str = "unit",
     ) -> None:
         if split not in ("train", "test"):
-            raise ValueError(f"{_OWNER}: split must be 'train' or 'test', got {split!r}")
+            raise ConfigError(f"{_OWNER}: split must be 'train' or 'test', got {split!r}")
         test_fraction = check_positive(_OWNER, "test_fraction", test_fraction)
         if not test_fraction < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{_OWNER}: test_fraction must be a number in (0, 1), got {test_fraction!r}"
             )
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"{_OWNER}: seed must be an integer ≥ 0, got {seed!r}")
+            raise ConfigError(f"{_OWNER}: seed must be an integer ≥ 0, got {seed!r}")
         if scale not in _SCALES:
             accepted = ", ".join(f"{k!r} ({v})" for k, v in _SCALES.items())
-            raise ValueError(f"{_OWNER}: scale must be one of {accepted}; got {scale!r}")
+            raise ConfigError(f"{_OWNER}: scale must be one of {accepted}; got {scale!r}")
         self.split, self.test_fraction, self.seed, self.scale = split, test_fraction, seed, scale
 
         pixels, labels = _load_digits()
@@ -114,7 +115,7 @@ class Digits(Dataset):
         #: indices of this split's rows in ``sklearn.datasets.load_digits()``
         self.indices = train if split == "train" else test
         if self.indices.numel() == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"{_OWNER}: test_fraction={test_fraction!r} leaves the {split} split empty "
                 "(each class has 174 to 183 images); use a value between 0.01 and 0.99"
             )

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from ebmflow.datasets.base import Bounds, Dataset, generator_device
+from ebmflow.errors import ConfigError
 from ebmflow.validation import check_positive_int
 
 _GL_ORDER = 16  # points per Gauss–Legendre panel
@@ -81,7 +82,7 @@ def composite_gauss_legendre(edges: Tensor) -> tuple[Tensor, Tensor]:
 def _check_quadrature_nodes(owner: str, n_nodes: int) -> int:
     n_nodes = check_positive_int(owner, "quadrature_nodes", n_nodes, minimum=_GL_ORDER)
     if n_nodes % _GL_ORDER:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: quadrature_nodes must be a multiple of {_GL_ORDER} (panels of "
             f"{_GL_ORDER}-point Gauss–Legendre rules), got {n_nodes!r}"
         )
@@ -127,8 +128,8 @@ class Toy2D(Dataset):
         and returned in ``x``'s floating dtype. Points outside the support give −inf."""
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != 2:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{self.name} dataset: log_prob expects a tensor of shape (n, 2), "
-                             f"got {shape}")
+            raise ConfigError(f"{self.name} dataset: log_prob expects a tensor of shape (n, 2), "
+                              f"got {shape}")
         dtype = x.dtype if torch.is_floating_point(x) else torch.float32
         return self._log_prob(x.to(torch.float64)).to(dtype)
 

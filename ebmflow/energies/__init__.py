@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmflow.energy import Energy, Sigma, broadcast_sigma
+from ebmflow.errors import ComponentArgumentError, ConfigError
 
 __all__ = [
     "ACTIVATIONS",
@@ -68,7 +69,7 @@ ACTIVATIONS: dict[str, type[nn.Module] | Any] = {
 def make_activation(owner: str, name: str) -> nn.Module:
     """A new activation module from :data:`ACTIVATIONS`; an error lists the accepted names."""
     if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: unknown activation {name!r}; accepted: {', '.join(sorted(ACTIVATIONS))}"
         )
     return ACTIVATIONS[name.lower()]()
@@ -81,7 +82,7 @@ def check_widths(owner: str, widths: Any, *, allow_empty: bool = False) -> list[
     ) and (allow_empty or len(widths) > 0)
     if not ok:
         empty = "" if allow_empty else "non-empty "
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: widths must be a {empty}list of positive integers (one per layer), "
             f"got {widths!r}"
         )
@@ -128,19 +129,19 @@ def check_sigma_embedding(owner: str, kind: Any, noise_conditional: bool,
                           scale_by_sigma: bool) -> str:
     """Validate the ``sigma_embedding`` / ``scale_by_sigma`` pair of a network energy."""
     if kind not in SIGMA_EMBEDDINGS:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: unknown sigma_embedding {kind!r}; accepted: "
             f"{', '.join(repr(k) for k in SIGMA_EMBEDDINGS)}"
         )
     if not isinstance(scale_by_sigma, bool):
-        raise ValueError(f"{owner}: scale_by_sigma must be True or False, got {scale_by_sigma!r}")
+        raise ConfigError(f"{owner}: scale_by_sigma must be True or False, got {scale_by_sigma!r}")
     if scale_by_sigma and not noise_conditional:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: scale_by_sigma=True makes the energy depend on σ, so it needs "
             "noise_conditional=True"
         )
     if noise_conditional and kind == "none" and not scale_by_sigma:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: sigma_embedding='none' without scale_by_sigma=True would make a "
             "noise-conditional energy that ignores σ; use 'log' or 'fourier', or set "
             "scale_by_sigma=True"
@@ -164,7 +165,7 @@ def resolve_sigma(energy: Energy, sigma: Sigma, x: Tensor, *,
     name = type(energy).__name__
     if not energy.noise_conditional:
         if sigma is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"{name} is a clean energy (noise_conditional=False) and got sigma={sigma!r}; "
                 "pass sigma=None, or build it with noise_conditional=True to condition on σ"
             )
@@ -172,7 +173,7 @@ def resolve_sigma(energy: Energy, sigma: Sigma, x: Tensor, *,
     if sigma is None:
         if none_is_clean:
             return None
-        raise ValueError(
+        raise ConfigError(
             f"{name} is noise-conditional (noise_conditional=True) and needs sigma: a number "
             "> 0 or a (B,) tensor of noise levels in VE coordinates; got None"
         )
@@ -182,15 +183,15 @@ def resolve_sigma(energy: Energy, sigma: Sigma, x: Tensor, *,
         )
         if bad:
             accepted = "≥ 0" if none_is_clean else "> 0"
-            raise ValueError(f"{name}: sigma must be a finite number {accepted}, got {sigma!r}")
+            raise ConfigError(f"{name}: sigma must be a finite number {accepted}, got {sigma!r}")
     elif not isinstance(sigma, Tensor):
-        raise TypeError(
+        raise ComponentArgumentError(
             f"{name}: sigma must be a number or a tensor, got {type(sigma).__name__}"
         )
     try:
         return broadcast_sigma(sigma, x)
     except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 _LAZY = {

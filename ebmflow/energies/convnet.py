@@ -16,6 +16,7 @@ from ebmflow.energies import (
     resolve_sigma,
 )
 from ebmflow.energy import Energy, Sigma
+from ebmflow.errors import ConfigError
 from ebmflow.validation import check_positive_int
 
 
@@ -71,7 +72,7 @@ class ConvNetEnergy(Energy):
         for flag_name, flag in (("spectral_norm", spectral_norm),
                                 ("noise_conditional", noise_conditional)):
             if not isinstance(flag, bool):
-                raise ValueError(f"{owner}: {flag_name} must be True or False, got {flag!r}")
+                raise ConfigError(f"{owner}: {flag_name} must be True or False, got {flag!r}")
         check_sigma_embedding(owner, sigma_embedding, noise_conditional, scale_by_sigma)
         self.act = make_activation(owner, activation)
 

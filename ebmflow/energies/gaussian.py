@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ebmflow.energies import resolve_sigma
 from ebmflow.energy import Energy, Sigma
+from ebmflow.errors import ComponentArgumentError, ConfigError
 from ebmflow.validation import check_positive_int
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -37,7 +38,7 @@ def as_float64(owner: str, name: str, value: Any, ndim: int, accepted: str) -> T
     """``value`` (a number or nested lists of numbers) as a float64 tensor with ``ndim``
     dimensions; tensors and arrays are refused so that the config stays JSON-friendly."""
     if hasattr(value, "tolist") and not isinstance(value, (int, float)):
-        raise TypeError(
+        raise ComponentArgumentError(
             f"{owner}: {name} must be {accepted} (JSON-friendly, so the energy can be saved "
             f"and rebuilt from its config); got a {type(value).__name__}, pass "
             f"{name}.tolist() instead"
@@ -45,11 +46,11 @@ def as_float64(owner: str, name: str, value: Any, ndim: int, accepted: str) -> T
     try:
         tensor = torch.tensor(value, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{owner}: {name} must be {accepted}, got {value!r}") from None
+        raise ConfigError(f"{owner}: {name} must be {accepted}, got {value!r}") from None
     if tensor.ndim != ndim or tensor.numel() == 0 or isinstance(value, bool):
-        raise ValueError(f"{owner}: {name} must be {accepted}, got {value!r}")
+        raise ConfigError(f"{owner}: {name} must be {accepted}, got {value!r}")
     if not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+        raise ConfigError(f"{owner}: {name} must be finite, got {value!r}")
     return tensor
 
 
@@ -61,7 +62,7 @@ def eigen_covariance(owner: str, name: str, cov: Tensor) -> tuple[Tensor, Tensor
         where = f"{name}[{k}]" if cov.ndim == 3 else name
         scale = float(matrix.abs().max())
         if float((matrix - matrix.T).abs().max()) > 1e-10 * max(scale, 1e-300):
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: {where} must be a symmetric matrix, got {matrix.tolist()}"
             )
     cov = 0.5 * (cov + cov.transpose(-1, -2))
@@ -69,7 +70,7 @@ def eigen_covariance(owner: str, name: str, cov: Tensor) -> tuple[Tensor, Tensor
     for k, vals in enumerate(eigvals.reshape(-1, cov.shape[-1])):
         if not bool((vals > 1e-12 * vals.abs().max()).all()):
             where = f"{name}[{k}]" if cov.ndim == 3 else name
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: {where} must be positive definite (all eigenvalues > 0); its "
                 f"eigenvalues are {vals.tolist()}"
             )
@@ -164,7 +165,9 @@ class GaussianFamily(Energy):
         name = type(self).__name__
         n = check_positive_int(name, "n", n)
         if isinstance(sigma, Tensor):
-            raise TypeError(f"{name}.sample: sigma must be a number or None, got a tensor")
+            raise ComponentArgumentError(
+                f"{name}.sample: sigma must be a number or None, got a tensor"
+            )
         resolve_sigma(self, sigma, self.loc, none_is_clean=True)  # the rules of forward
         loc = self.loc
         n_components = loc.shape[0]
@@ -216,11 +219,11 @@ class GaussianEnergy(GaussianFamily):
         loc = as_float64(owner, "mean", mean, 1, "a non-empty list of numbers")
         d = loc.shape[0]
         if covariance is not None and std is not None:
-            raise ValueError(f"{owner}: give covariance or std, not both (got both)")
+            raise ConfigError(f"{owner}: give covariance or std, not both (got both)")
         if covariance is not None:
             cov = as_float64(owner, "covariance", covariance, 2, f"a {d}×{d} nested list")
             if cov.shape != (d, d):
-                raise ValueError(
+                raise ConfigError(
                     f"{owner}: covariance must be {d}×{d} to match the mean of length {d}, "
                     f"got shape {tuple(cov.shape)}"
                 )
@@ -229,7 +232,7 @@ class GaussianEnergy(GaussianFamily):
             eigvals = diagonal_variances(owner, "std", 1.0 if std is None else std, d)
             eigvecs = torch.eye(d, dtype=torch.float64)
         if not isinstance(noise_conditional, bool):
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: noise_conditional must be True or False, got {noise_conditional!r}"
             )
         self._set_components(loc[None], eigvals[None], eigvecs[None],
@@ -254,7 +257,7 @@ def diagonal_variances(owner: str, name: str, std: Any, d: int) -> Tensor:
     else:
         stds = as_float64(owner, name, std, 1, accepted)
         if stds.shape != (d,):
-            raise ValueError(f"{owner}: {name} must be {accepted}, got {std!r}")
+            raise ConfigError(f"{owner}: {name} must be {accepted}, got {std!r}")
     if not bool((stds > 0).all()):
-        raise ValueError(f"{owner}: {name} must be {accepted}, got {std!r}")
+        raise ConfigError(f"{owner}: {name} must be {accepted}, got {std!r}")
     return stds.square()

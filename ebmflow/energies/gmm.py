@@ -13,6 +13,7 @@ from ebmflow.energies.gaussian import (
     diagonal_variances,
     eigen_covariance,
 )
+from ebmflow.errors import ConfigError
 from ebmflow.validation import check_positive, check_positive_int
 
 
@@ -50,12 +51,12 @@ class GMMEnergy(GaussianFamily):
         loc = as_float64(owner, "means", means, 2, "a K×d nested list of numbers")
         k, d = loc.shape
         if stds is not None and covariances is not None:
-            raise ValueError(f"{owner}: give stds or covariances, not both (got both)")
+            raise ConfigError(f"{owner}: give stds or covariances, not both (got both)")
         if covariances is not None:
             cov = as_float64(owner, "covariances", covariances, 3,
                              f"a {k}×{d}×{d} nested list (one d×d matrix per component)")
             if cov.shape != (k, d, d):
-                raise ValueError(
+                raise ConfigError(
                     f"{owner}: covariances must be {k}×{d}×{d} to match means ({k} "
                     f"components in {d} dimensions), got shape {tuple(cov.shape)}"
                 )
@@ -69,9 +70,9 @@ class GMMEnergy(GaussianFamily):
             accepted = f"a list of {k} positive numbers (one per component)"
             w = as_float64(owner, "weights", weights, 1, accepted)
             if w.shape != (k,) or not bool((w > 0).all()):
-                raise ValueError(f"{owner}: weights must be {accepted}, got {weights!r}")
+                raise ConfigError(f"{owner}: weights must be {accepted}, got {weights!r}")
         if not isinstance(noise_conditional, bool):
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: noise_conditional must be True or False, got {noise_conditional!r}"
             )
         self._set_components(loc, eigvals, eigvecs, w, noise_conditional)
@@ -125,11 +126,11 @@ def _component_variances(owner: str, stds: Any, k: int, d: int) -> torch.Tensor:
     if isinstance(stds, (list, tuple)) and stds and isinstance(stds[0], (list, tuple)):
         values = as_float64(owner, "stds", stds, 2, accepted)
         if values.shape != (k, d) or not bool((values > 0).all()):
-            raise ValueError(f"{owner}: stds must be {accepted}, got {stds!r}")
+            raise ConfigError(f"{owner}: stds must be {accepted}, got {stds!r}")
         return values.square()
     if isinstance(stds, (list, tuple)):
         per_component = diagonal_variances(owner, "stds", stds, k) if len(stds) == k else None
         if per_component is None:
-            raise ValueError(f"{owner}: stds must be {accepted}, got {stds!r}")
+            raise ConfigError(f"{owner}: stds must be {accepted}, got {stds!r}")
         return per_component[:, None].expand(k, d).clone()
     return diagonal_variances(owner, "stds", stds, d)[None].expand(k, d).clone()

@@ -20,6 +20,7 @@ from ebmflow.energies import (
     resolve_sigma,
 )
 from ebmflow.energy import Energy, Sigma
+from ebmflow.errors import ConfigError
 from ebmflow.validation import check_positive_int
 
 
@@ -69,7 +70,7 @@ class MLPEnergy(Energy):
         dim = check_positive_int(owner, "dim", dim)
         widths = check_widths(owner, widths, allow_empty=True)
         if not isinstance(noise_conditional, bool):
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: noise_conditional must be True or False, got {noise_conditional!r}"
             )
         check_sigma_embedding(owner, sigma_embedding, noise_conditional, scale_by_sigma)

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from ebmflow.compose import Scaled, Sum
 from ebmflow.energy import Energy, Sigma
+from ebmflow.errors import ComponentArgumentError, ConfigError
 from ebmflow.evaluate.arguments import (
     base_tensor,
     check_has_energy,
@@ -160,7 +161,7 @@ def _schedule(schedule: Any, n_temps: int) -> tuple[Tensor, str]:
             and float(betas[-1]) == 1.0 and bool((betas[1:] > betas[:-1]).all())
         ):
             return betas, "custom"
-    raise ValueError(
+    raise ConfigError(
         f"ais_log_z: schedule must be one of {', '.join(repr(s) for s in SCHEDULES)} or a "
         f"strictly increasing sequence of β from 0 to 1; got {schedule!r}"
     )
@@ -175,11 +176,11 @@ def _resolve_sampler(sampler: Any) -> Sampler:
         built = create("sampler", sampler)
         if isinstance(built, Sampler):
             return built
-        raise TypeError(
+        raise ComponentArgumentError(
             f"ais_log_z: sampler {sampler!r} built a {type(built).__name__}, not an "
             "ebmflow.Sampler"
         )
-    raise TypeError(
+    raise ComponentArgumentError(
         "ais_log_z: sampler must be a registered sampler name, a config dict with a 'name' "
         f"key, or an ebmflow.Sampler; got {type(sampler).__name__}"
     )
@@ -245,9 +246,11 @@ def ais_log_z(
         generator = torch.Generator(device=device)
         generator.seed()
     elif not isinstance(generator, torch.Generator):
-        raise TypeError(f"{owner}: generator must be a torch.Generator, got {generator!r}")
+        raise ComponentArgumentError(
+            f"{owner}: generator must be a torch.Generator, got {generator!r}"
+        )
     elif generator.device.type != device.type:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: generator is on {generator.device} but the chains run on {device}"
         )
     mean = base_tensor(owner, "base_mean", base_mean, shape, dtype, device)
@@ -282,7 +285,7 @@ def ais_log_z(
                 score=r * state.score + (1.0 - r) * s0,
             )
     if bool(torch.isnan(log_w).any()) or not bool(torch.isfinite(log_w.max())):
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: the importance weights are unusable ({int(torch.isnan(log_w).sum())} "
             f"NaN, largest log-weight {float(log_w.max())}); check that the energy is finite "
             "where the base N(base_mean, base_std²) puts its samples"

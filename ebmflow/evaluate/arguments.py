@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ebmflow.energy import Energy
+from ebmflow.errors import ComponentArgumentError, ConfigError
 from ebmflow.validation import check_positive_int
 
 
@@ -33,9 +34,11 @@ def evaluation_dtype_device(
 def check_has_energy(owner: str, energy: Any) -> None:
     """Raise unless ``energy`` is an :class:`~ebmflow.Energy` with energy values."""
     if not isinstance(energy, Energy):
-        raise TypeError(f"{owner}: expected an ebmflow.Energy, got {type(energy).__name__}")
+        raise ComponentArgumentError(
+            f"{owner}: expected an ebmflow.Energy, got {type(energy).__name__}"
+        )
     if not energy.has_energy:
-        raise ValueError(
+        raise ConfigError(
             f"{owner} needs energy values, but {type(energy).__name__} is score-only "
             "(has_energy = False); give the model an energy parameterisation first"
         )
@@ -55,7 +58,7 @@ def resolve_event_shape(
         except (TypeError, ValueError):
             shape = ()
         if not shape or any(n < 1 for n in shape):
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: event_shape must be a non-empty sequence of positive integers, got "
                 f"{event_shape!r}"
             )
@@ -63,12 +66,12 @@ def resolve_event_shape(
     if energy.event_shape is not None:
         given.append(tuple(energy.event_shape))
     if not given:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: {type(energy).__name__} declares no event_shape; pass dim=... "
             "(vectors) or event_shape=(...)"
         )
     if len(set(given)) > 1:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: inconsistent event shapes: dim={dim!r}, event_shape={event_shape!r}, "
             f"{type(energy).__name__}.event_shape={energy.event_shape!r}"
         )
@@ -88,11 +91,11 @@ def base_tensor(
     try:
         t = torch.broadcast_to(torch.as_tensor(value, dtype=torch.float64), shape)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: {name} must be a number or a tensor broadcastable to the event shape "
             f"{shape}, got {value!r}"
         ) from None
     if not bool(torch.isfinite(t).all()) or (name == "base_std" and not bool((t > 0).all())):
         accepted = "positive and finite" if name == "base_std" else "finite"
-        raise ValueError(f"{owner}: {name} must be {accepted}, got {value!r}")
+        raise ConfigError(f"{owner}: {name} must be {accepted}, got {value!r}")
     return t.to(device=device, dtype=dtype).clone()

@@ -19,24 +19,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ebmflow.errors import ConfigError
+
 
 def _as_chains(owner: str, samples: Any, min_steps: int) -> tuple[Tensor, tuple[int, ...]]:
     """``samples`` as float64 ``(N, M, D)`` and the event shape."""
     samples = torch.as_tensor(samples)
     if samples.ndim < 2:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: samples must be shaped (n_steps, n_chains, *event_shape), got shape "
             f"{tuple(samples.shape)}"
         )
     if samples.shape[0] < min_steps or samples.shape[1] < 1:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: needs at least {min_steps} steps and 1 chain, got samples of shape "
             f"{tuple(samples.shape)} (n_steps, n_chains, *event_shape)"
         )
     if not torch.is_floating_point(samples):
         samples = samples.to(torch.float64)
     if not bool(torch.isfinite(samples).all()):
-        raise ValueError(f"{owner}: samples hold NaN or ±∞ values")
+        raise ConfigError(f"{owner}: samples hold NaN or ±∞ values")
     event_shape = tuple(samples.shape[2:])
     x = samples.detach().to(torch.float64).reshape(samples.shape[0], samples.shape[1], -1)
     return x, event_shape

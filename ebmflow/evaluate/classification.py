@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ebmflow.errors import ConfigError
+
 #: The OOD scores :func:`ood_scores` computes, each higher on in-distribution inputs.
 OOD_SCORES = ("log_px", "max_prob", "grad_norm")
 
@@ -43,7 +45,7 @@ def _check_labels(owner: str, labels: Tensor, n: int) -> Tensor:
     if not isinstance(labels, Tensor) or labels.shape != (n,) or labels.is_floating_point():
         got = (f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, Tensor)
                else type(labels).__name__)
-        raise ValueError(f"{owner}: labels must be an integer tensor of shape ({n},), got {got}")
+        raise ConfigError(f"{owner}: labels must be an integer tensor of shape ({n},), got {got}")
     return labels
 
 
@@ -51,15 +53,15 @@ def _check_probs(owner: str, probs: Tensor) -> Tensor:
     if not isinstance(probs, Tensor) or probs.ndim != 2 or not probs.is_floating_point():
         got = (f"{probs.dtype} {tuple(probs.shape)}" if isinstance(probs, Tensor)
                else type(probs).__name__)
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: probs must be a floating-point tensor (N, n_classes) of class "
             f"probabilities, got {got}"
         )
     if probs.shape[0] == 0:
-        raise ValueError(f"{owner}: probs is empty (N = 0)")
+        raise ConfigError(f"{owner}: probs is empty (N = 0)")
     if not bool(torch.isfinite(probs).all()):
-        raise ValueError(f"{owner}: probs holds {int((~torch.isfinite(probs)).sum())} "
-                         f"non-finite values")
+        raise ConfigError(f"{owner}: probs holds {int((~torch.isfinite(probs)).sum())} "
+                          f"non-finite values")
     return probs
 
 
@@ -69,8 +71,8 @@ def accuracy(predictions: Tensor, labels: Tensor) -> float:
     if isinstance(predictions, Tensor) and predictions.ndim == 2:
         predictions = _check_probs("accuracy", predictions).argmax(dim=1)
     if not isinstance(predictions, Tensor) or predictions.ndim != 1 or predictions.numel() == 0:
-        raise ValueError("accuracy: predictions must be (N,) class indices or (N, n_classes) "
-                         "scores with N ≥ 1")
+        raise ConfigError("accuracy: predictions must be (N,) class indices or (N, n_classes) "
+                          "scores with N ≥ 1")
     labels = _check_labels("accuracy", labels, predictions.shape[0])
     return float((predictions.to(labels.device) == labels).double().mean())
 
@@ -98,9 +100,9 @@ def auroc(in_scores: Tensor, out_scores: Tensor) -> float:
     parts = []
     for name, s in (("in_scores", in_scores), ("out_scores", out_scores)):
         if not isinstance(s, Tensor) or s.ndim != 1 or s.numel() == 0:
-            raise ValueError(f"auroc: {name} must be a non-empty 1-D tensor")
+            raise ConfigError(f"auroc: {name} must be a non-empty 1-D tensor")
         if bool(torch.isnan(s).any()):
-            raise ValueError(f"auroc: {name} holds {int(torch.isnan(s).sum())} NaN scores")
+            raise ConfigError(f"auroc: {name} holds {int(torch.isnan(s).sum())} NaN scores")
         parts.append(s.detach().double().cpu())
     n_in, n_out = parts[0].numel(), parts[1].numel()
     scores = torch.cat(parts)
@@ -134,7 +136,7 @@ def ood_scores(energy: Any, x: Tensor, *, sigma: Any = None,
     for chunk in _energy_chunks(x, batch_size):
         e, s = energy.energy_and_score(chunk, sigma)
         if e is None:
-            raise ValueError(
+            raise ConfigError(
                 f"ood_scores: {type(energy).__name__} is score-only; the log p(x) score "
                 "needs an energy"
             )
@@ -153,7 +155,7 @@ def shuffle_pixels(x: Tensor, generator: torch.Generator | None = None) -> Tenso
     """A copy of ``x`` ``(N, *shape)`` with the entries of every sample permuted by its own
     uniformly random permutation (from ``generator``)."""
     if not isinstance(x, Tensor) or x.ndim < 2:
-        raise ValueError("shuffle_pixels: x must be a tensor (N, *shape) with N samples")
+        raise ConfigError("shuffle_pixels: x must be a tensor (N, *shape) with N samples")
     flat = x.flatten(1)
     device = generator.device if generator is not None else torch.device("cpu")
     keys = torch.rand(flat.shape, generator=generator, device=device)
@@ -181,12 +183,12 @@ def classification_report(
     ``{ood name: {score name: AUROC}}`` for the scores of :func:`ood_scores`.
     """
     if not callable(getattr(energy, "predict_proba", None)):
-        raise ValueError(
+        raise ConfigError(
             f"classification_report: {type(energy).__name__} has no predict_proba(x); it "
             "needs a classifier energy (e.g. ebmflow-jem's classifier energies)"
         )
     if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError("classification_report: x must be a non-empty tensor (N, *shape)")
+        raise ConfigError("classification_report: x must be a non-empty tensor (N, *shape)")
     y = _check_labels("classification_report", y, x.shape[0])
     chunks = _energy_chunks(x, batch_size)
     with torch.no_grad():

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ebmflow.errors import ConfigError
+
 KERNELS = ("rbf",)
 #: the median heuristic looks at (at most) this many evenly spaced points of the pooled sample.
 MEDIAN_SUBSAMPLE = 2000
@@ -28,13 +30,13 @@ MEDIAN_SUBSAMPLE = 2000
 def _as_matrix(name: str, value: Any) -> Tensor:
     t = torch.as_tensor(value)
     if t.ndim < 1 or t.shape[0] < 2:
-        raise ValueError(
+        raise ConfigError(
             f"mmd: {name} must be a batch (n, *event_shape) with n ≥ 2 for the unbiased "
             f"estimator, got shape {tuple(t.shape)}"
         )
     t = t.detach().to(torch.float64).reshape(t.shape[0], -1)
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"mmd: {name} holds NaN or ±∞ values")
+        raise ConfigError(f"mmd: {name} holds NaN or ±∞ values")
     return t
 
 
@@ -90,13 +92,13 @@ def mmd(
         MMD²_u as a Python float (float64 arithmetic); its null distribution is centred at 0.
     """
     if kernel not in KERNELS:
-        raise ValueError(f"mmd: kernel must be one of {', '.join(map(repr, KERNELS))}, "
-                         f"got {kernel!r}")
+        raise ConfigError(f"mmd: kernel must be one of {', '.join(map(repr, KERNELS))}, "
+                          f"got {kernel!r}")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"mmd: batch_size must be an integer ≥ 1, got {batch_size!r}")
+        raise ConfigError(f"mmd: batch_size must be an integer ≥ 1, got {batch_size!r}")
     a, b = _as_matrix("x", x), _as_matrix("y", y)
     if torch.as_tensor(x).shape[1:] != torch.as_tensor(y).shape[1:]:
-        raise ValueError(
+        raise ConfigError(
             f"mmd: x and y must have the same event shape, got {tuple(torch.as_tensor(x).shape)}"
             f" and {tuple(torch.as_tensor(y).shape)}"
         )
@@ -112,7 +114,7 @@ def mmd(
         isinstance(h, bool) or not isinstance(h, (int, float)) or not math.isfinite(h) or h <= 0
         for h in bandwidths
     ):
-        raise ValueError(
+        raise ConfigError(
             f"mmd: {what} must give one or more positive finite bandwidths, got "
             f"{bandwidth if bandwidth is not None else median_scales!r}"
         )

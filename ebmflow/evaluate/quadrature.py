@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from ebmflow.energy import Energy, broadcast_sigma
+from ebmflow.errors import ConfigError
 from ebmflow.evaluate.arguments import check_has_energy, evaluation_dtype_device
 
 #: default number of cells per dimension, by dimension.
@@ -143,7 +144,7 @@ def _check_sigma(owner: str, sigma: Any) -> float | None:
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (
         math.isfinite(sigma) and sigma >= 0
     ):
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: sigma must be None or one number ≥ 0 (the same noise level for every "
             f"point), got {sigma!r}"
         )
@@ -157,15 +158,15 @@ def _check_bounds(owner: str, bounds: Any) -> tuple[tuple[float, float], ...]:
     try:
         pairs = tuple((float(low), float(high)) for low, high in bounds)
     except (TypeError, ValueError):
-        raise ValueError(f"{owner}: bounds must be {accepted}; got {bounds!r}") from None
+        raise ConfigError(f"{owner}: bounds must be {accepted}; got {bounds!r}") from None
     if not 1 <= len(pairs) <= 3:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: bounds has {len(pairs)} dimensions; grid quadrature handles 1 to 3 "
             "(use ebmflow.evaluate.ais_log_z in higher dimensions)"
         )
     for low, high in pairs:
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"{owner}: bounds must be {accepted}; got {bounds!r}")
+            raise ConfigError(f"{owner}: bounds must be {accepted}; got {bounds!r}")
     return pairs
 
 
@@ -174,7 +175,7 @@ def _check_event(owner: str, energy: Energy, dim: int) -> tuple[int, ...]:
         return (dim,)
     shape = tuple(energy.event_shape)
     if math.prod(shape) != dim:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: bounds give {dim} dimension(s) but {type(energy).__name__} has "
             f"event_shape {shape} ({math.prod(shape)} numbers); give one (low, high) pair per "
             "number in an event"
@@ -193,7 +194,7 @@ def _check_resolution(owner: str, resolution: Any, dim: int) -> tuple[int, ...]:
     except TypeError:
         values = ()
     if len(values) != dim or any(n < 2 for n in values):
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: resolution must be an integer ≥ 2 or {dim} such integers (cells per "
             f"dimension), got {resolution!r}"
         )
@@ -204,13 +205,13 @@ def _check_positive(owner: str, name: str, value: Any, upper: float | None = Non
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value <= 0 or (upper is not None and value >= upper):
         accepted = "a number > 0" if upper is None else f"a number in (0, {upper:g})"
-        raise ValueError(f"{owner}: {name} must be {accepted}, got {value!r}")
+        raise ConfigError(f"{owner}: {name} must be {accepted}, got {value!r}")
     return float(value)
 
 
 def _check_batch_size(owner: str, batch_size: Any) -> int:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"{owner}: batch_size must be an integer ≥ 1, got {batch_size!r}")
+        raise ConfigError(f"{owner}: batch_size must be an integer ≥ 1, got {batch_size!r}")
     return batch_size
 
 
@@ -223,7 +224,7 @@ def _energies(
     """E(x, σ) as float64 ``(B,)``; raise on NaN or −∞ (+∞ is zero density, allowed)."""
     e = energy(x, broadcast_sigma(sigma, x))
     if e.shape != (x.shape[0],):
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: {type(energy).__name__} returned shape {tuple(e.shape)} for "
             f"{x.shape[0]} points; an energy returns one value per point"
         )
@@ -231,7 +232,7 @@ def _energies(
     bad = torch.isnan(e) | (e == -math.inf)
     if bool(bad.any()):
         first = x[bad.nonzero()[0, 0]].flatten().tolist()
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: {type(energy).__name__} returned NaN or −∞ at {int(bad.sum())} of "
             f"{e.shape[0]} {what} (first at x = {[round(v, 4) for v in first]}); the energy "
             "must be finite or +∞ (zero density) everywhere in the box"
@@ -273,7 +274,7 @@ def _grid_pass(
             shell_sums.append(torch.logsumexp(neg_e[in_shell], dim=0))
     log_sum = torch.logsumexp(torch.stack(log_sums), dim=0)
     if not bool(torch.isfinite(log_sum)):
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: exp(−E) is zero (E = +∞) at every grid point in {list(bounds)}; "
             "the box misses the density entirely"
         )
@@ -421,13 +422,13 @@ def nll(
     data = torch.as_tensor(data)
     dim = math.prod(event_shape)
     if data.ndim < 2 or data.shape[0] < 1 or math.prod(data.shape[1:]) != dim:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: data must be (N, {dim}) or (N, *{event_shape}) with N ≥ 1 for "
             f"{len(grid.bounds)}-D bounds, got shape {tuple(data.shape)}"
         )
     flat = data.reshape(data.shape[0], dim).to(torch.float64)
     if not bool(torch.isfinite(flat).all()):
-        raise ValueError(f"{owner}: data holds NaN or ±∞ values")
+        raise ConfigError(f"{owner}: data holds NaN or ±∞ values")
     lows = torch.tensor([b[0] for b in grid.bounds], dtype=torch.float64)
     highs = torch.tensor([b[1] for b in grid.bounds], dtype=torch.float64)
     outside = ((flat.cpu() < lows) | (flat.cpu() > highs)).any(dim=1)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ebmflow.config import Configurable
+from ebmflow.errors import ConfigError
 from ebmflow.validation import check_positive, check_positive_int
 
 Scalar = TypeVar("Scalar", float, Tensor)
@@ -44,7 +45,7 @@ def _check_number(function: str, name: str, value: Any, low: float, high: float,
         return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not ok or not (low <= value <= high):
-        raise ValueError(f"{function}: {name} must be {accepted}, got {value!r}")
+        raise ConfigError(f"{function}: {name} must be {accepted}, got {value!r}")
 
 
 def sigma_from_alpha_bar(alpha_bar: Scalar) -> Scalar:
@@ -57,8 +58,8 @@ def sigma_from_alpha_bar(alpha_bar: Scalar) -> Scalar:
     _check_number("sigma_from_alpha_bar", "alpha_bar", alpha_bar, 0.0, 1.0,
                   "a number in (0, 1]")
     if not isinstance(alpha_bar, Tensor) and alpha_bar == 0:
-        raise ValueError("sigma_from_alpha_bar: alpha_bar must be a number in (0, 1], got 0 "
-                         "(σ would be infinite)")
+        raise ConfigError("sigma_from_alpha_bar: alpha_bar must be a number in (0, 1], got 0 "
+                          "(σ would be infinite)")
     a = _as_float64(alpha_bar)
     return _like_input(torch.sqrt((1.0 - a) / a), alpha_bar)
 
@@ -157,7 +158,7 @@ def check_sigma_range(owner: str, sigma_min: Any, sigma_max: Any) -> tuple[float
     sigma_min = check_positive(owner, "sigma_min", sigma_min)
     sigma_max = check_positive(owner, "sigma_max", sigma_max)
     if not sigma_min < sigma_max:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: sigma_min must be smaller than sigma_max, got sigma_min={sigma_min!r}, "
             f"sigma_max={sigma_max!r}"
         )

@@ -8,6 +8,7 @@ import math
 import torch
 from torch import Tensor
 
+from ebmflow.errors import ConfigError
 from ebmflow.noise_schedules.base import NoiseSchedule, _normal, check_sigma_range
 from ebmflow.validation import check_positive
 
@@ -45,7 +46,7 @@ class KarrasSchedule(NoiseSchedule):
         if isinstance(p_mean, bool) or not isinstance(p_mean, (int, float)) or not (
             math.isfinite(p_mean)
         ):
-            raise ValueError(f"{owner}: p_mean must be a finite number, got {p_mean!r}")
+            raise ConfigError(f"{owner}: p_mean must be a finite number, got {p_mean!r}")
         self.p_mean = float(p_mean)
         self.p_std = check_positive(owner, "p_std", p_std)
 

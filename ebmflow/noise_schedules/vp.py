@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from ebmflow.errors import ConfigError
 from ebmflow.noise_schedules.base import NoiseSchedule, Scalar, _as_float64, _like_input, _uniform
 from ebmflow.validation import check_positive
 
@@ -48,7 +49,7 @@ class _VPSchedule(NoiseSchedule):
         self.sigma_min = float(self._sigma(torch.tensor(self.t_eps, dtype=torch.float64)))
         self.sigma_max = float(self._sigma(torch.tensor(self.t_max, dtype=torch.float64)))
         if not (0.0 < self.sigma_min < self.sigma_max < math.inf):
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: these arguments give σ_min={self.sigma_min!r}, "
                 f"σ_max={self.sigma_max!r}; a schedule needs 0 < σ_min < σ_max < inf"
             )
@@ -74,7 +75,7 @@ class _VPSchedule(NoiseSchedule):
 def _check_t_eps(owner: str, t_eps: float) -> float:
     t_eps = check_positive(owner, "t_eps", t_eps)
     if not t_eps < 1.0:
-        raise ValueError(f"{owner}: t_eps must be a number in (0, 1), got {t_eps!r}")
+        raise ConfigError(f"{owner}: t_eps must be a number in (0, 1), got {t_eps!r}")
     return t_eps
 
 
@@ -107,7 +108,7 @@ class VPLinearSchedule(_VPSchedule):
         self.beta_min = check_positive(owner, "beta_min", beta_min, allow_zero=True)
         self.beta_max = check_positive(owner, "beta_max", beta_max)
         if self.beta_max < self.beta_min:
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: beta_max must be ≥ beta_min, got beta_min={beta_min!r}, "
                 f"beta_max={beta_max!r}"
             )
@@ -175,7 +176,7 @@ class VPCosineSchedule(_VPSchedule):
             beta_at_eps = math.pi / (1.0 + self.s) * math.tan(
                 (self.t_eps + self.s) / (1.0 + self.s) * math.pi / 2
             )
-            raise ValueError(
+            raise ConfigError(
                 f"{owner}: beta_max={beta_max!r} is reached before t_eps={t_eps!r}; "
                 f"beta_max must exceed β(t_eps) = {beta_at_eps:.6g}"
             )

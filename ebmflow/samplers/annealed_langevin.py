@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ebmflow.energy import Energy, broadcast_sigma
+from ebmflow.errors import ComponentArgumentError, ConfigError
 from ebmflow.samplers.base import (
     Sampler,
     SampleResult,
@@ -43,7 +44,7 @@ def _resolve_sigmas(noise_schedule: Any, n_levels: int) -> list[float]:
     elif isinstance(noise_schedule, (Sequence, Tensor)):
         sigmas = noise_schedule
     else:
-        raise TypeError(
+        raise ComponentArgumentError(
             "annealed-langevin: noise_schedule must be a registered schedule name, a config "
             f"dict, a schedule object or a sequence of sigmas; got {type(noise_schedule).__name__}"
         )
@@ -55,7 +56,7 @@ def _resolve_sigmas(noise_schedule: Any, n_levels: int) -> list[float]:
     if not sigmas or any(not math.isfinite(s) or s <= 0 for s in sigmas) or any(
         a <= b for a, b in zip(sigmas, sigmas[1:])
     ):
-        raise ValueError(
+        raise ConfigError(
             f"annealed-langevin: noise_schedule must give noise levels that are positive and "
             f"strictly decreasing, got {sigmas if sigmas else given}"
         )
@@ -89,7 +90,7 @@ class AnnealedLangevin(Sampler):
                                             steps_per_level)
         self.epsilon = check_positive("annealed-langevin", "epsilon", epsilon)
         if not isinstance(denoise, bool):
-            raise ValueError(f"annealed-langevin: denoise must be True or False, got {denoise!r}")
+            raise ConfigError(f"annealed-langevin: denoise must be True or False, got {denoise!r}")
         self.denoise = denoise
         sigma_l = self.sigmas[-1]
         self.step_sizes = [0.5 * self.epsilon * (s / sigma_l) ** 2 for s in self.sigmas]
@@ -108,12 +109,12 @@ class AnnealedLangevin(Sampler):
 
     def init(self, energy: Energy, x: Tensor, sigma=None) -> SamplerState:
         if sigma is not None:
-            raise ValueError(
+            raise ConfigError(
                 "annealed-langevin sets the noise level itself from its schedule; "
                 f"do not pass sigma (got {sigma!r})"
             )
         if not energy.noise_conditional:
-            raise ValueError(
+            raise ConfigError(
                 f"annealed-langevin needs a noise-conditional energy (E(x, σ)); "
                 f"{type(energy).__name__} has noise_conditional=False"
             )

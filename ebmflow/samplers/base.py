@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ebmflow.config import Configurable
 from ebmflow.energy import Energy, Sigma, broadcast_sigma
-from ebmflow.errors import SamplerDivergedError
+from ebmflow.errors import ComponentArgumentError, ConfigError, SamplerDivergedError
 from ebmflow.validation import check_positive_int
 
 
@@ -162,7 +162,7 @@ def _compile_mode(owner: str, compile: bool | str) -> str | None:
         return "default"
     if isinstance(compile, str) and compile in COMPILE_MODES:
         return compile
-    raise ValueError(
+    raise ConfigError(
         f"{owner}: compile must be False, True or a torch.compile mode "
         f"({', '.join(map(repr, COMPILE_MODES))}); got {compile!r}"
     )
@@ -170,7 +170,7 @@ def _compile_mode(owner: str, compile: bool | str) -> str | None:
 
 def _check_cuda_graphs(owner: str, mode: str, device: torch.device) -> None:
     if COMPILE_MODES[mode] and device.type != "cuda":
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: compile={mode!r} captures CUDA graphs and needs CUDA tensors, but the "
             f"chains are on {device}; use compile=True (or 'default') there"
         )
@@ -234,7 +234,9 @@ def compile_energy(energy: Energy, mode: bool | str = True) -> Energy:
     if resolved is None:
         return energy
     if not isinstance(energy, Energy):
-        raise TypeError(f"compile_energy: expected an ebmflow.Energy, got {type(energy).__name__}")
+        raise ComponentArgumentError(
+            f"compile_energy: expected an ebmflow.Energy, got {type(energy).__name__}"
+        )
     if isinstance(energy, CompiledEnergy):
         if energy.mode == resolved:
             return energy
@@ -291,18 +293,22 @@ class Sampler(Configurable):
 
     def _check_compatible(self, energy: Energy, x: Tensor) -> None:
         if not isinstance(energy, Energy):
-            raise TypeError(f"{self.name}: expected an ebmflow.Energy, got {type(energy).__name__}")
+            raise ComponentArgumentError(
+                f"{self.name}: expected an ebmflow.Energy, got {type(energy).__name__}"
+            )
         if not isinstance(x, Tensor) or x.ndim < 1:
-            raise ValueError(f"{self.name}: x must be a tensor of shape (B, *event_shape)")
+            raise ConfigError(f"{self.name}: x must be a tensor of shape (B, *event_shape)")
         if not torch.is_floating_point(x):
-            raise TypeError(f"{self.name}: x must be a floating-point tensor, got {x.dtype}")
+            raise ComponentArgumentError(
+                f"{self.name}: x must be a floating-point tensor, got {x.dtype}"
+            )
         if energy.event_shape is not None and tuple(x.shape[1:]) != tuple(energy.event_shape):
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name}: x has event shape {tuple(x.shape[1:])} but "
                 f"{type(energy).__name__} expects {tuple(energy.event_shape)} (x is (B, *event))"
             )
         if self.needs_energy and not energy.has_energy:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name} needs energy values for its Metropolis test, but "
                 f"{type(energy).__name__} is score-only; use 'langevin' or "
                 "'annealed-langevin', or give the model an energy"
@@ -313,7 +319,7 @@ class Sampler(Configurable):
         if param is not None and (param.device != x.device or (
             param.is_floating_point() and param.dtype != x.dtype
         )):
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name}: x is {x.dtype} on {x.device} but {type(energy).__name__} is "
                 f"{param.dtype} on {param.device}; move one with .to()"
             )
@@ -436,7 +442,7 @@ def build_sampler(
 
         built = create("sampler", dict(spec) if isinstance(spec, Mapping) else spec)
         if not isinstance(built, Sampler):
-            raise TypeError(
+            raise ComponentArgumentError(
                 f"{owner}: sampler {spec!r} built a {type(built).__name__}, not an "
                 "ebmflow.Sampler"
             )
@@ -444,7 +450,7 @@ def build_sampler(
     if isinstance(spec, Sampler):
         return spec
     example = dict(default) if isinstance(default, Mapping) else {"name": default}
-    raise TypeError(
+    raise ComponentArgumentError(
         f"{owner}: sampler must be an ebmflow.Sampler, a registered sampler name or a config "
         f"dict such as {example}; got {type(sampler).__name__} {sampler!r}"
     )

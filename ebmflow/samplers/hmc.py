@@ -18,6 +18,7 @@ import math
 import torch
 
 from ebmflow.energy import Energy
+from ebmflow.errors import ConfigError
 from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like, per_row
 from ebmflow.samplers.metropolis import metropolis_accept, select, sum_squares
 from ebmflow.validation import check_positive, check_positive_int
@@ -47,7 +48,7 @@ class HMC(Sampler):
         self.adapt_steps = check_positive_int("hmc", "adapt_steps", adapt_steps, minimum=0)
         if not (isinstance(target_accept, (int, float)) and not isinstance(target_accept, bool)
                 and 0.0 < target_accept < 1.0):
-            raise ValueError(f"hmc: target_accept must lie in (0, 1), got {target_accept!r}")
+            raise ConfigError(f"hmc: target_accept must lie in (0, 1), got {target_accept!r}")
         self.target_accept = float(target_accept)
 
     @property

@@ -156,7 +156,7 @@ class ContrastiveObjective(ebmflow.Objective):
         if self.kl_weight > 0 and (
             type(self.sampler).target_state is not ebmflow.Sampler.target_state
         ):
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{owner}: kl_weight={kl_weight!r} differentiates through the last step of "
                 f"one chain per sample, but {self.sampler.name!r} runs an ensemble (its "
                 "state holds more chains than the batch); use kl_weight=0 with it, or a "
@@ -165,7 +165,7 @@ class ContrastiveObjective(ebmflow.Objective):
         if kl_step_size is None:
             kl_step_size = getattr(self.sampler, "step_size", None)
             if kl_step_size is None and self.kl_weight > 0:
-                raise ValueError(
+                raise ebmflow.ConfigError(
                     f"{owner}: kl_weight={kl_weight!r} needs kl_step_size (the η of the "
                     f"last step's drift), and sampler {self.sampler.name!r} has no "
                     "step_size to take it from; pass kl_step_size, a number > 0"
@@ -197,7 +197,7 @@ class ContrastiveObjective(ebmflow.Objective):
         self, energy: ebmflow.Energy, batch: Tensor, *, generator: torch.Generator | None = None
     ) -> ebmflow.ObjectiveOutput:
         if energy.noise_conditional:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{self.owner}: {type(energy).__name__} is noise-conditional; contrastive "
                 "divergence trains a clean energy E(x) (for E(x, σ) use a denoising score "
                 "matching objective such as 'dsm' or 'multiscale-dsm')"

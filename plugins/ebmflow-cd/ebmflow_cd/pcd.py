@@ -78,20 +78,22 @@ class PersistentContrastiveDivergence(ContrastiveObjective):
         super().__init__()
         self._setup(sampler, k, alpha, kl_weight, kl_step_size)
         if write_back not in WRITE_BACKS:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"pcd: unknown write_back {write_back!r}; accepted: "
                 f"{', '.join(map(repr, WRITE_BACKS))}"
             )
         self.write_back = write_back
         if isinstance(init, str) and init not in ("uniform", "gaussian"):
-            raise ValueError(f"pcd: unknown init {init!r}; accepted: 'uniform', 'gaussian'")
+            raise ebmflow.ConfigError(
+                f"pcd: unknown init {init!r}; accepted: 'uniform', 'gaussian'"
+            )
         try:
             self.buffer = ebmflow.ReplayBuffer(
                 capacity, event_shape, reinit_prob=reinit_prob, replacement=replacement,
                 init=init, init_low=init_low, init_high=init_high, init_std=init_std,
             )
         except ValueError as exc:
-            raise ValueError(str(exc).replace("ReplayBuffer:", "pcd:", 1)) from None
+            raise ebmflow.ConfigError(str(exc).replace("ReplayBuffer:", "pcd:", 1)) from None
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, write_back={self.write_back!r}"
@@ -100,7 +102,7 @@ class PersistentContrastiveDivergence(ContrastiveObjective):
         self, batch: Tensor, generator: torch.Generator | None
     ) -> tuple[Tensor, Any]:
         if tuple(batch.shape[1:]) != self.buffer.event_shape:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"pcd: the batch has event shape {tuple(batch.shape[1:])} but the replay "
                 f"buffer holds {self.buffer.event_shape}; set event_shape="
                 f"{list(batch.shape[1:])}"

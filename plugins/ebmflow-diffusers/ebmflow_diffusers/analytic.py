@@ -22,6 +22,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import Tensor
 
+from ebmflow import ConfigError
 from ebmflow_diffusers.schedule import NoiseTable
 
 
@@ -52,7 +53,7 @@ class GaussianDenoiser(ModelMixin, ConfigMixin):
     ) -> None:
         super().__init__()
         if not std > 0:
-            raise ValueError(f"GaussianDenoiser: std must be > 0, got {std!r}")
+            raise ConfigError(f"GaussianDenoiser: std must be > 0, got {std!r}")
         self.table = NoiseTable({
             "schedule": schedule, "prediction_type": prediction_type,
             "num_train_timesteps": num_train_timesteps, "beta_start": beta_start,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,16 @@ from ebmflow_diffusers.schedule import (
     PREDICTION_TYPES,
     VE_SCHEDULER_CLASSES,
     VP_SCHEDULER_CLASSES,
+    NoiseTable,
 )
 
 SUPPORTED_SCHEDULERS = (*VP_SCHEDULER_CLASSES, *VE_SCHEDULER_CLASSES, "EBMScheduler")
 WEIGHTS = "diffusion_pytorch_model.safetensors"
+#: the largest JSON config read (real ones are a few kB); a bound so that a crafted file
+#: cannot make the converter read without limit.
+MAX_CONFIG_BYTES = 4 * 2**20
+#: dtypes the network's weights may have: the floating-point types a UNet runs in.
+WEIGHT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 class ConversionError(ebmflow.ConfigError):
@@ -45,13 +52,76 @@ def _supported() -> str:
     )
 
 
-def _read_json(file: Path, what: str) -> Any:
-    if not file.is_file():
-        raise ConversionError(f"diffusers converter: {file} is missing ({what}); {_supported()}")
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def _check_regular(file: Path, what: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise ConversionError(
+            f"diffusers converter: {file} ({what}) is {_file_kind(mode)}, not a regular file"
+        )
+
+
+def _regular_file(file: Path, what: str) -> os.stat_result | None:
+    """The ``stat`` of ``file`` (a symlink is followed, as in Hugging Face's cache), or None
+    when it does not exist. Anything but a regular file is refused by what it is: reading a
+    FIFO blocks and ``/dev/zero`` never ends, so neither may be opened for reading."""
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConversionError(f"diffusers converter: {file} is not valid JSON ({exc})") from None
+        info = file.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a symlink loop, a path through a file, no permission
+        raise ConversionError(f"diffusers converter: {file} ({what}) cannot be read "
+                              f"({exc.strerror or exc})") from None
+    _check_regular(file, what, info.st_mode)
+    return info
+
+
+def _read_json(file: Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``file``: a regular file of at most ``MAX_CONFIG_BYTES``, opened
+    without blocking (in case it was swapped for a FIFO after the check)."""
+    info = _regular_file(file, what)
+    if info is None:
+        raise ConversionError(f"diffusers converter: {file} is missing ({what}); {_supported()}")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConversionError(
+            f"diffusers converter: {file} ({what}) is {info.st_size} bytes; a config may be "
+            f"at most {MAX_CONFIG_BYTES} bytes"
+        )
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            _check_regular(file, what, os.fstat(handle.fileno()).st_mode)
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConversionError(f"diffusers converter: {file} ({what}) cannot be read "
+                              f"({exc.strerror or exc})") from None
+    if len(data) > MAX_CONFIG_BYTES:  # it grew after the check
+        raise ConversionError(f"diffusers converter: {file} ({what}) is larger than "
+                              f"{MAX_CONFIG_BYTES} bytes, the most a config may be")
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ConversionError(f"diffusers converter: {file} is not valid JSON ({reason})"
+                              ) from None
+    if not isinstance(value, dict):
+        raise ConversionError(
+            f"diffusers converter: {file} ({what}) must hold a JSON object "
+            f"({{\"key\": value, ...}}), got {type(value).__name__} {_short(value)}"
+        )
+    return value
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def convert(
@@ -108,11 +178,20 @@ def _check_classes(network_class: str, scheduler_class: str | None, where: str) 
 
 
 def _model(unet_config, scheduler_config, network_class, prediction_type, where):
+    """The score model, its scheduler config checked first so that each error names the
+    config it comes from (``where``: the scheduler's and the network's)."""
+    config = dict(scheduler_config)
+    if prediction_type is not None:
+        config["prediction_type"] = prediction_type
+    try:
+        NoiseTable(config)
+    except ValueError as exc:
+        raise ConversionError(f"diffusers converter: {where[0]}: {exc}") from None
     try:
         return DiffusersScoreModel(unet_config, scheduler_config, network_class,
                                    prediction_type=prediction_type)
     except ValueError as exc:
-        raise ConversionError(f"diffusers converter: {where}: {exc}") from None
+        raise ConversionError(f"diffusers converter: {where[1]}: {exc}") from None
 
 
 def _from_objects(unet, scheduler, prediction_type) -> DiffusersScoreModel:
@@ -120,37 +199,34 @@ def _from_objects(unet, scheduler, prediction_type) -> DiffusersScoreModel:
     scheduler_class = type(scheduler).__name__
     _check_classes(network_class, scheduler_class, "the pipeline")
     _model(plain_config(unet.config), plain_config(scheduler.config), network_class,
-           prediction_type, "the pipeline")  # validates before wrapping
+           prediction_type, ("the pipeline's scheduler", "the pipeline's unet")
+           )  # validates before wrapping
     return DiffusersScoreModel.from_unet(unet, scheduler, prediction_type).eval()
 
 
 def _from_folder(folder: Path, prediction_type) -> DiffusersScoreModel:
-    import safetensors.torch
-
     if not folder.is_dir():
         raise ConversionError(f"diffusers converter: {folder} is not a folder; {_supported()}")
     index = _read_json(folder / "model_index.json", "the pipeline's component list")
-    if not isinstance(index, dict):
-        raise ConversionError(f"diffusers converter: {folder / 'model_index.json'} must hold "
-                              f"an object")
     parts = {}
     for name in ("unet", "scheduler"):
         entry = index.get(name)
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str)):
-            listed = ", ".join(k for k, v in index.items()
-                               if not k.startswith("_") and isinstance(v, list) and v[0]) or "none"
+            listed = ", ".join(k for k, v in index.items() if not k.startswith("_")
+                               and isinstance(v, list) and v and v[0]) or "none"
             raise ConversionError(
                 f"diffusers converter: {folder / 'model_index.json'} has no {name!r} component "
                 f"(it lists: {listed}); {_supported()}"
             )
         parts[name] = entry[1]
     _check_classes(parts["unet"], parts["scheduler"], str(folder))
-    unet_config = _read_json(folder / "unet" / "config.json", "the network's config")
-    scheduler_config = _read_json(folder / "scheduler" / "scheduler_config.json",
-                                  "the scheduler's config")
+    unet_file = folder / "unet" / "config.json"
+    scheduler_file = folder / "scheduler" / "scheduler_config.json"
+    unet_config = _read_json(unet_file, "the network's config")
+    scheduler_config = _read_json(scheduler_file, "the scheduler's config")
     scheduler_config.setdefault("_class_name", parts["scheduler"])
     weights = folder / "unet" / WEIGHTS
-    if not weights.is_file():
+    if _regular_file(weights, "the network's weights") is None:
         found = sorted(p.name for p in (folder / "unet").iterdir())
         hint = (" (a .bin file is a pickle, which ebmflow never loads: re-save the model with "
                 "safe_serialization=True)" if any(n.endswith(".bin") for n in found) else "")
@@ -159,12 +235,8 @@ def _from_folder(folder: Path, prediction_type) -> DiffusersScoreModel:
             f"{_supported()}"
         )
     model = _model(plain_config(unet_config), plain_config(scheduler_config), parts["unet"],
-                   prediction_type, str(folder))
-    try:
-        state = safetensors.torch.load_file(weights)
-    except Exception as exc:
-        raise ConversionError(f"diffusers converter: {weights} is not a readable safetensors "
-                              f"file ({type(exc).__name__}: {exc})") from None
+                   prediction_type, (scheduler_file, unet_file))
+    state = _read_weights(weights)
     expected = model.unet.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -182,7 +254,27 @@ def _from_folder(folder: Path, prediction_type) -> DiffusersScoreModel:
     # keep the saved dtype (a float16 checkpoint stays float16)
     dtype = next(iter(state.values())).dtype if state else None
     current = next(iter(model.unet.state_dict().values()), None)
-    if dtype is not None and dtype.is_floating_point and current is not None and (
-            current.dtype != dtype):
+    if dtype is not None and current is not None and current.dtype != dtype:
         model.unet.to(dtype)
     return model.eval()
+
+
+def _read_weights(weights: Path) -> dict[str, Any]:
+    """The tensors of the (regular, already checked) safetensors file; every one must be a
+    floating-point tensor, since ``load_state_dict`` would silently cast integers (and drop
+    the imaginary part of complex numbers) into the network's float weights."""
+    import safetensors.torch
+
+    try:
+        state = safetensors.torch.load_file(weights)
+    except Exception as exc:
+        raise ConversionError(f"diffusers converter: {weights} is not a readable safetensors "
+                              f"file ({type(exc).__name__}: {exc})") from None
+    for key in sorted(state):
+        dtype = str(state[key].dtype).removeprefix("torch.")
+        if dtype not in WEIGHT_DTYPES:
+            raise ConversionError(
+                f"diffusers converter: {weights}: tensor {key!r} is {dtype}; the network's "
+                f"weights must be floating point ({', '.join(WEIGHT_DTYPES)})"
+            )
+    return state

@@ -91,7 +91,7 @@ def build_sampler(
         elif isinstance(local, Mapping):
             local = dict(local)
         else:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"corrector {name!r}: give local_sampler as a registered name or a config dict "
                 f"so that its step size can follow the step-size rule, got "
                 f"{type(local).__name__}"
@@ -99,7 +99,7 @@ def build_sampler(
         local["step_size"] = step_size
         kwargs["local_sampler"] = local
     else:
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"corrector {name!r} has neither a step_size nor a local_sampler argument, so the "
             f"step-size rule cannot set its step; accepted correctors take step_size "
             f"(langevin, mala, hmc) or local_sampler (parallel-tempering)"

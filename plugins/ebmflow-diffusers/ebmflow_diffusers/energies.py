@@ -41,13 +41,13 @@ class NetworkEnergy(ebmflow.Energy):
     def __init__(self, model: ebmflow.Energy, form: str = "half-norm") -> None:
         super().__init__()
         if not callable(getattr(model, "network_output", None)):
-            raise TypeError(
+            raise ebmflow.ComponentArgumentError(
                 f"unet-energy: model must have network_output(x, sigma) (a diffusers-unet score "
                 f"model), got {type(model).__name__}"
             )
         if form not in FORMS:
-            raise ValueError(f"unet-energy: form must be one of {', '.join(FORMS)}, got "
-                             f"{form!r}")
+            raise ebmflow.ConfigError(f"unet-energy: form must be one of {', '.join(FORMS)}, got "
+                                      f"{form!r}")
         self.model = model
         self.form = form
         self.event_shape = model.event_shape

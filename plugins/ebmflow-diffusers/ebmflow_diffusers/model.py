@@ -57,14 +57,20 @@ def plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
 def build_network(network_class: str, config: Mapping[str, Any]) -> nn.Module:
     """A diffusers network of class ``network_class`` from its config (random weights)."""
     if network_class not in SUPPORTED_NETWORKS:
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"diffusers-unet: network class {network_class!r} is not supported; supported: "
             f"{', '.join(SUPPORTED_NETWORKS)} (unconditional image models)"
         )
     import importlib
 
     cls = getattr(importlib.import_module(SUPPORTED_NETWORKS[network_class]), network_class)
-    return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    try:
+        return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    except Exception as exc:  # the constructor's own checks, or a crash on an ill-typed value
+        raise ebmflow.ConfigError(
+            f"diffusers-unet: the config does not build a {network_class} "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 class DiffusersScoreModel(ebmflow.ScoreModel):
@@ -104,7 +110,7 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
         expected = unet.in_channels * (2 if self.table.learned_variance else 1)
         out_channels = unet.get("out_channels", unet.in_channels)
         if out_channels != expected:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"diffusers-unet: the network has {out_channels} output channels but a "
                 f"{'learned-variance ' if self.table.learned_variance else ''}model of "
                 f"{unet.in_channels}-channel samples needs {expected}"
@@ -126,7 +132,7 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
 
     def _inputs(self, x: Tensor, sigma) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         if sigma is None:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 "diffusers-unet is noise-conditional: pass sigma (VE noise level), e.g. "
                 "model.score(x, sigma=0.5)"
             )

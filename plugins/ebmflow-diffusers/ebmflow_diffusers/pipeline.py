@@ -62,7 +62,7 @@ class EBMPipeline(DiffusionPipeline):
     def __init__(self, unet: Any, scheduler: EBMScheduler) -> None:
         super().__init__()
         if not isinstance(scheduler, EBMScheduler):
-            raise TypeError(
+            raise ebmflow.ComponentArgumentError(
                 f"EBMPipeline needs an EBMScheduler, got {type(scheduler).__name__}; convert it "
                 f"with EBMScheduler.from_config({type(scheduler).__name__.lower()}.config, "
                 f"corrector='mala', corrector_steps=2)"
@@ -72,7 +72,7 @@ class EBMPipeline(DiffusionPipeline):
     def score_model(self) -> DiffusersScoreModel:
         """The pipeline's ``unet`` as a VE score model (shares its weights)."""
         if self.unet is None:
-            raise ValueError("EBMPipeline has no unet: pass energy= to the call")
+            raise ebmflow.ConfigError("EBMPipeline has no unet: pass energy= to the call")
         return DiffusersScoreModel.from_unet(self.unet, self.scheduler)
 
     @torch.no_grad()
@@ -100,13 +100,15 @@ class EBMPipeline(DiffusionPipeline):
         own = energy is None
         model = self.score_model() if own else energy
         if not isinstance(model, ebmflow.Energy) or not model.noise_conditional:
-            raise TypeError(
+            raise ebmflow.ComponentArgumentError(
                 f"EBMPipeline: energy must be a noise-conditional ebmflow.Energy in VE "
                 f"coordinates, got {type(model).__name__}"
             )
         if model.event_shape is None:
-            raise ValueError(f"EBMPipeline: {type(model).__name__} declares no event_shape, so "
-                             f"the sample shape is unknown")
+            raise ebmflow.ConfigError(
+                f"EBMPipeline: {type(model).__name__} declares no event_shape, so the sample "
+                f"shape is unknown"
+            )
         if own:
             device, dtype = self._execution_device, self.unet.dtype
         else:

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ebmflow import ConfigError
+
 #: ``beta_schedule`` values of DDPMScheduler, all supported.
 VP_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "laplace")
 #: prediction types per schedule kind.
@@ -51,6 +53,72 @@ VE_SCHEDULER_CLASSES = ("ScoreSdeVeScheduler",)
 #: of σ (relative 6e-8) moves a DDPM timestep by at most ~1e-5 (log σ changes by ≥ 0.005 per
 #: step for β ≤ 0.02), so σ_t rounded to float32 still maps to t (see sigma_to_timestep).
 SNAP = 1e-4
+#: the most training timesteps a table may have (diffusion models use 1000 to 4000); a bound
+#: so that a config cannot make the table allocate without limit.
+MAX_TIMESTEPS = 1_000_000
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _finite(name: str, value: Any, *, unit: bool = False) -> float:
+    """A finite number (``unit``: in (0, 1), as a β is) from a config."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (unit and not 0 < value < 1):
+        accepted = "a finite number in (0, 1)" if unit else "a finite number"
+        raise ConfigError(f"{name} must be {accepted}, got {value!r}")
+    return float(value)
+
+
+def _trained_betas(value: Any) -> list[float]:
+    """The betas of a list, tuple or 1-D array (NumPy or torch) of numbers."""
+    plain = value.tolist() if hasattr(value, "tolist") else value
+    numbers = list(plain) if isinstance(plain, (list, tuple)) else None
+    if (not numbers or len(numbers) > MAX_TIMESTEPS or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) for b in numbers)):
+        raise ConfigError(
+            f"trained_betas must be a list of 1 to {MAX_TIMESTEPS} numbers in (0, 1), got "
+            f"{_short(value)}"
+        )
+    return [float(b) for b in numbers]
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a config value, cut so that a long list cannot flood an error line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_vp_table(betas: Tensor, where: str, zero_terminal_snr: bool = False) -> Tensor:
+    """``betas`` if every β lies in (0, 1) and every ᾱ_t = Π(1 − β) in (0, 1]; otherwise a
+    :class:`~ebmflow.ConfigError` naming the first bad value.
+
+    Outside those ranges σ_t = √((1 − ᾱ_t)/ᾱ_t) is NaN, 0 or ∞ at some training level, and
+    a model converted from such a table would score NaN there. The one exception is
+    zero-terminal-SNR rescaling, which sets the last β to exactly 1 on purpose (ᾱ_T = 0,
+    σ_T = ∞), as ``DDPMScheduler`` does.
+    """
+    accepted = "the betas must lie in (0, 1) and their cumulative product ᾱ (alphas_cumprod) "
+    accepted += "in (0, 1]"
+    inner = betas[:-1] if zero_terminal_snr and betas.numel() and betas[-1] == 1 else betas
+    bad = ~(torch.isfinite(inner) & (inner > 0) & (inner < 1))
+    if bad.any():
+        t = int(bad.nonzero()[0, 0])
+        raise ConfigError(
+            f"{where} gives beta_{t} = {float(inner[t]):.6g} ({int(bad.sum())} of "
+            f"{betas.numel()} betas out of range): {accepted}"
+        )
+    alphas_cumprod = torch.cumprod(1.0 - inner, dim=0)
+    if inner.numel() and not alphas_cumprod[-1] > 0:
+        t = int((alphas_cumprod <= 0).nonzero()[0, 0])
+        raise ConfigError(
+            f"{where} gives alphas_cumprod_{t} = 0 (float32 underflow: the noise level σ_{t} "
+            f"would be infinite): {accepted}"
+        )
+    return betas
 
 
 def vp_betas(
@@ -61,15 +129,40 @@ def vp_betas(
     trained_betas: Any = None,
     rescale_betas_zero_snr: bool = False,
 ) -> Tensor:
-    """β_1 … β_T (float32) as ``DDPMScheduler`` builds them, for every schedule it knows."""
+    """β_1 … β_T (float32) as ``DDPMScheduler`` builds them, for every schedule it knows.
+
+    The arguments are checked first (they come from JSON configs) and the table after (see
+    :func:`check_vp_table`): a bad value raises :class:`~ebmflow.ConfigError` naming it.
+    """
     from diffusers.schedulers.scheduling_ddpm import (
         betas_for_alpha_bar,
         rescale_zero_terminal_snr,
     )
 
+    if not isinstance(rescale_betas_zero_snr, bool):
+        raise ConfigError(f"rescale_betas_zero_snr must be True or False, got "
+                          f"{rescale_betas_zero_snr!r}")
     if trained_betas is not None:
-        betas = torch.tensor(trained_betas, dtype=torch.float32)
-    elif beta_schedule == "linear":
+        betas = torch.tensor(_trained_betas(trained_betas), dtype=torch.float32)
+        where = "trained_betas"
+    else:
+        num_train_timesteps = _integer("num_train_timesteps", num_train_timesteps, 1,
+                                       MAX_TIMESTEPS)
+        if beta_schedule in ("linear", "scaled_linear", "sigmoid"):  # the others ignore them
+            beta_start = _finite("beta_start", beta_start, unit=True)
+            beta_end = _finite("beta_end", beta_end, unit=True)
+        betas = _scheduled_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
+                                 betas_for_alpha_bar)
+        where = (f"beta_schedule {beta_schedule!r} with num_train_timesteps = "
+                 f"{num_train_timesteps}")
+    if rescale_betas_zero_snr:
+        betas = rescale_zero_terminal_snr(betas)
+    return check_vp_table(betas, where, zero_terminal_snr=rescale_betas_zero_snr)
+
+
+def _scheduled_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
+                     betas_for_alpha_bar) -> Tensor:
+    if beta_schedule == "linear":
         betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
     elif beta_schedule == "scaled_linear":
         betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps,
@@ -82,12 +175,10 @@ def vp_betas(
         betas = torch.sigmoid(torch.linspace(-6, 6, num_train_timesteps)) * (
             beta_end - beta_start) + beta_start
     else:
-        raise ValueError(
+        raise ConfigError(
             f"unsupported beta_schedule {beta_schedule!r}; supported: "
             f"{', '.join(VP_BETA_SCHEDULES)} (or trained_betas)"
         )
-    if rescale_betas_zero_snr:
-        betas = rescale_zero_terminal_snr(betas)
     return betas
 
 
@@ -113,7 +204,7 @@ def split_output(
     if prediction_type == "score":
         eps = (-v / a) * model_output
         return (sample + (v * v / a) * model_output) / a, eps
-    raise ValueError(f"unknown prediction_type {prediction_type!r}")
+    raise ConfigError(f"unknown prediction_type {prediction_type!r}")
 
 
 def score_from_output(
@@ -145,7 +236,7 @@ def output_from_score(
         return x0
     if prediction_type == "v_prediction":
         return a * eps - v * x0
-    raise ValueError(f"unknown prediction_type {prediction_type!r}")
+    raise ConfigError(f"unknown prediction_type {prediction_type!r}")
 
 
 def sigma_to_timestep(sigma: Tensor, log_sigmas: Tensor, *, integer: bool = False) -> Tensor:
@@ -191,17 +282,17 @@ class NoiseTable:
             ):
                 kind = "vp"
             else:
-                raise ValueError(
+                raise ConfigError(
                     f"scheduler class {class_name!r} is not supported; supported: "
                     f"{', '.join(VP_SCHEDULER_CLASSES + VE_SCHEDULER_CLASSES)}, EBMScheduler"
                 )
-        if kind not in PREDICTION_TYPES:
-            raise ValueError(f"schedule must be 'vp' or 've', got {kind!r}")
+        if kind not in ("vp", "ve"):  # a tuple, not the dict: a list value is unhashable
+            raise ConfigError(f"schedule must be 'vp' or 've', got {kind!r}")
         self.kind = kind
         default_prediction = "epsilon" if kind == "vp" else "score"
         self.prediction_type = config.get("prediction_type") or default_prediction
         if self.prediction_type not in PREDICTION_TYPES[kind]:
-            raise ValueError(
+            raise ConfigError(
                 f"prediction_type {self.prediction_type!r} is not supported for a {kind.upper()} "
                 f"schedule; supported: {', '.join(PREDICTION_TYPES[kind])}"
             )
@@ -218,10 +309,10 @@ class NoiseTable:
             self.sigma_min = float(self.log_sigmas[0].exp())
             self.sigma_max = float(self.log_sigmas[-1].exp())
         else:
-            self.sigma_min = float(config.get("sigma_min", 0.01))
-            self.sigma_max = float(config.get("sigma_max", 1348.0))
+            self.sigma_min = _finite("sigma_min", config.get("sigma_min", 0.01))
+            self.sigma_max = _finite("sigma_max", config.get("sigma_max", 1348.0))
             if not 0 < self.sigma_min < self.sigma_max:
-                raise ValueError(
+                raise ConfigError(
                     f"a VE schedule needs 0 < sigma_min < sigma_max, got "
                     f"{self.sigma_min!r}, {self.sigma_max!r}"
                 )

@@ -84,8 +84,8 @@ class EBMSchedulerOutput(BaseOutput):
     pred_original_sample: Tensor | None = None
 
 
-def _fail(message: str) -> ValueError:
-    return ValueError(f"{NAME}: {message}")
+def _fail(message: str) -> ebmflow.ConfigError:
+    return ebmflow.ConfigError(f"{NAME}: {message}")
 
 
 def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
@@ -179,8 +179,11 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
             self.make_corrector(1e-3)
 
         if schedule == "vp":
-            self.betas = vp_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
-                                  trained_betas, rescale_betas_zero_snr)
+            try:
+                self.betas = vp_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
+                                      trained_betas, rescale_betas_zero_snr)
+            except ValueError as exc:  # name the scheduler, as its other checks do
+                raise _fail(str(exc)) from None
             self.alphas = 1.0 - self.betas
             self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
             self._ac = self.alphas_cumprod.to(torch.float64)  # the tables the arithmetic uses

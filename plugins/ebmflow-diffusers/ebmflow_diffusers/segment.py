@@ -40,16 +40,20 @@ RULES = ("trapezoid", "simpson")
 def quadrature_weights(n_points: int, rule: str) -> Tensor:
     """Weights wₖ (float64) of the composite rule on n equally spaced nodes of [0, 1]."""
     if rule not in RULES:
-        raise ValueError(f"line integral: rule must be one of {', '.join(RULES)}, got {rule!r}")
+        raise ebmflow.ConfigError(
+            f"line integral: rule must be one of {', '.join(RULES)}, got {rule!r}"
+        )
     if not isinstance(n_points, int) or isinstance(n_points, bool) or n_points < 2:
-        raise ValueError(f"line integral: n_points must be an integer ≥ 2, got {n_points!r}")
+        raise ebmflow.ConfigError(
+            f"line integral: n_points must be an integer ≥ 2, got {n_points!r}"
+        )
     h = 1.0 / (n_points - 1)
     if rule == "trapezoid":
         w = torch.full((n_points,), h, dtype=torch.float64)
         w[0] = w[-1] = h / 2
         return w
     if n_points % 2 == 0:
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"line integral: Simpson's rule needs an odd number of points ≥ 3, got {n_points}"
         )
     w = torch.full((n_points,), 2.0 * h / 3, dtype=torch.float64)
@@ -125,7 +129,9 @@ class PathEnergy(ebmflow.Energy):
     ) -> None:
         super().__init__()
         if not isinstance(model, ebmflow.Energy):
-            raise TypeError(f"PathEnergy needs an ebmflow.Energy, got {type(model).__name__}")
+            raise ebmflow.ComponentArgumentError(
+                f"PathEnergy needs an ebmflow.Energy, got {type(model).__name__}"
+            )
         quadrature_weights(n_points, rule)  # validates
         self.model = model
         self.n_points = n_points
@@ -143,7 +149,7 @@ class PathEnergy(ebmflow.Energy):
             return r.expand_as(x)
         if r.ndim == x.ndim and r.shape[1:] == x.shape[1:] and x.shape[0] % r.shape[0] == 0:
             return r.repeat(x.shape[0] // r.shape[0], *(1,) * (x.ndim - 1))
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"PathEnergy: reference of shape {tuple(r.shape)} does not fit a batch of shape "
             f"{tuple(x.shape)}; give one point {tuple(x.shape[1:])} or (N, *event) with the "
             f"batch size a multiple of N"
@@ -196,7 +202,7 @@ class AnchoredPath(ebmflow.Energy):
             )
         if self._s is None:
             if x is not self._x and not torch.equal(x, self._x):
-                raise ValueError(
+                raise ebmflow.ConfigError(
                     "AnchoredPath: the anchor's score is unknown, so the first evaluation must "
                     "be at the anchor itself (as a sampler's init does)"
                 )

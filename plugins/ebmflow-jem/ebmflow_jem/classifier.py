@@ -35,7 +35,7 @@ def _shape(owner: str, event_shape: Any) -> tuple[int, ...] | None:
     try:
         return tuple(ebmflow.check_positive_int(owner, "event_shape", d) for d in shape)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"{owner}: event_shape must be None or a sequence of positive integers such as "
             f"[1, 8, 8]; got {event_shape!r}"
         ) from None
@@ -65,7 +65,7 @@ class ClassifierEnergy(ebmflow.Energy):
         super().__init__()
         owner = type(self).__name__
         if not isinstance(network, nn.Module):
-            raise TypeError(
+            raise ebmflow.ComponentArgumentError(
                 f"{owner}: network must be a torch.nn.Module returning logits (B, n_classes), "
                 f"got {type(network).__name__}"
             )
@@ -85,7 +85,7 @@ class ClassifierEnergy(ebmflow.Energy):
         ):
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             want = f"({x.shape[0]}, {k if k is not None else 'n_classes'})"
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{type(self).__name__}: the network must return logits of shape {want} for a "
                 f"batch of {x.shape[0]}; got {got}"
             )
@@ -124,12 +124,12 @@ class ClassifierEnergy(ebmflow.Energy):
         if y.is_floating_point() or y.dtype == torch.bool or y.ndim > 1 or (
             y.ndim == 1 and y.shape[0] != batch
         ):
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{owner}: y must be an integer class or ({batch},) integer labels, got "
                 f"{y.dtype} {tuple(y.shape)}"
             )
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{owner}: labels must lie in [0, {k}) for {k} classes, got values from "
                 f"{int(y.min())} to {int(y.max())}"
             )

@@ -122,7 +122,7 @@ class JEM(ebmflow.Objective):
         super().__init__()
         if mode not in MODES:
             accepted = "; ".join(f"{k!r}: {v}" for k, v in MODES.items())
-            raise ValueError(f"{_OWNER}: unknown mode {mode!r}; accepted: {accepted}")
+            raise ebmflow.ConfigError(f"{_OWNER}: unknown mode {mode!r}; accepted: {accepted}")
         self.mode = mode
         self.needs_labels = mode != "generative"
         self.sampler = ebmflow.build_sampler(_OWNER, sampler, DEFAULT_SAMPLER)
@@ -139,7 +139,7 @@ class JEM(ebmflow.Objective):
         self.buffer: ebmflow.ReplayBuffer | None = None
         if mode != "conditional":
             if event_shape is None:
-                raise ValueError(
+                raise ebmflow.ConfigError(
                     f"{_OWNER}: mode={mode!r} keeps a replay buffer of negatives and needs "
                     "event_shape, the shape of one input, e.g. [1, 8, 8] for 8x8 digits"
                 )
@@ -149,7 +149,9 @@ class JEM(ebmflow.Objective):
                     init_low=init_low, init_high=init_high,
                 )
             except ValueError as exc:
-                raise ValueError(str(exc).replace("ReplayBuffer:", f"{_OWNER}:", 1)) from None
+                raise ebmflow.ConfigError(
+                    str(exc).replace("ReplayBuffer:", f"{_OWNER}:", 1)
+                ) from None
 
     def extra_repr(self) -> str:
         return (f"mode={self.mode!r}, sampler={self.sampler!r}, k={self.k}, "
@@ -163,32 +165,37 @@ class JEM(ebmflow.Objective):
         elif isinstance(batch, Tensor) and not self.needs_labels:
             x, y = batch, None
         else:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{_OWNER}: mode={self.mode!r} trains p(y|x) and needs labelled batches "
                 f"(x, y); got {type(batch).__name__}. The Trainer passes (x, y) from a "
                 "dataset with sample_with_labels (e.g. 'digits') or from data=(x, y)"
             )
         if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
-            raise ValueError(f"{_OWNER}: x must be a floating-point tensor (B, *event_shape)")
+            raise ebmflow.ConfigError(
+                f"{_OWNER}: x must be a floating-point tensor (B, *event_shape)"
+            )
         if y is not None and (not isinstance(y, Tensor) or y.shape != (x.shape[0],)
                               or y.is_floating_point()):
             got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
-            raise ValueError(f"{_OWNER}: y must be integer labels of shape ({x.shape[0]},), "
-                             f"got {got}")
+            raise ebmflow.ConfigError(
+                f"{_OWNER}: y must be integer labels of shape ({x.shape[0]},), got {got}"
+            )
         return x, y
 
     def _check_energy(self, energy: ebmflow.Energy, x: Tensor) -> None:
         if not callable(getattr(energy, "logits", None)):
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{_OWNER}: {type(energy).__name__} is not a classifier energy (it has no "
                 "logits(x)); wrap the classifier network in ebmflow_jem.ClassifierEnergy or "
                 "use the energies 'classifier-convnet' / 'classifier-mlp'"
             )
         if energy.noise_conditional:
-            raise ValueError(f"{_OWNER}: {type(energy).__name__} is noise-conditional; JEM "
-                             "trains a clean classifier energy")
+            raise ebmflow.ConfigError(
+                f"{_OWNER}: {type(energy).__name__} is noise-conditional; JEM trains a clean "
+                "classifier energy"
+            )
         if self.buffer is not None and tuple(x.shape[1:]) != self.buffer.event_shape:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{_OWNER}: the batch has event shape {tuple(x.shape[1:])} but the replay "
                 f"buffer holds {self.buffer.event_shape}; set event_shape="
                 f"{list(x.shape[1:])}"
@@ -201,7 +208,7 @@ class JEM(ebmflow.Objective):
         """``n`` negatives x⁻ (detached) from k sampler steps continuing buffer chains, which
         are written back; and the mean acceptance probability (``None`` for ULA)."""
         if self.buffer is None:
-            raise ValueError(f"{_OWNER}: mode='conditional' keeps no replay buffer")
+            raise ebmflow.ConfigError(f"{_OWNER}: mode='conditional' keeps no replay buffer")
         x0, slots = self.buffer.sample(n, generator)
         if like is not None:
             x0 = x0.to(device=like.device, dtype=like.dtype)

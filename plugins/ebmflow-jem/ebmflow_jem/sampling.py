@@ -57,18 +57,20 @@ def sample_class(
         elif x0 is not None:
             n = x0.shape[0]
         else:
-            raise ValueError(f"{owner}: give n, the number of samples (y is a single class)")
+            raise ebmflow.ConfigError(
+                f"{owner}: give n, the number of samples (y is a single class)"
+            )
     n = ebmflow.check_positive_int(owner, "n", n)
     n_steps = ebmflow.check_positive_int(owner, "n_steps", n_steps, minimum=0)
     if labels.ndim == 1 and labels.shape[0] != n:
-        raise ValueError(f"{owner}: y has {labels.shape[0]} labels for n = {n} samples")
+        raise ebmflow.ConfigError(f"{owner}: y has {labels.shape[0]} labels for n = {n} samples")
     if x0 is None:
         if energy.event_shape is None:
-            raise ValueError(f"{owner}: {type(energy).__name__} declares no event_shape; "
-                             "pass x0, the chain starts")
+            raise ebmflow.ConfigError(f"{owner}: {type(energy).__name__} declares no event_shape; "
+                                      "pass x0, the chain starts")
         if not init_low < init_high:
-            raise ValueError(f"{owner}: init_low must be < init_high, got {init_low!r}, "
-                             f"{init_high!r}")
+            raise ebmflow.ConfigError(f"{owner}: init_low must be < init_high, got {init_low!r}, "
+                                      f"{init_high!r}")
         device = generator.device if generator is not None else torch.device("cpu")
         x0 = torch.rand((n, *energy.event_shape), generator=generator, device=device)
         x0 = x0.mul_(init_high - init_low).add_(init_low)
@@ -76,7 +78,7 @@ def sample_class(
         if param is not None:
             x0 = x0.to(device=param.device, dtype=param.dtype)
     elif x0.shape[0] != n:
-        raise ValueError(f"{owner}: x0 has {x0.shape[0]} rows for n = {n} samples")
+        raise ebmflow.ConfigError(f"{owner}: x0 has {x0.shape[0]} rows for n = {n} samples")
     conditional = ebmflow.condition(energy, labels.to(x0.device))
     runner = ebmflow.build_sampler("jem", sampler, DEFAULT_SAMPLER)
     return runner.run(conditional, x0, n_steps, generator=generator).samples.detach()
@@ -96,7 +98,9 @@ def class_grid(
     if classes is None:
         n_classes = getattr(energy, "n_classes", None)
         if n_classes is None:
-            raise ValueError("class_grid: the energy does not say n_classes; pass classes=")
+            raise ebmflow.ConfigError(
+                "class_grid: the energy does not say n_classes; pass classes="
+            )
         classes = range(n_classes)
     classes = list(classes)
     per_class = ebmflow.check_positive_int("class_grid", "per_class", per_class)
@@ -120,8 +124,9 @@ def plot_class_grid(
 
     if not isinstance(samples, Tensor) or samples.ndim != 5 or samples.shape[2] not in (1, 3):
         got = tuple(samples.shape) if isinstance(samples, Tensor) else type(samples).__name__
-        raise ValueError(f"plot_class_grid: samples must be (n_classes, per_class, 1 or 3, H, "
-                         f"W), got {got}")
+        raise ebmflow.ConfigError(
+            f"plot_class_grid: samples must be (n_classes, per_class, 1 or 3, H, W), got {got}"
+        )
     plt = require_matplotlib()
     n_rows, n_cols = samples.shape[:2]
     classes = list(range(n_rows)) if classes is None else list(classes)

@@ -41,13 +41,13 @@ class ScoreObjective(ebmflow.Objective):
 def model_score(owner: str, energy: Any, x: Tensor, sigma: Any) -> Tensor:
     """s_θ(x, σ) like ``x``, differentiable in θ (and in ``x`` when ``x`` requires grad)."""
     if not isinstance(energy, ebmflow.Energy):
-        raise TypeError(
+        raise ebmflow.ComponentArgumentError(
             f"{owner}: expected an ebmflow.Energy (or ScoreModel) to train, got "
             f"{type(energy).__name__}"
         )
     _, score = energy.energy_and_score(x, sigma, create_graph=True)
     if score.shape != x.shape:
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"{owner}: {type(energy).__name__} returned a score of shape {tuple(score.shape)} "
             f"for inputs of shape {tuple(x.shape)}; a score has the shape of its input"
         )
@@ -60,7 +60,7 @@ def energy_sigma(owner: str, energy: Any, sigma: float | None) -> float | None:
     if not getattr(energy, "noise_conditional", False):
         return None
     if sigma is None:
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"{owner}: {type(energy).__name__} is noise-conditional (noise_conditional=True) "
             f"and needs a noise level, but {owner} was built with sigma=None (clean data). "
             f"Give {owner} a sigma (it then matches the score of the σ-smoothed data at that "
@@ -85,7 +85,7 @@ def weighting_power(owner: str, weighting: Any) -> float:
         math.isfinite(weighting)
     ):
         return float(weighting)
-    raise ValueError(
+    raise ebmflow.ConfigError(
         f"{owner}: unknown weighting {weighting!r}; accepted: 'sigma2' (λ(σ) = σ², the "
         "default), 'none' (λ(σ) = 1), or a number p (λ(σ) = σ^p)"
     )
@@ -101,7 +101,7 @@ def noisy(x: Tensor, sigma: float | None, generator: torch.Generator | None) -> 
 def event_dim(owner: str, x: Tensor) -> int:
     """d = the number of entries of one sample of the batch ``x`` of shape ``(B, *event)``."""
     if x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"{owner}: expected a batch of shape (B, *event_shape) with B ≥ 1, got "
             f"{tuple(x.shape)}"
         )

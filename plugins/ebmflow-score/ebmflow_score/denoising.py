@@ -86,7 +86,7 @@ def resolve_schedule(owner: str, noise_schedule: Any) -> Any:
         getattr(noise_schedule, "sample", None)
     ):
         return noise_schedule
-    raise TypeError(
+    raise ebmflow.ComponentArgumentError(
         f"{owner}: noise_schedule must be a registered noise-schedule name (e.g. 'geometric', "
         "'vp-linear', 'vp-cosine', 'karras'), a config dict with a 'name' key, or a schedule "
         f"object with sigmas(n) and sample(batch_size, generator); got "
@@ -155,7 +155,7 @@ class MultiscaleDSM(ScoreObjective):
     def forward(self, energy: ebmflow.Energy, batch: Tensor, *,
                 generator: torch.Generator | None = None) -> ebmflow.ObjectiveOutput:
         if not getattr(energy, "noise_conditional", False):
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"multiscale-dsm: {type(energy).__name__} is a clean energy "
                 "(noise_conditional=False), but multiscale-dsm trains one model at many noise "
                 "levels σ; build it with noise_conditional=True (or a ScoreModel that takes σ), "

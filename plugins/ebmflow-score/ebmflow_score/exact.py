@@ -56,7 +56,7 @@ class ScoreMatching(ScoreObjective):
                 generator: torch.Generator | None = None) -> ebmflow.ObjectiveOutput:
         d = event_dim("sm", batch)
         if d > self.max_dim:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"sm: the data have dimension d = {d} (event shape {tuple(batch.shape[1:])}), "
                 f"above max_dim={self.max_dim}; the exact Jacobian trace costs one backward "
                 f"pass per dimension. Use ssm (sliced score matching: one backward per "

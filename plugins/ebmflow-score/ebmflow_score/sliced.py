@@ -73,10 +73,12 @@ class SlicedScoreMatching(ScoreObjective):
         self.n_projections = ebmflow.check_positive_int("ssm", "n_projections", n_projections)
         if projection not in PROJECTIONS:
             accepted = ", ".join(f"{k!r} ({v})" for k, v in PROJECTIONS.items())
-            raise ValueError(f"ssm: unknown projection {projection!r}; accepted: {accepted}")
+            raise ebmflow.ConfigError(
+                f"ssm: unknown projection {projection!r}; accepted: {accepted}"
+            )
         self.projection = projection
         if not isinstance(variance_reduction, bool):
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"ssm: variance_reduction must be True or False, got {variance_reduction!r}"
             )
         self.variance_reduction = variance_reduction

@@ -184,9 +184,11 @@ def stepping_stone_log_z(
         dtype, device: where to run; default the energy's parameters', else float64 on CPU.
     """
     if not isinstance(energy, ebmflow.Energy):
-        raise TypeError(f"{OWNER}: expected an ebmflow.Energy, got {type(energy).__name__}")
+        raise ebmflow.ComponentArgumentError(
+            f"{OWNER}: expected an ebmflow.Energy, got {type(energy).__name__}"
+        )
     if not energy.has_energy:
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"{OWNER} needs energy values, but {type(energy).__name__} is score-only "
             "(has_energy = False); give the model an energy parameterisation first"
         )
@@ -198,7 +200,7 @@ def stepping_stone_log_z(
         burn_in = max(adapt_steps, n_steps // 4)
     burn_in = ebmflow.check_positive_int(OWNER, "burn_in", burn_in, minimum=0)
     if not adapt_steps <= burn_in < n_steps:
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"{OWNER}: burn_in must be at least adapt_steps ({adapt_steps}) and less than "
             f"n_steps ({n_steps}), so that the kept steps use a frozen ladder; got {burn_in}"
         )
@@ -209,7 +211,9 @@ def stepping_stone_log_z(
         generator = torch.Generator(device=device)
         generator.seed()
     elif not isinstance(generator, torch.Generator):
-        raise TypeError(f"{OWNER}: generator must be a torch.Generator, got {generator!r}")
+        raise ebmflow.ComponentArgumentError(
+            f"{OWNER}: generator must be a torch.Generator, got {generator!r}"
+        )
     reference = GaussianReference(
         base_tensor(OWNER, "base_mean", base_mean, shape, dtype, device),
         base_tensor(OWNER, "base_std", base_std, shape, dtype, device),

@@ -136,7 +136,7 @@ class TemperedEnsemble(ebmflow.Energy):
 
     def _check(self, t: Tensor) -> Tensor:
         if t.shape[0] != self._n:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{NAME}: the local sampler evaluated a batch of {t.shape[0]} chains; the "
                 f"tempered energy is defined on the {self.n_replicas} replicas × "
                 f"{self.n_per_replica} chains = {self._n} chains of the ensemble"
@@ -247,42 +247,44 @@ class ParallelTempering(ebmflow.Sampler):
         self.n_replicas = self.betas.shape[0]
         self.local_sampler = _local_sampler(local_sampler)
         if swap not in SWAPS:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{NAME}: swap must be one of {', '.join(map(repr, SWAPS))}, got {swap!r}"
             )
         self.swap = swap
         self.adapt_steps = ebmflow.check_positive_int(NAME, "adapt_steps", adapt_steps,
                                                       minimum=0)
         if self.adapt_steps and swap == "none":
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{NAME}: adapt_steps={adapt_steps} tunes the ladder from swap rates, but "
                 "swap='none' proposes no swaps; use swap='deo' or 'seo', or adapt_steps=0"
             )
         if reference is not None and not isinstance(reference, ebmflow.Energy):
-            raise TypeError(
+            raise ebmflow.ComponentArgumentError(
                 f"{NAME}: reference must be an ebmflow.Energy or None, got "
                 f"{type(reference).__name__}"
             )
         if reference is not None and not reference.has_energy:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{NAME}: the reference {type(reference).__name__} is score-only; the path "
                 "E_k = β_k E + (1 − β_k) E_ref needs its energy values"
             )
         if scale_step_size is None:
             scale_step_size = reference is None
         if not isinstance(scale_step_size, bool):
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{NAME}: scale_step_size must be True, False or None, got {scale_step_size!r}"
             )
         if scale_step_size and reference is not None:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{NAME}: scale_step_size=True assumes E_k = β_k E and cannot be used with a "
                 "reference energy; pass scale_step_size=False (or leave it None)"
             )
         self.scale_step_size = scale_step_size
         self.reference = reference
         if not isinstance(return_all, bool):
-            raise ValueError(f"{NAME}: return_all must be True or False, got {return_all!r}")
+            raise ebmflow.ConfigError(
+                f"{NAME}: return_all must be True or False, got {return_all!r}"
+            )
         self.return_all = return_all
         ends, t = set(), self.adapt_steps
         while t >= MIN_ROUND:
@@ -383,7 +385,7 @@ class ParallelTempering(ebmflow.Sampler):
             return
         if (ref.event_shape is not None and energy.event_shape is not None
                 and tuple(ref.event_shape) != tuple(energy.event_shape)):
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{self.name}: the reference {type(ref).__name__} has event shape "
                 f"{tuple(ref.event_shape)} but {type(energy).__name__} has "
                 f"{tuple(energy.event_shape)}; they must agree"
@@ -392,7 +394,7 @@ class ParallelTempering(ebmflow.Sampler):
     def _check_ensemble(self, state: ebmflow.SamplerState) -> int:
         n = state.x.shape[0]
         if n % self.n_replicas or "betas" not in state.extras:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{self.name}: expected a state from ParallelTempering.init holding "
                 f"{self.n_replicas} replicas × B chains; got {n} chains"
                 + ("" if "betas" in state.extras else " without a ladder in state.extras")
@@ -598,7 +600,7 @@ def _ladder(n_replicas: Any, beta_min: Any, betas: Any) -> Tensor:
         ok = (isinstance(beta_min, (int, float)) and not isinstance(beta_min, bool)
               and 0.0 < beta_min < 1.0)
         if not ok:
-            raise ValueError(
+            raise ebmflow.ConfigError(
                 f"{NAME}: beta_min must be a number in (0, 1) (the hottest inverse "
                 f"temperature), got {beta_min!r}"
             )
@@ -618,14 +620,14 @@ def _ladder(n_replicas: Any, beta_min: Any, betas: Any) -> Tensor:
         or float(ladder[0]) != 1.0 or not bool((ladder[1:] < ladder[:-1]).all())
         or float(ladder[-1]) <= 0.0
     ):
-        raise ValueError(f"{NAME}: betas must be {accepted}; got {betas!r}")
+        raise ebmflow.ConfigError(f"{NAME}: betas must be {accepted}; got {betas!r}")
     if n_replicas is not None and n_replicas != ladder.numel():
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"{NAME}: n_replicas={n_replicas} but betas has {ladder.numel()} entries; give "
             "one of them, or make them agree"
         )
     if beta_min is not None and not math.isclose(beta_min, float(ladder[-1])):
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"{NAME}: beta_min={beta_min} but betas ends at {float(ladder[-1])}; give one "
             "of them, or make them agree"
         )
@@ -636,12 +638,12 @@ def _local_sampler(local: Any) -> ebmflow.Sampler:
     if isinstance(local, (str, Mapping)):
         local = ebmflow.create("sampler", local)
     if not isinstance(local, ebmflow.Sampler):
-        raise TypeError(
+        raise ebmflow.ComponentArgumentError(
             f"{NAME}: local_sampler must be a registered sampler name, a config dict with a "
             f"'name' key or an ebmflow.Sampler; got {type(local).__name__}"
         )
     if isinstance(local, ParallelTempering):
-        raise ValueError(
+        raise ebmflow.ConfigError(
             f"{NAME}: local_sampler cannot itself be parallel-tempering; use a local move "
             "such as 'mala', 'langevin' or 'hmc'"
         )
