@@ -1,10 +1,11 @@
 """Checkpoints: a folder of JSON and safetensors, written atomically, read with verification.
 
 ``ebmflow.save(obj, path)`` writes a registered component (an Energy, Objective, Sampler
-or any other :class:`~ebmflow.config.Configurable` that a plugin registers) and
+or noise schedule: a :class:`~ebmflow.config.Configurable` that a plugin registers under
+one of :data:`CHECKPOINT_KINDS`) and
 ``ebmflow.load(path)`` rebuilds it through the registry. Only JSON and safetensors are
-read and written: nothing is ever unpickled, so a checkpoint from an untrusted source can
-at worst fail to load.
+read and written: nothing is ever unpickled. What a checkpoint from an untrusted source can
+do is described under "Untrusted checkpoints" below.
 
 The folder
 ----------
@@ -50,11 +51,46 @@ The folder
 ``arguments.safetensors``
     Tensor-valued constructor arguments, present only when there are some.
 
-Loading rebuilds the component with ``host.create(kind, "plugin:name", **arguments)``,
-then ``load_state_dict(strict=True)``; tensors keep the dtype they were saved with, so a
-round trip is bit-identical. A missing or failed plugin, a truncated or modified file, a
-format written by a newer ebmflow or weights that do not fit the rebuilt component raise
+Loading rebuilds the component through its plugin's factory with the decoded arguments,
+then ``load_state_dict(strict=True)``. Only the nested components tagged
+``__component__`` are built: a plain dict argument stays a dict even when it has ``kind``
+and ``name`` keys (``host.create`` would read such a dict as a component config). Tensors
+keep the dtype they were saved with, so a round trip is bit-identical; a floating-point
+tensor of the model loads from float16, bfloat16, float32 or float64 weights, every other
+tensor (integer counters, boolean masks) only from exactly its own dtype. A missing or
+failed plugin, a truncated or modified file, a format written by a newer ebmflow or
+weights that do not fit the rebuilt component raise
 :class:`~ebmflow.errors.CheckpointError` saying which file and what to do.
+
+Untrusted checkpoints
+---------------------
+A checkpoint folder may come from anyone, so loading treats it as hostile input:
+
+* It cannot execute code: nothing is unpickled, and only the components of
+  :data:`CHECKPOINT_KINDS` (energy, objective, sampler, noise_schedule) are built, at the
+  top and nested. A ``config.json`` naming a log-Z estimator (which would run), a
+  converter (which would read another folder) or a dataset is refused before any factory
+  is called. It can still choose any installed component of those kinds and its
+  arguments, so it runs that component's constructor: install only plugins you trust.
+* It cannot read outside its folder: every file is opened without following symbolic
+  links and must be a regular file (checked on the open descriptor, opened non-blocking,
+  so a FIFO cannot block), ``files`` may list only plain names in the folder, and no
+  first-party component of those kinds opens a file when it is built.
+* It cannot allocate without bound: ``config.json`` is read only up to
+  :data:`MAX_CONFIG_BYTES`; any other file only up to its recorded size (plus one byte to
+  notice growth), after its size was compared; JSON may nest at most
+  :data:`MAX_JSON_DEPTH` levels and a component's arguments hold at most
+  :data:`MAX_ARGUMENT_VALUES` values; while the component is built, torch may allocate at
+  most :data:`BUILD_BYTES_PER_FILE_BYTE` times the bytes of its tensor files plus
+  :data:`MAX_BUILD_EXTRA_BYTES` (each tensor factory is sized on the meta device first, so
+  the call that would exceed it fails before allocating).
+* It cannot run for long: reading is bounded by the sizes of the files present; the
+  bounds above keep building short.
+
+The SHA-256 values live in ``config.json`` itself, so they catch accidental damage
+(truncation, bit rot, a copy interrupted midway, a file swapped by hand) but not a
+deliberate edit: whoever can change the weights can re-hash them. A checkpoint is as
+trustworthy as its source; the checks above only bound what a hostile one can do.
 
 Atomic replacement
 ------------------
@@ -75,9 +111,22 @@ half-deleted folder. The next save finishes an interrupted one: it removes trash
 temporary folders whose writer process is gone (same host, dead PID). Saves to the same path
 from two processes at once are not supported (train with one writer, e.g. rank 0).
 
-``save`` replaces ``NAME`` only if it is missing, an empty folder, or an ebmflow checkpoint
-folder (a valid ``config.json`` whose ``files`` list every other entry); anything else is
-someone's data and is refused. Symbolic links are followed: the real folder is replaced.
+``save`` replaces ``NAME`` only if it is missing, an empty folder, or provably an ebmflow
+checkpoint folder: a ``config.json`` that passes every check ``load`` makes of it, and
+besides it only regular files (no folders, no symbolic links) that its ``files`` table
+lists, each of the recorded size. Anything else is someone's data and is refused. A
+symbolic link at ``NAME`` itself is followed: the real folder is replaced.
+
+Concurrent readers
+------------------
+``load`` is correct beside a writer: it returns one complete checkpoint, never a mix, and
+never reports damage that a concurrent save caused. It holds the folder it reads open (so
+its inode number cannot be handed to a new folder meanwhile), and when a read fails it
+compares that folder with the one ``path`` names now; if a save swapped another in, it
+starts again on the new one (up to twenty times), and only an error from a folder that is
+still in place is reported. Saves never change a folder in place, so such an error is the
+folder's own. :func:`read_json` and :func:`read_tensors` do not retry: they verify each
+file, and a file replaced while it was read raises ``CheckpointError``.
 
 Helpers for other checkpoint writers
 ------------------------------------
@@ -90,7 +139,8 @@ The Trainer keeps optimizer state, RNG states and its step in the same kind of f
 :func:`read_json(path, name="config.json") <read_json>`,
 :func:`read_tensors(path, name) <read_tensors>`
     read one file, verified against the size and SHA-256 in ``config.json`` (config.json
-    itself is checked for valid JSON, its format version and its ``files`` table).
+    itself is checked for valid JSON, its format version and its ``files`` table), with the
+    protections of "Untrusted checkpoints": regular files only, sizes and nesting bounded.
 :func:`resolve(path) <resolve>`
     the folder that holds the checkpoint at ``path`` (itself, or the copy an interrupted
     save left aside); resolve once and pass the result on to read several files of one
@@ -179,9 +229,9 @@ def save(
     """Write ``obj`` (a registered component) as a checkpoint folder at ``path``.
 
     Args:
-        obj: an object whose class a plugin of ``host`` registers (an Energy, Objective,
-            Sampler, ...). Ad-hoc compositions such as ``e1 + e2`` are not components: save
-            the parts.
+        obj: an object whose class a plugin of ``host`` registers as one of
+            :data:`CHECKPOINT_KINDS` (an Energy, Objective, Sampler or noise schedule).
+            Ad-hoc compositions such as ``e1 + e2`` are not components: save the parts.
         path: the folder to write; its parent folders are created. An existing checkpoint
             there is replaced atomically; a folder with other files is refused.
         host: the registry that knows ``obj``'s component (default ``ebmflow.default_host()``).
@@ -247,11 +297,14 @@ def load(
 
     Raises:
         CheckpointError: a missing, truncated or modified file, a format from a newer
-            ebmflow, a plugin that is not installed, or weights that do not fit.
+            ebmflow, a plugin that is not installed, weights that do not fit, or a
+            checkpoint outside the bounds described in the module docstring.
+        ConfigError: ``dtype`` is not a floating-point dtype.
 
     A save that replaces the folder while it is being read makes the files disagree with
-    the ``config.json`` read first; the load then starts again on the new folder (up to
-    twenty times), so a reader running beside a writer sees one complete checkpoint.
+    the ``config.json`` read first; the load then starts again on the new folder (see
+    "Concurrent readers" in the module docstring), so a reader running beside a writer
+    sees one complete checkpoint and no false error.
     """
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ConfigError(f"dtype must be a floating-point torch.dtype or None, got {dtype!r}")
