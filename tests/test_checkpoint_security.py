@@ -239,6 +239,30 @@ def test_special_files_and_hostile_configs_fail_fast_with_a_checkpoint_error(
     assert seconds < 1.0, seconds  # refused before reading, building or allocating much
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs FIFOs and /proc")
+def test_cli_reports_a_hostile_checkpoint_on_one_line(tmp_path):
+    fifo = build_hostile("weights-fifo", tmp_path)
+    huge = build_hostile("mlp-40000-by-40000", tmp_path)
+    code = """
+    import resource, sys
+    import torch
+    from ebmflow.cli import main
+    vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1])
+    limit = vm * 1024 + (2 << 30)  # a regression fails to allocate instead of swamping the host
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    sys.exit(main(["sample", sys.argv[1], "--n", "4", "--out", sys.argv[2]]))
+    """
+    for folder, message in ((fifo, r"is not a regular file \(it is a FIFO\)"),
+                            (huge, r"would allocate 6\.4 GB")):
+        result = python(code, str(folder), str(tmp_path / "s.safetensors"), timeout=120)
+        lines = [line for line in result.stderr.splitlines()
+                 if not line.startswith("ebmflow: warning:")]
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert len(lines) == 1 and lines[0].startswith("ebmflow: error: "), result.stderr
+        assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "s.safetensors").exists()
+
+
 # -- defect: saving deleted folders that merely looked like checkpoints ----------------------
 
 
@@ -554,7 +578,7 @@ def test_a_reader_beside_a_writing_process_never_sees_a_false_corruption_error(t
             except CheckpointError as exc:
                 errors.append(str(exc))
                 continue
-            values = {float(p.flatten()[0]) for p in loaded.parameters()}
+            values = {float(p.detach().flatten()[0]) for p in loaded.parameters()}
             assert len(values) == 1, values  # every weight from the same save
             loads += 1
     finally:
