@@ -1,10 +1,11 @@
 """Checkpoints: a folder of JSON and safetensors, written atomically, read with verification.
 
 ``ebmflow.save(obj, path)`` writes a registered component (an Energy, Objective, Sampler
-or any other :class:`~ebmflow.config.Configurable` that a plugin registers) and
+or noise schedule: a :class:`~ebmflow.config.Configurable` that a plugin registers under
+one of :data:`CHECKPOINT_KINDS`) and
 ``ebmflow.load(path)`` rebuilds it through the registry. Only JSON and safetensors are
-read and written: nothing is ever unpickled, so a checkpoint from an untrusted source can
-at worst fail to load.
+read and written: nothing is ever unpickled. What a checkpoint from an untrusted source can
+do is described under "Untrusted checkpoints" below.
 
 The folder
 ----------
@@ -50,11 +51,46 @@ The folder
 ``arguments.safetensors``
     Tensor-valued constructor arguments, present only when there are some.
 
-Loading rebuilds the component with ``host.create(kind, "plugin:name", **arguments)``,
-then ``load_state_dict(strict=True)``; tensors keep the dtype they were saved with, so a
-round trip is bit-identical. A missing or failed plugin, a truncated or modified file, a
-format written by a newer ebmflow or weights that do not fit the rebuilt component raise
+Loading rebuilds the component through its plugin's factory with the decoded arguments,
+then ``load_state_dict(strict=True)``. Only the nested components tagged
+``__component__`` are built: a plain dict argument stays a dict even when it has ``kind``
+and ``name`` keys (``host.create`` would read such a dict as a component config). Tensors
+keep the dtype they were saved with, so a round trip is bit-identical; a floating-point
+tensor of the model loads from float16, bfloat16, float32 or float64 weights, every other
+tensor (integer counters, boolean masks) only from exactly its own dtype. A missing or
+failed plugin, a truncated or modified file, a format written by a newer ebmflow or
+weights that do not fit the rebuilt component raise
 :class:`~ebmflow.errors.CheckpointError` saying which file and what to do.
+
+Untrusted checkpoints
+---------------------
+A checkpoint folder may come from anyone, so loading treats it as hostile input:
+
+* It cannot execute code: nothing is unpickled, and only the components of
+  :data:`CHECKPOINT_KINDS` (energy, objective, sampler, noise_schedule) are built, at the
+  top and nested. A ``config.json`` naming a log-Z estimator (which would run), a
+  converter (which would read another folder) or a dataset is refused before any factory
+  is called. It can still choose any installed component of those kinds and its
+  arguments, so it runs that component's constructor: install only plugins you trust.
+* It cannot read outside its folder: every file is opened without following symbolic
+  links and must be a regular file (checked on the open descriptor, opened non-blocking,
+  so a FIFO cannot block), ``files`` may list only plain names in the folder, and no
+  first-party component of those kinds opens a file when it is built.
+* It cannot allocate without bound: ``config.json`` is read only up to
+  :data:`MAX_CONFIG_BYTES`; any other file only up to its recorded size (plus one byte to
+  notice growth), after its size was compared; JSON may nest at most
+  :data:`MAX_JSON_DEPTH` levels and a component's arguments hold at most
+  :data:`MAX_ARGUMENT_VALUES` values; while the component is built, torch may allocate at
+  most :data:`BUILD_BYTES_PER_FILE_BYTE` times the bytes of its tensor files plus
+  :data:`MAX_BUILD_EXTRA_BYTES` (each tensor factory is sized on the meta device first, so
+  the call that would exceed it fails before allocating).
+* It cannot run for long: reading is bounded by the sizes of the files present; the
+  bounds above keep building short.
+
+The SHA-256 values live in ``config.json`` itself, so they catch accidental damage
+(truncation, bit rot, a copy interrupted midway, a file swapped by hand) but not a
+deliberate edit: whoever can change the weights can re-hash them. A checkpoint is as
+trustworthy as its source; the checks above only bound what a hostile one can do.
 
 Atomic replacement
 ------------------
@@ -75,9 +111,22 @@ half-deleted folder. The next save finishes an interrupted one: it removes trash
 temporary folders whose writer process is gone (same host, dead PID). Saves to the same path
 from two processes at once are not supported (train with one writer, e.g. rank 0).
 
-``save`` replaces ``NAME`` only if it is missing, an empty folder, or an ebmflow checkpoint
-folder (a valid ``config.json`` whose ``files`` list every other entry); anything else is
-someone's data and is refused. Symbolic links are followed: the real folder is replaced.
+``save`` replaces ``NAME`` only if it is missing, an empty folder, or provably an ebmflow
+checkpoint folder: a ``config.json`` that passes every check ``load`` makes of it, and
+besides it only regular files (no folders, no symbolic links) that its ``files`` table
+lists, each of the recorded size. Anything else is someone's data and is refused. A
+symbolic link at ``NAME`` itself is followed: the real folder is replaced.
+
+Concurrent readers
+------------------
+``load`` is correct beside a writer: it returns one complete checkpoint, never a mix, and
+never reports damage that a concurrent save caused. It holds the folder it reads open (so
+its inode number cannot be handed to a new folder meanwhile), and when a read fails it
+compares that folder with the one ``path`` names now; if a save swapped another in, it
+starts again on the new one (up to twenty times), and only an error from a folder that is
+still in place is reported. Saves never change a folder in place, so such an error is the
+folder's own. :func:`read_json` and :func:`read_tensors` do not retry: they verify each
+file, and a file replaced while it was read raises ``CheckpointError``.
 
 Helpers for other checkpoint writers
 ------------------------------------
@@ -90,7 +139,8 @@ The Trainer keeps optimizer state, RNG states and its step in the same kind of f
 :func:`read_json(path, name="config.json") <read_json>`,
 :func:`read_tensors(path, name) <read_tensors>`
     read one file, verified against the size and SHA-256 in ``config.json`` (config.json
-    itself is checked for valid JSON, its format version and its ``files`` table).
+    itself is checked for valid JSON, its format version and its ``files`` table), with the
+    protections of "Untrusted checkpoints": regular files only, sizes and nesting bounded.
 :func:`resolve(path) <resolve>`
     the folder that holds the checkpoint at ``path`` (itself, or the copy an interrupted
     save left aside); resolve once and pass the result on to read several files of one
@@ -110,6 +160,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -119,9 +170,10 @@ from typing import Any
 import safetensors.torch
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from ebmflow.config import Configurable
-from ebmflow.errors import CheckpointError
+from ebmflow.errors import CheckpointError, ConfigError, EbmflowError
 from ebmflow.registry import (
     Component,
     PluginHost,
@@ -135,6 +187,29 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 ARGUMENTS_FILE = "arguments.safetensors"
+
+#: The component kinds a checkpoint holds, at the top and as nested ``__component__``
+#: arguments. Loading builds nothing else: log-Z estimators and converters run computations
+#: or read other folders when they are "built", and datasets are data, not models.
+CHECKPOINT_KINDS = ("energy", "objective", "sampler", "noise_schedule")
+#: The largest ``config.json`` that is read or written. It holds constructor arguments and
+#: metadata (tensors go to safetensors files), so this is far more than any real one needs,
+#: and it bounds what a crafted one (a link to /dev/zero, a sparse terabyte) can cost.
+MAX_CONFIG_BYTES = 16 << 20
+#: How deeply JSON read from a checkpoint may nest (lists and objects). Real configs nest
+#: about ten levels; the bound keeps every reader and decoder far from Python's recursion
+#: limit.
+MAX_JSON_DEPTH = 64
+#: How many JSON values (numbers, strings, lists, objects ...) a component's arguments may
+#: hold, nested components included. Long data belongs in tensor arguments, which ``save``
+#: stores in ``arguments.safetensors``; the bound keeps a crafted ``widths`` list of a
+#: million entries from building a million layers.
+MAX_ARGUMENT_VALUES = 16384
+#: While a component is built, its tensors may take at most this many times the bytes of
+#: the checkpoint's tensor files, plus MAX_BUILD_EXTRA_BYTES (room for initialisation
+#: temporaries, non-persistent buffers and weight-less components).
+BUILD_BYTES_PER_FILE_BYTE = 4
+MAX_BUILD_EXTRA_BYTES = 64 << 20
 
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -161,9 +236,9 @@ def save(
     """Write ``obj`` (a registered component) as a checkpoint folder at ``path``.
 
     Args:
-        obj: an object whose class a plugin of ``host`` registers (an Energy, Objective,
-            Sampler, ...). Ad-hoc compositions such as ``e1 + e2`` are not components: save
-            the parts.
+        obj: an object whose class a plugin of ``host`` registers as one of
+            :data:`CHECKPOINT_KINDS` (an Energy, Objective, Sampler or noise schedule).
+            Ad-hoc compositions such as ``e1 + e2`` are not components: save the parts.
         path: the folder to write; its parent folders are created. An existing checkpoint
             there is replaced atomically; a folder with other files is refused.
         host: the registry that knows ``obj``'s component (default ``ebmflow.default_host()``).
@@ -174,9 +249,16 @@ def save(
     """
     host = default_host() if host is None else host
     component = _component_of(obj, host)
+    _check_savable_kind(component, type(obj))
     tensors: dict[str, Tensor] = {}
     config = _component_record(component, host)
-    config["arguments"] = _encode_arguments(obj, host, tensors, root=obj, prefix="")
+    try:
+        config["arguments"] = _encode_arguments(obj, host, tensors, root=obj, prefix="")
+    except RecursionError:
+        raise CheckpointError(
+            f"cannot save {type(obj).__qualname__}: its arguments nest too deeply to store "
+            f"(load reads at most {MAX_JSON_DEPTH} levels of JSON)"
+        ) from None
     if metadata is not None:
         if not isinstance(metadata, Mapping):
             raise CheckpointError(
@@ -222,50 +304,91 @@ def load(
 
     Raises:
         CheckpointError: a missing, truncated or modified file, a format from a newer
-            ebmflow, a plugin that is not installed, or weights that do not fit.
+            ebmflow, a plugin that is not installed, weights that do not fit, or a
+            checkpoint outside the bounds described in the module docstring.
+        ConfigError: ``dtype`` is not a floating-point dtype.
 
     A save that replaces the folder while it is being read makes the files disagree with
-    the ``config.json`` read first; the load then starts again on the new folder (up to
-    twenty times), so a reader running beside a writer sees one complete checkpoint.
+    the ``config.json`` read first; the load then starts again on the new folder (see
+    "Concurrent readers" in the module docstring), so a reader running beside a writer
+    sees one complete checkpoint and no false error.
     """
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise ValueError(f"dtype must be a floating-point torch.dtype or None, got {dtype!r}")
+        raise ConfigError(f"dtype must be a floating-point torch.dtype or None, got {dtype!r}")
     host = default_host() if host is None else host
     attempts = 20  # a retry happens only after another save replaced the folder
     for attempt in range(attempts):
         folder = resolve(path)
-        identity = _identity(folder)
-        try:
-            return _load_folder(folder, host, device, dtype)
-        except CheckpointError:
+        with _pinned(folder) as identity:
             try:
-                replaced = _identity(resolve(path)) != identity
+                return _load_folder(folder, host, device, dtype)
             except CheckpointError:
-                replaced = True
-            if attempt == attempts - 1 or not replaced:
-                raise
+                if attempt == attempts - 1 or not _replaced_since(path, folder, identity):
+                    raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _identity(folder: Path) -> tuple[str, int, int] | None:
+def _identity(folder: Path) -> tuple[int, int] | None:
     try:
-        stat = os.stat(folder)
+        info = os.stat(folder)
     except OSError:
         return None
-    return str(folder), stat.st_dev, stat.st_ino
+    return info.st_dev, info.st_ino
+
+
+@contextlib.contextmanager
+def _pinned(folder: Path) -> Any:
+    """Hold ``folder`` open while it is read and yield its (device, inode).
+
+    A folder that is open keeps its inode number even after a save replaced and deleted
+    it, so no new folder can come to carry the same number while it is compared (ext4
+    hands a freed number to the next new folder at once). Where folders cannot be opened
+    (Windows), the number is read without holding it.
+    """
+    fd = None
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if fd is None:
+            yield _identity(folder)
+        else:
+            info = os.fstat(fd)
+            yield info.st_dev, info.st_ino
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _replaced_since(path: PathLike, folder: Path, identity: tuple[int, int] | None) -> bool:
+    """Whether ``path`` now names another checkpoint folder than ``folder`` (pinned with
+    ``identity``): another save swapped one in, or moved ``folder`` aside, while it was read.
+    Saves never change a folder in place, so an error from a folder that is still the one
+    ``path`` names is the folder's own."""
+    try:
+        now = resolve(path)
+    except CheckpointError:
+        return True
+    return now != folder or identity is None or _identity(now) != identity
 
 
 def _load_folder(
     folder: Path, host: PluginHost, device: str | torch.device, dtype: torch.dtype | None
 ) -> Any:
     config = read_json(folder)
-    _check_component_record(config, f"{folder / CONFIG_FILE}")
+    where = f"{folder / CONFIG_FILE}"
+    _check_component_record(config, where)
+    _check_argument_count(config["arguments"], where)
     files = config["files"]
     arg_tensors = (
         read_tensors(folder, ARGUMENTS_FILE, config=config) if ARGUMENTS_FILE in files else {}
     )
-    obj = _build(config, host, arg_tensors, where=str(folder / CONFIG_FILE))
     qualified = f"{config['kind']} '{config['plugin']}:{config['name']}'"
+    # The budget counts the weights file's size before it is read, so the size must be real
+    files_bytes = sum(_listed_size(folder, name, config) for name in files
+                      if name in (WEIGHTS_FILE, ARGUMENTS_FILE))
+    with _AllocationBudget(files_bytes, qualified, where):
+        obj = _build(config, host, arg_tensors, where=where)
     if isinstance(obj, nn.Module):
         if WEIGHTS_FILE not in files:
             raise CheckpointError(
@@ -319,6 +442,12 @@ def write_checkpoint_folder(
         json.dumps(body, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"the checkpoint config is not JSON: {exc}") from None
+    except RecursionError:
+        raise _too_deep("cannot save the checkpoint config") from None
+    # never write what load refuses to read
+    _check_json_depth(body, "cannot save the checkpoint config")
+    if isinstance(body.get("arguments"), dict):
+        _check_argument_count(body["arguments"], "cannot save the checkpoint config")
     target.parent.mkdir(parents=True, exist_ok=True)
     _check_replaceable(target)
     _clean_leftovers(target)
@@ -336,6 +465,12 @@ def write_checkpoint_folder(
         full = {"format_version": FORMAT_VERSION, "ebmflow_version": __version__, **body,
                 "files": records}
         data = (json.dumps(full, indent=2, allow_nan=False) + "\n").encode("utf-8")
+        if len(data) > MAX_CONFIG_BYTES:
+            raise CheckpointError(
+                f"cannot save the checkpoint config: it would be {len(data)} bytes, and "
+                f"config.json may hold at most {MAX_CONFIG_BYTES >> 20} MiB; store large "
+                f"values as tensors"
+            )
         _write_file(tmp / CONFIG_FILE, data)
         _fsync_dir(tmp)
         _reached("written")
@@ -352,12 +487,11 @@ def resolve(path: PathLike) -> Path:
     folder = _real(path)
     aside = _aside(folder)
     for _ in range(5):  # a concurrent save may move folders between two checks
-        if folder.is_dir():
+        what = _what_is(folder)
+        if what == "a folder":
             return folder
-        if os.path.lexists(folder):
-            if folder.is_dir():
-                continue
-            raise CheckpointError(f"{folder} is a file, not a checkpoint folder")
+        if what is not None:
+            raise CheckpointError(f"{folder} is {what}, not a checkpoint folder")
         if aside.is_dir():
             return aside
         if not os.path.lexists(folder):
@@ -375,10 +509,15 @@ def read_json(
     """
     folder = resolve(path)
     if name == CONFIG_FILE:
-        parsed = _parse_json(_read_file(folder / CONFIG_FILE), folder / CONFIG_FILE)
-        _check_folder_config(parsed, folder / CONFIG_FILE)
-        return parsed
+        return _read_config(folder)
     return _parse_json(_verified_bytes(folder, name, config), folder / name)
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    file = folder / CONFIG_FILE
+    parsed = _parse_json(_read_file(file, MAX_CONFIG_BYTES), file)
+    _check_folder_config(parsed, file)
+    return parsed
 
 
 def read_tensors(
@@ -545,6 +684,7 @@ def _encode(
         return {"__dict__": out} if any(k in _MARKERS for k in out) else out
     if isinstance(value, Configurable):
         component = _component_of(value, host, f" (argument {where!r} of {owner})")
+        _check_savable_kind(component, type(value), f" (argument {where!r} of {owner})")
         if isinstance(value, nn.Module) and len(value.state_dict()) > 0 and not (
             isinstance(root, nn.Module) and any(m is value for m in root.modules())
         ):
@@ -587,6 +727,47 @@ def _check_component_record(record: Any, where: str) -> None:
     if "metadata" in record and not isinstance(record["metadata"], dict):
         raise CheckpointError(f"{where}: 'metadata' must be an object, got "
                               f"{type(record['metadata']).__name__}")
+    try:
+        kind = normalize_kind(record["kind"])
+    except EbmflowError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+    if kind not in CHECKPOINT_KINDS:
+        raise CheckpointError(
+            f"{where}: kind {record['kind']!r} cannot be loaded from a checkpoint: "
+            f"{_KINDS_TEXT} (loading never runs an estimator or a converter, nor reads data)"
+        )
+
+
+_KINDS_TEXT = (f"a checkpoint holds only {', '.join(CHECKPOINT_KINDS[:-1])} and "
+               f"{CHECKPOINT_KINDS[-1]} components")
+
+
+def _check_savable_kind(component: Component, cls: type, where: str = "") -> None:
+    if component.kind not in CHECKPOINT_KINDS:
+        raise CheckpointError(
+            f"cannot save {cls.__module__}.{cls.__qualname__}{where} "
+            f"({component.qualified_name}), a {component.kind}: {_KINDS_TEXT}, so "
+            f"ebmflow.load would refuse it"
+        )
+
+
+def _check_argument_count(arguments: Any, where: str) -> None:
+    """Refuse arguments holding more than MAX_ARGUMENT_VALUES JSON values, counting no
+    further than that (so a huge list is refused at once)."""
+    count, stack = 0, [arguments]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_ARGUMENT_VALUES:
+            raise CheckpointError(
+                f"{where}: the arguments hold more than {MAX_ARGUMENT_VALUES} values; at most "
+                f"{MAX_ARGUMENT_VALUES} are accepted (long data belongs in tensor arguments, "
+                f"which ebmflow.save stores in {ARGUMENTS_FILE})"
+            )
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _type_names(types: type | tuple[type, ...]) -> str:
@@ -664,7 +845,7 @@ def _build(record: dict, host: PluginHost, tensors: dict[str, Tensor], where: st
     arguments = {key: _decode(value, f"argument {key!r}", host, tensors, where)
                  for key, value in record["arguments"].items()}
     try:
-        return host.create(kind, qualified, **arguments)
+        return host._construct(kind, qualified, arguments, nested=False)
     except CheckpointError:
         raise
     except Exception as exc:
@@ -715,6 +896,88 @@ def _decode(value: Any, what: str, host: PluginHost, tensors: dict[str, Tensor],
     return _build(content, host, tensors, f"{where}: {what}")
 
 
+class _AllocationBudget(TorchFunctionMode):
+    """Bounds the bytes that tensor factories may allocate while a checkpoint's component is
+    built: at most BUILD_BYTES_PER_FILE_BYTE times the bytes of its tensor files plus
+    MAX_BUILD_EXTRA_BYTES.
+
+    Each factory call (``torch.empty`` inside ``nn.Linear``, ``torch.zeros`` for a buffer,
+    ``new_zeros``, ``repeat`` ...) is first run on the meta device, which allocates nothing,
+    to learn its size; the call that would go over the budget raises instead of allocating.
+    So ``widths=[40000, 40000]`` in a crafted config.json fails at once rather than asking
+    for 6.4 GB. Allocations outside torch (NumPy, Python lists) are not seen; the bound on
+    the number of argument values keeps those small for the built-in components.
+    """
+
+    def __init__(self, files_bytes: int, what: str, where: str) -> None:
+        super().__init__()
+        self.files_bytes = files_bytes
+        self.budget = BUILD_BYTES_PER_FILE_BYTE * files_bytes + MAX_BUILD_EXTRA_BYTES
+        self.what, self.where = what, where
+        self.total = 0
+        self.refusal: CheckpointError | None = None
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _FACTORIES or func in _TENSOR_FACTORIES:
+            self._charge(func, args, kwargs)
+        return func(*args, **kwargs)
+
+    def _charge(self, func: Any, args: Any, kwargs: dict) -> None:
+        if self.refusal is None:
+            probe = _meta_probe(func, args, kwargs)
+            if probe is None:
+                return
+            self.total += probe.numel() * probe.element_size()
+            if self.total <= self.budget:
+                return
+            self.refusal = CheckpointError(
+                f"{self.where}: building {self.what} would allocate {_bytes(self.total)} "
+                f"(asked for a {_dtype_name(probe.dtype)} tensor of shape "
+                f"{tuple(probe.shape)}), but a checkpoint may allocate at most "
+                f"{_bytes(self.budget)} while it is built "
+                f"({BUILD_BYTES_PER_FILE_BYTE} × its {_bytes(self.files_bytes)} of tensor files "
+                f"+ {MAX_BUILD_EXTRA_BYTES >> 20} MiB): config.json's arguments do not fit the "
+                f"weights it holds"
+            )
+        raise self.refusal  # again on every later call, should a constructor catch it
+
+
+_FACTORIES = {
+    torch.empty, torch.empty_strided, torch.zeros, torch.ones, torch.full, torch.rand,
+    torch.randn, torch.randint, torch.randperm, torch.arange, torch.linspace,
+    torch.logspace, torch.eye, torch.empty_like, torch.zeros_like, torch.ones_like,
+    torch.full_like, torch.rand_like, torch.randn_like, torch.randint_like,
+}
+_TENSOR_FACTORIES = {
+    Tensor.new_empty, Tensor.new_zeros, Tensor.new_ones, Tensor.new_full, Tensor.repeat,
+    Tensor.tile, Tensor.repeat_interleave, torch.tile, torch.repeat_interleave,
+}
+_NOT_ON_META = ("device", "generator", "out", "pin_memory", "requires_grad")
+
+
+def _meta_probe(func: Any, args: Any, kwargs: dict) -> Tensor | None:
+    """What ``func(*args, **kwargs)`` would return, computed on the meta device (shape and
+    dtype only, nothing allocated); ``None`` where that cannot be worked out."""
+    meta_args = [a.to("meta") if isinstance(a, Tensor) else a for a in args]
+    meta_kwargs = {k: v for k, v in kwargs.items() if k not in _NOT_ON_META}
+    if func in _FACTORIES and not any(isinstance(a, Tensor) for a in args):
+        meta_kwargs["device"] = "meta"
+    try:
+        out = func(*meta_args, **meta_kwargs)
+    except Exception:  # the real call will raise its own error, if any
+        return None
+    return out if isinstance(out, Tensor) else None
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def _load_state(
     obj: nn.Module, state: dict[str, Tensor], file: Path, what: str, config: dict
 ) -> None:
@@ -737,6 +1000,7 @@ def _load_state(
             f"(written with {config.get('plugin_version')}) differ from those the weights "
             f"were saved with"
         )
+    _check_dtypes(state, expected, file, config["kind"])
     # Keep saved dtypes (a float64 model stays float64): retype the target tensors in place,
     # which keeps tied parameters tied, then copy the values.
     for key, tensor in state.items():
@@ -749,6 +1013,34 @@ def _load_state(
     except Exception as exc:
         raise CheckpointError(f"{file}: loading the weights into the {what} failed: {exc}") \
             from exc
+
+
+#: The dtypes a floating-point parameter or buffer loads from (keeping the saved one).
+WEIGHT_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_dtypes(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], file: Path,
+                  kind: str) -> None:
+    """The dtype rule of loading: a floating-point tensor of the model loads from any of
+    WEIGHT_FLOAT_DTYPES and keeps the saved one (a float64 model stays float64); every other
+    tensor (integer counters, boolean masks) loads only from exactly its own dtype. Integer,
+    complex or float8 weights for a float32 layer would fail inside torch or much later."""
+    for key, tensor in state.items():
+        want = expected[key].dtype
+        fits = (tensor.dtype in WEIGHT_FLOAT_DTYPES if want in WEIGHT_FLOAT_DTYPES
+                else tensor.dtype == want)
+        if not fits:
+            raise CheckpointError(
+                f"{file}: {key!r} is {_dtype_name(tensor.dtype)} but the {kind}'s tensor is "
+                f"{_dtype_name(want)}; floating-point tensors load from "
+                f"{', '.join(map(_dtype_name, WEIGHT_FLOAT_DTYPES[:-1]))} or "
+                f"{_dtype_name(WEIGHT_FLOAT_DTYPES[-1])}, other tensors only from exactly "
+                f"their dtype"
+            )
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _state_tensor(obj: nn.Module, key: str) -> Tensor | None:
@@ -857,26 +1149,139 @@ def _digest(file: Path) -> dict[str, Any]:
     return {"sha256": sha.hexdigest(), "size": size}
 
 
-def _read_file(file: Path) -> bytes:
+_FILE_TYPES = (
+    (stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _file_type(mode: int) -> str:
+    return next((name for test, name in _FILE_TYPES if test(mode)), "a special file")
+
+
+def _what_is(path: Path) -> str | None:
+    """What ``path`` names after following symbolic links ("a folder", "a file", "a FIFO",
+    "a symbolic link loop" ...), or ``None`` if nothing."""
     try:
-        return file.read_bytes()
+        return _file_type(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return f"unreadable ({exc.strerror})"
+
+
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+
+
+def _open_regular(file: Path) -> tuple[int, os.stat_result]:
+    """Open a file of a checkpoint folder for reading; return the descriptor and its status.
+
+    Only a regular file that is not a symbolic link is accepted, checked on the open
+    descriptor: O_NONBLOCK makes opening a FIFO return at once instead of waiting for a
+    writer, O_NOFOLLOW refuses a link (to /dev/zero, or to a file outside the folder).
+    A missing file raises FileNotFoundError for the caller to word.
+    """
+    if not hasattr(os, "O_NOFOLLOW") and os.path.islink(file):
+        raise CheckpointError(_link_message(file))
+    try:
+        fd = os.open(file, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if os.path.islink(file):
+            raise CheckpointError(_link_message(file)) from None
+        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise CheckpointError(
+            f"{file} is not a regular file (it is {_file_type(info.st_mode)}); a checkpoint "
+            f"folder holds regular files only"
+        )
+    return fd, info
+
+
+def _link_message(file: Path) -> str:
+    return (f"{file} is a symbolic link; a checkpoint folder holds regular files only "
+            f"(copy the file itself into the folder)")
+
+
+def _read_fd(fd: int, limit: int, file: Path) -> bytes:
+    """Read from ``fd`` until its end, but never more than ``limit + 1`` bytes (one more
+    than allowed shows that the file is larger than it should be)."""
+    chunks, total = [], 0
+    try:
+        while total <= limit:
+            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
+    return b"".join(chunks)
+
+
+def _read_file(file: Path, limit: int) -> bytes:
+    try:
+        fd, info = _open_regular(file)
     except FileNotFoundError:
         raise CheckpointError(
             f"{file} is missing: {file.parent} is not a complete ebmflow checkpoint"
         ) from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {file}: {exc}") from exc
+    try:
+        if info.st_size > limit:
+            raise CheckpointError(_too_large(file, info.st_size, limit))
+        data = _read_fd(fd, limit, file)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # grew while it was read
+        raise CheckpointError(_too_large(file, len(data), limit))
+    return data
+
+
+def _too_large(file: Path, size: int, limit: int) -> str:
+    return (f"{file} is {size} bytes; a checkpoint's {file.name} may hold at most {limit} "
+            f"bytes ({limit >> 20} MiB)")
 
 
 def _parse_json(data: bytes, file: Path) -> Any:
     try:
-        return json.loads(data.decode("utf-8"))
+        parsed = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"{file} is not UTF-8 text ({exc})") from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(
             f"{file} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:  # deeper than Python's parser follows
+        raise _too_deep(str(file)) from None
+    _check_json_depth(parsed, str(file))
+    return parsed
+
+
+def _too_deep(where: str) -> CheckpointError:
+    return CheckpointError(
+        f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels (lists and objects); "
+        f"ebmflow writes and reads at most {MAX_JSON_DEPTH}"
+    )
+
+
+def _check_json_depth(value: Any, where: str) -> None:
+    """Refuse JSON that nests lists and objects more than MAX_JSON_DEPTH levels deep,
+    without recursion (so that no depth can raise RecursionError here)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep(where)
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
 
 
 def _check_folder_config(config: Any, file: Path) -> None:
@@ -949,6 +1354,32 @@ def _check_sha(file: Path, sha256: str, record: dict) -> None:
         )
 
 
+def _open_listed(folder: Path, name: str, record: dict) -> tuple[int, os.stat_result]:
+    """Open ``folder/name`` (a regular file, see _open_regular) and check its size against
+    ``record`` before anything is read: a FIFO, a link to /dev/zero or a sparse terabyte
+    is refused at once."""
+    file = folder / name
+    try:
+        fd, info = _open_regular(file)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{file} is missing, but {CONFIG_FILE} lists it: the checkpoint is incomplete"
+        ) from None
+    if info.st_size != record["size"]:
+        os.close(fd)
+        _check_size(file, info.st_size, record)
+    return fd, info
+
+
+def _listed_size(folder: Path, name: str, config: Mapping[str, Any]) -> int:
+    """The size of ``folder/name`` as recorded, after checking that the file there is a
+    regular file of that size."""
+    record = _file_record(folder, name, config)
+    fd, _ = _open_listed(folder, name, record)
+    os.close(fd)
+    return record["size"]
+
+
 def _verify_file(
     folder: Path, name: str, config: Mapping[str, Any] | None
 ) -> tuple[int, int]:
@@ -956,23 +1387,23 @@ def _verify_file(
     that a reader can tell whether a later open found the same file."""
     record = _file_record(folder, name, config)
     file = folder / name
+    fd, info = _open_listed(folder, name, record)
+    sha = hashlib.sha256()
+    size = 0
     try:
-        with open(file, "rb") as f:
-            stat = os.fstat(f.fileno())
-            sha = hashlib.sha256()
-            size = 0
-            while chunk := f.read(_CHUNK):
-                sha.update(chunk)
-                size += len(chunk)
-    except FileNotFoundError:
-        raise CheckpointError(
-            f"{file} is missing, but {CONFIG_FILE} lists it: the checkpoint is incomplete"
-        ) from None
+        while size <= record["size"]:  # one byte more than recorded shows growth
+            chunk = os.read(fd, min(_CHUNK, record["size"] + 1 - size))
+            if not chunk:
+                break
+            sha.update(chunk)
+            size += len(chunk)
     except OSError as exc:
-        raise CheckpointError(f"cannot read {file}: {exc}") from exc
+        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     _check_size(file, size, record)
     _check_sha(file, sha.hexdigest(), record)
-    return stat.st_dev, stat.st_ino
+    return info.st_dev, info.st_ino
 
 
 def _file_identity(file: Path) -> tuple[int, int] | None:
@@ -993,7 +1424,11 @@ def _replaced(file: Path) -> CheckpointError:
 def _verified_bytes(folder: Path, name: str, config: Mapping[str, Any] | None) -> bytes:
     record = _file_record(folder, name, config)
     file = folder / name
-    data = _read_file(file)
+    fd, _ = _open_listed(folder, name, record)
+    try:
+        data = _read_fd(fd, record["size"], file)
+    finally:
+        os.close(fd)
     _check_size(file, len(data), record)
     _check_sha(file, hashlib.sha256(data).hexdigest(), record)
     return data
@@ -1003,33 +1438,59 @@ def _verified_bytes(folder: Path, name: str, config: Mapping[str, Any] | None) -
 
 
 def _check_replaceable(target: Path) -> None:
-    if not os.path.lexists(target):
+    """Refuse to replace ``target`` unless it is missing, an empty folder, or provably an
+    ebmflow checkpoint folder (see :func:`_not_a_checkpoint`): replacing deletes it."""
+    what = _what_is(target)
+    if what is None:
         return
-    if not target.is_dir():
+    if what != "a folder":
         raise CheckpointError(
-            f"refusing to save to {target}: it is a file, not a checkpoint folder; choose "
+            f"refusing to save to {target}: it is {what}, not a checkpoint folder; choose "
             f"another path or remove it yourself"
         )
     entries = sorted(os.listdir(target))
     if not entries:
         return
-    foreign = None
-    try:
-        config = json.loads((target / CONFIG_FILE).read_text("utf-8"))
-        listed = set(config["files"]) | {CONFIG_FILE}
-        if not isinstance(config["format_version"], int):
-            raise TypeError("format_version")
-        foreign = [e for e in entries if e not in listed]
-    except (OSError, ValueError, TypeError, KeyError):
-        foreign = [e for e in entries]
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
-                                          else "")
+    reason = _not_a_checkpoint(target, entries)
+    if reason is not None:
         raise CheckpointError(
-            f"refusing to save to {target}: it is not an ebmflow checkpoint folder (it holds "
-            f"{shown}, which no ebmflow config.json lists), and saving replaces the whole "
-            f"folder. Save to a new or empty folder, or move those files away"
+            f"refusing to save to {target}: it is not an ebmflow checkpoint folder "
+            f"({reason}), and saving replaces the whole folder. Save to a new or empty "
+            f"folder, or move those files away"
         )
+
+
+def _not_a_checkpoint(target: Path, entries: list[str]) -> str | None:
+    """Why the folder ``target`` (holding ``entries``) is not provably an ebmflow checkpoint
+    folder, or ``None`` if it is one: a ``config.json`` that passes every check ``load``
+    makes of it, and besides it only regular files that its ``files`` table lists, each of
+    the recorded size. The SHA-256 is not compared: a checkpoint damaged in place is still
+    ebmflow's to replace, while a folder, a link or a file of another size is not."""
+    if CONFIG_FILE not in entries:
+        return f"it holds {_some(entries)}, which no ebmflow config.json lists"
+    try:
+        config = _read_config(target)
+    except CheckpointError as exc:
+        return str(exc)
+    foreign = [e for e in entries if e != CONFIG_FILE and e not in config["files"]]
+    if foreign:
+        return f"it holds {_some(foreign)}, which its config.json does not list"
+    for entry in entries:
+        if entry == CONFIG_FILE:
+            continue
+        file = target / entry
+        mode = os.lstat(file)
+        if not stat.S_ISREG(mode.st_mode):
+            return f"{file} is {_file_type(mode.st_mode)}"
+        recorded = config["files"][entry]["size"]
+        if mode.st_size != recorded:
+            return f"{file} is {mode.st_size} bytes but {CONFIG_FILE} records {recorded}"
+    return None
+
+
+def _some(names: list[str]) -> str:
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return ", ".join(names[:5]) + more
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:

@@ -724,9 +724,19 @@ class PluginHost:
                 f"got {type(name_or_config).__name__} {name_or_config!r}"
             )
         arguments.update(kwargs)
+        return self._construct(kind, name, arguments, nested=True)
+
+    def _construct(self, kind: str, name: str, arguments: dict[str, Any], *,
+                   nested: bool) -> Any:
+        """Build ``name`` from ``arguments``; with ``nested=False`` no dict or list argument
+        is read as a nested component config. ``ebmflow.load`` builds that way: a
+        checkpoint tags its nested components explicitly, so a plain dict argument that
+        happens to have ``kind`` and ``name`` keys stays a dict."""
+        kind = normalize_kind(kind)
         component = self.get(kind, name)
         factory = component.load()
-        arguments = {key: self._build_nested(key, value) for key, value in arguments.items()}
+        if nested:
+            arguments = {key: self._build_nested(key, value) for key, value in arguments.items()}
         _check_arguments(component, factory, arguments)
         try:
             return factory(**arguments)
