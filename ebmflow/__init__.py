@@ -80,6 +80,9 @@ _LAZY: dict[str, str] = {
     "sum_squares": "ebmflow.samplers.metropolis:sum_squares",
     "check_positive": "ebmflow.validation:check_positive",
     "check_positive_int": "ebmflow.validation:check_positive_int",
+    # reading files from an untrusted folder
+    "open_regular_file": "ebmflow.files:open_regular_file",
+    "read_regular_file": "ebmflow.files:read_regular_file",
     # checkpoints
     "save": "ebmflow.checkpoint:save",
     "load": "ebmflow.checkpoint:load",

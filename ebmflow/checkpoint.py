@@ -174,6 +174,7 @@ from torch.overrides import TorchFunctionMode
 
 from ebmflow.config import Configurable
 from ebmflow.errors import CheckpointError, ConfigError, EbmflowError
+from ebmflow.files import file_type, open_regular_file, read_fd
 from ebmflow.registry import (
     Component,
     PluginHost,
@@ -1149,22 +1150,11 @@ def _digest(file: Path) -> dict[str, Any]:
     return {"sha256": sha.hexdigest(), "size": size}
 
 
-_FILE_TYPES = (
-    (stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
-    (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _file_type(mode: int) -> str:
-    return next((name for test, name in _FILE_TYPES if test(mode)), "a special file")
-
-
 def _what_is(path: Path) -> str | None:
     """What ``path`` names after following symbolic links ("a folder", "a file", "a FIFO",
     "a symbolic link loop" ...), or ``None`` if nothing."""
     try:
-        return _file_type(os.stat(path).st_mode)
+        return file_type(os.stat(path).st_mode)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -1173,57 +1163,18 @@ def _what_is(path: Path) -> str | None:
         return f"unreadable ({exc.strerror})"
 
 
-_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-               | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
-
-
 def _open_regular(file: Path) -> tuple[int, os.stat_result]:
     """Open a file of a checkpoint folder for reading; return the descriptor and its status.
-
-    Only a regular file that is not a symbolic link is accepted, checked on the open
-    descriptor: O_NONBLOCK makes opening a FIFO return at once instead of waiting for a
-    writer, O_NOFOLLOW refuses a link (to /dev/zero, or to a file outside the folder).
-    A missing file raises FileNotFoundError for the caller to word.
-    """
-    if not hasattr(os, "O_NOFOLLOW") and os.path.islink(file):
-        raise CheckpointError(_link_message(file))
+    Only a regular file that is not a symbolic link is accepted (a link could lead to
+    /dev/zero or out of the folder). A missing file raises FileNotFoundError for the caller
+    to word."""
     try:
-        fd = os.open(file, _OPEN_FLAGS)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        if os.path.islink(file):
-            raise CheckpointError(_link_message(file)) from None
-        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise CheckpointError(
-            f"{file} is not a regular file (it is {_file_type(info.st_mode)}); a checkpoint "
-            f"folder holds regular files only"
-        )
-    return fd, info
-
-
-def _link_message(file: Path) -> str:
-    return (f"{file} is a symbolic link; a checkpoint folder holds regular files only "
-            f"(copy the file itself into the folder)")
-
-
-def _read_fd(fd: int, limit: int, file: Path) -> bytes:
-    """Read from ``fd`` until its end, but never more than ``limit + 1`` bytes (one more
-    than allowed shows that the file is larger than it should be)."""
-    chunks, total = [], 0
-    try:
-        while total <= limit:
-            chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
-    return b"".join(chunks)
+        return open_regular_file(file, error=CheckpointError)
+    except CheckpointError as exc:
+        hint = (" (copy the file itself into the folder)"
+                if str(exc).endswith("is a symbolic link") else "")
+        raise CheckpointError(f"{exc}; a checkpoint folder holds regular files only{hint}"
+                              ) from None
 
 
 def _read_file(file: Path, limit: int) -> bytes:
@@ -1236,7 +1187,7 @@ def _read_file(file: Path, limit: int) -> bytes:
     try:
         if info.st_size > limit:
             raise CheckpointError(_too_large(file, info.st_size, limit))
-        data = _read_fd(fd, limit, file)
+        data = read_fd(fd, limit, file, CheckpointError)
     finally:
         os.close(fd)
     if len(data) > limit:  # grew while it was read
@@ -1426,7 +1377,7 @@ def _verified_bytes(folder: Path, name: str, config: Mapping[str, Any] | None) -
     file = folder / name
     fd, _ = _open_listed(folder, name, record)
     try:
-        data = _read_fd(fd, record["size"], file)
+        data = read_fd(fd, record["size"], file, CheckpointError)
     finally:
         os.close(fd)
     _check_size(file, len(data), record)
@@ -1481,7 +1432,7 @@ def _not_a_checkpoint(target: Path, entries: list[str]) -> str | None:
         file = target / entry
         mode = os.lstat(file)
         if not stat.S_ISREG(mode.st_mode):
-            return f"{file} is {_file_type(mode.st_mode)}"
+            return f"{file} is {file_type(mode.st_mode)}"
         recorded = config["files"][entry]["size"]
         if mode.st_size != recorded:
             return f"{file} is {mode.st_size} bytes but {CONFIG_FILE} records {recorded}"

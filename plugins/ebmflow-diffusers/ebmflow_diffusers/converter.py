@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -52,59 +51,30 @@ def _supported() -> str:
     )
 
 
-def _file_kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return kind
-    return "a special file"
-
-
-def _check_regular(file: Path, what: str, mode: int) -> None:
-    if not stat.S_ISREG(mode):
-        raise ConversionError(
-            f"diffusers converter: {file} ({what}) is {_file_kind(mode)}, not a regular file"
-        )
-
-
-def _regular_file(file: Path, what: str) -> os.stat_result | None:
-    """The ``stat`` of ``file`` (a symlink is followed, as in Hugging Face's cache), or None
-    when it does not exist. Anything but a regular file is refused by what it is: reading a
-    FIFO blocks and ``/dev/zero`` never ends, so neither may be opened for reading."""
+def _regular_file(file: Path, what: str) -> bool:
+    """Whether ``file`` exists; anything but a regular file is refused by what it is
+    (reading a FIFO blocks and ``/dev/zero`` never ends). A symlink is followed, as in
+    Hugging Face's cache."""
     try:
-        info = file.stat()
+        fd, _ = ebmflow.open_regular_file(file, follow_symlinks=True, error=ConversionError)
     except FileNotFoundError:
-        return None
-    except OSError as exc:  # a symlink loop, a path through a file, no permission
-        raise ConversionError(f"diffusers converter: {file} ({what}) cannot be read "
-                              f"({exc.strerror or exc})") from None
-    _check_regular(file, what, info.st_mode)
-    return info
+        return False
+    except ConversionError as exc:
+        raise ConversionError(f"diffusers converter: {what}: {exc}") from None
+    os.close(fd)
+    return True
 
 
 def _read_json(file: Path, what: str) -> dict[str, Any]:
-    """The JSON object in ``file``: a regular file of at most ``MAX_CONFIG_BYTES``, opened
-    without blocking (in case it was swapped for a FIFO after the check)."""
-    info = _regular_file(file, what)
-    if info is None:
-        raise ConversionError(f"diffusers converter: {file} is missing ({what}); {_supported()}")
-    if info.st_size > MAX_CONFIG_BYTES:
-        raise ConversionError(
-            f"diffusers converter: {file} ({what}) is {info.st_size} bytes; a config may be "
-            f"at most {MAX_CONFIG_BYTES} bytes"
-        )
+    """The JSON object in ``file``: a regular file of at most ``MAX_CONFIG_BYTES``."""
     try:
-        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as handle:
-            _check_regular(file, what, os.fstat(handle.fileno()).st_mode)
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConversionError(f"diffusers converter: {file} ({what}) cannot be read "
-                              f"({exc.strerror or exc})") from None
-    if len(data) > MAX_CONFIG_BYTES:  # it grew after the check
-        raise ConversionError(f"diffusers converter: {file} ({what}) is larger than "
-                              f"{MAX_CONFIG_BYTES} bytes, the most a config may be")
+        data = ebmflow.read_regular_file(file, max_bytes=MAX_CONFIG_BYTES,
+                                         follow_symlinks=True, error=ConversionError)
+    except FileNotFoundError:
+        raise ConversionError(f"diffusers converter: {file} is missing ({what}); {_supported()}"
+                              ) from None
+    except ConversionError as exc:
+        raise ConversionError(f"diffusers converter: {what}: {exc}") from None
     try:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -226,7 +196,7 @@ def _from_folder(folder: Path, prediction_type) -> DiffusersScoreModel:
     scheduler_config = _read_json(scheduler_file, "the scheduler's config")
     scheduler_config.setdefault("_class_name", parts["scheduler"])
     weights = folder / "unet" / WEIGHTS
-    if _regular_file(weights, "the network's weights") is None:
+    if not _regular_file(weights, "the network's weights"):
         found = sorted(p.name for p in (folder / "unet").iterdir())
         hint = (" (a .bin file is a pickle, which ebmflow never loads: re-save the model with "
                 "safe_serialization=True)" if any(n.endswith(".bin") for n in found) else "")
