@@ -174,7 +174,7 @@ from torch.overrides import TorchFunctionMode
 
 from ebmflow.config import Configurable
 from ebmflow.errors import CheckpointError, ConfigError, EbmflowError
-from ebmflow.files import file_type, open_regular_file, read_fd
+from ebmflow.files import file_type, iter_fd, open_regular_file, read_fd
 from ebmflow.registry import (
     Component,
     PluginHost,
@@ -1342,14 +1342,9 @@ def _verify_file(
     sha = hashlib.sha256()
     size = 0
     try:
-        while size <= record["size"]:  # one byte more than recorded shows growth
-            chunk = os.read(fd, min(_CHUNK, record["size"] + 1 - size))
-            if not chunk:
-                break
+        for chunk in iter_fd(fd, record["size"], file, CheckpointError):
             sha.update(chunk)
             size += len(chunk)
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
     _check_size(file, size, record)

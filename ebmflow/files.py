@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from ebmflow.errors import EbmflowError
@@ -68,21 +69,26 @@ def open_regular_file(
     return fd, info
 
 
-def read_fd(fd: int, limit: int, path: str | os.PathLike,
-            error: type[EbmflowError] = EbmflowError) -> bytes:
-    """Read from ``fd`` to its end, but never more than ``limit + 1`` bytes (one byte more
-    than allowed shows that the file is larger than it should be)."""
-    chunks, total = [], 0
+def iter_fd(fd: int, limit: int, path: str | os.PathLike,
+            error: type[EbmflowError] = EbmflowError) -> Iterator[bytes]:
+    """The chunks read from ``fd`` to its end, but never more than ``limit + 1`` bytes in
+    all (one byte more than allowed shows that the file is larger than it should be)."""
+    total = 0
     try:
         while total <= limit:
             chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
             if not chunk:
-                break
-            chunks.append(chunk)
+                return
             total += len(chunk)
+            yield chunk
     except OSError as exc:
         raise error(f"cannot read {path}: {exc.strerror or exc}") from None
-    return b"".join(chunks)
+
+
+def read_fd(fd: int, limit: int, path: str | os.PathLike,
+            error: type[EbmflowError] = EbmflowError) -> bytes:
+    """All of :func:`iter_fd`'s chunks, joined."""
+    return b"".join(iter_fd(fd, limit, path, error))
 
 
 def read_regular_file(
