@@ -254,10 +254,16 @@ def _make_optimizer(spec: Any, params: list[nn.Parameter]) -> torch.optim.Optimi
     _check_names(f"Trainer: optimizer {name!r}", arguments, accepted)
     if isinstance(arguments.get("betas"), list):  # TOML and JSON arrays are lists
         arguments["betas"] = tuple(arguments["betas"])
+    for key, value in arguments.items():  # torch takes lr = inf and diverges at step 1
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"Trainer: optimizer {name!r}: {key} must be finite, got "
+                              f"{value!r}")
     try:
         return cls(params, **arguments)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Trainer: optimizer {name!r}: {exc}") from None
+    except (TypeError, ValueError, IndexError, KeyError) as exc:  # e.g. betas = [0.9]
+        raise ConfigError(f"Trainer: optimizer {name!r}: {type(exc).__name__}: "
+                          f"{_first_line(exc)} (arguments {arguments})") from None
 
 
 class LRSchedule:
@@ -712,6 +718,7 @@ class Trainer:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         try:  # a device this torch or this machine lacks fails here, not inside .to()
             torch.empty(0, device=device)
+            torch.Generator(device=device)  # the objective's generator lives there
         except (RuntimeError, AssertionError) as exc:
             raise ConfigError(
                 f"Trainer: device {str(device)!r} is not available here ({_first_line(exc)}); "

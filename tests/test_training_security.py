@@ -361,9 +361,13 @@ def test_a_run_file_with_a_utf8_byte_order_mark_is_read_like_one_without(tmp_pat
         ("batch_size = 16", "batch_size = 1000000000000000000000000000000",
          ["batch_size", "2147483647"]),
         ("widths = [8]", "widths = [100000000000]", ["[energy]", "memory"]),
+        ("lr = 1e-2 }", "lr = 1e-2, betas = [0.9] }", ["[train]", "optimizer 'adam'",
+                                                       "betas"]),
+        ("lr = 1e-2", "lr = inf", ["[train]", "lr must be finite", "inf"]),
+        ("seed = 1", 'seed = 1\ndevice = "meta"', ["[train]", "device", "'meta'"]),
     ],
     ids=["progress-a-string", "kind-of-another-table", "huge-seed", "huge-steps",
-         "huge-batch", "huge-widths"],
+         "huge-batch", "huge-widths", "betas-too-short", "infinite-lr", "meta-device"],
 )
 def test_run_file_values_of_the_wrong_type_or_size_are_one_error_naming_the_key(
         host, tmp_path, capsys, old, new, fragments):
