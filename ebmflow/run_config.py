@@ -223,11 +223,28 @@ def _check_json(value: Any, table: str, source: str, key: str = "") -> None:
             _check_json(v, table, source, f"{key}[{i}]")
 
 
+#: The largest run file read (the examples are about 2 kB): a bound, so that a path to
+#: /dev/zero or a huge file is an error rather than memory exhaustion.
+MAX_RUN_FILE_BYTES = 1 << 20
+
+
 def load_run_config(path: str | os.PathLike) -> RunConfig:
-    """Read and validate the TOML run file at ``path``."""
+    """Read and validate the TOML run file at ``path``: a regular file (not a FIFO or a
+    device, whose reads block or never end) of at most :data:`MAX_RUN_FILE_BYTES`."""
+    import stat
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"run config {path} is not a regular file (a folder, FIFO or "
+                              f"device); give a TOML file")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_RUN_FILE_BYTES + 1)
+        if len(data) > MAX_RUN_FILE_BYTES:
+            raise ConfigError(f"run config {path} is larger than {MAX_RUN_FILE_BYTES} bytes; "
+                              f"a run file is a few kB of TOML")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"run config {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:

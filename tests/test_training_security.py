@@ -412,3 +412,27 @@ def test_huge_command_line_numbers_are_one_error_naming_the_option_and_range(
     capsys.readouterr()
     assert main(argv, host=host) == 1
     one_error_line(capsys, *fragments, "from")
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "huge"])
+def test_a_run_file_that_is_a_device_a_fifo_or_huge_is_refused_without_reading_it(
+        tmp_path, kind):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "run.toml"
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text("# " + "x" * (2 << 20) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "ebmflow", "train", str(path), "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    err = result.stderr
+    assert err.startswith("ebmflow: error: run config") and err.count("\n") == 1, err
+    assert ("not a regular file" if kind != "huge" else "larger than") in err
