@@ -35,6 +35,25 @@ train --out DIR``, or ``build(..., checkpoint_dir=...)``).
 Errors name the file, the table and the key: a TOML syntax error gives the file and line;
 a missing or unknown table, an unknown [train] key (with the accepted ones), and a component
 that does not exist or rejects an argument are re-raised with ``FILE [table]:`` in front.
+Values are checked when the run is built, before any training: ``compile`` and
+``progress`` are TOML booleans; a component table may carry a ``kind`` key only if it is
+the table's own kind; integers have bounds (``seed`` up to 2**64 − 1, step counts up to
+2**53, ``batch_size`` below 2**31); the energy's event shape must be the data's (an ``mlp``
+with ``dim = 3`` on 2-D data is refused naming both shapes); ``device`` must exist in this
+torch and on this machine; and a component whose arguments ask for more memory than there
+is gives an error naming its table. A UTF-8 byte-order mark at the start of the file is
+ignored.
+
+Resuming after an edit (``ebmflow train --resume`` with a changed run file, or
+``Trainer.fit(resume=True)`` with changed arguments) continues the run only under changes
+it can honour: the [train] keys ``steps``, ``lr_schedule``, ``grad_clip``,
+``checkpoint_every``, ``log_every``, ``progress``, ``compile``, and the optimizer's ``lr``
+(applied to the optimizer's parameter groups). Any other change (a component or one of its
+arguments, the optimizer or its other arguments, ``seed``, ``batch_size``, ``ema``,
+``device``) is refused with one error listing each changed key with its old and new value.
+The run record written with every checkpoint is therefore always what the run used. With
+no checkpoint yet, a resume starts the run from scratch (see
+:meth:`ebmflow.Trainer.load_checkpoint`).
 
 This module imports no torch; :func:`build` imports the Trainer when it is called.
 """
@@ -77,6 +96,9 @@ TRAIN_KEYS = (
     "optimizer", "lr_schedule", "batch_size", "steps", "seed", "grad_clip", "ema",
     "compile", "checkpoint_every", "log_every", "progress", "device",
 )
+
+#: The [train] keys that take a boolean (TOML ``true``/``false``; no strings such as "yes").
+BOOLEAN_TRAIN_KEYS = ("compile", "progress")
 
 
 @dataclass(frozen=True)
@@ -146,6 +168,10 @@ class RunConfig:
                     f"{source} [train]: unknown key {key!r}{hint}; accepted: "
                     f"{', '.join(TRAIN_KEYS)}{extra}"
                 )
+        for key in BOOLEAN_TRAIN_KEYS:  # checked here too: --no-progress replaces the value
+            if key in train and not isinstance(train[key], bool):
+                raise ConfigError(f"{source} [train]: {key} must be true or false, got "
+                                  f"{train[key]!r}")
         _check_json(train, "train", source)
         if parsed["sampler"] is not None and parsed["objective"] is not None \
                 and "sampler" in parsed["objective"]:
@@ -173,6 +199,13 @@ def _component_table(value: Any, table: str, source: str) -> dict[str, Any] | No
             f"components --kind {kind}` lists them); got "
             f"{'no name' if 'name' not in value else repr(value['name'])}"
         )
+    kind = TABLES[table]
+    if "kind" in value and value["kind"] != kind:
+        # the table decides the kind; a different one is a mistake, not something to drop
+        raise ConfigError(
+            f"{source} [{table}]: kind {value['kind']!r} does not match the table: [{table}] "
+            f"builds a {kind!r}; leave 'kind' out (or set it to {kind!r})"
+        )
     _check_json(value, table, source)
     return dict(value)
 
@@ -190,11 +223,28 @@ def _check_json(value: Any, table: str, source: str, key: str = "") -> None:
             _check_json(v, table, source, f"{key}[{i}]")
 
 
+#: The largest run file read (the examples are about 2 kB): a bound, so that a path to
+#: /dev/zero or a huge file is an error rather than memory exhaustion.
+MAX_RUN_FILE_BYTES = 1 << 20
+
+
 def load_run_config(path: str | os.PathLike) -> RunConfig:
-    """Read and validate the TOML run file at ``path``."""
+    """Read and validate the TOML run file at ``path``: a regular file (not a FIFO or a
+    device, whose reads block or never end) of at most :data:`MAX_RUN_FILE_BYTES`."""
+    import stat
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"run config {path} is not a regular file (a folder, FIFO or "
+                              f"device); give a TOML file")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_RUN_FILE_BYTES + 1)
+        if len(data) > MAX_RUN_FILE_BYTES:
+            raise ConfigError(f"run config {path} is larger than {MAX_RUN_FILE_BYTES} bytes; "
+                              f"a run file is a few kB of TOML")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"run config {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -203,7 +253,12 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
 
 
 def parse_run_config(text: str, *, source: str = "<string>") -> RunConfig:
-    """Parse TOML ``text`` as a run config; ``source`` names it in errors."""
+    """Parse TOML ``text`` as a run config; ``source`` names it in errors.
+
+    A leading UTF-8 byte-order mark (which some Windows editors write) is ignored: TOML
+    itself does not allow one, but it carries no meaning.
+    """
+    text = text.removeprefix("\ufeff")
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -245,8 +300,18 @@ def create_from_table(host: PluginHost, table: str, config: Mapping[str, Any], s
         ) and "sampler" in str(exc):
             message += " ([sampler] is passed to the objective as its sampler= argument)"
         raise type(exc)(message) from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{source} [{table}]: {exc}") from None
+    except (ValueError, TypeError, OverflowError, MemoryError, RuntimeError) as exc:
+        from ebmflow.trainer import _first_line, _out_of_memory
+
+        if _out_of_memory(exc):  # e.g. widths = [10**11]
+            raise ConfigError(
+                f"{source} [{table}]: building the {kind} needs more memory than there is "
+                f"({_first_line(exc)}); are its sizes what you meant?"
+            ) from None
+        if isinstance(exc, (RuntimeError, MemoryError)):
+            raise
+        # first line only: torch appends C++ frames to some messages
+        raise ConfigError(f"{source} [{table}]: {_first_line(exc)}") from None
 
 
 def build(
@@ -273,7 +338,7 @@ def build(
     import torch
 
     from ebmflow.registry import default_host
-    from ebmflow.trainer import Trainer, _derive_seed
+    from ebmflow.trainer import Trainer, _derive_seed, event_shape_mismatch
 
     host = default_host() if host is None else host
     source = run_config.source
@@ -304,6 +369,16 @@ def build(
                                                      source)
             objective = create_from_table(host, "objective", table("objective"), source,
                                           **extra)
+    mismatch = event_shape_mismatch(energy, data)
+    if mismatch is not None:
+        energy_name = (run_config.energy or {}).get("name", type(energy).__name__)
+        data_name = (run_config.data or {}).get("name", type(data).__name__)
+        raise ConfigError(
+            f"{source} [energy]: the energy {energy_name!r} takes samples of shape "
+            f"{mismatch[0]}, but [data] {data_name!r} gives samples of shape {mismatch[1]}; "
+            f"set the [energy] arguments (e.g. dim) to the data's shape, or use an energy "
+            f"for it (images need e.g. 'convnet')"
+        )
     try:
         return Trainer(energy, objective, data, host=host, run_config=run_config.to_dict(),
                        **arguments)

@@ -117,11 +117,11 @@ import torch
 from torch import Tensor, nn
 
 from ebmflow.checkpoint import (
+    _MARKERS,
     ARGUMENTS_FILE,
     WEIGHTS_FILE,
     _component_of,
     _component_record,
-    _decode,
     _encode,
     _encode_arguments,
     read_json,
@@ -159,16 +159,36 @@ LR_SCHEDULES: dict[str, dict[str, Any]] = {
 
 _RECORD_KEYS = ("step", "loss", "grad_norm", "lr")
 
+#: Upper bounds of the integer arguments, so that a typo such as ``steps = 10**30`` is an
+#: error here rather than an overflow or a failed allocation deep inside torch. Step counts
+#: stop at 2**53, beyond which a float (JSON readers, tqdm, the schedules) no longer holds
+#: every integer; a seed is what ``torch.Generator.manual_seed`` accepts; a batch of 2**31
+#: rows or more could not be allocated anyway.
+MAX_STEPS = 2**53
+MAX_SEED = 2**64 - 1
+MAX_BATCH_SIZE = 2**31 - 1
+
+#: ``[train]`` keys that a resumed run may change (see :meth:`Trainer.load_checkpoint`):
+#: they shape the rest of the run, not the state saved so far, so the checkpoint continues
+#: exactly under the new values. The optimizer's ``lr`` may change too (it is applied to the
+#: parameter groups). Any other change is refused, naming the keys.
+RESUMABLE_TRAIN_KEYS = ("steps", "lr_schedule", "grad_clip", "checkpoint_every", "log_every",
+                        "progress", "compile")
+
 
 # -- argument checks --------------------------------------------------------------------
 
 
-def _int_arg(name: str, value: Any, minimum: int, *, optional: bool = False) -> int | None:
+def _int_arg(name: str, value: Any, minimum: int, *, optional: bool = False,
+             maximum: int = MAX_STEPS) -> int | None:
     if value is None and optional:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         accepted = f"an integer ≥ {minimum}" + (" or None" if optional else "")
         raise ConfigError(f"Trainer: {name} must be {accepted}, got {value!r}")
+    if value > maximum:
+        raise ConfigError(f"Trainer: {name} must be an integer from {minimum} to {maximum}, "
+                          f"got {value!r}")
     return value
 
 
@@ -234,10 +254,16 @@ def _make_optimizer(spec: Any, params: list[nn.Parameter]) -> torch.optim.Optimi
     _check_names(f"Trainer: optimizer {name!r}", arguments, accepted)
     if isinstance(arguments.get("betas"), list):  # TOML and JSON arrays are lists
         arguments["betas"] = tuple(arguments["betas"])
+    for key, value in arguments.items():  # torch takes lr = inf and diverges at step 1
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"Trainer: optimizer {name!r}: {key} must be finite, got "
+                              f"{value!r}")
     try:
         return cls(params, **arguments)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Trainer: optimizer {name!r}: {exc}") from None
+    except (TypeError, ValueError, IndexError, KeyError) as exc:  # e.g. betas = [0.9]
+        raise ConfigError(f"Trainer: optimizer {name!r}: {type(exc).__name__}: "
+                          f"{_first_line(exc)} (arguments {arguments})") from None
 
 
 class LRSchedule:
@@ -380,9 +406,53 @@ class _TensorBatches:
                 f"{where}: the checkpoint's run trained on a tensor of {state.get('rows')} "
                 f"rows; this Trainer's data has {self.data.shape[0]}"
             )
+        rows = self.data.shape[0]
         permutation = tensors.get("data.permutation")
+        if permutation is not None and not (
+            permutation.dtype == torch.int64 and permutation.shape == (rows,)
+            and torch.equal(permutation.sort().values, torch.arange(rows))
+        ):
+            raise CheckpointError(
+                f"{Path(where).with_name(TRAINING_TENSORS_FILE)}: data.permutation must be a "
+                f"permutation of the {rows} row indices (an int64 tensor of shape ({rows},)); "
+                f"the {permutation.dtype} tensor of shape {tuple(permutation.shape)} there is "
+                f"not"
+            )
+        position = state.get("position", 0)
+        if not isinstance(position, int) or isinstance(position, bool) or not (
+                0 <= position <= rows):
+            raise CheckpointError(f"{where}: data.position must be an integer from 0 to "
+                                  f"{rows}, got {_shown(position)}")
         self.permutation = None if permutation is None else permutation.to(self.data.device)
-        self.position = int(state.get("position", 0))
+        self.position = position
+
+
+def event_shape_mismatch(energy: Any, data: Any) -> tuple[tuple, tuple] | None:
+    """``(energy's event shape, data's event shape)`` when both are known and differ (a
+    Dataset's ``event_shape``, a tensor's rows), else ``None``."""
+    expected = getattr(energy, "event_shape", None)
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
+        data = data[0]
+    given = tuple(data.shape[1:]) if isinstance(data, Tensor) else getattr(
+        data, "event_shape", None)
+    if expected is None or given is None or tuple(expected) == tuple(given):
+        return None
+    return tuple(expected), tuple(given)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (torch appends C++ frames to some)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation (CPU or accelerator)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower())
 
 
 # -- distributed ------------------------------------------------------------------------
@@ -490,9 +560,9 @@ class Trainer:
             raise ConfigError(f"Trainer: objective must be an ebmflow.Objective, got "
                               f"{type(objective).__name__}")
         self.host = default_host() if host is None else host
-        self.batch_size = _int_arg("batch_size", batch_size, 1)
+        self.batch_size = _int_arg("batch_size", batch_size, 1, maximum=MAX_BATCH_SIZE)
         self.steps = _int_arg("steps", steps, 0)
-        self.seed = _int_arg("seed", seed, 0)
+        self.seed = _int_arg("seed", seed, 0, maximum=MAX_SEED)
         self.grad_clip = _positive_arg("grad_clip", grad_clip)
         if ema is not None and not (isinstance(ema, (int, float)) and not isinstance(ema, bool)
                                     and 0.0 < ema < 1.0):
@@ -502,7 +572,9 @@ class Trainer:
             raise ConfigError(f"Trainer: compile must be true or false, got {compile!r}")
         self.checkpoint_every = _int_arg("checkpoint_every", checkpoint_every, 1, optional=True)
         self.log_every = _int_arg("log_every", log_every, 1)
-        self.progress = bool(progress)
+        if not isinstance(progress, bool):
+            raise ConfigError(f"Trainer: progress must be true or false, got {progress!r}")
+        self.progress = progress
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.metrics_file = None if metrics_file is None else Path(metrics_file)
         if self.checkpoint_every is not None and self.checkpoint_dir is None:
@@ -525,6 +597,13 @@ class Trainer:
         self._objective_generator = torch.Generator(device=self.device).manual_seed(
             _derive_seed(self.seed, "objective", self.rank))
         self._batches: Any = self._make_batches(data)
+        mismatch = event_shape_mismatch(self.energy, data)
+        if mismatch is not None:
+            raise ConfigError(
+                f"Trainer: {type(energy).__name__} takes samples of shape {mismatch[0]}, but "
+                f"the data gives samples of shape {mismatch[1]}; build the energy for the "
+                f"data's shape"
+            )
 
         self._energy_params = [p for p in self.energy.parameters() if p.requires_grad]
         seen = {id(p) for p in self._energy_params}
@@ -580,6 +659,11 @@ class Trainer:
                     and all(isinstance(t, Tensor) for t in data))
         if isinstance(data, Tensor) or labelled:
             x, y = (data[0], data[1]) if labelled else (data, None)
+            if not x.is_floating_point():
+                raise ConfigError(
+                    f"Trainer: tensor data of dtype {x.dtype} cannot be fed to an energy; it "
+                    f"must be a floating-point tensor (convert it, e.g. data.float())"
+                )
             if x.ndim < 1 or x.shape[0] < self.batch_size:
                 raise ConfigError(
                     f"Trainer: tensor data needs at least batch_size = {self.batch_size} rows, "
@@ -632,6 +716,14 @@ class Trainer:
                               f"(e.g. 'cpu', 'cuda', 'cuda:1')") from None
         if device.type == "cuda" and device.index is None and self.world_size > 1:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        try:  # a device this torch or this machine lacks fails here, not inside .to()
+            torch.empty(0, device=device)
+            torch.Generator(device=device)  # the objective's generator lives there
+        except (RuntimeError, AssertionError) as exc:
+            raise ConfigError(
+                f"Trainer: device {str(device)!r} is not available here ({_first_line(exc)}); "
+                f"use 'cpu', or a device this torch was built for and this machine has"
+            ) from None
         return device
 
     def _energy_checkpoint_record(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -680,9 +772,13 @@ class Trainer:
 
         With ``resume=True`` the training state in ``checkpoint_dir`` is loaded first when
         there is one (otherwise training starts from scratch), so a preempted job can simply
-        be restarted with the same call. ``until`` stops early at that step without changing
-        the run (the learning-rate schedule still spans ``steps``), e.g. to split a run over
-        several jobs; ``fit`` continues from wherever the previous call stopped.
+        be restarted with the same call. A Trainer whose arguments differ from the
+        checkpoint's run may resume only where :meth:`load_checkpoint` can honour the
+        difference (more or fewer steps, a new lr, new intervals, ...); otherwise it raises
+        :class:`~ebmflow.ConfigError` naming the changed keys.
+        ``until`` stops early at that step without changing the run (the learning-rate
+        schedule still spans ``steps``), e.g. to split a run over several jobs; ``fit``
+        continues from wherever the previous call stopped.
 
         Raises:
             TrainingDivergedError: the loss or a gradient is NaN or infinite (named step; the
@@ -712,7 +808,16 @@ class Trainer:
 
                 bar = tqdm(total=self.steps, initial=self.step, desc="train", unit="step",
                            dynamic_ncols=True)
-            self._loop(bar, stop)
+            try:
+                self._loop(bar, stop)
+            except (MemoryError, RuntimeError) as exc:
+                if not _out_of_memory(exc):
+                    raise
+                raise EbmflowError(
+                    f"training step {self.step + 1} of {self.steps}: out of memory "
+                    f"({_first_line(exc)}); use a smaller batch_size, a smaller energy or "
+                    f"fewer sampler chains"
+                ) from exc
             if self.checkpoint_dir is not None and (
                 self._last_checkpoint is None or self._last_checkpoint[1] != self.step
             ):
@@ -1143,7 +1248,24 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> int:
         """Restore the training state saved at ``path`` (default ``checkpoint_dir``): weights,
         EMA, optimizer, generators, objective buffers, data cursor, step and history.
-        Returns the step."""
+        Returns the step.
+
+        What a resumed run may change: the run record this Trainer would write (its run
+        tables and Trainer arguments) is compared with the one in the checkpoint. The
+        ``[train]`` keys in :data:`RESUMABLE_TRAIN_KEYS` (``steps``, ``lr_schedule``,
+        ``grad_clip``, ``checkpoint_every``, ``log_every``, ``progress``, ``compile``) and
+        the optimizer's ``lr`` may change: the run continues under the new values (a new
+        ``lr`` is applied to the optimizer's parameter groups) and the next checkpoint
+        records them. Any other change (a component or its arguments, the optimizer or its
+        other arguments, ``seed``, ``batch_size``, ``ema``, ``device``) cannot be honoured
+        by the saved state and raises :class:`~ebmflow.ConfigError` naming each changed key
+        with its old and new value; to use it, start a new run from the weights.
+
+        Everything read from ``training.json`` and ``training.safetensors`` is checked
+        (types, shapes, dtypes, generator states, the optimizer state against this
+        optimizer's parameter groups) before any of it is used: a tampered or mismatched
+        file raises :class:`~ebmflow.CheckpointError` naming the file and the key.
+        """
         path = self.checkpoint_dir if path is None else Path(path)
         if path is None:
             raise ConfigError("Trainer.load_checkpoint: no path given and no checkpoint_dir")
@@ -1167,10 +1289,18 @@ class Trainer:
                 f"{folder} holds a {config.get('plugin')}:{config.get('name')} energy, but this "
                 f"Trainer trains a {component.qualified_name} energy"
             )
+        if TRAINING_STATE_FILE not in config["files"]:
+            raise CheckpointError(f"{folder} has no {TRAINING_STATE_FILE}: the training "
+                                  f"checkpoint is incomplete")
         where = str(folder / TRAINING_STATE_FILE)
+        tensors_file = str(folder / TRAINING_TENSORS_FILE)
         state = read_json(folder, TRAINING_STATE_FILE, config=config)
-        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
-            raise CheckpointError(f"{where}: not a training state (no integer 'step')")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{where}: not a training state (not a JSON object)")
+        step = state.get("step")
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEPS:
+            raise CheckpointError(f"{where}: step must be an integer from 0 to {MAX_STEPS}, "
+                                  f"got {step!r}")
         if state.get("world_size") != self.world_size:
             raise CheckpointError(
                 f"{folder} was written by a run on {state.get('world_size')} rank(s); this run "
@@ -1179,9 +1309,10 @@ class Trainer:
                 f"run from its weights (ebmflow.load)"
             )
         tensors = read_tensors(folder, TRAINING_TENSORS_FILE, config=config)
+        state = _decode_state(state, tensors, where, tensors_file)
+        self._check_unchanged(folder, config, state, where)
         model = read_tensors(folder, WEIGHTS_FILE, config=config)
         objective_tensors = read_tensors(folder, OBJECTIVE_FILE, config=config)
-        state = _decode(state, "training state", self.host, tensors, where)
 
         def need(mapping: Mapping[str, Any], key: str, file: str) -> Any:
             if key not in mapping:
@@ -1192,51 +1323,94 @@ class Trainer:
         # weights θ (raw) and θ̄ (EMA)
         ema_saved = meta.get("weights") == "ema"
         raw = dict(model)
+        params = dict(self.energy.named_parameters())
         if ema_saved:
-            for name, p in self.energy.named_parameters():
+            for name, p in params.items():
                 if p.requires_grad:
-                    raw[name] = need(tensors, f"weights.{name}", TRAINING_TENSORS_FILE)
+                    raw[name] = _checked_like(need(tensors, f"weights.{name}",
+                                                   TRAINING_TENSORS_FILE),
+                                              p, tensors_file, f"weights.{name}")
         _load_module(self.energy, raw, folder / WEIGHTS_FILE, "energy")
         if self.ema_decay is not None:
-            params = dict(self.energy.named_parameters())
             by_id = {id(p): name for name, p in params.items()}
-            source = model if ema_saved else raw
-            self._ema = [need(source, by_id[id(p)], WEIGHTS_FILE).to(p.device, p.dtype).clone()
-                         for p in self._energy_params]
+            source, file = (model, WEIGHTS_FILE) if ema_saved else (raw, WEIGHTS_FILE)
+            self._ema = [
+                _checked_like(need(source, by_id[id(p)], file), p, str(folder / file),
+                              by_id[id(p)]).to(p.device, p.dtype).clone()
+                for p in self._energy_params
+            ]
         else:
             self._ema = None
-        # optimizer
-        saved = state.get("optimizer")
+        # optimizer: checked against this optimizer's groups, then its hyperparameters (a
+        # new lr included) put back, so the run uses what its run record says
+        saved = _checked_optimizer_state(state.get("optimizer"), self.optimizer, where,
+                                         tensors_file)
+        hyperparameters = [{k: v for k, v in group.items() if k != "params"}
+                           for group in self.optimizer.param_groups]
         try:
-            self.optimizer.load_state_dict({
-                "state": {int(k): v for k, v in saved["state"].items()},
-                "param_groups": saved["param_groups"],
-            })
+            self.optimizer.load_state_dict(saved)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(
-                f"{where}: the optimizer state does not fit this Trainer's "
-                f"{type(self.optimizer).__name__} ({type(exc).__name__}: {exc}); was the "
-                f"checkpoint written with another optimizer or energy?"
+                f"{where}: optimizer: the state does not fit this Trainer's "
+                f"{type(self.optimizer).__name__} ({type(exc).__name__}: {_first_line(exc)})"
             ) from None
+        for group, values in zip(self.optimizer.param_groups, hyperparameters):
+            group.update(values)
         # generators, objective, data
-        self._data_generator.set_state(need(tensors, "generator.data", TRAINING_TENSORS_FILE))
-        self._objective_generator.set_state(
-            need(tensors, f"generator.objective.rank{self.rank}", TRAINING_TENSORS_FILE))
+        _set_generator(self._data_generator, need(tensors, "generator.data",
+                                                  TRAINING_TENSORS_FILE),
+                       tensors_file, "generator.data")
+        key = f"generator.objective.rank{self.rank}"
+        _set_generator(self._objective_generator, need(tensors, key, TRAINING_TENSORS_FILE),
+                       tensors_file, key)
         prefix = f"rank{self.rank}." if self.world_size > 1 else ""
         objective_state = {k[len(prefix):]: v for k, v in objective_tensors.items()
                            if k.startswith(prefix)}
         _load_module(self.objective, objective_state, folder / OBJECTIVE_FILE, "objective")
-        self._batches.load_state(state.get("data") or {}, tensors, where)
+        data_state = state.get("data", {})
+        if not isinstance(data_state, dict):
+            raise CheckpointError(f"{where}: data must be an object (the data cursor), got "
+                                  f"{_shown(data_state)}")
+        self._batches.load_state(data_state, tensors, where)
         # progress
-        self.step = state["step"]
-        pending = state.get("pending") or {}
-        self._pending_loss[:] = list(pending.get("loss", []))
-        by_rank = pending.get("metrics_by_rank") or [[]] * self.world_size
-        self._pending_metrics[:] = list(by_rank[self.rank])
+        loss, metrics = _checked_pending(state.get("pending", {}), self.world_size, where)
+        self.step = step
+        self._pending_loss[:] = loss
+        self._pending_metrics[:] = metrics[self.rank]
         self._pending_checks.clear()
         self.history = _read_history(folder, config)
         self._last_checkpoint = (Path(path), self.step)
         return self.step
+
+    def _check_unchanged(self, folder: Path, config: Mapping[str, Any],
+                         state: Mapping[str, Any], where: str) -> None:
+        """Raise :class:`ConfigError` listing every change between the checkpoint's run and
+        this Trainer's that a resume cannot honour (see :meth:`load_checkpoint`)."""
+        saved_run = state.get("run")
+        if not isinstance(saved_run, dict):
+            raise CheckpointError(f"{where}: run must be an object (the run's tables), got "
+                                  f"{_shown(saved_run)}")
+        changes = _run_changes(saved_run, self.run_config(), self.host)
+        # the energy's own arguments, as config.json records them: compared however the
+        # runs were described (a run file, or a Trainer built from objects)
+        try:
+            record, _ = self._energy_checkpoint_record()
+        except (ConfigError, CheckpointError):  # not registered: nothing to compare
+            record = None
+        if record is not None and isinstance(config.get("arguments"), dict):
+            changes.update(_differences("energy", _json_form(config["arguments"]),
+                                        _json_form(record["arguments"])))
+        saved = state.get("optimizer")
+        if not any(k.startswith("train.optimizer") for k in changes) and isinstance(
+                saved, dict) and isinstance(saved.get("param_groups"), list):
+            changes.update(_group_changes(saved["param_groups"], self.optimizer))
+        if changes:
+            raise ConfigError(
+                f"{folder}: the run was changed in ways a resume cannot honour: "
+                f"{'; '.join(changes.values())}. A resume may change [train] "
+                f"{', '.join(RESUMABLE_TRAIN_KEYS)} and the optimizer's lr; undo the other "
+                f"changes, or start a new run (e.g. a new --out) from the checkpoint's weights"
+            )
 
     @classmethod
     def resume(
@@ -1337,12 +1511,336 @@ def _exists(path: Path) -> bool:
 
 
 def _load_module(module: nn.Module, state: Mapping[str, Tensor], file: Path, what: str) -> None:
+    expected = module.state_dict()
+    for key, value in state.items():
+        want = expected.get(key)
+        if want is not None and not _same_kind_of_dtype(value, want):
+            raise CheckpointError(
+                f"{file}: tensor {key!r} has dtype {_dtype_of(value)}; the {what} "
+                f"({type(module).__name__}) holds {want.dtype} there"
+            )
     try:
         module.load_state_dict(dict(state), strict=True)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # torch's message lists one mismatch per line
         raise CheckpointError(
-            f"{file} does not fit the {what} ({type(module).__name__}): {exc}"
+            f"{file} does not fit the {what} ({type(module).__name__}): "
+            f"{' '.join(str(exc).split())}"
         ) from None
+
+
+def _dtype_of(value: Any) -> str:
+    return str(value.dtype) if isinstance(value, Tensor) else type(value).__name__
+
+
+def _same_kind_of_dtype(value: Any, like: Tensor) -> bool:
+    """Whether ``value`` is a tensor that ``like`` can take without losing its meaning:
+    floating point for floating point (any width), the same dtype otherwise."""
+    if not isinstance(value, Tensor):
+        return False
+    if like.is_floating_point():
+        return value.is_floating_point()
+    return value.dtype == like.dtype
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+#: How deep a training state's JSON may nest (its optimizer state is three levels deep).
+_MAX_STATE_DEPTH = 32
+
+
+def _decode_state(value: Any, tensors: Mapping[str, Tensor], where: str, tensors_file: str,
+                  key: str = "", depth: int = 0) -> Any:
+    """``training.json`` with its tensors put back: only the tags the Trainer writes
+    (tensors, tuples, tagged dicts, non-finite floats) are accepted. A training state holds
+    no components, so a ``__component__`` tag is refused instead of being built."""
+    if depth > _MAX_STATE_DEPTH:
+        raise CheckpointError(f"{where}: {key}: nested more than {_MAX_STATE_DEPTH} levels "
+                              f"deep; a training state is not")
+    if isinstance(value, list):
+        return [_decode_state(v, tensors, where, tensors_file, f"{key}[{i}]", depth + 1)
+                for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1 or next(iter(value)) not in _MARKERS:
+        return {k: _decode_state(v, tensors, where, tensors_file, f"{key}.{k}" if key else k,
+                                 depth + 1) for k, v in value.items()}
+    ((marker, content),) = value.items()
+    if marker == "__tensor__":
+        if not isinstance(content, str) or content not in tensors:
+            raise CheckpointError(f"{tensors_file} has no tensor {_shown(content)} (which "
+                                  f"{where} names at {key})")
+        return tensors[content]
+    if marker in ("__tuple__", "__dict__"):
+        if not isinstance(content, list if marker == "__tuple__" else dict):
+            raise CheckpointError(f"{where}: {key}: malformed {marker} value "
+                                  f"{_shown(content)}")
+        decoded = _decode_state(content, tensors, where, tensors_file, key, depth + 1)
+        if marker == "__tuple__":
+            return tuple(decoded)
+        return {k: _decode_state(v, tensors, where, tensors_file, f"{key}.{k}", depth + 1)
+                for k, v in content.items()}
+    if marker == "__float__" and content in ("nan", "inf", "-inf"):
+        return float(content)
+    raise CheckpointError(
+        f"{where}: {key}: a training state holds numbers, text and tensors, not a "
+        f"{marker} value ({_shown(content)})"
+    )
+
+
+def _checked_like(value: Any, like: Tensor, file: str, key: str) -> Tensor:
+    """``value`` if it is a floating-point tensor of ``like``'s shape, else raise."""
+    if not isinstance(value, Tensor) or not value.is_floating_point() or (
+            value.shape != like.shape):
+        got = (f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+               if isinstance(value, Tensor) else _shown(value))
+        raise CheckpointError(f"{file}: {key} must be a floating-point tensor of shape "
+                              f"{tuple(like.shape)} (the parameter's), got {got}")
+    return value
+
+
+def _set_generator(generator: torch.Generator, state: Any, file: str, key: str) -> None:
+    """Restore ``generator`` from ``state`` after checking it is a byte tensor of the size
+    this generator's state has (a CPU and a CUDA generator's states differ)."""
+    size = generator.get_state().numel()
+    if not (isinstance(state, Tensor) and state.dtype == torch.uint8 and state.ndim == 1
+            and state.numel() == size):
+        got = (f"a {state.dtype} tensor of shape {tuple(state.shape)}"
+               if isinstance(state, Tensor) else _shown(state))
+        raise CheckpointError(
+            f"{file}: {key} must be a generator state, a uint8 tensor of {size} bytes for a "
+            f"{generator.device.type} generator, got {got}"
+        )
+    try:
+        generator.set_state(state.contiguous())
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{file}: {key} is not a valid generator state "
+                              f"({_first_line(exc)})") from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _checked_pending(pending: Any, world_size: int, where: str
+                     ) -> tuple[list[float], list[list[dict[str, float]]]]:
+    """The losses and per-rank metrics of the logging interval in progress, checked."""
+    if not isinstance(pending, dict):
+        raise CheckpointError(f"{where}: pending must be an object, got {_shown(pending)}")
+    loss = pending.get("loss", [])
+    if not isinstance(loss, list) or not all(_is_number(v) and math.isfinite(v)
+                                             for v in loss):
+        raise CheckpointError(f"{where}: pending.loss must be a list of finite numbers, got "
+                              f"{_shown(loss)}")
+    by_rank = pending.get("metrics_by_rank", [[]] * world_size)
+    ok = isinstance(by_rank, list) and len(by_rank) == world_size and all(
+        isinstance(metrics, list) and all(
+            isinstance(m, dict) and all(isinstance(k, str) and _is_number(v)
+                                        for k, v in m.items())
+            for m in metrics)
+        for metrics in by_rank)
+    if not ok:
+        raise CheckpointError(
+            f"{where}: pending.metrics_by_rank must be a list of {world_size} list(s) (one "
+            f"per rank) of objects mapping metric names to numbers, got {_shown(by_rank)}"
+        )
+    return [float(v) for v in loss], by_rank
+
+
+def _optimizer_template(optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+    """The per-parameter state this optimizer keeps, from one step of a copy with the same
+    hyperparameters on a throwaway (2, 3) parameter; ``None`` when that copy cannot be made
+    (an optimizer class whose groups are not its constructor's arguments)."""
+    group = {k: v for k, v in optimizer.param_groups[0].items()
+             if k not in ("params", "initial_lr")}
+    probe_param = nn.Parameter(torch.zeros(2, 3))
+    probe_param.grad = torch.zeros(2, 3)
+    try:
+        probe = type(optimizer)([probe_param], **group)
+        probe.step()
+    except Exception:  # any optimizer class may be given: the check is then skipped
+        return None
+    return dict(probe.state[probe_param])
+
+
+def _checked_optimizer_state(saved: Any, optimizer: torch.optim.Optimizer, where: str,
+                             tensors_file: str) -> dict[str, Any]:
+    """The saved optimizer state as ``optimizer.load_state_dict`` takes it, after checking
+    it against ``optimizer``: the same parameter groups, per-parameter entries for existing
+    parameters with the keys this optimizer keeps, tensors of the right kind and shape."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{where}: optimizer must be an object, got {_shown(saved)}")
+    groups, states = saved.get("param_groups"), saved.get("state")
+    current = optimizer.state_dict()["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(current) or not all(
+            isinstance(g, dict) and g.get("params") == c["params"]
+            for g, c in zip(groups, current)):
+        raise CheckpointError(
+            f"{where}: optimizer.param_groups must be {len(current)} group(s) over the "
+            f"parameters {[c['params'] for c in current]} (this Trainer's "
+            f"{type(optimizer).__name__}), got {_shown(groups)}"
+        )
+    if not isinstance(states, dict):
+        raise CheckpointError(f"{where}: optimizer.state must be an object, got "
+                              f"{_shown(states)}")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    template = _optimizer_template(optimizer)
+    out: dict[int, dict[str, Any]] = {}
+    for index, entry in states.items():
+        name = f"optimizer.state.{index}"
+        if not (isinstance(index, str) and index.isdigit() and int(index) < len(params)):
+            raise CheckpointError(f"{where}: optimizer.state: {index!r} is not the index of "
+                                  f"one of the {len(params)} parameters")
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{where}: {name} must be an object, got {_shown(entry)}")
+        param = params[int(index)]
+        if template is not None and entry and set(entry) != set(template):
+            raise CheckpointError(
+                f"{where}: {name} has the keys {sorted(entry)}; this Trainer's "
+                f"{type(optimizer).__name__} keeps {sorted(template)}"
+            )
+        for key, value in entry.items():
+            _check_optimizer_value(value, _ABSENT if template is None else template[key],
+                                   param, f"{name}.{key}", where, tensors_file)
+        out[int(index)] = entry
+    return {"state": out, "param_groups": groups}
+
+
+def _check_optimizer_value(value: Any, like: Any, param: Tensor, key: str, where: str,
+                           tensors_file: str) -> None:
+    """One per-parameter optimizer value against ``like``, what a fresh optimizer keeps
+    there (``_ABSENT`` when unknown: then a real tensor shaped like the parameter or a
+    scalar, or a plain number or None)."""
+    if isinstance(like, Tensor):
+        # the probe parameter is (2, 3): a (2, 3) value is shaped like the parameter
+        shape = tuple(param.shape) if tuple(like.shape) == (2, 3) else tuple(like.shape)
+        floating = like.is_floating_point()
+        ok = (isinstance(value, Tensor) and value.is_floating_point() == floating
+              and not value.is_complex() and tuple(value.shape) == shape)
+        expected = (f"{'a floating-point' if floating else f'a {like.dtype}'} tensor of "
+                    f"shape {shape}")
+    elif like is _ABSENT:
+        ok = (value is None or _is_number(value)) if not isinstance(value, Tensor) else (
+            value.is_floating_point() and tuple(value.shape) in (tuple(param.shape), ()))
+        expected = f"a floating-point tensor of shape {tuple(param.shape)} or ()"
+    else:
+        ok = (value is None) if like is None else _is_number(value) or isinstance(
+            value, type(like))
+        expected = "null" if like is None else f"a {type(like).__name__}"
+    if not ok:
+        got = (f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+               if isinstance(value, Tensor) else _shown(value))
+        file = tensors_file if isinstance(value, Tensor) else where
+        raise CheckpointError(f"{file}: {key} must be {expected}, got {got}")
+
+
+def _json_form(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples as lists), for comparisons."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False, default=repr))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+_ABSENT = object()
+
+
+def _differences(prefix: str, old: Any, new: Any) -> dict[str, str]:
+    """``{"a.b": "a.b: OLD → NEW"}`` for each leaf where ``old`` and ``new`` differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: dict[str, str] = {}
+        for key in [*old, *(k for k in new if k not in old)]:
+            out.update(_differences(f"{prefix}.{key}", old.get(key, _ABSENT),
+                                    new.get(key, _ABSENT)))
+        return out
+    if old == new and type(old) is type(new):
+        return {}
+
+    def show(value: Any) -> str:
+        return "(not set)" if value is _ABSENT else _shown(value, 60)
+
+    return {prefix: f"{prefix}: {show(old)} → {show(new)}"}
+
+
+def _optimizer_table(spec: Any) -> Any:
+    """An optimizer spec as a dict without its ``lr`` (which a resume may change)."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if isinstance(spec, dict):
+        spec = {k: v for k, v in spec.items() if k != "lr"}
+    return spec
+
+
+def _component_table(table: Any, kind: str, host: PluginHost) -> Any:
+    """A run table with its name qualified (``mlp`` → ``ebmflow:mlp``) and a ``kind`` key
+    equal to the table's kind dropped, so that spellings of the same run compare equal."""
+    if not isinstance(table, dict):
+        return table
+    table = {k: v for k, v in table.items() if not (k == "kind" and v == kind)}
+    name = table.get("name")
+    if isinstance(name, str):
+        with contextlib.suppress(Exception):  # an unresolvable name is compared as written
+            table["name"] = host.get(kind, name).qualified_name
+    return table
+
+
+_TABLE_KINDS = {"data": "dataset", "energy": "energy", "objective": "objective",
+                "sampler": "sampler"}
+
+
+def _run_changes(saved: Mapping[str, Any], current: Mapping[str, Any],
+                 host: PluginHost) -> dict[str, str]:
+    """The changes from the run record ``saved`` to ``current`` that a resume cannot
+    honour: every difference except the keys of :data:`RESUMABLE_TRAIN_KEYS` and the
+    optimizer's ``lr``."""
+    changes: dict[str, str] = {}
+    for table, kind in _TABLE_KINDS.items():
+        old, new = saved.get(table), current.get(table)
+        if isinstance(old, dict) and isinstance(new, dict) and (
+                ("kind" in old) != ("kind" in new)):
+            # one run was described by a run file, the other by component records (a
+            # Trainer built from objects, which lists every argument): not comparable key by
+            # key; the energy's arguments are still compared through config.json
+            continue
+        changes.update(_differences(table, _json_form(_component_table(old, kind, host)),
+                                    _json_form(_component_table(new, kind, host))))
+    old_train = dict(saved.get("train") or {}) if isinstance(saved.get("train"), dict) else {}
+    new_train = dict(current.get("train") or {})
+    for key in RESUMABLE_TRAIN_KEYS:
+        old_train.pop(key, None)
+        new_train.pop(key, None)
+    old_train["optimizer"] = _optimizer_table(old_train.get("optimizer", "adam"))
+    new_train["optimizer"] = _optimizer_table(new_train.get("optimizer", "adam"))
+    changes.update(_differences("train", _json_form(old_train), _json_form(new_train)))
+    return changes
+
+
+def _group_changes(saved_groups: list[Any], optimizer: torch.optim.Optimizer
+                   ) -> dict[str, str]:
+    """Differences in the optimizer's hyperparameters (other than ``lr``) between the saved
+    parameter groups and ``optimizer``'s: catches a changed optimizer that the run record
+    cannot describe (an optimizer factory). Keys only one side has (another torch version)
+    are not compared, but a different set of keys means another optimizer class."""
+    changes: dict[str, str] = {}
+    for i, (old, new) in enumerate(zip(saved_groups, optimizer.param_groups)):
+        if not isinstance(old, dict):
+            continue
+        skip = ("params", "lr", "initial_lr")
+        old_keys = {k for k in old if k not in skip}
+        new_keys = {k for k in new if k not in skip}
+        if old_keys and not (old_keys <= new_keys or new_keys <= old_keys):
+            changes["optimizer"] = (
+                f"optimizer: the saved state is for an optimizer with the hyperparameters "
+                f"{sorted(old_keys)}, this Trainer's {type(optimizer).__name__} has "
+                f"{sorted(new_keys)}")
+            return changes
+        for key in sorted(old_keys & new_keys):
+            changes.update(_differences(f"optimizer.param_groups[{i}].{key}",
+                                        _json_form(old[key]), _json_form(new[key])))
+    return changes
 
 
 def _read_history(folder: Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:

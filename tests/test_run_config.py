@@ -232,8 +232,6 @@ def test_cli_train_writes_the_run_folder_and_resumes_bit_identically_in_a_new_pr
     ("argv", "message"),
     [
         (["train", "{config}", "--out", "{out}"], "already holds a run"),
-        (["train", "{config}", "--out", "{tmp}/fresh", "--resume"],
-         "there is no checkpoint to continue from"),
         (["train", "--out", "{tmp}/fresh"], "give the TOML run file"),
         (["train", "{tmp}/missing.toml", "--out", "{tmp}/fresh"], "does not exist"),
         (["train", "{config}", "--out", "{tmp}/fresh", "--steps", "-2"], "--steps must be ≥ 0"),

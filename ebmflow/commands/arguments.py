@@ -8,6 +8,28 @@ from typing import Any
 
 from ebmflow.errors import ConfigError
 
+#: Bounds of the commands' numeric options, so that a slip such as ``--n 10**12`` is one
+#: clear error instead of a failed allocation or an overflow inside torch. Seeds are what
+#: ``torch.Generator.manual_seed`` accepts; step counts follow the Trainer's bound (a float
+#: holds every integer up to 2**53); chains, samples and sampler steps are capped where the
+#: tensors they allocate would stop fitting in memory.
+MAX_SEED = 2**64 - 1
+MAX_STEPS = 2**53
+MAX_SAMPLES = 10**7
+MAX_SAMPLER_STEPS = 10**8
+#: Grid quadrature: at most this many cells over all dimensions (the default 512² is 2.6e5).
+MAX_GRID_CELLS = 10**8
+
+
+def check_int_option(option: str, value: int, low: int, high: int) -> int:
+    """``value`` if ``low ≤ value ≤ high``, else a :class:`ConfigError` naming ``option`` and
+    the accepted range."""
+    if value < low:
+        raise ConfigError(f"{option} must be ≥ {low}, got {value}")
+    if value > high:
+        raise ConfigError(f"{option} must be an integer from {low} to {high}, got {value}")
+    return value
+
 
 def parse_assignment(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as JSON when it parses (``0.1``, ``true``, ``[1, 2]``),

@@ -39,10 +39,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ebmflow.commands.arguments import MAX_SAMPLER_STEPS, MAX_SEED
 from ebmflow.errors import ConfigError, UnknownComponentError
 
 DEFAULT_DATA = "8gaussians"
 DEFAULT_OUT = "runs/demo"
+#: Upper bounds of --steps and --threads (beyond them the run cannot finish, or torch's
+#: thread pool cannot be made); --seed takes what torch.Generator.manual_seed accepts.
+MAX_STEPS = MAX_SAMPLER_STEPS
+MAX_THREADS = 1024
 #: where the components the demo needs beyond the core come from.
 PLUGIN_OF = {"multiscale-dsm": "ebmflow-score", "parallel-tempering": "ebmflow-tempering"}
 
@@ -150,10 +155,13 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _check_int(option: str, value: Any, minimum: int) -> None:
+def _check_int(option: str, value: Any, minimum: int, maximum: int) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                               or value < minimum):
         raise ConfigError(f"ebmflow demo: {option} must be an integer ≥ {minimum}, got {value!r}")
+    if value is not None and value > maximum:
+        raise ConfigError(f"ebmflow demo: {option} must be an integer from {minimum} to "
+                          f"{maximum}, got {value!r}")
 
 
 def _two_d_datasets(host: Any) -> list[str]:
@@ -203,9 +211,9 @@ def run_demo(
     ``settings`` replaces the preset (:data:`FULL`, or :data:`QUICK` with ``quick``);
     ``steps`` replaces its number of training steps.
     """
-    _check_int("--steps", steps, 1)
-    _check_int("--seed", seed, 0)
-    _check_int("--threads", threads, 1)
+    _check_int("--steps", steps, 1, MAX_STEPS)
+    _check_int("--seed", seed, 0, MAX_SEED)
+    _check_int("--threads", threads, 1, MAX_THREADS)
     threads = int(threads)
     if host is None:
         from ebmflow.registry import default_host

@@ -10,7 +10,16 @@ import math
 import warnings
 from typing import Any
 
-from ebmflow.commands.arguments import check_sigma, load_energy, parse_assignment
+from ebmflow.commands.arguments import (
+    MAX_GRID_CELLS,
+    MAX_SAMPLER_STEPS,
+    MAX_SAMPLES,
+    MAX_SEED,
+    check_int_option,
+    check_sigma,
+    load_energy,
+    parse_assignment,
+)
 from ebmflow.errors import ConfigError
 
 
@@ -67,8 +76,10 @@ def add_evaluate(subparsers: Any) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    if args.n < 1:
-        raise ConfigError(f"--n must be ≥ 1, got {args.n}")
+    check_int_option("--n", args.n, 1, MAX_SAMPLES)
+    check_int_option("--seed", args.seed, 0, MAX_SEED)
+    check_int_option("--ais-chains", args.ais_chains, 1, MAX_SAMPLES)
+    check_int_option("--ais-temps", args.ais_temps, 1, MAX_SAMPLER_STEPS)
     import torch
 
     from ebmflow import evaluate
@@ -83,6 +94,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"checkpoint": str(args.checkpoint), "data": args.data,
                               "n": args.n, "seed": args.seed, "sigma": args.sigma}
     dim = math.prod(data.shape[1:])
+    # the largest resolution whose grid has at most MAX_GRID_CELLS cells in dim-D (smaller
+    # than 2 is refused by the quadrature itself)
+    largest = max(2, int(MAX_GRID_CELLS ** (1 / dim) + 1e-9))
+    if args.resolution is not None and args.resolution > largest:
+        check_int_option(f"--resolution (for a {dim}-D energy, at most {MAX_GRID_CELLS} grid "
+                         f"cells)", args.resolution, 2, largest)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         method = args.log_z

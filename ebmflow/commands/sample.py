@@ -8,7 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ebmflow.commands.arguments import add_component_options, check_sigma, load_energy
+from ebmflow.commands.arguments import (
+    MAX_SAMPLER_STEPS,
+    MAX_SAMPLES,
+    MAX_SEED,
+    add_component_options,
+    check_int_option,
+    check_sigma,
+    load_energy,
+)
 from ebmflow.errors import ConfigError
 
 OUTPUT_SUFFIXES = (".safetensors", ".png")
@@ -47,10 +55,10 @@ def run_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in OUTPUT_SUFFIXES:
         raise ConfigError(f"--out {out}: unsupported suffix; use one of {OUTPUT_SUFFIXES}")
-    if args.n < 1:
-        raise ConfigError(f"--n must be ≥ 1, got {args.n}")
-    if args.steps is not None and args.steps < 0:
-        raise ConfigError(f"--steps must be ≥ 0, got {args.steps}")
+    check_int_option("--n", args.n, 1, MAX_SAMPLES)
+    if args.steps is not None:
+        check_int_option("--steps", args.steps, 0, MAX_SAMPLER_STEPS)
+    check_int_option("--seed", args.seed, 0, MAX_SEED)
     if not args.init_scale > 0:
         raise ConfigError(f"--init-scale must be > 0, got {args.init_scale}")
     import torch

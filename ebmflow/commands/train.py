@@ -1,9 +1,14 @@
 """``ebmflow train CONFIG.toml --out DIR``: run a training run described by TOML.
 
 ``--resume`` continues the run in DIR from its checkpoint (with DIR/config.toml unless
-CONFIG is given); ``--steps N`` replaces the run's total number of steps (and so the length
-of a learning-rate schedule); ``--until N`` stops early at step N without changing the run,
-so that ``--until 1000`` then ``--resume`` is bit-identical (on the CPU) to one job.
+CONFIG is given), or starts it from scratch, saying so on stderr, when DIR has no
+checkpoint yet (a job stopped before its first checkpoint is restarted with the same
+command). An edited run file may change what :meth:`ebmflow.Trainer.load_checkpoint`
+accepts (the total steps, the learning rate and schedule, the logging and checkpoint
+intervals...); any other change is refused, naming the changed keys. ``--steps N``
+replaces the run's total number of steps (and so the length of a learning-rate schedule);
+``--until N`` stops early at step N without changing the run, so that ``--until 1000`` then
+``--resume`` is bit-identical (on the CPU) to one job.
 
 The run folder ``DIR`` holds
 
@@ -21,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from ebmflow.commands.arguments import MAX_STEPS, check_int_option
 from ebmflow.errors import ConfigError
 
 CONFIG_COPY = "config.toml"
@@ -66,8 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
     checkpoint = out / CHECKPOINT
     for option in ("steps", "until"):
         value = getattr(args, option)
-        if value is not None and value < 0:
-            raise ConfigError(f"--{option} must be ≥ 0, got {value}")
+        if value is not None:
+            check_int_option(f"--{option}", value, 0, MAX_STEPS)
     config_path = args.config
     if config_path is None:
         if not args.resume:
@@ -76,14 +83,27 @@ def run_train(args: argparse.Namespace) -> int:
         config_path = out / CONFIG_COPY
     run_config = load_run_config(config_path)
     has_checkpoint = checkpoint.is_dir() or (out / f".{CHECKPOINT}.ebmflow-old").is_dir()
-    if args.resume and not has_checkpoint:
-        raise ConfigError(f"--resume: there is no checkpoint to continue from at {checkpoint}")
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if args.resume and not has_checkpoint and rank == 0:
+        # as Trainer.fit(resume=True): a job preempted before its first checkpoint is
+        # simply restarted with the same command
+        print(f"ebmflow: no checkpoint at {checkpoint} yet; starting the run from scratch",
+              file=sys.stderr)
     if not args.resume and has_checkpoint:
         raise ConfigError(
             f"{out} already holds a run ({checkpoint} exists); continue it with --resume, or "
             f"choose a new --out"
         )
-    rank = int(os.environ.get("RANK", "0") or 0)
+    overrides: dict[str, Any] = {"checkpoint_dir": checkpoint, "metrics_file": out / METRICS}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.no_progress:
+        overrides["progress"] = False
+    trainer = build(run_config, host=args.host, **overrides)
+    if args.resume and has_checkpoint:
+        # before the run file is copied: a run file the checkpoint cannot continue under
+        # must not replace the copy that it can
+        trainer.load_checkpoint()
     if rank == 0 and run_config.text is not None:
         copy = out / CONFIG_COPY
         if not copy.exists() or copy.resolve() != Path(config_path).resolve():
@@ -91,13 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
             tmp = out / f".{CONFIG_COPY}.tmp.{os.getpid()}"
             tmp.write_text(run_config.text, encoding="utf-8")
             os.replace(tmp, copy)
-    overrides: dict[str, Any] = {"checkpoint_dir": checkpoint, "metrics_file": out / METRICS}
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    if args.no_progress:
-        overrides["progress"] = False
-    trainer = build(run_config, host=args.host, **overrides)
-    history = trainer.fit(resume=args.resume, until=args.until)
+    history = trainer.fit(until=args.until)
     if trainer.rank == 0:
         last = history[-1] if history else {}
         loss = f", loss {last['loss']:.5g}" if "loss" in last else ""
