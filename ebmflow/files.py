@@ -101,10 +101,11 @@ def read_regular_file(
     fd, info = open_regular_file(path, follow_symlinks=follow_symlinks, error=error)
     try:
         if info.st_size > max_bytes:
-            raise error(f"{path} is {info.st_size} bytes; at most {max_bytes} are read")
+            raise error(f"{path} is {info.st_size} bytes, larger than allowed: at most "
+                        f"{max_bytes} bytes are read")
         data = read_fd(fd, max_bytes, path, error)
     finally:
         os.close(fd)
     if len(data) > max_bytes:
-        raise error(f"{path} is larger than {max_bytes} bytes; at most {max_bytes} are read")
+        raise error(f"{path} is larger than allowed: at most {max_bytes} bytes are read")
     return data

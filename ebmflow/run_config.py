@@ -231,22 +231,17 @@ MAX_RUN_FILE_BYTES = 1 << 20
 def load_run_config(path: str | os.PathLike) -> RunConfig:
     """Read and validate the TOML run file at ``path``: a regular file (not a FIFO or a
     device, whose reads block or never end) of at most :data:`MAX_RUN_FILE_BYTES`."""
-    import stat
+    from ebmflow.files import read_regular_file
 
     path = Path(path)
     try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"run config {path} is not a regular file (a folder, FIFO or "
-                              f"device); give a TOML file")
-        with path.open("rb") as handle:
-            data = handle.read(MAX_RUN_FILE_BYTES + 1)
-        if len(data) > MAX_RUN_FILE_BYTES:
-            raise ConfigError(f"run config {path} is larger than {MAX_RUN_FILE_BYTES} bytes; "
-                              f"a run file is a few kB of TOML")
+        data = read_regular_file(path, max_bytes=MAX_RUN_FILE_BYTES, follow_symlinks=True,
+                                 error=ConfigError)
         text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"run config {path} does not exist") from None
+    except ConfigError as exc:  # a FIFO, a device, a folder, too large
+        raise ConfigError(f"run config {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read run config {path}: {exc}") from None
     return parse_run_config(text, source=str(path))

@@ -140,6 +140,7 @@ from ebmflow.errors import (
 )
 from ebmflow.objective import Objective, ObjectiveOutput
 from ebmflow.registry import PluginHost, default_host
+from ebmflow.validation import MAX_SEED, MAX_STEPS
 
 #: Files a training checkpoint adds to the energy's checkpoint folder.
 TRAINING_STATE_FILE = "training.json"
@@ -159,13 +160,8 @@ LR_SCHEDULES: dict[str, dict[str, Any]] = {
 
 _RECORD_KEYS = ("step", "loss", "grad_norm", "lr")
 
-#: Upper bounds of the integer arguments, so that a typo such as ``steps = 10**30`` is an
-#: error here rather than an overflow or a failed allocation deep inside torch. Step counts
-#: stop at 2**53, beyond which a float (JSON readers, tqdm, the schedules) no longer holds
-#: every integer; a seed is what ``torch.Generator.manual_seed`` accepts; a batch of 2**31
-#: rows or more could not be allocated anyway.
-MAX_STEPS = 2**53
-MAX_SEED = 2**64 - 1
+#: A batch of 2**31 rows or more could not be allocated anyway (step counts and seeds are
+#: bounded by ``ebmflow.validation.MAX_STEPS`` and ``MAX_SEED``).
 MAX_BATCH_SIZE = 2**31 - 1
 
 #: ``[train]`` keys that a resumed run may change (see :meth:`Trainer.load_checkpoint`):

@@ -9,6 +9,14 @@ from typing import Any
 
 from ebmflow.errors import ConfigError
 
+#: Upper bounds of step counts and seeds wherever they are given (run files, the Trainer,
+#: the CLI), so that a slip such as ``steps = 10**30`` is one clear error instead of an
+#: overflow deep inside torch. Step counts stop at 2**53, beyond which a float (JSON
+#: readers, tqdm, the schedules) no longer holds every integer; a seed is what
+#: ``torch.Generator.manual_seed`` accepts.
+MAX_STEPS = 2**53
+MAX_SEED = 2**64 - 1
+
 
 def check_positive(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> float:
     """Validate a positive finite number for a component argument; a bad value raises

@@ -10,11 +10,9 @@ from ebmflow.errors import ConfigError
 
 #: Bounds of the commands' numeric options, so that a slip such as ``--n 10**12`` is one
 #: clear error instead of a failed allocation or an overflow inside torch. Seeds are what
-#: ``torch.Generator.manual_seed`` accepts; step counts follow the Trainer's bound (a float
-#: holds every integer up to 2**53); chains, samples and sampler steps are capped where the
-#: tensors they allocate would stop fitting in memory.
-MAX_SEED = 2**64 - 1
-MAX_STEPS = 2**53
+#: ``torch.Generator.manual_seed`` accepts and step counts follow the Trainer's bound (both
+#: from ebmflow.validation); chains, samples and sampler steps are capped where the tensors
+#: they allocate would stop fitting in memory.
 MAX_SAMPLES = 10**7
 MAX_SAMPLER_STEPS = 10**8
 #: Grid quadrature: at most this many cells over all dimensions (the default 512² is 2.6e5).

@@ -39,8 +39,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ebmflow.commands.arguments import MAX_SAMPLER_STEPS, MAX_SEED
+from ebmflow.commands.arguments import MAX_SAMPLER_STEPS
 from ebmflow.errors import ConfigError, UnknownComponentError
+from ebmflow.validation import MAX_SEED
 
 DEFAULT_DATA = "8gaussians"
 DEFAULT_OUT = "runs/demo"

@@ -14,13 +14,13 @@ from ebmflow.commands.arguments import (
     MAX_GRID_CELLS,
     MAX_SAMPLER_STEPS,
     MAX_SAMPLES,
-    MAX_SEED,
     check_int_option,
     check_sigma,
     load_energy,
     parse_assignment,
 )
 from ebmflow.errors import ConfigError
+from ebmflow.validation import MAX_SEED
 
 
 def add_evaluate(subparsers: Any) -> None:

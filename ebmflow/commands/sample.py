@@ -11,13 +11,13 @@ from typing import Any
 from ebmflow.commands.arguments import (
     MAX_SAMPLER_STEPS,
     MAX_SAMPLES,
-    MAX_SEED,
     add_component_options,
     check_int_option,
     check_sigma,
     load_energy,
 )
 from ebmflow.errors import ConfigError
+from ebmflow.validation import MAX_SEED
 
 OUTPUT_SUFFIXES = (".safetensors", ".png")
 

@@ -30,8 +30,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ebmflow.commands.arguments import MAX_STEPS, check_int_option
+from ebmflow.commands.arguments import check_int_option
 from ebmflow.errors import ConfigError
+from ebmflow.validation import MAX_STEPS
 
 CONFIG_COPY = "config.toml"
 CHECKPOINT = "checkpoint"
