@@ -264,7 +264,7 @@ def test_cli_reports_a_hostile_checkpoint_on_one_line(tmp_path):
     assert not (tmp_path / "s.safetensors").exists()
 
 
-# -- defect: saving deleted folders that merely looked like checkpoints ----------------------
+# -- save replaces only folders that are provably checkpoints -------------------------------
 
 
 def _photos_and_notes(path: Path) -> None:
@@ -341,7 +341,7 @@ def test_save_still_replaces_a_checkpoint_and_an_interrupted_save(tmp_path):
     assert os.listdir(tmp_path) == ["ckpt"]
 
 
-# -- defect: config.json decided what load calls ----------------------------------------------
+# -- load builds only the kinds a checkpoint can hold -----------------------------------------
 
 
 def test_load_refuses_a_log_z_estimator_and_never_runs_it(tmp_path):
@@ -407,7 +407,7 @@ def test_save_refuses_arguments_that_load_would_refuse(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-# -- defect: crafted checkpoints escaped CheckpointError -------------------------------------
+# -- crafted nesting and dtypes end as CheckpointError --------------------------------------
 
 
 def test_deeply_nested_json_is_a_checkpoint_error_not_a_recursion_error(tmp_path):
@@ -489,7 +489,7 @@ class Counting:
         return [ebmflow.Component("counting", CountingEnergy)]
 
 
-# -- smaller ones --------------------------------------------------------------------------
+# -- dict arguments and symbolic link loops -------------------------------------------------
 
 
 @pytest.mark.parametrize("options", [
@@ -534,7 +534,7 @@ def test_files_are_never_read_through_symbolic_links_out_of_the_folder(tmp_path)
         ebmflow.load(tmp_path / "c", host=core_host())
 
 
-# -- defect: a reader beside a writer saw false corruption errors ----------------------------
+# -- a reader beside a writer sees one complete checkpoint ----------------------------------
 
 # A real second process saving as fast as it can, for a fixed time.
 WRITER_SCRIPT = """
