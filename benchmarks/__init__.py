@@ -11,5 +11,5 @@ ssm), ``objectives`` (cd, pcd, jem), ``trainer`` (a Trainer iteration) and ``dif
 Run ``python -m benchmarks`` (``--clock cpu`` on a shared machine; ``--quick`` for a look,
 ``--tiny`` to check that everything runs); results go to ``bench-results/benchmarks.json``
 and ``bench-results/benchmarks.md``; ``python -m benchmarks.readme`` (or ``--readme
-README.md``) rewrites the README's table from the JSON.
+docs/guide/benchmarks.md``) rewrites the docs' table from the JSON.
 """

@@ -1,5 +1,5 @@
 """``python -m benchmarks [--quick | --tiny] [--only GROUP ...] [--clock cpu] [--out DIR]
-[--readme README.md]``: every benchmark group, one process, interleaved repetitions."""
+[--readme docs/guide/benchmarks.md]``: every benchmark group, one process, interleaved repetitions."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                         "the other groups run on the CPU)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="also rewrite the table between the benchmark markers of this "
-                        "README (see python -m benchmarks.readme)")
+                        "markdown page (see python -m benchmarks.readme)")
     args = parser.parse_args(argv)
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
     repeats = args.repeats or DEFAULT_REPEATS[size]

@@ -1,5 +1,5 @@
-"""``python -m benchmarks.readme [--json FILE] [--readme FILE]``: rewrite the README's benchmark
-table from ``benchmarks.json``.
+"""``python -m benchmarks.readme [--json FILE] [--readme FILE]``: rewrite the benchmark table
+of a markdown page (the docs' ``docs/guide/benchmarks.md``) from ``benchmarks.json``.
 
 The table lives between two markers on lines of their own::
 
@@ -9,7 +9,7 @@ The table lives between two markers on lines of their own::
 
 Everything between them is replaced by the command that reproduces the figures (recorded
 in the JSON by ``python -m benchmarks``) and the tables of ``benchmarks.md``. ``python -m
-benchmarks --readme README.md`` runs the benchmarks and then this.
+benchmarks --readme docs/guide/benchmarks.md`` runs the benchmarks and then this.
 """
 
 from __future__ import annotations
@@ -27,14 +27,22 @@ START = "<!-- benchmarks:start -->"
 END = "<!-- benchmarks:end -->"
 
 
-def render(payload: dict) -> str:
-    """The block between the markers: how to reproduce, then the tables."""
+def render(payload: dict, target: str = "README.md") -> str:
+    """The block between the markers: how to reproduce (rewriting ``target``), then the
+    tables."""
     command = payload.get("command") or "python -m benchmarks"
     return (
         f"Generated from `benchmarks.json` by `python -m benchmarks.readme`; to reproduce, "
-        f"run `{command} --readme README.md` (ratio = ebmflow time / hand-written time for "
+        f"run `{command} --readme {target}` (ratio = ebmflow time / hand-written time for "
         f"the same work).\n\n{markdown_table(payload)}"
     )
+
+
+def _shown_path(page: Path) -> str:
+    """``page`` as the reproduce command should name it: relative to the working folder
+    (the project root, where the command runs) when inside it, else its file name."""
+    relative = os.path.relpath(page)
+    return Path(page).name if relative.startswith("..") else Path(relative).as_posix()
 
 
 def replace_block(text: str, block: str, source: str = "README") -> str:
@@ -55,7 +63,8 @@ def update_readme(readme: Path, json_path: Path) -> None:
     """Rewrite ``readme``'s benchmark block from ``json_path`` (atomically)."""
     payload = json.loads(Path(json_path).read_text(encoding="utf-8"))
     readme = Path(readme)
-    text = replace_block(readme.read_text(encoding="utf-8"), render(payload), str(readme))
+    block = render(payload, _shown_path(readme))
+    text = replace_block(readme.read_text(encoding="utf-8"), block, str(readme))
     fd, tmp = tempfile.mkstemp(dir=readme.parent, prefix=f".{readme.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -72,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=Path("bench-results/benchmarks.json"),
                         help="the results (default: %(default)s)")
-    parser.add_argument("--readme", type=Path, default=Path("README.md"),
-                        help="the README to update (default: %(default)s)")
+    parser.add_argument("--readme", type=Path, default=Path("docs/guide/benchmarks.md"),
+                        help="the page to update (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         update_readme(args.readme, args.json)
