@@ -1,5 +1,6 @@
 """``python -m benchmarks [--quick | --tiny] [--only GROUP ...] [--clock cpu] [--out DIR]
-[--readme docs/guide/benchmarks.md]``: every benchmark group, one process, interleaved repetitions."""
+[--readme docs/guide/benchmarks.md]``: every benchmark group, one process, interleaved
+repetitions."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 # plugin under plugins/ (each its own distribution), editable, plus the optional extras.
 #
 #   bash scripts/install.sh           # ebmflow + plugins + plotting and digits extras
-#   bash scripts/install.sh --test    # ... + the test dependencies
+#   bash scripts/install.sh --test    # ... + the test dependencies and the docs tools
 #
 # Environment: PYTHON (default python3), VENV (default .venv).
 set -euo pipefail
@@ -12,7 +12,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 extras="plot,digits"
 case "${1:-}" in
-  --test) extras="$extras,test" ;;
+  --test) extras="$extras,test,docs" ;;  # the tests build the docs (tests/test_docs.py)
   "") ;;
   *) echo "usage: bash scripts/install.sh [--test]" >&2; exit 2 ;;
 esac
