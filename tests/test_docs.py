@@ -37,16 +37,21 @@ for line, code in json.load(sys.stdin):
 
 def _documents() -> list[Path]:
     pages = sorted((ROOT / "docs").rglob("*.md"))
-    readmes = [README, *sorted(ROOT.glob("plugins/*/README.md")),
-               *sorted(ROOT.glob("examples/*/README.md"))]
+    readmes = [
+        README,
+        *sorted(ROOT.glob("plugins/*/README.md")),
+        *sorted(ROOT.glob("examples/*/README.md")),
+    ]
     return readmes + pages
 
 
 def _python_blocks(path: Path) -> list[tuple[int, str]]:
     """Each ```python block of ``path`` with the line its code starts on."""
     text = path.read_text(encoding="utf-8")
-    return [(text.count("\n", 0, match.start(1)) + 1, match.group(1))
-            for match in PYTHON_BLOCK.finditer(text)]
+    return [
+        (text.count("\n", 0, match.start(1)) + 1, match.group(1))
+        for match in PYTHON_BLOCK.finditer(text)
+    ]
 
 
 DOCUMENTS = [path for path in _documents() if _python_blocks(path)]
@@ -74,11 +79,15 @@ def _installed_without_pip(readme: Path, site: Path) -> tuple[Path, ...]:
     info.mkdir(parents=True)
     (info / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (info / "entry_points.txt").write_text(
-        "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items())
-                for group, points in meta.get("entry-points", {}).items()),
-        encoding="utf-8")
+        "".join(
+            f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items())
+            for group, points in meta.get("entry-points", {}).items()
+        ),
+        encoding="utf-8",
+    )
     return (site, readme.parent / "src")
 
 
@@ -105,19 +114,26 @@ def test_every_readme_and_the_guide_have_python_blocks_to_run():
 
 
 @pytest.mark.parametrize(
-    "path", DOCUMENTS, ids=[path.relative_to(ROOT).as_posix() for path in DOCUMENTS])
+    "path", DOCUMENTS, ids=[path.relative_to(ROOT).as_posix() for path in DOCUMENTS]
+)
 def test_python_blocks_run_in_order(path, tmp_path):
     import json
 
     blocks = _python_blocks(path)
     (tmp_path / "work").mkdir()
     path_entries = _installed_without_pip(path, tmp_path / "site")
-    done = subprocess.run([sys.executable, "-c", _RUNNER, str(path)],
-                          input=json.dumps(blocks), cwd=tmp_path / "work",
-                          env=_env(path_entries),
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(path)],
+        input=json.dumps(blocks),
+        cwd=tmp_path / "work",
+        env=_env(path_entries),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, (
-        f"a python block of {path.relative_to(ROOT)} failed:\n{done.stderr[-4000:]}")
+        f"a python block of {path.relative_to(ROOT)} failed:\n{done.stderr[-4000:]}"
+    )
 
 
 def test_mkdocs_build_strict_passes(tmp_path):
@@ -125,9 +141,20 @@ def test_mkdocs_build_strict_passes(tmp_path):
     if mkdocs is None:
         pytest.skip("mkdocs is not installed (pip install -e '.[docs]')")
     done = subprocess.run(
-        [mkdocs, "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
-         "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, env=dict(_env(), NO_MKDOCS_2_WARNING="1"), capture_output=True, text=True,
-        timeout=600)
+        [
+            mkdocs,
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        cwd=ROOT,
+        env=dict(_env(), NO_MKDOCS_2_WARNING="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stderr[-4000:]}"
     assert (tmp_path / "site" / "reference" / "evaluate" / "index.html").is_file()
