@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ebmflow.errors import ConfigError
 
+
 def _check_labels(owner: str, labels: Tensor, n: int) -> Tensor:
     if not isinstance(labels, Tensor) or labels.shape != (n,) or labels.is_floating_point():
         got = (f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, Tensor)

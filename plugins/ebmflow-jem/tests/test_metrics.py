@@ -4,10 +4,10 @@ ECE and AUROC, are ebmflow's and tested in its core tests)."""
 from __future__ import annotations
 
 import torch
+from ebmflow_jem import metrics
 
 import ebmflow
 from ebmflow import evaluate
-from ebmflow_jem import metrics
 
 
 def test_shuffle_pixels_permutes_each_image_independently():
