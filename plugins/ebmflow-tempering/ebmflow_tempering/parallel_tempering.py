@@ -416,7 +416,7 @@ class ParallelTempering(ebmflow.Sampler):
         local_extras = {k[len(_LOCAL):]: v for k, v in extras.items() if k.startswith(_LOCAL)}
         local = ebmflow.SamplerState(y, state.energy, s_y, state.sigma, state.step, None,
                                      local_extras)
-        local = self._local(self.local_sampler.step, tempered, local, generator)
+        local = self._local(self.local_sampler.step_and_adapt, tempered, local, generator)
         x, score = tempered.moved_from_local(local.x, local.score, state.x, state.score, y, s_y)
         e = local.energy
         ebmflow.check_finite(self.name, state.step, e, x)
