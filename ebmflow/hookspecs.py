@@ -66,6 +66,19 @@ def ebmflow_log_z_estimators():
 
 
 @hookspec
+def ebmflow_evaluators():
+    """Evaluators: reports that ``ebmflow evaluate`` gives, instead of the NLL, for the
+    energies an evaluator claims (e.g. ebmflow-jem's classification report).
+
+    The factory takes no arguments and returns an object with ``claims(energy) -> bool``,
+    ``evaluate(energy, request) -> dict`` (a JSON-friendly report; ``request`` is an
+    :class:`ebmflow.commands.evaluate.EvaluationRequest`) and ``format(report) -> str``
+    (the text output). The first evaluator, by name, that claims the energy reports on it;
+    ``ebmflow evaluate --nll`` skips them all.
+    """
+
+
+@hookspec
 def ebmflow_commands(subparsers):
     """Add sub-commands to the ``ebmflow`` CLI.
 

@@ -95,6 +95,7 @@ KINDS: dict[str, str] = {
     "converter": "ebmflow_converters",
     "scheduler": "ebmflow_schedulers",
     "log_z_estimator": "ebmflow_log_z_estimators",
+    "evaluator": "ebmflow_evaluators",
 }
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")

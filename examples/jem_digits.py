@@ -150,7 +150,7 @@ def main() -> int:
     if args.splits < 1:
         parser.error(f"--splits must be ≥ 1, got {args.splits}")
     out = Path(args.out)
-    from ebmflow_jem import class_grid, plot_class_grid
+    from ebmflow_jem import class_grid, classification_report, plot_class_grid
 
     report: dict = {"quick": args.quick, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "torch_threads": torch.get_num_threads(),
@@ -169,7 +169,7 @@ def main() -> int:
             with torch.no_grad():
                 log_probs[name] = energy.predict_log_proba(x).double()
             result[name] = {"train_seconds": round(seconds, 1),
-                            **ebmflow.evaluate.classification_report(
+                            **classification_report(
                                 energy, x, y, generator=torch.Generator().manual_seed(0))}
             if split == 0:
                 report[name] = result[name]

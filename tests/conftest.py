@@ -22,7 +22,7 @@ import ebmflow
 
 HOOK_NAMES = (
     "energies", "objectives", "samplers", "datasets", "noise_schedules", "converters",
-    "schedulers", "log_z_estimators",
+    "schedulers", "log_z_estimators", "evaluators",
 )
 
 

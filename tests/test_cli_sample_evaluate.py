@@ -87,3 +87,47 @@ def test_noise_conditional_energy_needs_sigma(tmp_path, capsys):
     assert main(["evaluate", str(path), "--data", "moons", "--n", "100", "--sigma", "0.1",
                  "--resolution", "64", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["sigma"] == 0.1
+
+
+class RecordingEvaluator:
+    """An evaluator that claims every GMM energy and reports what the command handed it."""
+
+    def claims(self, energy):
+        return isinstance(energy, ebmflow.GMMEnergy)
+
+    def evaluate(self, energy, request):
+        return {"evaluator": "recording", "data": request.data, "data_args": request.data_args,
+                "run_data_args": request.run_data_args, "seed": request.seed}
+
+    def format(self, report):
+        return f"recorded {report['data']}"
+
+
+def test_evaluate_hands_a_claimed_energy_to_a_plugins_evaluator(gmm_checkpoint, make_plugin,
+                                                                capsys):
+    host = ebmflow.PluginHost(entry_points=False)  # the core's components and this plugin
+    host.register(make_plugin(evaluators=[ebmflow.Component("recording", RecordingEvaluator)]),
+                  name="recorder")
+    argv = ["evaluate", str(gmm_checkpoint), "--data", "8gaussians", "--n", "500"]
+    assert main([*argv, "--json", "--data-arg", "seed=4"], host=host) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "evaluator": "recording", "data": "8gaussians", "data_args": {"seed": 4},
+        "run_data_args": {}, "seed": 0,  # ebmflow.save wrote no training run
+    }
+    assert main(argv, host=host) == 0
+    assert capsys.readouterr().out.strip() == "recorded 8gaussians"
+    # --nll skips the evaluators: the grid NLL as for any energy
+    assert main([*argv, "--nll", "--json"], host=host) == 0
+    assert json.loads(capsys.readouterr().out)["method"] == "grid quadrature"
+
+
+def test_the_core_evaluate_command_knows_no_classifier():
+    from pathlib import Path
+
+    import ebmflow.commands.evaluate as command
+
+    source = Path(command.__file__).read_text(encoding="utf-8")
+    # no classifier test, no classification metrics: a plugin's evaluator owns them
+    for name in ("predict_proba", "classification_report", "expected_calibration_error",
+                 "ood_scores", "ebmflow_jem"):
+        assert name not in source, name

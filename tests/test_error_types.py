@@ -22,7 +22,6 @@ from ebmflow.evaluate import (
     grid_log_z,
     mmd,
     nll,
-    shuffle_pixels,
     split_rhat,
 )
 
@@ -103,6 +102,12 @@ def _ssm():
     return SlicedScoreMatching(projection="uniform")
 
 
+def _shuffle_pixels():
+    from ebmflow_jem.metrics import shuffle_pixels
+
+    return shuffle_pixels
+
+
 def _jem():
     from ebmflow_jem.objective import JEM
 
@@ -166,7 +171,7 @@ CASES = {
                                                      torch.zeros(4, dtype=torch.long)),
                   ValueError),
     "auroc-empty": (lambda: auroc(torch.zeros(0), torch.zeros(3)), ValueError),
-    "shuffle-pixels": (lambda: shuffle_pixels(torch.zeros(())), ValueError),
+    "shuffle-pixels": (lambda: _shuffle_pixels()(torch.zeros(())), ValueError),
     "ais-generator": (lambda: ebmflow.evaluate.ais_log_z(gaussian(), generator=1), TypeError),
     # energies and compositions
     "gaussian-std": (lambda: ebmflow.GaussianEnergy(mean=[0.0, 0.0], std=-1.0), ValueError),

@@ -1,4 +1,4 @@
-"""Classifier metrics of ebmflow.evaluate: accuracy, ECE, AUROC, OOD scores, pixel shuffling."""
+"""Classifier and detector metrics of ebmflow.evaluate: accuracy, ECE, AUROC."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-import ebmflow
 from ebmflow import evaluate
 
 
@@ -102,31 +101,3 @@ def test_accuracy_of_probabilities_and_indices():
         evaluate.accuracy(probs, labels.float())
     with pytest.raises(ValueError, match="non-finite"):
         evaluate.expected_calibration_error(torch.tensor([[math.nan, 1.0]]), labels[:1])
-
-
-def test_shuffle_pixels_permutes_each_image_independently():
-    gen = torch.Generator().manual_seed(5)
-    x = torch.arange(2 * 64, dtype=torch.float32).reshape(2, 1, 8, 8)
-    shuffled = evaluate.shuffle_pixels(x, gen)
-    assert shuffled.shape == x.shape
-    for i in range(2):  # same multiset of values, in another order
-        assert torch.equal(shuffled[i].flatten().sort().values, x[i].flatten())
-        assert not torch.equal(shuffled[i], x[i])
-    again = evaluate.shuffle_pixels(x, torch.Generator().manual_seed(5))
-    assert torch.equal(again, shuffled)
-
-
-def test_ood_scores_of_a_gaussian_energy():
-    # E(x) = ½‖x‖² + const for N(0, I): log p score −E, gradient score −‖x‖.
-    energy = ebmflow.create("energy", "gaussian", mean=[0.0, 0.0, 0.0], std=1.0)
-    x = torch.tensor([[0.0, 0.0, 0.0], [3.0, 4.0, 0.0]])
-    scores = evaluate.ood_scores(energy, x)
-    assert set(scores) == {"log_px", "grad_norm"}  # no predict_proba: no max_prob
-    assert torch.allclose(scores["log_px"], -energy(x))
-    assert torch.allclose(scores["grad_norm"], torch.tensor([0.0, -5.0]), atol=1e-5)
-    # near the mode scores higher than far away: AUROC 1 on these two sets
-    far = evaluate.ood_scores(energy, 5 + torch.randn(20, 3, generator=torch.Generator()
-                                                          .manual_seed(6)))
-    near = evaluate.ood_scores(energy, 0.1 * torch.randn(20, 3, generator=torch.Generator()
-                                                             .manual_seed(7)))
-    assert evaluate.auroc(near["log_px"], far["log_px"]) == 1.0

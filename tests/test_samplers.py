@@ -161,6 +161,24 @@ def test_hmc_warmup_adapts_step_size_to_target_acceptance():
     assert abs(after.diagnostics["acceptance_rate"] - 0.75) < 0.1
 
 
+def test_hmc_step_is_a_fixed_kernel_and_warmup_is_a_separate_routine():
+    # step never changes ε; adapt (step_and_adapt in runs) does, during warm-up only
+    gen = seeded(6)
+    sampler = HMC(step_size=2.0, n_leapfrog=3, adapt_steps=2, target_accept=0.75)
+    energy = IsoGaussian(dim=4)
+    state = sampler.init(energy, torch.randn(50, 4, generator=gen))
+    stepped = sampler.step(energy, state, gen)
+    assert sampler.diagnostics(stepped)["step_size"] == 2.0
+    adapted = sampler.adapt(stepped)
+    # log ε ← log ε + (t+1)^(−0.6) (mean acceptance − δ), t = 0
+    expected = math.log(2.0) + (float(stepped.accept_prob.mean()) - 0.75)
+    assert math.log(sampler.diagnostics(adapted)["step_size"]) == pytest.approx(expected)
+    late = sampler.step_and_adapt(energy, sampler.step_and_adapt(energy, adapted, gen), gen)
+    assert late.step == 3
+    assert late.extras["log_step_size"] is not adapted.extras["log_step_size"]  # t = 1
+    assert sampler.adapt(late) is late  # t = 2 ≥ adapt_steps: frozen
+
+
 def test_annealed_langevin_recovers_gaussian_after_denoising():
     # Target N(2, 0.5²), levels σ geometric from 5 to σ_L = 0.1, α_i = ε σ_i²/σ_L², ULA step
     # η_i = α_i/2. At the last level the chain is ULA on N(2, v_L), v_L = s² + σ_L², with

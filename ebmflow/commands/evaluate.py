@@ -1,6 +1,10 @@
-"""``ebmflow evaluate CHECKPOINT --data NAME``: NLL and log Z of an energy on a dataset;
-for a classifier energy (one with ``predict_proba``, e.g. JEM's) on a labelled dataset,
-accuracy, expected calibration error and OOD AUROC instead."""
+"""``ebmflow evaluate CHECKPOINT --data NAME``: NLL and log Z of an energy on a dataset.
+
+A plugin may report something else for the energies it knows: an *evaluator* (component kind
+``evaluator``, hook ``ebmflow_evaluators``) that claims the loaded energy gets an
+:class:`EvaluationRequest` and returns its own report (ebmflow-jem's classification report is
+one). ``--nll`` skips the evaluators.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import argparse
 import json
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from ebmflow.commands.arguments import (
@@ -19,8 +24,27 @@ from ebmflow.commands.arguments import (
     load_energy,
     parse_assignment,
 )
-from ebmflow.errors import ConfigError
 from ebmflow.validation import MAX_SEED
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What ``ebmflow evaluate`` hands an evaluator: the command's settings.
+
+    ``data_args`` are the ``--data-arg`` values; ``run_data_args`` the ``[data]`` arguments
+    of the training run that wrote ``checkpoint`` when it trained on the same dataset (so an
+    evaluator can keep its scaling and pick the held-out split), else empty. ``host`` is the
+    :class:`ebmflow.PluginHost` to build datasets with.
+    """
+
+    checkpoint: str
+    data: str
+    data_args: dict[str, Any]
+    run_data_args: dict[str, Any]
+    n: int
+    seed: int
+    sigma: float | None
+    host: Any
 
 
 def add_evaluate(subparsers: Any) -> None:
@@ -33,10 +57,9 @@ def add_evaluate(subparsers: Any) -> None:
         "dataset's box; otherwise it is estimated by annealed importance sampling (AIS) "
         "with a standard error, or by any registered log Z estimator chosen with --log-z "
         "(e.g. stepping-stone from ebmflow-tempering). The dataset's own exact NLL is "
-        "shown when it has one. For a classifier energy (one with predict_proba, e.g. "
-        "ebmflow-jem's) on a labelled dataset it reports accuracy, expected calibration "
-        "error and OOD AUROC (log p(x), max p(y|x) and gradient-norm scores against uniform "
-        "noise and pixel-shuffled images) on the held-out split instead (--nll for the NLL).",
+        "shown when it has one. A plugin's evaluator may report something else for the "
+        "energies it knows (e.g. ebmflow-jem: accuracy, calibration and OOD AUROC of a "
+        "classifier energy on the held-out split); --nll asks for the NLL anyway.",
     )
     parser.add_argument("checkpoint", help="an energy checkpoint folder (ebmflow.save)")
     parser.add_argument("--data", required=True, metavar="NAME",
@@ -63,13 +86,11 @@ def add_evaluate(subparsers: Any) -> None:
     parser.add_argument("--data-arg", dest="data_args", action="append",
                         type=parse_assignment, default=[], metavar="KEY=VALUE",
                         help="an argument for the dataset, repeatable; VALUE is JSON or a "
-                        "string, e.g. split=test (default: none; for a classifier energy "
-                        "from a training checkpoint, the run's [data] arguments with "
-                        "split=test)")
+                        "string, e.g. split=test (default: none; a plugin's evaluator may "
+                        "start from the training run's [data] arguments)")
     parser.add_argument("--nll", action="store_true",
-                        help="for a classifier energy (one with predict_proba, e.g. JEM's), "
-                        "report the NLL as for any energy instead of accuracy, ECE and OOD "
-                        "AUROC (default: off)")
+                        help="report the NLL even for an energy that a plugin's evaluator "
+                        "claims (e.g. ebmflow-jem's classifier energies) (default: off)")
     parser.add_argument("--json", action="store_true",
                         help="print JSON instead of text (default: text)")
     parser.set_defaults(func=run_evaluate)
@@ -86,8 +107,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     energy = load_energy(args.checkpoint)
     check_sigma(energy, args.sigma, "evaluate")
-    if callable(getattr(energy, "predict_proba", None)) and not args.nll:
-        return _run_classification(args, energy)
+    evaluator = None if args.nll else _claiming_evaluator(args.host, energy)
+    if evaluator is not None:
+        report = evaluator.evaluate(energy, _request(args))
+        print(json.dumps(report, indent=2) if args.json else evaluator.format(report))
+        return 0
     dataset = args.host.create("dataset", args.data, **dict(args.data_args))
     gen = torch.Generator().manual_seed(args.seed)
     data = dataset.sample(args.n, gen)
@@ -165,73 +189,39 @@ def _estimator_options(args: argparse.Namespace, method: str, dataset: Any, data
     return options
 
 
-# -- classifier energies (JEM): accuracy, calibration, OOD detection ----------------------
+def _claiming_evaluator(host: Any, energy: Any) -> Any:
+    """The first registered evaluator (by name) that claims ``energy``, or ``None``."""
+    for component in host.components("evaluator"):
+        evaluator = host.create("evaluator", component.qualified_name)
+        if evaluator.claims(energy):
+            return evaluator
+    return None
 
-_OOD_NAMES = {"uniform": "uniform noise", "shuffled": "pixel-shuffled"}
-_SCORE_NAMES = {"log_px": "log p(x)", "max_prob": "max p(y|x)", "grad_norm": "-|grad log p|"}
+
+def _request(args: argparse.Namespace) -> EvaluationRequest:
+    return EvaluationRequest(
+        checkpoint=str(args.checkpoint), data=args.data, data_args=dict(args.data_args),
+        run_data_args=_run_data_arguments(args.checkpoint, args.data), n=args.n,
+        seed=args.seed, sigma=args.sigma, host=args.host,
+    )
 
 
-def _classification_dataset(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The labelled dataset to evaluate a classifier on, and the arguments it was built
-    with: the training run's ``[data]`` arguments when CHECKPOINT is a training checkpoint of
-    a run on the same dataset (so the split and scaling match), ``split="test"`` when the
-    dataset takes a split, then ``--data-arg`` on top."""
+def _run_data_arguments(checkpoint: Any, data: str) -> dict[str, Any]:
+    """The ``[data]`` arguments of the training run that wrote ``checkpoint``, when it is a
+    training checkpoint of a run on the dataset ``data``; else ``{}``."""
     from ebmflow.checkpoint import read_json, resolve
     from ebmflow.errors import CheckpointError
     from ebmflow.trainer import TRAINING_STATE_FILE
 
-    arguments: dict[str, Any] = {}
     try:
-        folder = resolve(args.checkpoint)
-        if TRAINING_STATE_FILE in read_json(folder).get("files", {}):
-            run = read_json(folder, TRAINING_STATE_FILE).get("run") or {}
-            table = run.get("data")
-            if isinstance(table, dict) and str(table.get("name", "")).split(":")[-1] == (
-                args.data.split(":")[-1]
-            ):
-                arguments = {k: v for k, v in table.items() if k not in ("name", "kind")}
+        folder = resolve(checkpoint)
+        if TRAINING_STATE_FILE not in read_json(folder).get("files", {}):
+            return {}
+        table = (read_json(folder, TRAINING_STATE_FILE).get("run") or {}).get("data")
     except (CheckpointError, AttributeError, TypeError):
-        arguments = {}
-    given = dict(args.data_args)
-    if "split" not in given:
-        probe = args.host.create("dataset", args.data, **{**arguments, **given})
-        if "split" in probe.get_config():
-            arguments["split"] = "test"
-    arguments.update(given)
-    return args.host.create("dataset", args.data, **arguments), arguments
-
-
-def _run_classification(args: argparse.Namespace, energy: Any) -> int:
-    import torch
-
-    from ebmflow import evaluate
-
-    dataset, arguments = _classification_dataset(args)
-    gen = torch.Generator().manual_seed(args.seed)
-    if callable(getattr(dataset, "tensors", None)):
-        x, y = dataset.tensors()  # the whole split
-    elif callable(getattr(dataset, "sample_with_labels", None)):
-        x, y = dataset.sample_with_labels(args.n, gen)
-    else:
-        raise ConfigError(
-            f"{type(energy).__name__} is a classifier energy, and the dataset {args.data!r} "
-            f"has no labels (no sample_with_labels); evaluate it on a labelled dataset such "
-            f"as digits, or pass --nll for the negative log-likelihood"
-        )
-    result = evaluate.classification_report(energy, x, y, generator=gen)
-    report = {"checkpoint": str(args.checkpoint), "data": args.data,
-              "data_args": arguments, "seed": args.seed, **result}
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    shown = ", ".join(f"{k}={v}" for k, v in arguments.items())
-    print(f"{args.data} ({shown or 'default arguments'}), {result['n']} labelled images: "
-          f"accuracy {result['accuracy']:.4f}, ECE {result['ece']:.4f} ({result['n_bins']} "
-          f"bins), NLL of p(y|x) {result['nll']:.4f} nats")
-    scores = [k for k in _SCORE_NAMES if any(k in v for v in result["auroc"].values())]
-    print("OOD AUROC (in-distribution = the images above):")
-    print(f"  {'against':<16}" + "".join(f"{_SCORE_NAMES[k]:>15}" for k in scores))
-    for name, values in result["auroc"].items():
-        print(f"  {_OOD_NAMES.get(name, name):<16}"
-              + "".join(f"{values[k]:>15.4f}" for k in scores))
-    return 0
+        return {}
+    if not isinstance(table, dict) or (
+        str(table.get("name", "")).split(":")[-1] != data.split(":")[-1]
+    ):
+        return {}
+    return {k: v for k, v in table.items() if k not in ("name", "kind")}

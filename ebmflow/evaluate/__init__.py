@@ -11,25 +11,16 @@ Used as a module, ``ebmflow.evaluate.grid_log_z(...)``:
 - :func:`log_z` — log Z by any registered estimator (``grid``, ``ais``, a plugin's such as
   ``stepping-stone``) (:mod:`ebmflow.evaluate.log_z`);
 - :func:`mmd` — the unbiased squared maximum mean discrepancy (:mod:`ebmflow.evaluate.mmd`).
-- :func:`accuracy`, :func:`expected_calibration_error`, :func:`auroc`, :func:`ood_scores`,
-  :func:`shuffle_pixels`, :func:`classification_report` — classifier energies (JEM):
-  accuracy, calibration and out-of-distribution detection
-  (:mod:`ebmflow.evaluate.classification`).
+- :func:`accuracy`, :func:`expected_calibration_error`, :func:`auroc` — metrics of any
+  classifier or detector, from probabilities, labels and scores
+  (:mod:`ebmflow.evaluate.classification`; ebmflow-jem's classification report uses them).
 """
 
 from __future__ import annotations
 
 from ebmflow.evaluate.ais import AISResult, ais_log_z
 from ebmflow.evaluate.chains import ess, split_rhat
-from ebmflow.evaluate.classification import (
-    OOD_SCORES,
-    accuracy,
-    auroc,
-    classification_report,
-    expected_calibration_error,
-    ood_scores,
-    shuffle_pixels,
-)
+from ebmflow.evaluate.classification import accuracy, auroc, expected_calibration_error
 from ebmflow.evaluate.log_z import estimators, log_z
 from ebmflow.evaluate.mmd import median_bandwidth, mmd
 from ebmflow.evaluate.quadrature import (
@@ -41,7 +32,6 @@ from ebmflow.evaluate.quadrature import (
 )
 
 __all__ = [
-    "OOD_SCORES",
     "AISResult",
     "GridResult",
     "NLLResult",
@@ -49,7 +39,6 @@ __all__ = [
     "accuracy",
     "ais_log_z",
     "auroc",
-    "classification_report",
     "ess",
     "estimators",
     "expected_calibration_error",
@@ -58,7 +47,5 @@ __all__ = [
     "median_bandwidth",
     "mmd",
     "nll",
-    "ood_scores",
-    "shuffle_pixels",
     "split_rhat",
 ]

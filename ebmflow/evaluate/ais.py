@@ -269,7 +269,7 @@ def ais_log_z(
     for k in range(1, n_temps):
         path = _path(base, energy, float(betas[k]))
         for _ in range(steps_per_temp):
-            state = kernel.step(path, state, generator)
+            state = kernel.step_and_adapt(path, state, generator)
             if state.accept_prob is not None:
                 accept_sum += float(state.accept_prob.mean())
                 n_accept += 1

@@ -41,7 +41,7 @@ class SamplerState:
         step: how many steps produced this state.
         accept_prob: Metropolis acceptance probability of the last step, ``(B,)`` (MH
             samplers only).
-        extras: sampler-specific tensors (HMC's adapted step size, PT's ladder, ...).
+        extras: sampler-specific tensors (HMC's step size, PT's ladder, ...).
     """
 
     x: Tensor
@@ -280,8 +280,23 @@ class Sampler(Configurable):
     def step(
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
     ) -> SamplerState:
-        """One transition; returns the new state."""
+        """One transition; returns the new state. A fixed Markov kernel: the parameters it
+        reads from ``state`` (HMC's step size) are changed only by :meth:`adapt`."""
         raise NotImplementedError
+
+    def adapt(self, state: SamplerState) -> SamplerState:
+        """Warm-up between steps: ``state`` with the kernel's parameters tuned from the step
+        that produced it (HMC's step size, :mod:`ebmflow.samplers.adaptation`). The default
+        tunes nothing. Runs call it through :meth:`step_and_adapt`."""
+        return state
+
+    def step_and_adapt(
+        self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
+    ) -> SamplerState:
+        """One step of a run: :meth:`step`, then the warm-up :meth:`adapt`. Code that drives
+        chains itself (objectives, ensembles, annealing) calls this, so a sampler's warm-up
+        works wherever it runs; :meth:`step` alone is the fixed kernel."""
+        return self.adapt(self.step(energy, state, generator))
 
     def target_state(self, state: SamplerState) -> SamplerState:
         """The chains of ``state`` that sample the target energy itself, one per starting
@@ -393,7 +408,7 @@ class Sampler(Configurable):
 
             bar = tqdm(total=n_steps, desc=self.name, leave=False)
         for i in range(n_steps):
-            state = self.step(energy, state, generator)
+            state = self.step_and_adapt(energy, state, generator)
             e = state.energy
             if e is None:
                 trace[i] = float("nan")

@@ -6,19 +6,20 @@ Momentum p ~ N(0, I); H(x, p) = E(x) + ½‖p‖². With ε the step size and L 
     accept with probability min(1, exp(H(x, p) − H(x', p')))
 
 The state caches s at the current point, so a step costs L energy+gradient evaluations.
-During the first ``adapt_steps`` steps, log ε moves toward ``target_accept`` by stochastic
-approximation, log ε ← log ε + (t+1)^(−0.6) · (mean acceptance − target); after that ε is
-fixed, so the chain is a valid MCMC kernel from then on.
+``step`` is a fixed kernel: it reads ε from the state and never changes it. The optional
+warm-up is a separate routine (:class:`~ebmflow.samplers.adaptation.StepSizeAdaptation`)
+that a run applies between steps (:meth:`~ebmflow.Sampler.step_and_adapt`): after each of
+the first ``adapt_steps`` steps, log ε ← log ε + (t+1)^(−0.6) · (mean acceptance − target);
+after that ε stays fixed, so the chain is a valid MCMC chain from then on.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
 from ebmflow.energy import Energy
 from ebmflow.errors import ConfigError
+from ebmflow.samplers.adaptation import StepSizeAdaptation
 from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like, per_row
 from ebmflow.samplers.metropolis import metropolis_accept, select, sum_squares
 from ebmflow.validation import check_positive, check_positive_int
@@ -50,21 +51,19 @@ class HMC(Sampler):
                 and 0.0 < target_accept < 1.0):
             raise ConfigError(f"hmc: target_accept must lie in (0, 1), got {target_accept!r}")
         self.target_accept = float(target_accept)
+        self.adaptation = StepSizeAdaptation(self.adapt_steps, self.target_accept)
 
     @property
     def name(self) -> str:
         return "hmc"
 
     def init(self, energy, x, sigma=None) -> SamplerState:
-        state = super().init(energy, x, sigma)
-        log_eps = torch.tensor(math.log(self.step_size), dtype=torch.float64)
-        return state.replace(extras={"log_step_size": log_eps})
+        return self.adaptation.init(super().init(energy, x, sigma), self.step_size)
 
     def step(
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
     ) -> SamplerState:
-        log_eps = state.extras["log_step_size"]
-        eps = math.exp(float(log_eps))
+        eps = self.adaptation.step_size(state)
         x, s = state.x, state.score
         p0 = gaussian_like(x, generator)
         p = torch.add(p0, s, alpha=0.5 * eps)
@@ -76,9 +75,6 @@ class HMC(Sampler):
         h1 = e_new + 0.5 * sum_squares(p)
         accept, prob = metropolis_accept(self.name, state.step, h0 - h1, e_new, generator)
         mask = per_row(accept, x.shape[1:])
-        if state.step < self.adapt_steps:
-            rate = (state.step + 1) ** -0.6
-            log_eps = log_eps + rate * (float(prob.mean()) - self.target_accept)
         return SamplerState(
             select(mask, x, state.x),
             torch.where(accept, e_new, state.energy),
@@ -86,11 +82,15 @@ class HMC(Sampler):
             state.sigma,
             state.step + 1,
             prob,
-            {"log_step_size": log_eps},
+            state.extras,
         )
+
+    def adapt(self, state: SamplerState) -> SamplerState:
+        """The step-size warm-up after the step that produced ``state`` (module docstring)."""
+        return self.adaptation.update(state)
 
     def diagnostics(self, state: SamplerState) -> dict:
         return {
-            "step_size": math.exp(float(state.extras["log_step_size"])),
+            "step_size": self.adaptation.step_size(state),
             "n_leapfrog": self.n_leapfrog,
         }

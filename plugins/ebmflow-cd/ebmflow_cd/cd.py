@@ -217,7 +217,7 @@ class ContrastiveObjective(ebmflow.Objective):
         for i in range(self.k):
             x_prev = state.x
             recorder.last = i == self.k - 1
-            state = self.sampler.step(recorder, state, generator)
+            state = self.sampler.step_and_adapt(recorder, state, generator)
             prob = self.sampler.target_state(state).accept_prob
             if prob is not None:
                 accepted = prob.detach() if accepted is None else accepted + prob.detach()

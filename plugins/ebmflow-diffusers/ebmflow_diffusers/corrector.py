@@ -135,8 +135,8 @@ def run_corrector(
         state = sampler.init(path.anchored(x, zeros, None), x, sigma)
         accept = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
         for _ in range(n_steps):
-            state = sampler.step(path.anchored(state.x, state.energy, state.score), state,
-                                 generator)
+            state = sampler.step_and_adapt(path.anchored(state.x, state.energy, state.score),
+                                           state, generator)
             accept += state.accept_prob
         rate = float(accept.mean()) / n_steps if n_steps else None
         return state.x, rate

@@ -8,8 +8,9 @@ Secretly an Energy Based Model") for ebmflow.
 - :class:`JEM`: the objective ``jem``, cross-entropy for p(y|x) plus the SGLD
   contrastive term for p(x) with a replay buffer;
 - :func:`sample_class`: class-conditional samples; :func:`plot_class_grid`: a grid of them;
-- :func:`ood_scores`, :func:`classification_report` (from ``ebmflow.evaluate``): accuracy,
-  calibration and out-of-distribution scores.
+- :func:`ood_scores`, :func:`shuffle_pixels`, :func:`classification_report`
+  (:mod:`ebmflow_jem.metrics`): accuracy, calibration and out-of-distribution scores, which
+  ``ebmflow evaluate`` reports for a classifier energy (evaluator ``classification``).
 
 ebmflow finds the package through its entry point (group ``ebmflow``, name ``jem``), which
 names :mod:`ebmflow_jem.plugin`. Importing the package imports no torch; the names above
@@ -32,8 +33,10 @@ _LAZY = {
     "sample_class": "ebmflow_jem.sampling",
     "class_grid": "ebmflow_jem.sampling",
     "plot_class_grid": "ebmflow_jem.sampling",
-    "ood_scores": "ebmflow.evaluate",
-    "classification_report": "ebmflow.evaluate",
+    "OOD_SCORES": "ebmflow_jem.metrics",
+    "ood_scores": "ebmflow_jem.metrics",
+    "shuffle_pixels": "ebmflow_jem.metrics",
+    "classification_report": "ebmflow_jem.metrics",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -218,7 +218,8 @@ class JEM(ebmflow.Objective):
         # it evaluates nothing there, and the loss runs the classifier on x⁻ with the data
         last = energy if self.sampler.step_reads_new_score else _NotEvaluated(energy)
         for i in range(self.k):
-            state = self.sampler.step(last if i == self.k - 1 else energy, state, generator)
+            state = self.sampler.step_and_adapt(last if i == self.k - 1 else energy, state,
+                                                generator)
             prob = self.sampler.target_state(state).accept_prob
             if prob is not None:
                 accepted = prob.detach() if accepted is None else accepted + prob.detach()

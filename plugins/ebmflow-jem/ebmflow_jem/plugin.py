@@ -1,4 +1,5 @@
-"""Hook implementations of ebmflow-jem: the objective ``jem``, the classifier energies and
+"""Hook implementations of ebmflow-jem: the objective ``jem``, the classifier energies, the
+evaluator ``classification`` (what ``ebmflow evaluate`` reports for a classifier energy) and
 the ``ebmflow jem-sample`` command.
 
 Factories are ``"module:attr"`` strings, so loading the plugin imports only ``ebmflow``
@@ -39,6 +40,18 @@ def ebmflow_energies():
             "classifier-mlp",
             "ebmflow_jem.classifier:MLPClassifierEnergy",
             "an MLP classifier for vectors, as a JEM energy",
+        ),
+    ]
+
+
+@ebmflow.hookimpl
+def ebmflow_evaluators():
+    return [
+        ebmflow.Component(
+            "classification",
+            "ebmflow_jem.evaluator:ClassificationEvaluator",
+            "accuracy, calibration (ECE) and OOD AUROC of a classifier energy on the "
+            "held-out split, for ebmflow evaluate",
         ),
     ]
 

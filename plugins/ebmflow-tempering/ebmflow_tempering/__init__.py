@@ -1,7 +1,9 @@
 """ebmflow-tempering: parallel tempering for ebmflow.
 
 - the sampler ``parallel-tempering`` (:class:`ParallelTempering`), registered through the
-  entry point ``tempering`` (``ebmflow.create("sampler", "parallel-tempering", ...)``);
+  entry point ``tempering`` (``ebmflow.create("sampler", "parallel-tempering", ...)``),
+  and its state :class:`TemperingState` (the ladder, swap statistics and the local
+  sampler's own state as typed fields);
 - :func:`stepping_stone_log_z`, log Z by stepping-stone sampling (and thermodynamic
   integration) over a parallel-tempering ladder from a Gaussian reference.
 
@@ -18,6 +20,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ParallelTempering": "ebmflow_tempering.parallel_tempering",
+    "TemperingState": "ebmflow_tempering.parallel_tempering",
     "geometric_ladder": "ebmflow_tempering.parallel_tempering",
     "stepping_stone_log_z": "ebmflow_tempering.log_z",
     "SteppingStoneResult": "ebmflow_tempering.log_z",

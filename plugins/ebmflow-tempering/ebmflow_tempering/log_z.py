@@ -229,7 +229,7 @@ def stepping_stone_log_z(
     state = sampler.init(energy, reference.sample(n_chains, generator), sigma)
     for _ in range(burn_in):
         state = sampler.step(energy, state, generator)
-    ladder = state.extras["betas"].to(torch.float64)
+    ladder = state.betas.to(torch.float64)
     gaps = (ladder[:-1] - ladder[1:])[:, None]  # β_{k−1} − β_k for the stones k = 1 … R−1
     log_max = torch.full((n_rep - 1, n_chains), -math.inf, dtype=torch.float64, device=device)
     log_sum = torch.zeros((n_rep - 1, n_chains), dtype=torch.float64, device=device)

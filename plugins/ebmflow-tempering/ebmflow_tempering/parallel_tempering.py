@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -78,7 +79,39 @@ SWAPS = ("deo", "seo", "none")
 MIN_ROUND = 8
 #: floor of a pair's rejection rate in the ladder update, so that Λ increases strictly.
 MIN_REJECTION = 1e-3
-_LOCAL = "local/"
+
+
+@dataclass(frozen=True)
+class TemperingState(ebmflow.SamplerState):
+    """The state of :class:`ParallelTempering`: R·B chains, replica-major (rows
+    k·B … (k+1)·B − 1 are replica k), each with its tempered energy E_k and score s_k
+    (``x``, ``energy``, ``score``), plus
+
+    Attributes:
+        betas: the ladder β (R,), float64 (float32 on MPS); a new tensor whenever the
+            ladder adaptation moves it.
+        swap_stats: (2, R − 1): per pair (k, k + 1), the summed swap probabilities and the
+            number of attempts since the ladder last changed.
+        round_trips: (B,) round trips β = 1 → β_min → β = 1 completed at each β = 1 slot.
+        direction: (R·B,) each walker's direction: 1 = left β = 1 last, −1 = has reached
+            β_min since, 0 = neither yet.
+        local_extras: the local sampler's own state besides the chains it moves (its
+            ``SamplerState.extras``, e.g. HMC's step size). Its chains are this state's
+            ``x``, ``energy`` and ``score`` (in the coordinates y = c x with
+            ``scale_step_size``), rebuilt from them at every step, so they have one source.
+    """
+
+    betas: Tensor | None = None
+    swap_stats: Tensor | None = None
+    round_trips: Tensor | None = None
+    direction: Tensor | None = None
+    local_extras: Mapping[str, Tensor] = field(default_factory=dict)
+
+    def local_state(self, x: Tensor, score: Tensor) -> ebmflow.SamplerState:
+        """The local sampler's state at ``x`` with tempered ``score`` (both in its
+        coordinates) and this state's energies, step and ``local_extras``."""
+        return ebmflow.SamplerState(x, self.energy, score, self.sigma, self.step, None,
+                                    dict(self.local_extras))
 
 
 def geometric_ladder(n_replicas: int, beta_min: float) -> Tensor:
@@ -119,20 +152,18 @@ class TemperedEnsemble(ebmflow.Energy):
         b_row = betas.repeat_interleave(n_per_replica)
         b_event = _per_element(b_row, event_shape)
         c = b_event.sqrt() if scale_step_size else None
-        # plain attributes in one go: nn.Module.__setattr__ costs microseconds per call
-        self.__dict__.update(
-            event_shape=energy.event_shape,
-            noise_conditional=energy.noise_conditional,
-            has_energy=energy.has_energy,
-            betas=betas,
-            n_replicas=betas.shape[0],
-            n_per_replica=n_per_replica,
-            _n=n,
-            _b_energy=b_row,
-            _b_event=b_event,
-            _c=c,
-            _inv_c=None if c is None else c.reciprocal(),
-        )
+        # plain (unregistered) tensors: the ensemble is a view, built once per ladder
+        self.event_shape = energy.event_shape
+        self.noise_conditional = energy.noise_conditional
+        self.has_energy = energy.has_energy
+        self.betas = betas
+        self.n_replicas = betas.shape[0]
+        self.n_per_replica = n_per_replica
+        self._n = n
+        self._b_energy = b_row
+        self._b_event = b_event
+        self._c = c
+        self._inv_c = None if c is None else c.reciprocal()
 
     def _check(self, t: Tensor) -> Tensor:
         if t.shape[0] != self._n:
@@ -293,6 +324,10 @@ class ParallelTempering(ebmflow.Sampler):
         if self.adapt_steps:
             ends.add(self.adapt_steps)
         self._round_ends = tuple(sorted(ends))
+        # reused between steps, not part of the config: the tempered view of the last
+        # (energy, ladder, dtype, batch shape) and the swap constants of the last ladder
+        self._tempered_cache: tuple[Any, Tensor, Any, TemperedEnsemble] | None = None
+        self._swap_cache: tuple[Tensor, int, dict[int, _SwapConstants | None]] | None = None
 
     @property
     def name(self) -> str:
@@ -302,7 +337,7 @@ class ParallelTempering(ebmflow.Sampler):
 
     def init(
         self, energy: ebmflow.Energy, x: Tensor, sigma: Any = None
-    ) -> ebmflow.SamplerState:
+    ) -> TemperingState:
         """Copy ``x`` (B, *event) to every replica and evaluate all R·B chains at once."""
         self._check_compatible(energy, x)
         self._check_reference(energy)
@@ -317,16 +352,16 @@ class ParallelTempering(ebmflow.Sampler):
         local = self._local(self.local_sampler.init, tempered, y, sigma_all)
         x_all, score = tempered.from_local(local.x, local.score)
         ebmflow.check_finite(self.name, 0, local.energy, x_all)
-        extras = {
-            "betas": betas,
-            "swap_stats": torch.zeros(2, n_rep - 1, device=x.device, dtype=stats),
-            # round trips completed at each β = 1 slot, and each walker's direction; float32
-            # (exact to 2²⁴ trips per slot) because float ops are the fastest at this size
-            "round_trips": torch.zeros(n_per, device=x.device, dtype=torch.float32),
-            "direction": torch.zeros(n_rep * n_per, device=x.device, dtype=torch.float32),
-            **{_LOCAL + key: value for key, value in local.extras.items()},
-        }
-        return ebmflow.SamplerState(x_all, local.energy, score, sigma_all, 0, None, extras)
+        return TemperingState(
+            x_all, local.energy, score, sigma_all, 0, None,
+            betas=betas,
+            swap_stats=torch.zeros(2, n_rep - 1, device=x.device, dtype=stats),
+            # round trips and directions in float32 (exact to 2²⁴ trips per slot) because
+            # float ops are the fastest at this size
+            round_trips=torch.zeros(n_per, device=x.device, dtype=torch.float32),
+            direction=torch.zeros(n_rep * n_per, device=x.device, dtype=torch.float32),
+            local_extras=dict(local.extras),
+        )
 
     def replicas(self, state: ebmflow.SamplerState) -> Tensor:
         """All replicas' positions, (R, B, *event); ``[0]`` is β = 1."""
@@ -346,7 +381,7 @@ class ParallelTempering(ebmflow.Sampler):
         """ΔE = E − E_ref at every chain, (R, B), from the cache: (E_k − E_ref(x)) / β_k
         (E itself is not evaluated; E_ref is, when there is a reference)."""
         e = state.energy.view(self.n_replicas, -1)
-        betas = state.extras["betas"].to(e.dtype)[:, None]
+        betas = state.betas.to(e.dtype)[:, None]
         if self.reference is None:
             return e / betas
         with torch.no_grad():
@@ -358,15 +393,14 @@ class ParallelTempering(ebmflow.Sampler):
         (energy, ladder tensor, dtype, batch shape) and reused by every step until the
         ladder changes (adaptation makes a new tensor), so a step pays no set-up."""
         key = (x.dtype, x.shape)
-        cached = self.__dict__.get("_tempered_cache")
+        cached = self._tempered_cache
         if (cached is not None and cached[0] is energy and cached[1] is betas
                 and cached[2] == key):
             return cached[3]
         tempered = TemperedEnsemble(energy, self.reference, betas.to(x.dtype),
                                     x.shape[0] // self.n_replicas, x.shape[1:],
                                     self.scale_step_size)
-        # a plain attribute: not part of the sampler's config or repr
-        self.__dict__["_tempered_cache"] = (energy, betas, key, tempered)
+        self._tempered_cache = (energy, betas, key, tempered)
         return tempered
 
     def _local(self, fn: Callable[..., ebmflow.SamplerState], *args: Any):
@@ -393,11 +427,12 @@ class ParallelTempering(ebmflow.Sampler):
 
     def _check_ensemble(self, state: ebmflow.SamplerState) -> int:
         n = state.x.shape[0]
-        if n % self.n_replicas or "betas" not in state.extras:
+        typed = isinstance(state, TemperingState) and state.betas is not None
+        if n % self.n_replicas or not typed:
             raise ebmflow.ConfigError(
                 f"{self.name}: expected a state from ParallelTempering.init holding "
                 f"{self.n_replicas} replicas × B chains; got {n} chains"
-                + ("" if "betas" in state.extras else " without a ladder in state.extras")
+                + ("" if typed else f" in a {type(state).__name__} without a ladder")
             )
         return n // self.n_replicas
 
@@ -406,39 +441,36 @@ class ParallelTempering(ebmflow.Sampler):
     def step(
         self,
         energy: ebmflow.Energy,
-        state: ebmflow.SamplerState,
+        state: TemperingState,
         generator: torch.Generator | None = None,
-    ) -> ebmflow.SamplerState:
+    ) -> TemperingState:
         self._check_ensemble(state)
-        extras = dict(state.extras)
-        tempered = self._tempered(energy, extras["betas"], state.x)
+        tempered = self._tempered(energy, state.betas, state.x)
         y, s_y = tempered.to_local(state.x, state.score)
-        local_extras = {k[len(_LOCAL):]: v for k, v in extras.items() if k.startswith(_LOCAL)}
-        local = ebmflow.SamplerState(y, state.energy, s_y, state.sigma, state.step, None,
-                                     local_extras)
-        local = self._local(self.local_sampler.step, tempered, local, generator)
+        local = self._local(self.local_sampler.step_and_adapt, tempered,
+                            state.local_state(y, s_y), generator)
         x, score = tempered.moved_from_local(local.x, local.score, state.x, state.score, y, s_y)
         e = local.energy
         ebmflow.check_finite(self.name, state.step, e, x)
-        extras.update({_LOCAL + key: value for key, value in local.extras.items()})
+        new = state.replace(x=x, energy=e, score=score, step=state.step + 1,
+                            accept_prob=local.accept_prob, local_extras=dict(local.extras))
         if self.swap != "none":
             ref = None if self.reference is None else self.reference.energy_and_score(x)
-            x, e, score, ref = self._swap(state.step, tempered, x, e, score, ref,
-                                          extras, generator)
-            if state.step + 1 in self._round_ends:
-                e, score = self._adapt(e, score, ref, extras)
-        return ebmflow.SamplerState(x, e, score, state.sigma, state.step + 1,
-                                    local.accept_prob, extras)
+            new, ref = self._swap(state.step, tempered, new, ref, generator)
+            if new.step in self._round_ends:
+                new = self._adapt(new, ref)
+        return new
 
-    def _swap(self, step, tempered, x, e, score, ref, extras, generator):
+    def _swap(self, step, tempered, state, ref, generator):
         """Propose swaps between the pairs of this step's parity; move and re-temper the
         cache of accepted ones. ``tempered`` is the step's :class:`TemperedEnsemble` (its
-        ladder in the chains' dtype and per-row β). Updates
-        ``extras`` (a fresh dict) with new tensors.
+        ladder in the chains' dtype and per-row β). Returns the new state (chains and swap
+        statistics) and the moved reference cache.
 
         Written for few tensor operations, since on a cheap energy they, not E, set the
         cost of a step: the pairs (k, k + 1) of one parity are the consecutive replicas
         parity … parity + 2P − 1, viewed as (P, 2, B) without copying."""
+        x, e, score = state.x, state.energy, state.score
         n_rep = self.n_replicas
         n_per = x.shape[0] // n_rep
         if self.swap == "deo":
@@ -447,7 +479,7 @@ class ParallelTempering(ebmflow.Sampler):
             parity = int(torch.randint(2, (1,), generator=generator, device=x.device))
         c = self._swap_constants(tempered.betas, parity, n_per)
         if c is None:  # no pair of this parity (R = 2, odd step)
-            return x, e, score, ref
+            return state, ref
         n_pairs = c.weights.shape[0]
         rows = slice(parity * n_per, (parity + 2 * n_pairs) * n_per)
         # ΔE = (E_k − E_ref) / β_k, so log α = (β_k − β_{k+1}) (ΔE_k − ΔE_{k+1}) is a
@@ -471,46 +503,46 @@ class ParallelTempering(ebmflow.Sampler):
             ref = (ref[0].index_select(0, src), ref[1].index_select(0, src))
         e, score = _retemper(r, e.index_select(0, src), score.index_select(0, src), ref)
         # statistics: per-pair mean swap probability and attempts, round trips of walkers
-        stats = extras["swap_stats"]
         increments = torch.stack((prob.mean(dim=1), c.ones))  # (2, P), promoted to float64
-        extras["swap_stats"] = stats.index_add(1, c.pairs, increments)
+        swap_stats = state.swap_stats.index_add(1, c.pairs, increments)
         # direction: 1 = left β = 1 last, −1 = has reached β_min since, 0 = neither yet
         # (a walker arriving at β = 1 with −1 completes a round trip: counted as −min(d, 0))
-        direction = extras["direction"].index_select(0, src)
+        direction = state.direction.index_select(0, src)
         cold, hot = direction[:n_per], direction[-n_per:]
-        extras["round_trips"] = extras["round_trips"] - cold.clamp(max=0.0)
+        round_trips = state.round_trips - cold.clamp(max=0.0)
         cold.fill_(1.0)
         hot.abs_().neg_()  # 1 → −1; −1 and 0 stay
-        extras["direction"] = direction
-        return x, e, score, ref
+        return state.replace(x=x, energy=e, score=score, swap_stats=swap_stats,
+                             round_trips=round_trips, direction=direction), ref
 
     def _swap_constants(
         self, betas: Tensor, parity: int, n_per: int
     ) -> _SwapConstants | None:
         """Per ladder and parity (``None`` when it has no pair), kept until the ladder
         tensor or the number of chains changes."""
-        cache = self.__dict__.get("_swap_cache")
+        cache = self._swap_cache
         if cache is None or cache[0] is not betas or cache[1] != n_per:
-            cache = (betas, n_per, {})
-            self.__dict__["_swap_cache"] = cache
+            cache = self._swap_cache = (betas, n_per, {})
         if parity not in cache[2]:
             cache[2][parity] = _SwapConstants.build(betas, parity, n_per)
         return cache[2][parity]
 
-    def _adapt(self, e, score, ref, extras):
+    def _adapt(self, state: TemperingState, ref) -> TemperingState:
         """End of an adaptation round: move the ladder toward equal rejection rates,
         re-temper the cache, restart the statistics."""
-        betas = extras["betas"]
-        accepted, attempts = extras["swap_stats"]
+        betas, e, score = state.betas, state.energy, state.score
+        accepted, attempts = state.swap_stats
         if bool((attempts > 0).all()):
             new = _equalised_ladder(betas, 1.0 - accepted / attempts)
             r = (new / betas).to(e.dtype).repeat_interleave(e.shape[0] // self.n_replicas)
             e, score = _retemper(_per_element(r, score.shape[1:]), e, score, ref)
-            extras["betas"] = new
-        extras["swap_stats"] = torch.zeros_like(extras["swap_stats"])
-        extras["round_trips"] = torch.zeros_like(extras["round_trips"])
-        extras["direction"] = torch.zeros_like(extras["direction"])
-        return e, score
+            betas = new
+        return state.replace(
+            energy=e, score=score, betas=betas,
+            swap_stats=torch.zeros_like(state.swap_stats),
+            round_trips=torch.zeros_like(state.round_trips),
+            direction=torch.zeros_like(state.direction),
+        )
 
     # -- runs and diagnostics ------------------------------------------------------------
 
@@ -567,24 +599,22 @@ class ParallelTempering(ebmflow.Sampler):
         changed (or since the start), and the local sampler's own diagnostics as
         ``local_*``."""
         n_per = state.x.shape[0] // self.n_replicas
-        extras = state.extras
-        accepted, attempts = extras["swap_stats"]
+        accepted, attempts = state.swap_stats
         rates = torch.where(attempts > 0, accepted / attempts.clamp(min=1),
                             torch.full_like(attempts, math.nan))
         since = max((t for t in self._round_ends if t <= state.step), default=0)
         counted = state.step - since
-        trips = int(extras["round_trips"].sum())
+        trips = int(state.round_trips.sum())
         out: dict[str, Any] = {
             "n_replicas": self.n_replicas,
-            "betas": extras["betas"].tolist(),
+            "betas": state.betas.tolist(),
             "swap": self.swap,
             "swap_acceptance": rates.tolist(),
             "round_trips": trips,
             "round_trip_rate": trips / (counted * n_per) if counted else math.nan,
             "local_sampler": self.local_sampler.name,
         }
-        local_extras = {k[len(_LOCAL):]: v for k, v in extras.items() if k.startswith(_LOCAL)}
-        local = state.replace(extras=local_extras)
+        local = state.local_state(state.x, state.score)
         for key, value in self.local_sampler.diagnostics(local).items():
             out["local_" + key] = value
         return out

@@ -215,7 +215,7 @@ def test_deo_alternates_even_and_odd_pairs_and_seo_draws_them():
     attempts = []
     for _ in range(3):
         state = deo.step(energy, state, seeded(8))
-        attempts.append(state.extras["swap_stats"][1].tolist())
+        attempts.append(state.swap_stats[1].tolist())
     assert attempts == [[1, 0, 1], [1, 1, 1], [2, 1, 2]]  # pairs (0,1),(2,3) then (1,2)
 
     seo = ParallelTempering(n_replicas=4, local_sampler=Stay(), swap="seo")
@@ -223,7 +223,7 @@ def test_deo_alternates_even_and_odd_pairs_and_seo_draws_them():
     state = seo.init(energy, x0)
     for _ in range(200):
         state = seo.step(energy, state, gen)
-    even, odd, _ = state.extras["swap_stats"][1].tolist()
+    even, odd, _ = state.swap_stats[1].tolist()
     assert even + odd == 200
     assert abs(even - 100) < 4 * math.sqrt(200 * 0.25)  # Binomial(200, ½): sd ≈ 7
 
@@ -258,7 +258,7 @@ def test_adaptation_equalises_swap_rates_then_freezes_the_ladder():
     # ≈ 75 attempts × 200 chains per pair: MC error ≈ 0.01 per rate
     assert max(rates) - min(rates) < 0.08, rates
     ladder = after.diagnostics["betas"]
-    assert ladder == warm.extras["betas"].tolist()  # frozen after adapt_steps
+    assert ladder == warm.betas.tolist()  # frozen after adapt_steps
     assert ladder[0] == 1.0 and ladder[-1] == 0.01
     assert all(a > b for a, b in zip(ladder, ladder[1:]))
 
@@ -474,3 +474,20 @@ def test_importing_the_plugin_module_imports_no_torch():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_the_state_is_typed_with_the_local_samplers_state_as_a_field():
+    from ebmflow_tempering import TemperingState
+
+    sampler = ParallelTempering(n_replicas=3, local_sampler={"name": "hmc", "step_size": 0.2,
+                                                             "n_leapfrog": 2, "adapt_steps": 4})
+    energy = two_mode_mixture()
+    state = sampler.init(energy, torch.randn(5, 2, generator=seeded(30)))
+    assert isinstance(state, TemperingState) and state.extras == {}
+    assert state.betas.shape == (3,) and state.swap_stats.shape == (2, 2)
+    assert set(state.local_extras) == {"log_step_size"}
+    new = sampler.step(energy, state, seeded(31))
+    # the local HMC warms up inside the ensemble: its step size moved, in the typed field
+    assert not torch.equal(new.local_extras["log_step_size"], state.local_extras["log_step_size"])
+    assert sampler.diagnostics(new)["local_step_size"] == pytest.approx(
+        math.exp(float(new.local_extras["log_step_size"])))
