@@ -117,19 +117,19 @@ import torch
 from torch import Tensor, nn
 
 from ebmflow.checkpoint import (
-    _MARKERS,
     ARGUMENTS_FILE,
+    MARKERS,
     WEIGHTS_FILE,
-    _component_of,
-    _component_record,
-    _encode,
-    _encode_arguments,
+    component_config,
+    component_of,
+    encode_component,
+    encode_value,
+    read_bytes,
     read_json,
     read_tensors,
     resolve,
     write_checkpoint_folder,
 )
-from ebmflow.config import Configurable
 from ebmflow.energy import Energy
 from ebmflow.errors import (
     CheckpointError,
@@ -725,17 +725,15 @@ class Trainer:
     def _energy_checkpoint_record(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         """The energy's config.json record and tensor arguments (what ebmflow.save writes)."""
         if self._energy_files is None:
-            try:
-                component = _component_of(self.energy, self.host)
+            try:  # an unregistered energy is an error in the Trainer's configuration
+                component_of(self.energy, self.host)
             except CheckpointError as exc:
                 raise ConfigError(
                     f"Trainer: checkpoints need a registered energy so that ebmflow.load can "
                     f"rebuild it: {exc}"
                 ) from None
             tensors: dict[str, Tensor] = {}
-            record = _component_record(component, self.host)
-            record["arguments"] = _encode_arguments(self.energy, self.host, tensors,
-                                                    root=self.energy, prefix="")
+            record = encode_component(self.energy, self.host, tensors)
             self._energy_files = (record, tensors)
         return self._energy_files
 
@@ -748,9 +746,9 @@ class Trainer:
         else:
             run = {
                 "data": None if isinstance(self.data, (Tensor, tuple, list))
-                else _component_config(self.data, self.host),
-                "energy": _component_config(self.energy, self.host),
-                "objective": _component_config(self.objective, self.host),
+                else component_config(self.data, self.host),
+                "energy": component_config(self.energy, self.host),
+                "objective": component_config(self.objective, self.host),
             }
         train = {**(run.get("train") or {}), **self._train_arguments}
         for key, value in train.items():
@@ -1206,18 +1204,18 @@ class Trainer:
         data_state, data_tensors = self._batches.state()
         tensors.update(data_tensors)
         tensors["generator.data"] = self._data_generator.get_state()
-        # JSON for everything but tensors, which _encode moves to training.safetensors as
+        # JSON for everything but tensors, which encode_value moves to training.safetensors as
         # {"__tensor__": key} (the same tagging as config.json's arguments)
         state = {
             "step": self.step,
             "world_size": self.world_size,
             "run": self.run_config(),
-            "optimizer": _encode({
+            "optimizer": encode_value({
                 "state": {str(k): v for k, v in optimizer_state["state"].items()},
                 "param_groups": optimizer_state["param_groups"],
             }, "optimizer", "optimizer", self.host, tensors, None),
             "data": data_state,
-            "pending": _encode({
+            "pending": encode_value({
                 "loss": _floats(self._pending_loss),
                 "metrics_by_rank": metrics_by_rank,
             }, "pending", "metrics", self.host, tensors, None),
@@ -1275,7 +1273,7 @@ class Trainer:
                 f"energy to a new Trainer"
             )
         try:
-            component = _component_of(self.energy, self.host)
+            component = component_of(self.energy, self.host)
         except CheckpointError:
             component = None
         if component is not None and (config.get("plugin"), config.get("name")) != (
@@ -1561,7 +1559,7 @@ def _decode_state(value: Any, tensors: Mapping[str, Tensor], where: str, tensors
                 for i, v in enumerate(value)]
     if not isinstance(value, dict):
         return value
-    if len(value) != 1 or next(iter(value)) not in _MARKERS:
+    if len(value) != 1 or next(iter(value)) not in MARKERS:
         return {k: _decode_state(v, tensors, where, tensors_file, f"{key}.{k}" if key else k,
                                  depth + 1) for k, v in value.items()}
     ((marker, content),) = value.items()
@@ -1840,11 +1838,9 @@ def _group_changes(saved_groups: list[Any], optimizer: torch.optim.Optimizer
 
 
 def _read_history(folder: Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from ebmflow.checkpoint import _verified_bytes
-
     if METRICS_FILE not in config["files"]:
         return []
-    text = _verified_bytes(folder, METRICS_FILE, config).decode("utf-8")
+    text = read_bytes(folder, METRICS_FILE, config=config).decode("utf-8")
     history = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -1854,48 +1850,3 @@ def _read_history(folder: Path, config: Mapping[str, Any]) -> list[dict[str, Any
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{folder / METRICS_FILE} line {number}: {exc}") from None
     return history
-
-
-def _component_config(obj: Any, host: PluginHost) -> dict[str, Any] | None:
-    """``{"kind", "name": "plugin:name", **arguments}`` that ``host.create`` rebuilds ``obj``
-    from, or ``None`` when ``obj`` is not registered or has arguments JSON cannot hold."""
-    if not isinstance(obj, Configurable):
-        return None
-    try:
-        component = _component_of(obj, host)
-    except CheckpointError:
-        return None
-    arguments = obj.get_config()
-    if "name" in arguments or "kind" in arguments:
-        return None
-    out: dict[str, Any] = {"kind": component.kind, "name": component.qualified_name}
-    for key, value in arguments.items():
-        plain = _plain(value, host)
-        if plain is _UNREPRESENTABLE:
-            return None
-        out[key] = plain
-    return out
-
-
-_UNREPRESENTABLE = object()
-
-
-def _plain(value: Any, host: PluginHost) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else _UNREPRESENTABLE
-    if isinstance(value, (list, tuple)):
-        items = [_plain(v, host) for v in value]
-        return _UNREPRESENTABLE if any(v is _UNREPRESENTABLE for v in items) else items
-    if isinstance(value, Mapping):
-        if not all(isinstance(k, str) for k in value) or "name" in value:
-            return _UNREPRESENTABLE
-        items = {k: _plain(v, host) for k, v in value.items()}
-        return _UNREPRESENTABLE if any(v is _UNREPRESENTABLE for v in items.values()) else items
-    if isinstance(value, Configurable):
-        if isinstance(value, nn.Module) and len(value.state_dict()) > 0:
-            return _UNREPRESENTABLE  # its weights are not in a config
-        nested = _component_config(value, host)
-        return _UNREPRESENTABLE if nested is None else nested
-    return _UNREPRESENTABLE

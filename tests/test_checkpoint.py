@@ -568,13 +568,14 @@ def test_folder_helpers_write_and_verify_extra_files(tmp_path):
 # -- crash safety ------------------------------------------------------------------------------
 
 # Runs in a fresh interpreter. It saves version 1 of a Blob, then forks writers that save
-# version 2 (or 1, 2, 3, ... in a loop) and are killed with SIGKILL: at each named stage of a
-# save (the writer kills itself there), or at random times by the supervisor. After each kill
+# version 2 (or 1, 2, 3, ... in a loop) and are killed with SIGKILL: at each stage of a save
+# (the writer kills itself there, recognising the stage by the file operation that ends it),
+# or at random times by the supervisor. After each kill
 # it snapshots the folder for the test to load, and finally saves once more to show that the
 # next save cleans up. Forked writers start in milliseconds, where a new interpreter would
 # spend seconds importing torch.
 CRASH_SCRIPT = """
-import json, os, random, shutil, signal, sys, time
+import builtins, json, os, random, shutil, signal, sys, time
 import torch
 from torch import nn
 torch.set_num_threads(1)  # no thread pool exists when the writers fork
@@ -610,6 +611,37 @@ def fork_writer(body):
             os._exit(3)  # reached only if the writer was not killed
     return pid
 
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def die_at(stage):
+    # Make this (forked) writer kill itself at ``stage`` of its next save, found from the
+    # file operation that ends the stage (ebmflow has no hook for it):
+    #   "wrote model.safetensors": the weights are written and fsynced, config.json is not
+    #       (the temporary folder's config.json is about to be created);
+    #   "written": the temporary folder is complete and fsynced, nothing renamed yet;
+    #   "moved-aside": the previous checkpoint was renamed aside, the new one is not in place;
+    #   "swapped": the new folder was renamed into place, the aside copy is not yet removed;
+    #   "done": save returned (the caller kills).
+    rename, open_ = os.rename, builtins.open
+
+    def opening(file, mode="r", *args, **kwargs):
+        if (stage == "wrote model.safetensors" and "x" in mode
+                and os.path.basename(os.fspath(file)) == "config.json"):
+            die()
+        return open_(file, mode, *args, **kwargs)
+
+    def renaming(src, dst, *args, **kwargs):
+        if stage == "written":
+            die()
+        rename(src, dst, *args, **kwargs)
+        if stage == "moved-aside" and os.fspath(dst).endswith(".ebmflow-old"):
+            die()
+        if stage == "swapped" and ".ebmflow-tmp." in os.path.basename(os.fspath(src)):
+            die()
+
+    builtins.open, os.rename = opening, renaming
+
 def killed(pid):
     _, status = os.waitpid(pid, 0)
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
@@ -629,11 +661,10 @@ for existing in (True, False):
         if existing:
             checkpoint.save(blob(1), path, host=host)
         def body(stage=stage, path=path):
-            def hook(reached):
-                if reached == stage:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            checkpoint._reached = hook
+            die_at(stage)
             checkpoint.save(blob(2), path, host=host)
+            if stage == "done":
+                die()
         died = killed(fork_writer(body))
         old = 1 if existing else None
         expected = 2 if stage in ("swapped", "done") else old
