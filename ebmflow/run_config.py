@@ -76,6 +76,7 @@ from ebmflow.errors import (
     UnknownComponentError,
     UnknownKindError,
 )
+from ebmflow.seeding import derive_seed
 
 if TYPE_CHECKING:
     from ebmflow.registry import PluginHost
@@ -333,7 +334,7 @@ def build(
     import torch
 
     from ebmflow.registry import default_host
-    from ebmflow.trainer import Trainer, _derive_seed, event_shape_mismatch
+    from ebmflow.trainer import Trainer, event_shape_mismatch
 
     host = default_host() if host is None else host
     source = run_config.source
@@ -352,7 +353,7 @@ def build(
     # Initial weights come from torch's global RNG (nn.init); seed it from the run's seed
     # inside fork_rng, so a run file is reproducible and the caller's RNG state is restored.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_derive_seed(seed if isinstance(seed, int) else 0, "init"))
+        torch.manual_seed(derive_seed(seed if isinstance(seed, int) else 0, "init"))
         if data is None:
             data = create_from_table(host, "data", table("data"), source)
         if energy is None:

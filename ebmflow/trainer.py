@@ -104,7 +104,6 @@ per rank).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import json
 import math
@@ -140,6 +139,7 @@ from ebmflow.errors import (
 )
 from ebmflow.objective import Objective, ObjectiveOutput
 from ebmflow.registry import PluginHost, default_host
+from ebmflow.seeding import derive_seed
 from ebmflow.validation import MAX_SEED, MAX_STEPS
 
 #: Files a training checkpoint adds to the energy's checkpoint folder.
@@ -317,12 +317,6 @@ def _check_batch(batch: Any, step: int, total: int) -> None:
             f"or inf) in {n_bad} of {x.shape[0]} rows; the dataset produced them — check "
             "its preprocessing (ebmflow does not replace them)"
         )
-
-
-def _derive_seed(seed: int, *labels: Any) -> int:
-    """A 63-bit seed for the stream ``labels`` of run ``seed`` (independent streams)."""
-    digest = hashlib.sha256(repr((seed, *labels)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 class _DatasetBatches:
@@ -589,9 +583,9 @@ class Trainer:
             self.energy.compile()
 
         self.data = data
-        self._data_generator = torch.Generator().manual_seed(_derive_seed(self.seed, "data"))
+        self._data_generator = torch.Generator().manual_seed(derive_seed(self.seed, "data"))
         self._objective_generator = torch.Generator(device=self.device).manual_seed(
-            _derive_seed(self.seed, "objective", self.rank))
+            derive_seed(self.seed, "objective", self.rank))
         self._batches: Any = self._make_batches(data)
         mismatch = event_shape_mismatch(self.energy, data)
         if mismatch is not None:
