@@ -35,14 +35,10 @@ The folder
           "metadata": {"note": "anything JSON the caller passed as save(metadata=...)"}
         }
 
-    ``arguments`` are the constructor arguments (``obj.get_config()``) in JSON, encoded by
-    :mod:`~ebmflow.checkpoint.codec`. Values JSON has no type for are tagged objects with
-    one key: ``{"__tuple__": [...]}``,
-    ``{"__tensor__": key}`` (the tensor is ``key`` in ``arguments.safetensors``),
-    ``{"__component__": {...}}`` (an argument that is itself a registered component, rebuilt
-    first, recursively), ``{"__dtype__": "float64"}``, ``{"__float__": "nan" | "inf" |
-    "-inf"}``, and ``{"__dict__": {...}}`` for a dict argument that happens to use one of
-    these keys. ``files`` holds the size and SHA-256 of every other file in the folder;
+    ``arguments`` are the constructor arguments (``obj.get_config()``) in JSON; values JSON
+    has no type for (tuples, tensors, nested components, dtypes, non-finite floats) are
+    tagged objects with one key, listed in :mod:`~ebmflow.checkpoint.codec`. ``files``
+    holds the size and SHA-256 of every other file in the folder;
     ``metadata`` is optional and free-form.
 ``model.safetensors``
     ``obj.state_dict()`` for components that are ``nn.Module``\\ s (energies, objectives);

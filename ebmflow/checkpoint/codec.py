@@ -234,7 +234,7 @@ def build_component(record: dict, host: PluginHost, tensors: dict[str, Tensor],
     arguments = {key: _decode(value, f"argument {key!r}", host, tensors, where)
                  for key, value in record["arguments"].items()}
     try:
-        return host._construct(kind, qualified, arguments, nested=False)
+        return host.construct(kind, qualified, arguments)
     except CheckpointError:
         raise
     except Exception as exc:

@@ -22,8 +22,8 @@ from ebmflow.registry import (
     Component,
     PluginHost,
     PluginInfo,
-    _normalize_plugin_name,
     normalize_kind,
+    normalize_plugin_name,
 )
 
 #: The component kinds a checkpoint holds, at the top and as nested ``__component__``
@@ -119,6 +119,9 @@ def _module_of(plugin: Any) -> str | None:
 
 
 def component_record(component: Component, host: PluginHost) -> dict[str, Any]:
+    """What a checkpoint records about ``component``: its kind, name and plugin, and the
+    distribution and version that provide the plugin in ``host`` (``None`` when it was
+    registered in-process); ``arguments`` are added by the codec."""
     info = next((p for p in host.plugins()
                  if p.name == component.plugin and p.status == "ok"), None)
     return {
@@ -131,6 +134,9 @@ def component_record(component: Component, host: PluginHost) -> dict[str, Any]:
 
 
 def check_component_record(record: Any, where: str) -> None:
+    """Refuse a component ``record`` read from a checkpoint (at ``where``) unless it has
+    every key of a record with the right JSON type and a kind of :data:`CHECKPOINT_KINDS`;
+    checked before any plugin code runs."""
     if not isinstance(record, dict):
         raise CheckpointError(f"{where}: a component record must be an object, got "
                               f"{type(record).__name__}")
@@ -165,6 +171,9 @@ _KINDS_TEXT = (f"a checkpoint holds only {', '.join(CHECKPOINT_KINDS[:-1])} and 
 
 
 def check_savable_kind(component: Component, cls: type, where: str = "") -> None:
+    """Refuse to save an object of class ``cls`` (registered as ``component``; ``where``
+    names the argument it is) unless its kind is one of :data:`CHECKPOINT_KINDS`:
+    ``ebmflow.load`` would refuse it."""
     if component.kind not in CHECKPOINT_KINDS:
         raise CheckpointError(
             f"cannot save {cls.__module__}.{cls.__qualname__}{where} "
@@ -229,13 +238,13 @@ def installed_plugin(record: dict, host: PluginHost, where: str) -> PluginInfo:
             f"{where}: the checkpoint needs {what}, but plugin {plugin!r} is {info.status}: "
             f"{info.error} (see `ebmflow plugins`)"
         )
-    if distribution is not None and (info.distribution is None or _normalize_plugin_name(
-            info.distribution) != _normalize_plugin_name(distribution)):
+    if distribution is not None and (info.distribution is None or normalize_plugin_name(
+            info.distribution) != normalize_plugin_name(distribution)):
         # another distribution's plugin under the same name: never run its code instead
         provider = (f"distribution {info.distribution!r} {info.version or ''}".rstrip()
                     if info.distribution else "a plugin registered in-process (no distribution)")
-        recorded = next((p for p in claimants if p.distribution and _normalize_plugin_name(
-            p.distribution) == _normalize_plugin_name(distribution)), None)
+        recorded = next((p for p in claimants if p.distribution and normalize_plugin_name(
+            p.distribution) == normalize_plugin_name(distribution)), None)
         status = (f"; {recorded.distribution} is installed but {recorded.status}: "
                   f"{recorded.error}" if recorded else "")
         raise CheckpointError(

@@ -66,6 +66,8 @@ def what_is(path: Path) -> str | None:
 
 
 def parse_json(data: bytes, file: Path) -> Any:
+    """The JSON value in ``data`` (the content of ``file``), nested at most
+    :data:`MAX_JSON_DEPTH` levels; anything else is a CheckpointError naming the file."""
     try:
         parsed = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -81,6 +83,7 @@ def parse_json(data: bytes, file: Path) -> Any:
 
 
 def too_deep(where: str) -> CheckpointError:
+    """The error for JSON at ``where`` nested deeper than :data:`MAX_JSON_DEPTH` levels."""
     return CheckpointError(
         f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels (lists and objects); "
         f"ebmflow writes and reads at most {MAX_JSON_DEPTH}"
@@ -101,6 +104,9 @@ def check_json_depth(value: Any, where: str) -> None:
 
 
 def check_folder_config(config: Any, file: Path) -> None:
+    """Refuse ``config`` (parsed from ``file``) unless it holds the folder keys: a format
+    version this ebmflow reads, ``ebmflow_version``, and a ``files`` table of plain file
+    names, each with a SHA-256 and a size."""
     if not isinstance(config, dict):
         raise CheckpointError(f"{file} must hold a JSON object, got {type(config).__name__}")
     for key in RESERVED_KEYS:

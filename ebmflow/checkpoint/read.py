@@ -74,6 +74,8 @@ def read_json(
 
 
 def read_config(folder: Path) -> dict[str, Any]:
+    """The ``config.json`` of ``folder`` (already resolved), read within
+    :data:`~ebmflow.checkpoint.layout.MAX_CONFIG_BYTES` and checked for the folder keys."""
     file = folder / CONFIG_FILE
     parsed = parse_json(_read_file(file, MAX_CONFIG_BYTES), file)
     check_folder_config(parsed, file)
