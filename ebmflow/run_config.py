@@ -75,6 +75,8 @@ from ebmflow.errors import (
     PluginError,
     UnknownComponentError,
     UnknownKindError,
+    first_line,
+    is_out_of_memory,
 )
 from ebmflow.seeding import derive_seed
 
@@ -297,17 +299,15 @@ def create_from_table(host: PluginHost, table: str, config: Mapping[str, Any], s
             message += " ([sampler] is passed to the objective as its sampler= argument)"
         raise type(exc)(message) from None
     except (ValueError, TypeError, OverflowError, MemoryError, RuntimeError) as exc:
-        from ebmflow.trainer import _first_line, _out_of_memory
-
-        if _out_of_memory(exc):  # e.g. widths = [10**11]
+        if is_out_of_memory(exc):  # e.g. widths = [10**11]
             raise ConfigError(
                 f"{source} [{table}]: building the {kind} needs more memory than there is "
-                f"({_first_line(exc)}); are its sizes what you meant?"
+                f"({first_line(exc)}); are its sizes what you meant?"
             ) from None
         if isinstance(exc, (RuntimeError, MemoryError)):
             raise
         # first line only: torch appends C++ frames to some messages
-        raise ConfigError(f"{source} [{table}]: {_first_line(exc)}") from None
+        raise ConfigError(f"{source} [{table}]: {first_line(exc)}") from None
 
 
 def build(

@@ -136,6 +136,8 @@ from ebmflow.errors import (
     EbmflowError,
     SamplerDivergedError,
     TrainingDivergedError,
+    first_line,
+    is_out_of_memory,
 )
 from ebmflow.objective import Objective, ObjectiveOutput
 from ebmflow.registry import PluginHost, default_host
@@ -259,7 +261,7 @@ def _make_optimizer(spec: Any, params: list[nn.Parameter]) -> torch.optim.Optimi
         return cls(params, **arguments)
     except (TypeError, ValueError, IndexError, KeyError) as exc:  # e.g. betas = [0.9]
         raise ConfigError(f"Trainer: optimizer {name!r}: {type(exc).__name__}: "
-                          f"{_first_line(exc)} (arguments {arguments})") from None
+                          f"{first_line(exc)} (arguments {arguments})") from None
 
 
 class LRSchedule:
@@ -428,21 +430,6 @@ def event_shape_mismatch(energy: Any, data: Any) -> tuple[tuple, tuple] | None:
     if expected is None or given is None or tuple(expected) == tuple(given):
         return None
     return tuple(expected), tuple(given)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (torch appends C++ frames to some)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is a failed allocation (CPU or accelerator)."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and (
-        "can't allocate memory" in text or "out of memory" in text.lower())
 
 
 # -- distributed ------------------------------------------------------------------------
@@ -711,7 +698,7 @@ class Trainer:
             torch.Generator(device=device)  # the objective's generator lives there
         except (RuntimeError, AssertionError) as exc:
             raise ConfigError(
-                f"Trainer: device {str(device)!r} is not available here ({_first_line(exc)}); "
+                f"Trainer: device {str(device)!r} is not available here ({first_line(exc)}); "
                 f"use 'cpu', or a device this torch was built for and this machine has"
             ) from None
         return device
@@ -799,11 +786,11 @@ class Trainer:
             try:
                 self._loop(bar, stop)
             except (MemoryError, RuntimeError) as exc:
-                if not _out_of_memory(exc):
+                if not is_out_of_memory(exc):
                     raise
                 raise EbmflowError(
                     f"training step {self.step + 1} of {self.steps}: out of memory "
-                    f"({_first_line(exc)}); use a smaller batch_size, a smaller energy or "
+                    f"({first_line(exc)}); use a smaller batch_size, a smaller energy or "
                     f"fewer sampler chains"
                 ) from exc
             if self.checkpoint_dir is not None and (
@@ -1340,7 +1327,7 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(
                 f"{where}: optimizer: the state does not fit this Trainer's "
-                f"{type(self.optimizer).__name__} ({type(exc).__name__}: {_first_line(exc)})"
+                f"{type(self.optimizer).__name__} ({type(exc).__name__}: {first_line(exc)})"
             ) from None
         for group, values in zip(self.optimizer.param_groups, hyperparameters):
             group.update(values)
@@ -1606,7 +1593,7 @@ def _set_generator(generator: torch.Generator, state: Any, file: str, key: str) 
         generator.set_state(state.contiguous())
     except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{file}: {key} is not a valid generator state "
-                              f"({_first_line(exc)})") from None
+                              f"({first_line(exc)})") from None
 
 
 def _is_number(value: Any) -> bool:

@@ -565,6 +565,30 @@ def test_folder_helpers_write_and_verify_extra_files(tmp_path):
         checkpoint.write_checkpoint_folder(path, {"../x": b""}, {})
 
 
+
+def test_component_config_is_the_run_file_table_that_rebuilds_the_component(host):
+    sampler = ToySampler(step_size=0.05, sizes=(3, 4), clip=1.0, dtype=None,
+                         options={"__tensor__": "a plain dict key", "n": [1, (2, 3.5)]})
+    objective = ToyObjective(sampler, n_buffer=5)
+    table = checkpoint.component_config(objective, host)
+    assert table == {
+        "kind": "objective", "name": "toy:toy-objective", "weights": None, "n_buffer": 5,
+        "sampler": {"kind": "sampler", "name": "toy:toy-sampler", "step_size": 0.05,
+                    "sizes": [3, 4], "clip": 1.0, "dtype": None, "noise": None,
+                    "options": {"__tensor__": "a plain dict key", "n": [1, [2, 3.5]]}},
+    }
+    assert json.loads(json.dumps(table, allow_nan=False)) == table
+    rebuilt = host.create("objective", table)
+    assert type(rebuilt.sampler) is ToySampler and rebuilt.sampler.step_size == 0.05
+
+    # values only a checkpoint's tags can hold have no run-file form
+    plain = {"clip": 1.0, "dtype": None}
+    for obj in (ToySampler(), ToySampler(**plain, noise=torch.zeros(2)),
+                ToySampler(**plain, options={"name": "read as a component"}),
+                ToySampler(**plain, sizes=(1, math.nan)), Tempered(Affine()), nn.Linear(2, 2),
+                ToyObjective(ToySampler())):
+        assert checkpoint.component_config(obj, host) is None, obj
+
 # -- crash safety ------------------------------------------------------------------------------
 
 # Runs in a fresh interpreter. It saves version 1 of a Blob, then forks writers that save
