@@ -2,6 +2,8 @@
 
 Each error is meant to be read by a person: it names the component, the value that was
 wrong and what would have been accepted. The CLI prints these as one line (no traceback).
+:func:`first_line` and :func:`is_out_of_memory` help word an ebmflow error around a
+foreign exception (a torch allocation failure, a constructor's message).
 """
 
 from __future__ import annotations
@@ -76,3 +78,20 @@ class TrainingDivergedError(EbmflowError, FloatingPointError):
     def __init__(self, message: str, *, step: int) -> None:
         super().__init__(message)
         self.step = step
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for ebmflow errors that quote a foreign
+    one (torch appends C++ frames to some messages)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation (CPU or accelerator)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower())
+

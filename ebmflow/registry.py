@@ -224,7 +224,7 @@ class _Plugin:
         )
 
 
-def _normalize_plugin_name(name: str) -> str:
+def normalize_plugin_name(name: str) -> str:
     """PEP 503 normalisation, so ``Foo_Bar`` matches distribution ``foo-bar``."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -232,7 +232,7 @@ def _normalize_plugin_name(name: str) -> str:
 def _env_list(value: str | None) -> set[str] | None:
     if value is None:
         return None
-    return {_normalize_plugin_name(item.strip()) for item in value.split(",") if item.strip()}
+    return {normalize_plugin_name(item.strip()) for item in value.split(",") if item.strip()}
 
 
 def _describe(exc: BaseException) -> str:
@@ -396,7 +396,7 @@ class PluginHost:
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else None
             version = dist.version if dist is not None else None
-            names = {_normalize_plugin_name(n) for n in (ep.name, dist_name) if n}
+            names = {normalize_plugin_name(n) for n in (ep.name, dist_name) if n}
             if names & blocked:
                 disabled.append(_Plugin(ep.name, None, dist_name, version, "disabled",
                                         "blocked by EBMFLOW_BLOCK_PLUGINS"))
@@ -406,7 +406,7 @@ class PluginHost:
             else:
                 claims.setdefault(ep.name, []).append((ep, dist_name, version))
         for name, claimants in claims.items():
-            if len({_normalize_plugin_name(dist or "") for _, dist, _ in claimants}) > 1:
+            if len({normalize_plugin_name(dist or "") for _, dist, _ in claimants}) > 1:
                 self._refuse_shared_name(name, claimants)
             else:
                 ep, dist_name, version = claimants[0]
@@ -726,6 +726,14 @@ class PluginHost:
             )
         arguments.update(kwargs)
         return self._construct(kind, name, arguments, nested=True)
+
+    def construct(self, kind: str, name: str, arguments: Mapping[str, Any], /) -> Any:
+        """Build ``name`` from exactly ``arguments``: unlike :meth:`create`, no dict or list
+        argument is read as a nested component config, so a dict that happens to have
+        ``kind`` and ``name`` keys stays a dict. For callers that build nested components
+        themselves (``ebmflow.load`` rebuilds the ones a checkpoint tags explicitly).
+        Errors are those of :meth:`create`."""
+        return self._construct(kind, name, dict(arguments), nested=False)
 
     def _construct(self, kind: str, name: str, arguments: dict[str, Any], *,
                    nested: bool) -> Any:

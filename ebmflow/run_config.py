@@ -75,7 +75,10 @@ from ebmflow.errors import (
     PluginError,
     UnknownComponentError,
     UnknownKindError,
+    first_line,
+    is_out_of_memory,
 )
+from ebmflow.seeding import derive_seed
 
 if TYPE_CHECKING:
     from ebmflow.registry import PluginHost
@@ -296,17 +299,15 @@ def create_from_table(host: PluginHost, table: str, config: Mapping[str, Any], s
             message += " ([sampler] is passed to the objective as its sampler= argument)"
         raise type(exc)(message) from None
     except (ValueError, TypeError, OverflowError, MemoryError, RuntimeError) as exc:
-        from ebmflow.trainer import _first_line, _out_of_memory
-
-        if _out_of_memory(exc):  # e.g. widths = [10**11]
+        if is_out_of_memory(exc):  # e.g. widths = [10**11]
             raise ConfigError(
                 f"{source} [{table}]: building the {kind} needs more memory than there is "
-                f"({_first_line(exc)}); are its sizes what you meant?"
+                f"({first_line(exc)}); are its sizes what you meant?"
             ) from None
         if isinstance(exc, (RuntimeError, MemoryError)):
             raise
         # first line only: torch appends C++ frames to some messages
-        raise ConfigError(f"{source} [{table}]: {_first_line(exc)}") from None
+        raise ConfigError(f"{source} [{table}]: {first_line(exc)}") from None
 
 
 def build(
@@ -333,7 +334,7 @@ def build(
     import torch
 
     from ebmflow.registry import default_host
-    from ebmflow.trainer import Trainer, _derive_seed, event_shape_mismatch
+    from ebmflow.trainer import Trainer, event_shape_mismatch
 
     host = default_host() if host is None else host
     source = run_config.source
@@ -352,7 +353,7 @@ def build(
     # Initial weights come from torch's global RNG (nn.init); seed it from the run's seed
     # inside fork_rng, so a run file is reproducible and the caller's RNG state is restored.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_derive_seed(seed if isinstance(seed, int) else 0, "init"))
+        torch.manual_seed(derive_seed(seed if isinstance(seed, int) else 0, "init"))
         if data is None:
             data = create_from_table(host, "data", table("data"), source)
         if energy is None:

@@ -104,7 +104,6 @@ per rank).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import json
 import math
@@ -117,19 +116,19 @@ import torch
 from torch import Tensor, nn
 
 from ebmflow.checkpoint import (
-    _MARKERS,
     ARGUMENTS_FILE,
+    MARKERS,
     WEIGHTS_FILE,
-    _component_of,
-    _component_record,
-    _encode,
-    _encode_arguments,
+    component_config,
+    component_of,
+    encode_component,
+    encode_value,
+    read_bytes,
     read_json,
     read_tensors,
     resolve,
     write_checkpoint_folder,
 )
-from ebmflow.config import Configurable
 from ebmflow.energy import Energy
 from ebmflow.errors import (
     CheckpointError,
@@ -137,9 +136,12 @@ from ebmflow.errors import (
     EbmflowError,
     SamplerDivergedError,
     TrainingDivergedError,
+    first_line,
+    is_out_of_memory,
 )
 from ebmflow.objective import Objective, ObjectiveOutput
 from ebmflow.registry import PluginHost, default_host
+from ebmflow.seeding import derive_seed
 from ebmflow.validation import MAX_SEED, MAX_STEPS
 
 #: Files a training checkpoint adds to the energy's checkpoint folder.
@@ -259,7 +261,7 @@ def _make_optimizer(spec: Any, params: list[nn.Parameter]) -> torch.optim.Optimi
         return cls(params, **arguments)
     except (TypeError, ValueError, IndexError, KeyError) as exc:  # e.g. betas = [0.9]
         raise ConfigError(f"Trainer: optimizer {name!r}: {type(exc).__name__}: "
-                          f"{_first_line(exc)} (arguments {arguments})") from None
+                          f"{first_line(exc)} (arguments {arguments})") from None
 
 
 class LRSchedule:
@@ -317,12 +319,6 @@ def _check_batch(batch: Any, step: int, total: int) -> None:
             f"or inf) in {n_bad} of {x.shape[0]} rows; the dataset produced them — check "
             "its preprocessing (ebmflow does not replace them)"
         )
-
-
-def _derive_seed(seed: int, *labels: Any) -> int:
-    """A 63-bit seed for the stream ``labels`` of run ``seed`` (independent streams)."""
-    digest = hashlib.sha256(repr((seed, *labels)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 class _DatasetBatches:
@@ -434,21 +430,6 @@ def event_shape_mismatch(energy: Any, data: Any) -> tuple[tuple, tuple] | None:
     if expected is None or given is None or tuple(expected) == tuple(given):
         return None
     return tuple(expected), tuple(given)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (torch appends C++ frames to some)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is a failed allocation (CPU or accelerator)."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and (
-        "can't allocate memory" in text or "out of memory" in text.lower())
 
 
 # -- distributed ------------------------------------------------------------------------
@@ -589,9 +570,9 @@ class Trainer:
             self.energy.compile()
 
         self.data = data
-        self._data_generator = torch.Generator().manual_seed(_derive_seed(self.seed, "data"))
+        self._data_generator = torch.Generator().manual_seed(derive_seed(self.seed, "data"))
         self._objective_generator = torch.Generator(device=self.device).manual_seed(
-            _derive_seed(self.seed, "objective", self.rank))
+            derive_seed(self.seed, "objective", self.rank))
         self._batches: Any = self._make_batches(data)
         mismatch = event_shape_mismatch(self.energy, data)
         if mismatch is not None:
@@ -717,7 +698,7 @@ class Trainer:
             torch.Generator(device=device)  # the objective's generator lives there
         except (RuntimeError, AssertionError) as exc:
             raise ConfigError(
-                f"Trainer: device {str(device)!r} is not available here ({_first_line(exc)}); "
+                f"Trainer: device {str(device)!r} is not available here ({first_line(exc)}); "
                 f"use 'cpu', or a device this torch was built for and this machine has"
             ) from None
         return device
@@ -725,17 +706,15 @@ class Trainer:
     def _energy_checkpoint_record(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         """The energy's config.json record and tensor arguments (what ebmflow.save writes)."""
         if self._energy_files is None:
-            try:
-                component = _component_of(self.energy, self.host)
+            try:  # an unregistered energy is an error in the Trainer's configuration
+                component_of(self.energy, self.host)
             except CheckpointError as exc:
                 raise ConfigError(
                     f"Trainer: checkpoints need a registered energy so that ebmflow.load can "
                     f"rebuild it: {exc}"
                 ) from None
             tensors: dict[str, Tensor] = {}
-            record = _component_record(component, self.host)
-            record["arguments"] = _encode_arguments(self.energy, self.host, tensors,
-                                                    root=self.energy, prefix="")
+            record = encode_component(self.energy, self.host, tensors)
             self._energy_files = (record, tensors)
         return self._energy_files
 
@@ -748,9 +727,9 @@ class Trainer:
         else:
             run = {
                 "data": None if isinstance(self.data, (Tensor, tuple, list))
-                else _component_config(self.data, self.host),
-                "energy": _component_config(self.energy, self.host),
-                "objective": _component_config(self.objective, self.host),
+                else component_config(self.data, self.host),
+                "energy": component_config(self.energy, self.host),
+                "objective": component_config(self.objective, self.host),
             }
         train = {**(run.get("train") or {}), **self._train_arguments}
         for key, value in train.items():
@@ -807,11 +786,11 @@ class Trainer:
             try:
                 self._loop(bar, stop)
             except (MemoryError, RuntimeError) as exc:
-                if not _out_of_memory(exc):
+                if not is_out_of_memory(exc):
                     raise
                 raise EbmflowError(
                     f"training step {self.step + 1} of {self.steps}: out of memory "
-                    f"({_first_line(exc)}); use a smaller batch_size, a smaller energy or "
+                    f"({first_line(exc)}); use a smaller batch_size, a smaller energy or "
                     f"fewer sampler chains"
                 ) from exc
             if self.checkpoint_dir is not None and (
@@ -1206,18 +1185,18 @@ class Trainer:
         data_state, data_tensors = self._batches.state()
         tensors.update(data_tensors)
         tensors["generator.data"] = self._data_generator.get_state()
-        # JSON for everything but tensors, which _encode moves to training.safetensors as
+        # JSON for everything but tensors, which encode_value moves to training.safetensors as
         # {"__tensor__": key} (the same tagging as config.json's arguments)
         state = {
             "step": self.step,
             "world_size": self.world_size,
             "run": self.run_config(),
-            "optimizer": _encode({
+            "optimizer": encode_value({
                 "state": {str(k): v for k, v in optimizer_state["state"].items()},
                 "param_groups": optimizer_state["param_groups"],
             }, "optimizer", "optimizer", self.host, tensors, None),
             "data": data_state,
-            "pending": _encode({
+            "pending": encode_value({
                 "loss": _floats(self._pending_loss),
                 "metrics_by_rank": metrics_by_rank,
             }, "pending", "metrics", self.host, tensors, None),
@@ -1275,7 +1254,7 @@ class Trainer:
                 f"energy to a new Trainer"
             )
         try:
-            component = _component_of(self.energy, self.host)
+            component = component_of(self.energy, self.host)
         except CheckpointError:
             component = None
         if component is not None and (config.get("plugin"), config.get("name")) != (
@@ -1348,7 +1327,7 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(
                 f"{where}: optimizer: the state does not fit this Trainer's "
-                f"{type(self.optimizer).__name__} ({type(exc).__name__}: {_first_line(exc)})"
+                f"{type(self.optimizer).__name__} ({type(exc).__name__}: {first_line(exc)})"
             ) from None
         for group, values in zip(self.optimizer.param_groups, hyperparameters):
             group.update(values)
@@ -1561,7 +1540,7 @@ def _decode_state(value: Any, tensors: Mapping[str, Tensor], where: str, tensors
                 for i, v in enumerate(value)]
     if not isinstance(value, dict):
         return value
-    if len(value) != 1 or next(iter(value)) not in _MARKERS:
+    if len(value) != 1 or next(iter(value)) not in MARKERS:
         return {k: _decode_state(v, tensors, where, tensors_file, f"{key}.{k}" if key else k,
                                  depth + 1) for k, v in value.items()}
     ((marker, content),) = value.items()
@@ -1614,7 +1593,7 @@ def _set_generator(generator: torch.Generator, state: Any, file: str, key: str) 
         generator.set_state(state.contiguous())
     except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{file}: {key} is not a valid generator state "
-                              f"({_first_line(exc)})") from None
+                              f"({first_line(exc)})") from None
 
 
 def _is_number(value: Any) -> bool:
@@ -1840,11 +1819,9 @@ def _group_changes(saved_groups: list[Any], optimizer: torch.optim.Optimizer
 
 
 def _read_history(folder: Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from ebmflow.checkpoint import _verified_bytes
-
     if METRICS_FILE not in config["files"]:
         return []
-    text = _verified_bytes(folder, METRICS_FILE, config).decode("utf-8")
+    text = read_bytes(folder, METRICS_FILE, config=config).decode("utf-8")
     history = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -1854,48 +1831,3 @@ def _read_history(folder: Path, config: Mapping[str, Any]) -> list[dict[str, Any
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{folder / METRICS_FILE} line {number}: {exc}") from None
     return history
-
-
-def _component_config(obj: Any, host: PluginHost) -> dict[str, Any] | None:
-    """``{"kind", "name": "plugin:name", **arguments}`` that ``host.create`` rebuilds ``obj``
-    from, or ``None`` when ``obj`` is not registered or has arguments JSON cannot hold."""
-    if not isinstance(obj, Configurable):
-        return None
-    try:
-        component = _component_of(obj, host)
-    except CheckpointError:
-        return None
-    arguments = obj.get_config()
-    if "name" in arguments or "kind" in arguments:
-        return None
-    out: dict[str, Any] = {"kind": component.kind, "name": component.qualified_name}
-    for key, value in arguments.items():
-        plain = _plain(value, host)
-        if plain is _UNREPRESENTABLE:
-            return None
-        out[key] = plain
-    return out
-
-
-_UNREPRESENTABLE = object()
-
-
-def _plain(value: Any, host: PluginHost) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else _UNREPRESENTABLE
-    if isinstance(value, (list, tuple)):
-        items = [_plain(v, host) for v in value]
-        return _UNREPRESENTABLE if any(v is _UNREPRESENTABLE for v in items) else items
-    if isinstance(value, Mapping):
-        if not all(isinstance(k, str) for k in value) or "name" in value:
-            return _UNREPRESENTABLE
-        items = {k: _plain(v, host) for k, v in value.items()}
-        return _UNREPRESENTABLE if any(v is _UNREPRESENTABLE for v in items.values()) else items
-    if isinstance(value, Configurable):
-        if isinstance(value, nn.Module) and len(value.state_dict()) > 0:
-            return _UNREPRESENTABLE  # its weights are not in a config
-        nested = _component_config(value, host)
-        return _UNREPRESENTABLE if nested is None else nested
-    return _UNREPRESENTABLE

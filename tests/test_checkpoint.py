@@ -565,16 +565,41 @@ def test_folder_helpers_write_and_verify_extra_files(tmp_path):
         checkpoint.write_checkpoint_folder(path, {"../x": b""}, {})
 
 
+
+def test_component_config_is_the_run_file_table_that_rebuilds_the_component(host):
+    sampler = ToySampler(step_size=0.05, sizes=(3, 4), clip=1.0, dtype=None,
+                         options={"__tensor__": "a plain dict key", "n": [1, (2, 3.5)]})
+    objective = ToyObjective(sampler, n_buffer=5)
+    table = checkpoint.component_config(objective, host)
+    assert table == {
+        "kind": "objective", "name": "toy:toy-objective", "weights": None, "n_buffer": 5,
+        "sampler": {"kind": "sampler", "name": "toy:toy-sampler", "step_size": 0.05,
+                    "sizes": [3, 4], "clip": 1.0, "dtype": None, "noise": None,
+                    "options": {"__tensor__": "a plain dict key", "n": [1, [2, 3.5]]}},
+    }
+    assert json.loads(json.dumps(table, allow_nan=False)) == table
+    rebuilt = host.create("objective", table)
+    assert type(rebuilt.sampler) is ToySampler and rebuilt.sampler.step_size == 0.05
+
+    # values only a checkpoint's tags can hold have no run-file form
+    plain = {"clip": 1.0, "dtype": None}
+    for obj in (ToySampler(), ToySampler(**plain, noise=torch.zeros(2)),
+                ToySampler(**plain, options={"name": "read as a component"}),
+                ToySampler(**plain, sizes=(1, math.nan)), Tempered(Affine()), nn.Linear(2, 2),
+                ToyObjective(ToySampler())):
+        assert checkpoint.component_config(obj, host) is None, obj
+
 # -- crash safety ------------------------------------------------------------------------------
 
 # Runs in a fresh interpreter. It saves version 1 of a Blob, then forks writers that save
-# version 2 (or 1, 2, 3, ... in a loop) and are killed with SIGKILL: at each named stage of a
-# save (the writer kills itself there), or at random times by the supervisor. After each kill
+# version 2 (or 1, 2, 3, ... in a loop) and are killed with SIGKILL: at each stage of a save
+# (the writer kills itself there, recognising the stage by the file operation that ends it),
+# or at random times by the supervisor. After each kill
 # it snapshots the folder for the test to load, and finally saves once more to show that the
 # next save cleans up. Forked writers start in milliseconds, where a new interpreter would
 # spend seconds importing torch.
 CRASH_SCRIPT = """
-import json, os, random, shutil, signal, sys, time
+import builtins, json, os, random, shutil, signal, sys, time
 import torch
 from torch import nn
 torch.set_num_threads(1)  # no thread pool exists when the writers fork
@@ -610,6 +635,37 @@ def fork_writer(body):
             os._exit(3)  # reached only if the writer was not killed
     return pid
 
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def die_at(stage):
+    # Make this (forked) writer kill itself at ``stage`` of its next save, found from the
+    # file operation that ends the stage (ebmflow has no hook for it):
+    #   "wrote model.safetensors": the weights are written and fsynced, config.json is not
+    #       (the temporary folder's config.json is about to be created);
+    #   "written": the temporary folder is complete and fsynced, nothing renamed yet;
+    #   "moved-aside": the previous checkpoint was renamed aside, the new one is not in place;
+    #   "swapped": the new folder was renamed into place, the aside copy is not yet removed;
+    #   "done": save returned (the caller kills).
+    rename, open_ = os.rename, builtins.open
+
+    def opening(file, mode="r", *args, **kwargs):
+        if (stage == "wrote model.safetensors" and "x" in mode
+                and os.path.basename(os.fspath(file)) == "config.json"):
+            die()
+        return open_(file, mode, *args, **kwargs)
+
+    def renaming(src, dst, *args, **kwargs):
+        if stage == "written":
+            die()
+        rename(src, dst, *args, **kwargs)
+        if stage == "moved-aside" and os.fspath(dst).endswith(".ebmflow-old"):
+            die()
+        if stage == "swapped" and ".ebmflow-tmp." in os.path.basename(os.fspath(src)):
+            die()
+
+    builtins.open, os.rename = opening, renaming
+
 def killed(pid):
     _, status = os.waitpid(pid, 0)
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
@@ -629,11 +685,10 @@ for existing in (True, False):
         if existing:
             checkpoint.save(blob(1), path, host=host)
         def body(stage=stage, path=path):
-            def hook(reached):
-                if reached == stage:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            checkpoint._reached = hook
+            die_at(stage)
             checkpoint.save(blob(2), path, host=host)
+            if stage == "done":
+                die()
         died = killed(fork_writer(body))
         old = 1 if existing else None
         expected = 2 if stage in ("swapped", "done") else old
