@@ -4,10 +4,9 @@
    model) with ``multiscale-dsm`` (plugin ebmflow-score): σ per example from EDM's
    log-normal (the ``karras`` schedule, p_mean = −2, clipped to [σ_min, σ_max] = [0.1, 3]),
    weighting λ(σ) = σ; Adam at lr 1e-2 after a 100-step linear warm-up, cosine decay to 0,
-   gradients clipped to norm 1, batches of 512, 1500 steps. These choices come from
-   measured NLLs over many seeds (see the README's demo section): at lr 3e-3 about one seed
-   in ten stalls with the σ_min slice a blurred ring instead of 8 modes (NLL ≈ 3.3), and
-   an EMA of the weights did not help after a cosine decay, so it is off.
+   gradients clipped to norm 1, batches of 512, 1500 steps. A lower lr lets some seeds
+   stall with the σ_min slice a blurred ring instead of 8 modes, and an EMA of the weights
+   does not help after a cosine decay, so it is off.
 2. **Exact NLL**: p_θ(x) = exp(−E_θ(x, σ_min)) / Z with log Z by grid quadrature over the
    dataset's box (:func:`ebmflow.evaluate.nll`), on held-out samples, beside the true
    density's NLL on the same samples. The energy at σ_min models the data smoothed by
@@ -97,8 +96,8 @@ QUICK = DemoSettings(
 
 #: torch threads unless --threads says otherwise. The demo's tensors are small (batches of
 #: 512 through a 128-wide MLP): a second thread saves little on an idle machine, and on a
-#: busy one (measured: a 2-core machine shared with other jobs) OpenMP's waiting threads made
-#: training 9-13× slower. One thread is the robust choice.
+#: machine shared with other jobs OpenMP's waiting threads slow training down several times
+#: over. One thread is the robust choice.
 DEFAULT_THREADS = 1
 
 
