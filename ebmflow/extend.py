@@ -13,6 +13,10 @@ Samplers
     and :func:`row_dot` are the Metropolis–Hastings pieces; :func:`build_sampler` builds the
     sampler a component was given (object, name or config) with the caller's host;
     ``Sampler.check_compatible`` checks an energy and a start before ``init``.
+Nested components
+    :func:`current_host` is the host to build a component given by name or config with
+    (``current_host().create(kind, spec)``): the host building the component whose
+    constructor is running, so isolated hosts with in-process plugins work.
 Energies
     :func:`score_seed` is the backward seed that turns ``autograd.grad`` of energies into
     the score; :data:`ACTIVATIONS` / :func:`make_activation`, :func:`check_widths`,

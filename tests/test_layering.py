@@ -17,6 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "plugins"
+#: the example third-party plugin follows the same rule as the first-party ones.
+EXAMPLE_PLUGIN = ROOT / "examples" / "ebmflow-example-plugin"
 #: the core modules a plugin may import besides the top-level package.
 PUBLIC_MODULES = {"ebmflow.extend", "ebmflow.testing"}
 
@@ -46,10 +48,10 @@ def test_import_linter_contracts_hold():
 
 
 def _plugin_sources() -> list[Path]:
-    """Every Python file of the first-party plugins except their tests."""
+    """Every Python file of the first-party plugins and the example plugin, except tests."""
     return sorted(
-        path for path in PLUGINS.glob("*/**/*.py")
-        if "tests" not in path.relative_to(PLUGINS).parts and path.name != "conftest.py"
+        path for path in (*PLUGINS.glob("*/**/*.py"), *EXAMPLE_PLUGIN.glob("**/*.py"))
+        if "tests" not in path.relative_to(ROOT).parts and path.name != "conftest.py"
     )
 
 
@@ -79,3 +81,16 @@ def test_plugin_sources_import_only_the_public_surface():
         "helper public (documented, re-exported from ebmflow.extend) instead of importing "
         "the core's internal module:\n  " + "\n  ".join(offending)
     )
+
+
+def test_extension_helpers_are_documented():
+    import ebmflow.extend
+
+    undocumented = [
+        name for name in ebmflow.extend.__all__
+        if callable(helper := getattr(ebmflow.extend, name)) and not (helper.__doc__ or "").strip()
+    ]
+    assert not undocumented, f"ebmflow.extend helpers without a docstring: {undocumented}"
+    assert ebmflow.extend.__doc__ and all(
+        name in ebmflow.extend.__doc__ for name in ebmflow.extend.__all__ if name.islower()
+    ), "every helper of ebmflow.extend is named in the module's docstring"
