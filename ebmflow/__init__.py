@@ -97,6 +97,8 @@ _LAZY: dict[str, str] = {
     "Trainer": "ebmflow.trainer:Trainer",
     # evaluation (a module: ebmflow.evaluate.grid_log_z, ...)
     "evaluate": "ebmflow.evaluate",
+    # helpers for component and plugin authors (a module: ebmflow.extend.per_row, ...)
+    "extend": "ebmflow.extend",
 }
 
 __all__ = [
