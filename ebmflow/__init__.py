@@ -3,6 +3,12 @@
 ``import ebmflow`` is cheap: it loads the registry (pluggy) and nothing else. The modelling
 API (energies, samplers, objectives, which need torch) is imported on first attribute
 access, and plugins are loaded on the first component lookup.
+
+This namespace is what users import. Plugin and component authors also have
+:mod:`ebmflow.extend`, the helpers the built-in components share (checks, per-chain
+shaping, score seeds, energy building blocks, evaluation arguments). A plugin imports
+``ebmflow``, ``ebmflow.extend`` and (in its tests) ``ebmflow.testing``, nothing else of the
+core; import-linter checks that (``.importlinter``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from ebmflow.registry import (
     PluginInfo,
     components,
     create,
+    current_host,
     default_host,
     plugins,
 )
@@ -72,7 +79,7 @@ _LAZY: dict[str, str] = {
     "mixture": "ebmflow.compose:mixture",
     "condition": "ebmflow.compose:condition",
     "guidance": "ebmflow.compose:guidance",
-    # helpers for component authors
+    # helpers for component authors (the whole kit, with these, is ebmflow.extend)
     "check_finite": "ebmflow.samplers.base:check_finite",
     "gaussian_like": "ebmflow.samplers.base:gaussian_like",
     "metropolis_accept": "ebmflow.samplers.metropolis:metropolis_accept",
@@ -90,6 +97,8 @@ _LAZY: dict[str, str] = {
     "Trainer": "ebmflow.trainer:Trainer",
     # evaluation (a module: ebmflow.evaluate.grid_log_z, ...)
     "evaluate": "ebmflow.evaluate",
+    # helpers for component and plugin authors (a module: ebmflow.extend.per_row, ...)
+    "extend": "ebmflow.extend",
 }
 
 __all__ = [
@@ -112,6 +121,7 @@ __all__ = [
     "__version__",
     "components",
     "create",
+    "current_host",
     "default_host",
     "hookimpl",
     "plugins",

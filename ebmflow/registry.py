@@ -46,11 +46,22 @@ Plugin names are claimed, not taken: when two distributions register an entry po
 the same name, neither is loaded (both are ``failed``, with an error naming both), whatever
 the order in which ``importlib.metadata`` finds them; ``EBMFLOW_BLOCK_PLUGINS`` with one of
 the distribution names resolves it. The core's own plugin name ``ebmflow`` is never given up.
+
+Nested components use the caller's host
+---------------------------------------
+A component given another component by name (a sampler's ``noise_schedule="geometric"``,
+an objective's ``sampler="mala"``) builds it while its own constructor runs. While
+:meth:`PluginHost.create` (or ``ebmflow.load``) calls a factory, :func:`current_host` is
+that host, so ``current_host().create(...)`` inside the constructor finds the components of
+an isolated ``PluginHost`` too; outside any construction it is :func:`default_host`. The
+host is carried in a :class:`contextvars.ContextVar`, so threads building components
+through different hosts do not see each other's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import difflib
 import importlib
 import importlib.metadata
@@ -747,6 +758,7 @@ class PluginHost:
         if nested:
             arguments = {key: self._build_nested(key, value) for key, value in arguments.items()}
         _check_arguments(component, factory, arguments)
+        building = _BUILDING_HOST.set(self)
         try:
             return factory(**arguments)
         except EbmflowError:
@@ -764,6 +776,8 @@ class PluginHost:
             exc.add_note(f"while building {component.kind} {component.qualified_name!r} "
                          f"({self._provenance(component)})")
             raise
+        finally:
+            _BUILDING_HOST.reset(building)
 
     def _provenance(self, component: Component) -> str:
         plugin = self._plugins.get(component.plugin or "")
@@ -838,6 +852,10 @@ def _construction_error(
 
 _default_host: PluginHost | None = None
 _default_lock = threading.Lock()
+#: the host whose ``create`` is calling a factory right now (see :func:`current_host`).
+_BUILDING_HOST: contextvars.ContextVar[PluginHost | None] = contextvars.ContextVar(
+    "ebmflow_building_host", default=None
+)
 
 
 def default_host() -> PluginHost:
@@ -847,6 +865,17 @@ def default_host() -> PluginHost:
         if _default_host is None:
             _default_host = PluginHost()
         return _default_host
+
+
+def current_host() -> PluginHost:
+    """The host to build a nested component with: inside a component's constructor called
+    by :meth:`PluginHost.create` (or ``ebmflow.load``), that host; anywhere else
+    :func:`default_host`. A component that accepts another component by name or config dict
+    builds it with ``current_host().create(kind, spec)``, so that a component built through an
+    isolated ``PluginHost`` finds the components registered with that host, not only the
+    installed ones."""
+    host = _BUILDING_HOST.get()
+    return default_host() if host is None else host
 
 
 def create(kind: str, name_or_config: str | Mapping[str, Any], /, **kwargs: Any) -> Any:

@@ -171,9 +171,9 @@ def _resolve_sampler(sampler: Any) -> Sampler:
     if isinstance(sampler, Sampler):
         return sampler
     if isinstance(sampler, (str, Mapping)):
-        from ebmflow.registry import create
+        from ebmflow.registry import current_host
 
-        built = create("sampler", sampler)
+        built = current_host().create("sampler", sampler)
         if isinstance(built, Sampler):
             return built
         raise ComponentArgumentError(

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ebmflow.energy import Energy
-from ebmflow.registry import PluginHost, default_host
+from ebmflow.registry import PluginHost, current_host
 
 KIND = "log_z_estimator"
 
@@ -31,16 +31,17 @@ def log_z(energy: Energy, method: str = "ais", *, host: PluginHost | None = None
         energy: the energy to normalise.
         method: a registered ``log_z_estimator`` name (``ebmflow components --kind
             log_z_estimator`` lists them): ``"grid"``, ``"ais"``, ``"stepping-stone"`` …
-        host: the plugin host to look ``method`` up in (default: ebmflow's process-wide one).
+        host: the plugin host to look ``method`` up in (default: :func:`ebmflow.current_host`,
+            the host building the calling component, else the process-wide one).
         **options: the estimator's keyword arguments (``n_chains``, ``generator`` …).
 
     Returns:
         The estimator's result (``GridResult``, ``AISResult``, ``SteppingStoneResult`` …):
         ``result.log_z``, and ``result.stderr`` for Monte Carlo estimates.
     """
-    return (host or default_host()).create(KIND, method, energy=energy, **options)
+    return (host or current_host()).create(KIND, method, energy=energy, **options)
 
 
 def estimators(host: PluginHost | None = None) -> list[str]:
     """Names of the registered log Z estimators."""
-    return [c.name for c in (host or default_host()).components(KIND)]
+    return [c.name for c in (host or current_host()).components(KIND)]

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ebmflow.energy import Energy, broadcast_sigma
 from ebmflow.errors import ComponentArgumentError, ConfigError
+from ebmflow.registry import current_host
 from ebmflow.samplers.base import (
     Sampler,
     SampleResult,
@@ -36,9 +37,7 @@ from ebmflow.validation import check_positive, check_positive_int
 
 def _resolve_sigmas(noise_schedule: Any, n_levels: int) -> list[float]:
     if isinstance(noise_schedule, (str, Mapping)):
-        from ebmflow.registry import default_host
-
-        noise_schedule = default_host().create("noise_schedule", noise_schedule)
+        noise_schedule = current_host().create("noise_schedule", noise_schedule)
     if hasattr(noise_schedule, "sigmas"):
         sigmas = noise_schedule.sigmas(n_levels)
     elif isinstance(noise_schedule, (Sequence, Tensor)):

@@ -26,6 +26,7 @@ from torch import Tensor
 from ebmflow.config import Configurable
 from ebmflow.energy import Energy, Sigma, broadcast_sigma
 from ebmflow.errors import ComponentArgumentError, ConfigError, SamplerDivergedError
+from ebmflow.registry import PluginHost, current_host
 from ebmflow.validation import check_positive_int
 
 
@@ -271,7 +272,7 @@ class Sampler(Configurable):
 
     def init(self, energy: Energy, x: Tensor, sigma: Sigma = None) -> SamplerState:
         """Evaluate energy and score at ``x`` and return the starting state."""
-        self._check_compatible(energy, x)
+        self.check_compatible(energy, x)
         sigma_t = broadcast_sigma(sigma, x)
         e, s = energy.energy_and_score(x, sigma_t)
         check_finite(self.name, 0, e, x)
@@ -306,7 +307,12 @@ class Sampler(Configurable):
         JEM) take their negatives from here."""
         return state
 
-    def _check_compatible(self, energy: Energy, x: Tensor) -> None:
+    def check_compatible(self, energy: Energy, x: Tensor) -> None:
+        """Raise an ebmflow error naming this sampler unless ``x`` can start chains on
+        ``energy``: an :class:`~ebmflow.Energy`, a floating-point ``(B, *event_shape)`` tensor
+        matching the energy's event shape, dtype and device, and energy values if the
+        sampler's Metropolis test needs them. :meth:`init` calls it; a sampler that
+        overrides ``init`` calls it first, so its errors read like every other sampler's."""
         if not isinstance(energy, Energy):
             raise ComponentArgumentError(
                 f"{self.name}: expected an ebmflow.Energy, got {type(energy).__name__}"
@@ -446,16 +452,18 @@ class Sampler(Configurable):
 
 
 def build_sampler(
-    owner: str, sampler: Any, default: str | Mapping[str, Any] = "langevin"
+    owner: str, sampler: Any, default: str | Mapping[str, Any] = "langevin", *,
+    host: PluginHost | None = None,
 ) -> Sampler:
     """The sampler a component runs, from an ``ebmflow.Sampler``, a registered name or a
     config dict (``{"name": "mala", "step_size": 0.01}``); ``None`` builds ``default``.
-    Errors name ``owner`` and what is accepted."""
+    A name or dict is built by ``host``, by default :func:`ebmflow.current_host` — the host
+    building ``owner``, so a sampler registered only with an isolated
+    :class:`~ebmflow.PluginHost` is found. Errors name ``owner`` and what is accepted."""
     spec = default if sampler is None else sampler
     if isinstance(spec, (str, Mapping)):
-        from ebmflow.registry import create
-
-        built = create("sampler", dict(spec) if isinstance(spec, Mapping) else spec)
+        host = current_host() if host is None else host
+        built = host.create("sampler", dict(spec) if isinstance(spec, Mapping) else spec)
         if not isinstance(built, Sampler):
             raise ComponentArgumentError(
                 f"{owner}: sampler {spec!r} built a {type(built).__name__}, not an "

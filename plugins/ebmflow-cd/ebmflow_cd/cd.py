@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
-from ebmflow.energy import score_seed
+from ebmflow.extend import score_seed
 
 
 def check_weight(owner: str, name: str, value: Any) -> float:

@@ -64,7 +64,7 @@ def snr_step_size(score: Tensor, snr: float) -> float:
 def sampler_factory(name: str, host: ebmflow.PluginHost | None = None) -> Any:
     """The factory of the registered sampler ``name`` (raises the registry's error, listing
     what exists, for an unknown name)."""
-    host = ebmflow.default_host() if host is None else host
+    host = ebmflow.current_host() if host is None else host
     return host.get("sampler", name).load()
 
 
@@ -76,7 +76,7 @@ def build_sampler(
     leapfrog step ε = √(2η), which moves a chain as far as a Langevin step of size η: one
     leapfrog step is MALA with η = ε²/2), or, for a sampler that has none but wraps a
     ``local_sampler`` (parallel tempering), given to that."""
-    host = ebmflow.default_host() if host is None else host
+    host = ebmflow.current_host() if host is None else host
     factory = sampler_factory(name, host)
     params = inspect.signature(factory).parameters
     kwargs = dict(args)

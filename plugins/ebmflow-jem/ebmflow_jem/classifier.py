@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 import ebmflow
-from ebmflow.energies import check_widths, make_activation, resolve_sigma
+from ebmflow.extend import check_widths, make_activation, resolve_sigma
 
 
 def _shape(owner: str, event_shape: Any) -> tuple[int, ...] | None:

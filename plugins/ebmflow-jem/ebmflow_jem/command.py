@@ -43,7 +43,7 @@ def add_jem_sample(subparsers: Any) -> None:
 
 
 def run_jem_sample(args: argparse.Namespace) -> int:
-    from ebmflow.errors import ConfigError
+    from ebmflow import ConfigError
 
     out = Path(args.out)
     if out.suffix not in OUTPUT_SUFFIXES:

@@ -120,7 +120,7 @@ def plot_class_grid(
     """Write a figure with one row per class: ``samples`` is ``(K, m, C, H, W)`` (as
     :func:`class_grid` returns) with C = 1 (grey) or 3; pixels are shown on
     ``value_range`` (values outside are clipped for display only). Needs matplotlib."""
-    from ebmflow.plotting import require_matplotlib
+    from ebmflow.extend import require_matplotlib
 
     if not isinstance(samples, Tensor) or samples.ndim != 5 or samples.shape[2] not in (1, 3):
         got = tuple(samples.shape) if isinstance(samples, Tensor) else type(samples).__name__

@@ -81,7 +81,7 @@ class DenoisingScoreMatching(ScoreObjective):
 def resolve_schedule(owner: str, noise_schedule: Any) -> Any:
     """A noise-schedule object from a registered name, a config dict or an object."""
     if isinstance(noise_schedule, (str, Mapping)):
-        return ebmflow.create("noise_schedule", noise_schedule)
+        return ebmflow.current_host().create("noise_schedule", noise_schedule)
     if callable(getattr(noise_schedule, "sigmas", None)) and callable(
         getattr(noise_schedule, "sample", None)
     ):

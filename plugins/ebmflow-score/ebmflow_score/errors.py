@@ -6,6 +6,6 @@ objective raises for a NaN or infinite loss; the name is kept here for existing 
 
 from __future__ import annotations
 
-from ebmflow.errors import NonFiniteLossError
+from ebmflow import NonFiniteLossError
 
 __all__ = ["NonFiniteLossError"]

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
-from ebmflow.evaluate.arguments import base_tensor, evaluation_dtype_device, resolve_event_shape
+from ebmflow.extend import base_tensor, evaluation_dtype_device, resolve_event_shape
 from ebmflow_tempering.parallel_tempering import ParallelTempering
 
 OWNER = "stepping_stone_log_z"

@@ -71,7 +71,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
-from ebmflow.samplers.base import per_row
+from ebmflow.extend import current_host, per_row
 
 NAME = "parallel-tempering"
 SWAPS = ("deo", "seo", "none")
@@ -339,7 +339,7 @@ class ParallelTempering(ebmflow.Sampler):
         self, energy: ebmflow.Energy, x: Tensor, sigma: Any = None
     ) -> TemperingState:
         """Copy ``x`` (B, *event) to every replica and evaluate all R·B chains at once."""
-        self._check_compatible(energy, x)
+        self.check_compatible(energy, x)
         self._check_reference(energy)
         n_rep, n_per = self.n_replicas, x.shape[0]
         x_all = x.detach().repeat(n_rep, *(1,) * (x.ndim - 1))
@@ -666,7 +666,7 @@ def _ladder(n_replicas: Any, beta_min: Any, betas: Any) -> Tensor:
 
 def _local_sampler(local: Any) -> ebmflow.Sampler:
     if isinstance(local, (str, Mapping)):
-        local = ebmflow.create("sampler", local)
+        local = current_host().create("sampler", local)
     if not isinstance(local, ebmflow.Sampler):
         raise ebmflow.ComponentArgumentError(
             f"{NAME}: local_sampler must be a registered sampler name, a config dict with a "
