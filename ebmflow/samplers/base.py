@@ -404,8 +404,8 @@ class Sampler(Configurable):
         trace = torch.empty(n_steps, device=x.device, dtype=torch.float32)
         accept_sum = torch.zeros(x.shape[0], device=x.device, dtype=torch.float32)
         # the trajectory is one tensor allocated up front: keeping a small tensor per
-        # step instead fragments the heap between the steps' temporaries (measured:
-        # 25× the trajectory's size in resident memory) and torch.stack doubles the peak
+        # step instead fragments the heap between the steps' temporaries (resident memory
+        # grows to many times the trajectory's size) and torch.stack doubles the peak
         n_kept = 0 if thin is None else n_steps // thin
         trajectory = x.new_empty((n_kept, *x.shape)) if n_kept else None
         bar = None

@@ -28,7 +28,6 @@ import torch
 from torch import Tensor
 
 import ebmflow
-from ebmflow.evaluate import accuracy, auroc, expected_calibration_error
 
 #: The OOD scores :func:`ood_scores` computes, each higher on in-distribution inputs.
 OOD_SCORES = ("log_px", "max_prob", "grad_norm")
@@ -111,10 +110,11 @@ def classification_report(
         log_proba = getattr(energy, "predict_log_proba", None)
         log_probs = (torch.cat([log_proba(c) for c in chunks]) if callable(log_proba)
                      else probs.log())
+    metrics = ebmflow.evaluate
     # accuracy checks the labels and probabilities before they are used below
-    report: dict[str, Any] = {"n": int(x.shape[0]), "accuracy": accuracy(probs, y)}
+    report: dict[str, Any] = {"n": int(x.shape[0]), "accuracy": metrics.accuracy(probs, y)}
     picked = log_probs.double().gather(1, y.to(log_probs.device).view(-1, 1)).squeeze(1)
-    report.update(ece=expected_calibration_error(probs, y, n_bins), n_bins=n_bins,
+    report.update(ece=metrics.expected_calibration_error(probs, y, n_bins), n_bins=n_bins,
                   nll=float(-picked.mean()))
     if ood is None:
         low, high = float(x.min()), float(x.max())
@@ -126,5 +126,5 @@ def classification_report(
     report["auroc"] = {}
     for name, x_out in ood.items():
         scores_out = ood_scores(energy, x_out, batch_size=batch_size)
-        report["auroc"][name] = {k: auroc(scores_in[k], scores_out[k]) for k in scores_in}
+        report["auroc"][name] = {k: metrics.auroc(scores_in[k], scores_out[k]) for k in scores_in}
     return report
