@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from ebmflow.errors import TrainingDivergedError
 from ebmflow.training.batches import event_shape_mismatch
+from ebmflow.training.edits import RESUMABLE_TRAIN_KEYS
 from ebmflow.training.optim import LR_SCHEDULES, OPTIMIZERS, LRSchedule
-from ebmflow.training.run_config import RESUMABLE_TRAIN_KEYS
 from ebmflow.training.state import (
     METRICS_FILE,
     OBJECTIVE_FILE,

@@ -2,8 +2,9 @@
 
 - :mod:`~ebmflow.training.trainer`: the Trainer (its loop) and :func:`build`, which turns a
   run file into a Trainer;
-- :mod:`~ebmflow.training.run_config`: run files (:class:`RunConfig`), building their
-  components, and which edits a resume honours;
+- :mod:`~ebmflow.training.run_config`: run files (:class:`RunConfig`) and building their
+  components;
+- :mod:`~ebmflow.training.edits`: which edits of a run a resume honours;
 - :mod:`~ebmflow.training.batches`: batches from a Dataset or a tensor, sharded over ranks;
 - :mod:`~ebmflow.training.optim`: optimizers and learning-rate schedules;
 - :mod:`~ebmflow.training.distributed`: the collective of a torchrun run;
@@ -15,9 +16,9 @@
 
 from __future__ import annotations
 
+from ebmflow.training.edits import RESUMABLE_TRAIN_KEYS
 from ebmflow.training.optim import LR_SCHEDULES, OPTIMIZERS, LRSchedule
 from ebmflow.training.run_config import (
-    RESUMABLE_TRAIN_KEYS,
     TRAIN_KEYS,
     RunConfig,
     load_run_config,

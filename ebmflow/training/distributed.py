@@ -1,4 +1,4 @@
-"""The collective of a distributed run: broadcast, all-reduce, metric averaging, gather.
+"""The devices and collective of a distributed run: broadcast, all-reduce, metric averaging.
 
 Distributed training (torchrun)
 -------------------------------
@@ -41,11 +41,12 @@ from __future__ import annotations
 import contextlib
 import os
 import zlib
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ebmflow.errors import ConfigError, EbmflowError
+from ebmflow.errors import ConfigError, EbmflowError, first_line
 
 
 def world() -> tuple[int, int]:
@@ -61,6 +62,30 @@ def world() -> tuple[int, int]:
             f"Trainer: RANK={os.environ.get('RANK')!r} and WORLD_SIZE="
             f"{os.environ.get('WORLD_SIZE')!r} must be integers (torchrun sets them)"
         ) from None
+
+
+def resolve_device(energy: nn.Module, device: Any, world_size: int) -> torch.device:
+    """The device to train on: ``device``, checked to exist here (default: the energy's);
+    under torchrun ``"cuda"`` is this rank's ``cuda:LOCAL_RANK``."""
+    if device is None:
+        first = next(iter(energy.parameters()), None)
+        return first.device if first is not None else torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"Trainer: device {device!r} is not a torch device "
+                          f"(e.g. 'cpu', 'cuda', 'cuda:1')") from None
+    if device.type == "cuda" and device.index is None and world_size > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    try:  # a device this torch or this machine lacks fails here, not inside .to()
+        torch.empty(0, device=device)
+        torch.Generator(device=device)  # the objective's generator lives there
+    except (RuntimeError, AssertionError) as exc:
+        raise ConfigError(
+            f"Trainer: device {str(device)!r} is not available here ({first_line(exc)}); "
+            f"use 'cpu', or a device this torch was built for and this machine has"
+        ) from None
+    return device
 
 
 def promoted_dtype(dtypes: list[torch.dtype]) -> torch.dtype:

@@ -46,7 +46,8 @@ from ebmflow.registry import PluginHost, default_host
 from ebmflow.seeding import derive_seed
 from ebmflow.training.arguments import int_arg, positive_arg, shown
 from ebmflow.training.batches import event_shape_mismatch, make_batches
-from ebmflow.training.distributed import Collective, world
+from ebmflow.training.distributed import Collective, resolve_device, world
+from ebmflow.training.edits import check_resumable
 from ebmflow.training.monitor import (
     NonFiniteMonitor,
     check_batch,
@@ -55,7 +56,7 @@ from ebmflow.training.monitor import (
     with_step,
 )
 from ebmflow.training.optim import LRSchedule, make_optimizer
-from ebmflow.training.run_config import RunConfig, build_components, check_resumable
+from ebmflow.training.run_config import RunConfig, build_components
 from ebmflow.training.state import (
     OBJECTIVE_FILE,
     TRAINING_TENSORS_FILE,
@@ -193,7 +194,7 @@ class Trainer:
                 f"Trainer: batch_size {self.batch_size} (the global batch) must be divisible "
                 f"by the number of ranks, {self.world_size}"
             )
-        self.device = self._resolve_device(energy, device)
+        self.device = resolve_device(energy, device, self.world_size)
         self.energy = energy.to(self.device)
         self.objective = objective.to(self.device)
         if compile:
@@ -251,27 +252,6 @@ class Trainer:
         self._collective = Collective(self.rank, self.world_size, self.device)
         self._metrics_handle: Any = None
         self._last_norm: Tensor | None = None
-
-    def _resolve_device(self, energy: Energy, device: Any) -> torch.device:
-        if device is None:
-            first = next(iter(energy.parameters()), None)
-            return first.device if first is not None else torch.device("cpu")
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"Trainer: device {device!r} is not a torch device "
-                              f"(e.g. 'cpu', 'cuda', 'cuda:1')") from None
-        if device.type == "cuda" and device.index is None and self.world_size > 1:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        try:  # a device this torch or this machine lacks fails here, not inside .to()
-            torch.empty(0, device=device)
-            torch.Generator(device=device)  # the objective's generator lives there
-        except (RuntimeError, AssertionError) as exc:
-            raise ConfigError(
-                f"Trainer: device {str(device)!r} is not available here ({first_line(exc)}); "
-                f"use 'cpu', or a device this torch was built for and this machine has"
-            ) from None
-        return device
 
     def _energy_checkpoint_record(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         """The energy's config.json record and tensor arguments (what ebmflow.save writes)."""
