@@ -39,7 +39,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -49,6 +49,7 @@ from ebmflow.checkpoint import (
     MARKERS,
     WEIGHTS_FILE,
     component_of,
+    encode_value,
     read_bytes,
     read_json,
     read_tensors,
@@ -61,6 +62,9 @@ from ebmflow.training.arguments import shown
 from ebmflow.training.run_config import RunConfig
 from ebmflow.validation import MAX_STEPS
 
+if TYPE_CHECKING:
+    from ebmflow.training.distributed import Collective
+
 #: Files a training checkpoint adds to the energy's checkpoint folder.
 TRAINING_STATE_FILE = "training.json"
 TRAINING_TENSORS_FILE = "training.safetensors"
@@ -69,6 +73,61 @@ METRICS_FILE = "metrics.jsonl"
 
 #: Stands for "no template known" in :func:`check_optimizer_value`.
 UNKNOWN = object()
+
+
+def rank_local_state(objective: nn.Module, generator: torch.Generator,
+                     pending_metrics: list[Mapping[str, Any]], collective: Collective | None
+                     ) -> tuple[dict[str, Tensor], dict[str, Tensor],
+                                list[list[dict[str, float]]] | None]:
+    """This rank's objective buffers and generator, and the objective's metrics of the
+    logging interval in progress (averaged over ranks when logged): ``(training tensors,
+    objective tensors, metrics by rank)``. With a ``collective`` (several ranks) they are
+    gathered to rank 0, keyed by rank; the other ranks get empty ones and ``None``."""
+    tensors: dict[str, Tensor] = {}
+    objective_state = {k: v.detach() for k, v in objective.state_dict().items()}
+    objective_generator = generator.get_state()
+    metrics = [{k: float(v) for k, v in m.items()} for m in pending_metrics]
+    if collective is None:
+        tensors["generator.objective.rank0"] = objective_generator
+        return tensors, objective_state, [metrics]
+    texts = collective.gather_bytes(json.dumps(metrics).encode())
+    metrics_by_rank = None if texts is None else [json.loads(t) for t in texts]
+    objective_tensors: dict[str, Tensor] = {}
+    for key in sorted(objective_state):
+        gathered = collective.gather(objective_state[key])
+        if gathered is not None:
+            for r, t in enumerate(gathered):
+                objective_tensors[f"rank{r}.{key}"] = t
+    gathered = collective.gather(objective_generator)
+    if gathered is not None:
+        for r, t in enumerate(gathered):
+            tensors[f"generator.objective.rank{r}"] = t
+    return tensors, objective_tensors, metrics_by_rank
+
+
+def encode_training_state(tensors: dict[str, Tensor], host: PluginHost, *, step: int,
+                          world_size: int, run: Mapping[str, Any],
+                          optimizer: Mapping[str, Any], data: Mapping[str, Any],
+                          pending_loss: list[float],
+                          metrics_by_rank: list[list[dict[str, float]]] | None
+                          ) -> dict[str, Any]:
+    """``training.json``'s content: JSON for everything but tensors, which
+    :func:`~ebmflow.checkpoint.encode_value` moves to ``tensors`` (``training.safetensors``)
+    as ``{"__tensor__": key}``, the same tagging as config.json's arguments."""
+    return {
+        "step": step,
+        "world_size": world_size,
+        "run": run,
+        "optimizer": encode_value({
+            "state": {str(k): v for k, v in optimizer["state"].items()},
+            "param_groups": optimizer["param_groups"],
+        }, "optimizer", "optimizer", host, tensors, None),
+        "data": data,
+        "pending": encode_value({
+            "loss": pending_loss,
+            "metrics_by_rank": metrics_by_rank,
+        }, "pending", "metrics", host, tensors, None),
+    }
 
 
 def write_training_checkpoint(target: Path, *, record: dict[str, Any],
@@ -191,6 +250,33 @@ def read_run_config(checkpoint_dir: str | Path) -> tuple[Path, RunConfig]:
     if not isinstance(run, dict):
         raise CheckpointError(f"{folder / TRAINING_STATE_FILE} has no run config")
     return folder, RunConfig.from_dict(run, source=str(folder / TRAINING_STATE_FILE))
+
+
+def restore_weights(saved: TrainingCheckpoint, model: Mapping[str, Tensor], energy: nn.Module,
+                    params: list[nn.Parameter], *, ema: bool) -> list[Tensor] | None:
+    """Load the raw weights θ into ``energy`` (``model`` is ``model.safetensors``: θ̄ when
+    the run kept an EMA, else θ) and return the EMA weights θ̄ of its trainable ``params``
+    (``None`` without ``ema``); a checkpoint without EMA gives θ̄ = θ."""
+    folder, tensors, tensors_file = saved.folder, saved.tensors, saved.tensors_file
+    ema_saved = saved.meta.get("weights") == "ema"
+    raw = dict(model)
+    named = dict(energy.named_parameters())
+    if ema_saved:
+        for name, p in named.items():
+            if p.requires_grad:
+                key = f"weights.{name}"
+                raw[name] = checked_like(saved.need(tensors, key, TRAINING_TENSORS_FILE),
+                                         p, tensors_file, key)
+    load_module(energy, raw, folder / WEIGHTS_FILE, "energy")
+    if not ema:
+        return None
+    by_id = {id(p): name for name, p in named.items()}
+    source = model if ema_saved else raw
+    return [
+        checked_like(saved.need(source, by_id[id(p)], WEIGHTS_FILE), p,
+                     str(folder / WEIGHTS_FILE), by_id[id(p)]).to(p.device, p.dtype).clone()
+        for p in params
+    ]
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, saved: Any, where: str,

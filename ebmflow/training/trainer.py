@@ -35,7 +35,6 @@ from ebmflow.checkpoint import (
     component_config,
     component_of,
     encode_component,
-    encode_value,
     load,
     resolve,
 )
@@ -61,15 +60,17 @@ from ebmflow.training.state import (
     OBJECTIVE_FILE,
     TRAINING_TENSORS_FILE,
     TrainingCheckpoint,
-    checked_like,
     checked_pending,
+    encode_training_state,
     floats,
     has_checkpoint,
     load_module,
     open_training_checkpoint,
+    rank_local_state,
     read_history,
     read_run_config,
     restore_optimizer,
+    restore_weights,
     set_generator,
     write_training_checkpoint,
 )
@@ -472,30 +473,9 @@ class Trainer:
             raise ConfigError("Trainer.save_checkpoint: no path given and no checkpoint_dir")
         self._monitor.flush()  # never checkpoint a diverged state
         record, argument_tensors = self._energy_checkpoint_record()
-        tensors: dict[str, Tensor] = {}
-
-        # rank-local state: the objective's buffers and generator, and the objective's
-        # metrics of the logging interval in progress (averaged over ranks when logged)
-        objective_state = {k: v.detach() for k, v in self.objective.state_dict().items()}
-        objective_generator = self._objective_generator.get_state()
-        metrics = [{k: float(v) for k, v in m.items()} for m in self._pending_metrics]
-        if self.world_size > 1:
-            texts = self._collective.gather_bytes(json.dumps(metrics).encode())
-            metrics_by_rank = None if texts is None else [json.loads(t) for t in texts]
-            objective_tensors: dict[str, Tensor] = {}
-            for key in sorted(objective_state):
-                gathered = self._collective.gather(objective_state[key])
-                if gathered is not None:
-                    for r, t in enumerate(gathered):
-                        objective_tensors[f"rank{r}.{key}"] = t
-            gathered = self._collective.gather(objective_generator)
-            if gathered is not None:
-                for r, t in enumerate(gathered):
-                    tensors[f"generator.objective.rank{r}"] = t
-        else:
-            objective_tensors = objective_state
-            tensors["generator.objective.rank0"] = objective_generator
-            metrics_by_rank = [metrics]
+        tensors, objective_tensors, metrics_by_rank = rank_local_state(
+            self.objective, self._objective_generator, self._pending_metrics,
+            self._collective if self.world_size > 1 else None)
 
         failure: BaseException | None = None
         if self.rank == 0:
@@ -518,26 +498,13 @@ class Trainer:
                           argument_tensors: dict[str, Tensor], tensors: dict[str, Tensor],
                           objective_tensors: dict[str, Tensor],
                           metrics_by_rank: list[list[dict[str, float]]]) -> Path:
-        optimizer_state = self.optimizer.state_dict()
         data_state, data_tensors = self._batches.state()
         tensors.update(data_tensors)
         tensors["generator.data"] = self._data_generator.get_state()
-        # JSON for everything but tensors, which encode_value moves to training.safetensors as
-        # {"__tensor__": key} (the same tagging as config.json's arguments)
-        state = {
-            "step": self.step,
-            "world_size": self.world_size,
-            "run": self.run_config(),
-            "optimizer": encode_value({
-                "state": {str(k): v for k, v in optimizer_state["state"].items()},
-                "param_groups": optimizer_state["param_groups"],
-            }, "optimizer", "optimizer", self.host, tensors, None),
-            "data": data_state,
-            "pending": encode_value({
-                "loss": floats(self._pending_loss),
-                "metrics_by_rank": metrics_by_rank,
-            }, "pending", "metrics", self.host, tensors, None),
-        }
+        state = encode_training_state(
+            tensors, self.host, step=self.step, world_size=self.world_size,
+            run=self.run_config(), optimizer=self.optimizer.state_dict(), data=data_state,
+            pending_loss=floats(self._pending_loss), metrics_by_rank=metrics_by_rank)
         if self._ema is not None:
             for name, p in self.energy.named_parameters():
                 if p.requires_grad:
@@ -577,29 +544,9 @@ class Trainer:
         folder, state, tensors = saved.folder, saved.state, saved.tensors
         where, tensors_file = saved.where, saved.tensors_file
         self._check_unchanged(saved)
-        model = saved.read(WEIGHTS_FILE)
-        objective_tensors = saved.read(OBJECTIVE_FILE)
-        # weights θ (raw) and θ̄ (EMA)
-        ema_saved = saved.meta.get("weights") == "ema"
-        raw = dict(model)
-        params = dict(self.energy.named_parameters())
-        if ema_saved:
-            for name, p in params.items():
-                if p.requires_grad:
-                    key = f"weights.{name}"
-                    raw[name] = checked_like(saved.need(tensors, key, TRAINING_TENSORS_FILE),
-                                             p, tensors_file, key)
-        load_module(self.energy, raw, folder / WEIGHTS_FILE, "energy")
-        if self.ema_decay is not None:
-            by_id = {id(p): name for name, p in params.items()}
-            source = model if ema_saved else raw
-            self._ema = [
-                checked_like(saved.need(source, by_id[id(p)], WEIGHTS_FILE), p,
-                             str(folder / WEIGHTS_FILE), by_id[id(p)]).to(p.device, p.dtype).clone()
-                for p in self._energy_params
-            ]
-        else:
-            self._ema = None
+        model, objective_tensors = saved.read(WEIGHTS_FILE), saved.read(OBJECTIVE_FILE)
+        self._ema = restore_weights(saved, model, self.energy, self._energy_params,
+                                    ema=self.ema_decay is not None)
         restore_optimizer(self.optimizer, state.get("optimizer"), where, tensors_file)
         # generators, objective, data
         set_generator(self._data_generator, saved.need(tensors, "generator.data",
