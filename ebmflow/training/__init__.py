@@ -9,6 +9,7 @@
 - :mod:`~ebmflow.training.optim`: optimizers and learning-rate schedules;
 - :mod:`~ebmflow.training.distributed`: the collective of a torchrun run;
 - :mod:`~ebmflow.training.monitor`: NaN/inf checks of data, losses and gradients;
+- :mod:`~ebmflow.training.log`: log records and the metrics file;
 - :mod:`~ebmflow.training.state`: the training state a checkpoint holds, saved and loaded
   through the public checkpoint API;
 - :mod:`~ebmflow.training.arguments`: checks of the Trainer's arguments.

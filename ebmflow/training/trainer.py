@@ -13,15 +13,15 @@ The parts live in their own modules of :mod:`ebmflow.training`: batches and rand
 (:mod:`~ebmflow.training.batches`), optimizers and schedules
 (:mod:`~ebmflow.training.optim`), torchrun's collectives
 (:mod:`~ebmflow.training.distributed`), NaN/inf checks (:mod:`~ebmflow.training.monitor`),
-the checkpoint's training state (:mod:`~ebmflow.training.state`) and run files
-(:mod:`~ebmflow.training.run_config`). This module holds the loop that ties them together,
-and :func:`build`, which turns a run file into a Trainer.
+log records (:mod:`~ebmflow.training.log`), the checkpoint's training state
+(:mod:`~ebmflow.training.state`) and run files (:mod:`~ebmflow.training.run_config`). This
+module holds the loop that ties them together, and :func:`build`, which turns a run file
+into a Trainer.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,6 +47,7 @@ from ebmflow.training.arguments import int_arg, positive_arg, shown
 from ebmflow.training.batches import event_shape_mismatch, make_batches
 from ebmflow.training.distributed import Collective, resolve_device, world
 from ebmflow.training.edits import check_resumable
+from ebmflow.training.log import MetricsFile, interval_means, log_record, show_on_bar
 from ebmflow.training.monitor import (
     NonFiniteMonitor,
     check_batch,
@@ -80,9 +81,6 @@ from ebmflow.validation import MAX_SEED
 #: bounded by ``ebmflow.validation.MAX_STEPS`` and ``MAX_SEED``).
 MAX_BATCH_SIZE = 2**31 - 1
 
-#: Log-record keys the Trainer writes; an objective's metric of the same name is renamed
-#: ``objective_<name>``.
-RECORD_KEYS = ("step", "loss", "grad_norm", "lr")
 
 
 class Trainer:
@@ -251,7 +249,7 @@ class Trainer:
             self.device, self.steps, f"{type(objective).__name__} on {type(energy).__name__}",
             self._params, lambda: self._last_checkpoint)
         self._collective = Collective(self.rank, self.world_size, self.device)
-        self._metrics_handle: Any = None
+        self._metrics: MetricsFile | None = None
         self._last_norm: Tensor | None = None
 
     def _energy_checkpoint_record(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -326,7 +324,9 @@ class Trainer:
                     *self.objective.parameters()])
             if self.ema_decay is not None and self._ema is None:
                 self._ema = [p.clone() for p in self._param_data]
-            self._open_metrics_file()
+            if self.metrics_file is not None and self.rank == 0:
+                self._metrics = MetricsFile(self.metrics_file)
+                self._metrics.open(self.history)
             stop = self.steps if until is None else min(
                 self.steps, int_arg("until", until, 0))
             if self.step >= stop:
@@ -354,9 +354,9 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            if self._metrics_handle is not None:
-                self._metrics_handle.close()
-                self._metrics_handle = None
+            if self._metrics is not None:
+                self._metrics.close()
+                self._metrics = None
             if created:
                 self._collective.stop()
 
@@ -416,43 +416,17 @@ class Trainer:
         self._monitor.flush()
         losses = floats(self._pending_loss)
         norm = self._last_norm if self.grad_clip is not None else grad_norm(self._params)
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        for metrics in self._pending_metrics:
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-                counts[key] = counts.get(key, 0) + 1
-        means = {key: sums[key] / counts[key] for key in sorted(sums)}
+        means = interval_means(self._pending_metrics)
         self._pending_loss.clear()
         self._pending_metrics.clear()
         if self.world_size > 1:
             means = self._collective.average_metrics(means, type(self.objective).__name__)
-        record: dict[str, Any] = {
-            "step": self.step,
-            "loss": sum(losses) / len(losses) if losses else math.nan,
-            "grad_norm": math.nan if norm is None else float(norm),
-            "lr": self.optimizer.param_groups[0]["lr"],
-        }
-        for key, value in means.items():
-            record[f"objective_{key}" if key in RECORD_KEYS else key] = value
+        record = log_record(self.step, losses, norm, self.optimizer.param_groups[0]["lr"], means)
         self.history.append(record)
-        if self._metrics_handle is not None:
-            self._metrics_handle.write(json.dumps(record) + "\n")
-            self._metrics_handle.flush()
+        if self._metrics is not None:
+            self._metrics.write(record)
         if bar is not None:
-            shown = {k: f"{v:.4g}" for k, v in record.items()
-                     if k not in ("step", "lr") and isinstance(v, float)}
-            bar.set_postfix(shown, refresh=False)
-
-    def _open_metrics_file(self) -> None:
-        if self.metrics_file is None or self.rank != 0:
-            return
-        self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(record) + "\n" for record in self.history)
-        tmp = self.metrics_file.with_name(f".{self.metrics_file.name}.tmp.{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.metrics_file)
-        self._metrics_handle = open(self.metrics_file, "a", encoding="utf-8")  # noqa: SIM115
+            show_on_bar(bar, record)
 
     # -- checkpoints -------------------------------------------------------------------------
 
