@@ -11,7 +11,7 @@
 - :mod:`~ebmflow.training.monitor`: NaN/inf checks of data, losses and gradients;
 - :mod:`~ebmflow.training.log`: log records and the metrics file;
 - :mod:`~ebmflow.training.state`: the training state a checkpoint holds, saved and loaded
-  through the public checkpoint API;
+  through the public checkpoint API, and :mod:`~ebmflow.training.state_checks`, its checks;
 - :mod:`~ebmflow.training.arguments`: checks of the Trainer's arguments.
 """
 

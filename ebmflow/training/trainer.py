@@ -61,20 +61,18 @@ from ebmflow.training.state import (
     OBJECTIVE_FILE,
     TRAINING_TENSORS_FILE,
     TrainingCheckpoint,
-    checked_pending,
     encode_training_state,
     floats,
     has_checkpoint,
-    load_module,
     open_training_checkpoint,
     rank_local_state,
     read_history,
     read_run_config,
     restore_optimizer,
     restore_weights,
-    set_generator,
     write_training_checkpoint,
 )
+from ebmflow.training.state_checks import checked_pending, load_module, set_generator
 from ebmflow.validation import MAX_SEED
 
 #: A batch of 2**31 rows or more could not be allocated anyway (step counts and seeds are
