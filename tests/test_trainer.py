@@ -219,7 +219,7 @@ def test_batched_checks_on_accelerators_still_name_the_step_and_spare_the_checkp
     # step); emulate that on the CPU
     t = trainer(host, Scripted("nan-loss", at=3), log_every=4, checkpoint_every=2,
                 checkpoint_dir=tmp_path / "c")
-    t._check_every_step = False
+    t._monitor.check_every_step = False
     with pytest.raises(TrainingDivergedError, match="step 3 of 6") as info:
         t.fit()
     assert info.value.step == 3 and "at step 2, is intact" in str(info.value)

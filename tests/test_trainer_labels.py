@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import ebmflow
-from ebmflow.trainer import Trainer, _DatasetBatches, _TensorBatches
+from ebmflow.trainer import Trainer
+from ebmflow.training.batches import DatasetBatches, TensorBatches
 
 
 class Recording(ebmflow.Objective):
@@ -107,15 +108,15 @@ def test_ranks_shard_images_and_labels_alike():
     x, y = labelled_rows(32)
     g = [torch.Generator().manual_seed(3) for _ in range(3)]
     cpu = torch.device("cpu")
-    whole = _TensorBatches(x, 8, 0, 1, g[0], cpu, labels=y).next()
-    parts = [_TensorBatches(x, 8, r, 2, g[r + 1], cpu, labels=y).next() for r in (0, 1)]
+    whole = TensorBatches(x, 8, 0, 1, g[0], cpu, labels=y).next()
+    parts = [TensorBatches(x, 8, r, 2, g[r + 1], cpu, labels=y).next() for r in (0, 1)]
     for r, (px, py) in enumerate(parts):
         assert torch.equal(px, whole[0][r::2]) and torch.equal(py, whole[1][r::2])
     data = ebmflow.create("dataset", "digits")
     g = [torch.Generator().manual_seed(4) for _ in range(3)]
-    whole = _DatasetBatches(data, 8, 0, 1, g[0], cpu, labels=True).next()
+    whole = DatasetBatches(data, 8, 0, 1, g[0], cpu, labels=True).next()
     for r in (0, 1):
-        px, py = _DatasetBatches(data, 8, r, 2, g[r + 1], cpu, labels=True).next()
+        px, py = DatasetBatches(data, 8, r, 2, g[r + 1], cpu, labels=True).next()
         assert torch.equal(px, whole[0][r::2]) and torch.equal(py, whole[1][r::2])
 
 
