@@ -58,11 +58,7 @@ class DatasetBatches:
 
     def load_state(self, state: Mapping[str, Any], tensors: Mapping[str, Tensor],
                    where: str, tensors_file: str) -> None:
-        if state.get("kind") != "dataset":
-            raise CheckpointError(
-                f"{where}: the checkpoint's run drew batches from a "
-                f"{state.get('kind')} but this Trainer's data is a dataset"
-            )
+        _check_source_kind(state, "dataset", where)
 
 
 class TensorBatches:
@@ -99,11 +95,7 @@ class TensorBatches:
 
     def load_state(self, state: Mapping[str, Any], tensors: Mapping[str, Tensor],
                    where: str, tensors_file: str) -> None:
-        if state.get("kind") != "tensor":
-            raise CheckpointError(
-                f"{where}: the checkpoint's run drew batches from a "
-                f"{state.get('kind')} but this Trainer's data is a tensor"
-            )
+        _check_source_kind(state, "tensor", where)
         if state.get("rows") != self.data.shape[0]:
             raise CheckpointError(
                 f"{where}: the checkpoint's run trained on a tensor of {state.get('rows')} "
@@ -200,3 +192,12 @@ def event_shape_mismatch(energy: Any, data: Any) -> tuple[tuple, tuple] | None:
     if expected is None or given is None or tuple(expected) == tuple(given):
         return None
     return tuple(expected), tuple(given)
+
+
+def _check_source_kind(state: Mapping[str, Any], kind: str, where: str) -> None:
+    """The saved batch source must be of the same kind as this Trainer's data."""
+    if state.get("kind") != kind:
+        raise CheckpointError(
+            f"{where}: the checkpoint's run drew batches from a "
+            f"{state.get('kind')} but this Trainer's data is a {kind}"
+        )
