@@ -39,7 +39,8 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         kwargs.setdefault("parents", []).append(common)
         return original_add_parser(name, **kwargs)
 
-    subparsers.add_parser = add_parser  # every sub-command accepts --debug too
+    # every sub-command accepts --debug too (argparse has no hook for common parents)
+    subparsers.add_parser = add_parser  # type: ignore[method-assign]
     for add in CORE_COMMANDS:
         add(subparsers)
     for name, plugin in host.plugin_objects().items():

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +40,10 @@ class _Composite(Energy):
         self.noise_conditional = parts[0].noise_conditional
         self.has_energy = all(part.has_energy for part in parts)
 
+    def _energies(self) -> Sequence[Energy]:
+        """The parts (``nn.ModuleList`` holds them, typed as plain modules)."""
+        return cast("Sequence[Energy]", self.parts)
+
 
 class Sum(_Composite):
     """Product of experts: E(x) = Σᵢ Eᵢ(x), s(x) = Σᵢ sᵢ(x)."""
@@ -46,7 +51,7 @@ class Sum(_Composite):
     def __init__(self, parts: Sequence[Energy]) -> None:
         flat: list[Energy] = []
         for part in parts:  # (a + b) + c is one Sum of three parts
-            flat.extend(part.parts if isinstance(part, Sum) else [part])
+            flat.extend(part._energies() if isinstance(part, Sum) else [part])
         if len(flat) < 1:
             raise ConfigError("a Sum needs at least one energy")
         super().__init__(flat, "a sum")
@@ -56,39 +61,48 @@ class Sum(_Composite):
             super().forward(x, sigma)
         return sum(part(x, sigma) for part in self.parts)
 
-    def energy_and_score(self, x, sigma=None, *, create_graph=False):
-        energy, score = None, None
-        for part in self.parts:
+    def energy_and_score(
+        self, x: Tensor, sigma: Sigma = None, *, create_graph: bool = False
+    ) -> tuple[Tensor | None, Tensor]:
+        energy: Tensor | None = None
+        score: Tensor | None = None
+        for part in self._energies():
             e, s = part.energy_and_score(x, sigma, create_graph=create_graph)
             score = s if score is None else score + s
             if e is not None:
                 energy = e if energy is None else energy + e
+        assert score is not None  # a Sum has at least one part
         return (energy if self.has_energy else None), score
 
-    def score(self, x, sigma=None):
+    def score(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return self.energy_and_score(x, sigma)[1]
 
 
 class Scaled(_Composite):
     """E'(x) = c·E(x); c = 1/T tempers, c < 0 negates."""
 
+    scale: float
+
     def __init__(self, energy: Energy, scale: float) -> None:
         if not isinstance(scale, (int, float)) or not math.isfinite(scale):
             raise ConfigError(f"an energy can be scaled by a finite number, got {scale!r}")
         if isinstance(energy, Scaled):  # c·(a·E) is one Scaled, not two
-            energy, scale = energy.parts[0], scale * energy.scale
+            scale = scale * energy.scale
+            energy = energy._energies()[0]
         super().__init__([energy], "a scaled energy")
         self.scale = float(scale)
 
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return self.scale * self.parts[0](x, sigma)
 
-    def energy_and_score(self, x, sigma=None, *, create_graph=False):
-        e, s = self.parts[0].energy_and_score(x, sigma, create_graph=create_graph)
+    def energy_and_score(
+        self, x: Tensor, sigma: Sigma = None, *, create_graph: bool = False
+    ) -> tuple[Tensor | None, Tensor]:
+        e, s = self._energies()[0].energy_and_score(x, sigma, create_graph=create_graph)
         return (None if e is None else self.scale * e), self.scale * s
 
-    def score(self, x, sigma=None):
-        return self.scale * self.parts[0].score(x, sigma)
+    def score(self, x: Tensor, sigma: Sigma = None) -> Tensor:
+        return self.scale * self._energies()[0].score(x, sigma)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
@@ -96,6 +110,8 @@ class Scaled(_Composite):
 
 class Mixture(_Composite):
     """E(x) = −log Σᵢ wᵢ exp(−Eᵢ(x)); s(x) = Σᵢ πᵢ(x) sᵢ(x), πᵢ = softmax(log wᵢ − Eᵢ)."""
+
+    log_weights: Tensor
 
     def __init__(self, energies: Sequence[Energy], weights: Sequence[float] | None = None):
         energies = list(energies)
@@ -128,15 +144,20 @@ class Mixture(_Composite):
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return -torch.logsumexp(self._log_terms([p(x, sigma) for p in self.parts]), dim=-1)
 
-    def energy_and_score(self, x, sigma=None, *, create_graph=False):
-        pairs = [p.energy_and_score(x, sigma, create_graph=create_graph) for p in self.parts]
-        log_terms = self._log_terms([e for e, _ in pairs])
+    def energy_and_score(
+        self, x: Tensor, sigma: Sigma = None, *, create_graph: bool = False
+    ) -> tuple[Tensor | None, Tensor]:
+        pairs = [p.energy_and_score(x, sigma, create_graph=create_graph)
+                 for p in self._energies()]
+        # every part has an energy: __init__ refuses score-only parts
+        log_terms = self._log_terms([cast(Tensor, e) for e, _ in pairs])
         weights = torch.softmax(log_terms, dim=-1)  # (B, K) responsibilities
         view = (x.shape[0],) + (1,) * (x.ndim - 1)
-        score = sum(weights[:, i].reshape(view) * s for i, (_, s) in enumerate(pairs))
+        # a mixture has at least two parts, so the sum is a tensor, never its start value 0
+        score = cast(Tensor, sum(weights[:, i].reshape(view) * s for i, (_, s) in enumerate(pairs)))
         return -torch.logsumexp(log_terms, dim=-1), score
 
-    def score(self, x, sigma=None):
+    def score(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return self.energy_and_score(x, sigma)[1]
 
 
@@ -151,6 +172,9 @@ def mixture(energies: Sequence[Energy], weights: Sequence[float] | None = None) 
 
 class Conditioned(Energy):
     """E(x | y) with ``y`` fixed: calls ``energy(x, sigma, y=y)``."""
+
+    energy: Energy
+    y: Tensor
 
     def __init__(self, energy: Energy, y: int | Tensor) -> None:
         super().__init__()
@@ -185,10 +209,13 @@ class Conditioned(Energy):
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return self.energy(x, sigma, y=self._labels(x))
 
-    def score(self, x, sigma=None):
+    def score(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         if self.has_energy:
             return super().score(x, sigma)
-        return self.energy.score(x, sigma, y=self._labels(x))
+        # a conditional score-only model's score takes y= beyond the base signature
+        # (__init__ checked that it does)
+        score: Callable[..., Tensor] = self.energy.score
+        return score(x, sigma, y=self._labels(x))
 
 
 def _takes_labels(energy: Energy) -> bool:

@@ -41,7 +41,8 @@ class Configurable:
             init(self, *args, **kw)
 
         recording_init._records_config = True  # type: ignore[attr-defined]
-        cls.__init__ = recording_init  # type: ignore[misc]
+        # replacing the class's __init__ is the point: the wrapper records its arguments
+        cls.__init__ = recording_init  # type: ignore[method-assign]
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments this object was built with."""

@@ -126,7 +126,7 @@ class Energy(nn.Module, Configurable):
 
         return Sum([self, other])
 
-    def __radd__(self, other: Energy | int) -> Sum | Energy:
+    def __radd__(self, other: int) -> Energy:
         if isinstance(other, int) and other == 0:  # so that sum([e1, e2, ...]) works
             return self
         return NotImplemented

@@ -81,9 +81,9 @@ def plot_samples(
             if i < n:
                 image = samples[i].permute(1, 2, 0).squeeze(-1)
                 if value_range is not None:
-                    image = image.clamp(low, high)
+                    image = image.clamp(*value_range)
                     if samples.shape[1] == 3:
-                        image = (image - low) / (high - low)
+                        image = (image - value_range[0]) / (value_range[1] - value_range[0])
                 ax.imshow(image, cmap="gray" if samples.shape[1] == 1 else None,
                           vmin=low, vmax=high)
     else:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -172,7 +173,8 @@ class ReplayBuffer(nn.Module):
             z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
             z = z.mul_(self.init_std)
         else:
-            z = self.init(n, generator)
+            # __init__ accepts "uniform", "gaussian" or a callable: here it is the callable
+            z = cast(InitFn, self.init)(n, generator)
             if not isinstance(z, Tensor) or tuple(z.shape) != shape:
                 got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
                 raise ConfigError(

@@ -48,7 +48,7 @@ def check_interval(owner: str, name: str, value: Any) -> tuple[float, float]:
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         for v in pair
     ) and pair[0] < pair[1]
-    if not ok:
+    if not ok or pair is None:
         raise ConfigError(
             f"{owner}: {name} must be a pair (low, high) of finite numbers with low < high, "
             f"e.g. (-1.0, 1.0); got {value!r}"

@@ -112,8 +112,8 @@ def _plain(value: Any) -> Any:
     """An encoded value without tags: tuples become lists, components tables; a value only
     a tag can hold (a tensor, a dtype, a non-finite float) has no plain form."""
     if isinstance(value, list):
-        items = [_plain(v) for v in value]
-        return _UNREPRESENTABLE if any(v is _UNREPRESENTABLE for v in items) else items
+        elements = [_plain(v) for v in value]
+        return _UNREPRESENTABLE if any(v is _UNREPRESENTABLE for v in elements) else elements
     if not isinstance(value, dict):
         return value
     if len(value) == 1 and next(iter(value)) in MARKERS:

@@ -31,7 +31,7 @@ from ebmflow.registry import (
 #: or read other folders when they are "built", and datasets are data, not models.
 CHECKPOINT_KINDS = ("energy", "objective", "sampler", "noise_schedule")
 #: The keys of a component record and the JSON types each holds.
-_COMPONENT_KEYS = {
+_COMPONENT_KEYS: dict[str, type | tuple[type, ...]] = {
     "kind": str, "name": str, "plugin": str, "distribution": (str, type(None)),
     "plugin_version": (str, type(None)), "arguments": dict,
 }

@@ -109,8 +109,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_sigma(energy, args.sigma, "evaluate")
     evaluator = None if args.nll else _claiming_evaluator(args.host, energy)
     if evaluator is not None:
-        report = evaluator.evaluate(energy, _request(args))
-        print(json.dumps(report, indent=2) if args.json else evaluator.format(report))
+        claimed = evaluator.evaluate(energy, _request(args))
+        print(json.dumps(claimed, indent=2) if args.json else evaluator.format(claimed))
         return 0
     dataset = args.host.create("dataset", args.data, **dict(args.data_args))
     gen = torch.Generator().manual_seed(args.seed)

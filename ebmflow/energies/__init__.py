@@ -106,6 +106,8 @@ class SigmaEmbedding(nn.Module):
     ``forward(log_sigma)`` maps ``(B,)`` to ``(B, out_features)``.
     """
 
+    freqs: Tensor
+
     def __init__(self, kind: str = "log") -> None:
         super().__init__()
         self.kind = kind

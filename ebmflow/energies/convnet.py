@@ -104,6 +104,8 @@ class ConvNetEnergy(Energy):
             for conv in self.convs:
                 h = self.act(conv(h))
         else:
+            # a σ bias exists only on a noise-conditional net, whose σ is never None here
+            assert self.embed is not None and sigma_t is not None
             biases = self.sigma_bias(self.embed(sigma_t.log())).split(self.widths, dim=-1)
             for conv, bias in zip(self.convs, biases):
                 h = self.act(conv(h) + bias[:, :, None, None])

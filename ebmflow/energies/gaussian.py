@@ -87,6 +87,11 @@ class GaussianFamily(Energy):
     ``eigvals`` (K, d), ``eigvecs`` (K, d, d), ``log_weights`` (K,), in the default dtype.
     """
 
+    loc: Tensor
+    eigvals: Tensor
+    eigvecs: Tensor
+    log_weights: Tensor
+
     def _set_components(self, loc: Tensor, eigvals: Tensor, eigvecs: Tensor,
                         weights: Tensor, noise_conditional: bool) -> None:
         dtype = torch.get_default_dtype()

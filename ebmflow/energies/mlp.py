@@ -94,6 +94,8 @@ class MLPEnergy(Energy):
                 resolve_sigma(self, sigma, x)  # raises: a clean energy takes no σ
             return self.net(x).squeeze(-1)
         sigma_t = resolve_sigma(self, sigma, x)
+        # noise-conditional: __init__ built the embedding and resolve_sigma refuses None
+        assert self.embed is not None and sigma_t is not None
         inp = x if self.embed.out_features == 0 else torch.cat(
             [x, self.embed(sigma_t.log())], dim=-1
         )

@@ -52,7 +52,7 @@ from ebmflow.evaluate.arguments import (
     resolve_event_shape,
 )
 from ebmflow.evaluate.quadrature import _json_float
-from ebmflow.samplers.base import Sampler
+from ebmflow.samplers.base import Sampler, SamplerState
 from ebmflow.validation import check_positive_int
 
 SCHEDULES = ("sigmoid", "geometric", "linear")
@@ -123,11 +123,13 @@ class _GaussianBase(Energy):
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return 0.5 * ((x - self.mean) / self.std).flatten(1).pow(2).sum(dim=1)
 
-    def energy_and_score(self, x, sigma=None, *, create_graph=False):
+    def energy_and_score(
+        self, x: Tensor, sigma: Sigma = None, *, create_graph: bool = False
+    ) -> tuple[Tensor, Tensor]:
         z = (x - self.mean) / self.std
         return 0.5 * z.flatten(1).pow(2).sum(dim=1), -z / self.std
 
-    def score(self, x, sigma=None):
+    def score(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return -(x - self.mean) / self.std**2
 
 
@@ -189,6 +191,13 @@ def _resolve_sampler(sampler: Any) -> Sampler:
 def _path(base: Energy, energy: Energy, beta: float) -> Energy:
     """E_β = (1 − β) E₀ + β E₁ as an ebmflow composition."""
     return Sum([Scaled(base, 1.0 - beta), Scaled(energy, beta)])
+
+
+def _energy(state: SamplerState) -> Tensor:
+    """The energy a state on the path caches: never ``None``, since every intermediate
+    energy sums parts that have energies (``check_has_energy``)."""
+    assert state.energy is not None
+    return state.energy
 
 
 def ais_log_z(
@@ -264,7 +273,7 @@ def ais_log_z(
                                  dtype=dtype)
     e0 = base(x).to(torch.float64)
     state = kernel.init(_path(base, energy, float(betas[1])), x, sigma)
-    log_w = e0 - state.energy.to(torch.float64)  # (β_1 − β_0)(E₀ − E₁) = E₀ − E_{β_1}
+    log_w = e0 - _energy(state).to(torch.float64)  # (β_1 − β_0)(E₀ − E₁) = E₀ − E_{β_1}
     accept_sum, n_accept = 0.0, 0
     for k in range(1, n_temps):
         path = _path(base, energy, float(betas[k]))
@@ -276,12 +285,13 @@ def ais_log_z(
         # move the cached E_{β_k}, s_{β_k} to β_{k+1}: E' = r E + (1 − r) E₀, r = β_{k+1}/β_k
         r = float(betas[k + 1] / betas[k])
         e0, s0 = base.energy_and_score(state.x)
-        e_k = state.energy.to(torch.float64)
+        cached = _energy(state)
+        e_k = cached.to(torch.float64)
         e_next = r * e_k + (1.0 - r) * e0.to(torch.float64)
         log_w = log_w + (e_k - e_next)
         if k + 1 < n_temps:
             state = state.replace(
-                energy=e_next.to(state.energy.dtype),
+                energy=e_next.to(cached.dtype),
                 score=r * state.score + (1.0 - r) * s0,
             )
     if bool(torch.isnan(log_w).any()) or not bool(torch.isfinite(log_w.max())):

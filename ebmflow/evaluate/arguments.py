@@ -49,7 +49,7 @@ def resolve_event_shape(
 ) -> tuple[int, ...]:
     """The shape of one sample, from ``dim`` (vectors), ``event_shape`` or the energy's own
     ``event_shape``; those given must agree, and at least one must be."""
-    given = []
+    given: list[tuple[int, ...]] = []
     if dim is not None:
         given.append((check_positive_int(owner, "dim", dim),))
     if event_shape is not None:

@@ -21,7 +21,7 @@ from ebmflow.energy import Energy
 from ebmflow.errors import ConfigError
 from ebmflow.samplers.adaptation import StepSizeAdaptation
 from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like, per_row
-from ebmflow.samplers.metropolis import metropolis_accept, select, sum_squares
+from ebmflow.samplers.metropolis import energy_value, metropolis_accept, select, sum_squares
 from ebmflow.validation import check_positive, check_positive_int
 
 
@@ -64,20 +64,21 @@ class HMC(Sampler):
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
     ) -> SamplerState:
         eps = self.adaptation.step_size(state)
-        x, s = state.x, state.score
+        x, s, e = state.x, state.score, energy_value(self.name, state.energy)
         p0 = gaussian_like(x, generator)
         p = torch.add(p0, s, alpha=0.5 * eps)
         for i in range(self.n_leapfrog):
             x = torch.add(x, p, alpha=eps)
-            e_new, s_new = energy.energy_and_score(x, state.sigma)
+            e_leap, s_new = energy.energy_and_score(x, state.sigma)
             p.add_(s_new, alpha=eps if i < self.n_leapfrog - 1 else 0.5 * eps)
-        h0 = state.energy + 0.5 * sum_squares(p0)
+        e_new = energy_value(self.name, e_leap)
+        h0 = e + 0.5 * sum_squares(p0)
         h1 = e_new + 0.5 * sum_squares(p)
         accept, prob = metropolis_accept(self.name, state.step, h0 - h1, e_new, generator)
         mask = per_row(accept, x.shape[1:])
         return SamplerState(
             select(mask, x, state.x),
-            torch.where(accept, e_new, state.energy),
+            torch.where(accept, e_new, e),
             select(mask, s_new, state.score),
             state.sigma,
             state.step + 1,

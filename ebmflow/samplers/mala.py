@@ -18,7 +18,7 @@ import torch
 
 from ebmflow.energy import Energy
 from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like, per_row
-from ebmflow.samplers.metropolis import metropolis_accept, row_dot, select
+from ebmflow.samplers.metropolis import energy_value, metropolis_accept, row_dot, select
 from ebmflow.validation import check_positive
 
 
@@ -38,10 +38,11 @@ class MALA(Sampler):
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
     ) -> SamplerState:
         eta = self.step_size
-        x, e, s = state.x, state.energy, state.score
+        x, e, s = state.x, energy_value(self.name, state.energy), state.score
         xi = gaussian_like(x, generator)
         x_prop = torch.add(x, s, alpha=eta).add_(xi, alpha=math.sqrt(2.0 * eta))
-        e_prop, s_prop = energy.energy_and_score(x_prop, state.sigma)
+        e_prop_or_none, s_prop = energy.energy_and_score(x_prop, state.sigma)
+        e_prop = energy_value(self.name, e_prop_or_none)
         a = math.sqrt(eta / 2.0)
         u = s + s_prop
         log_ratio = row_dot(u, torch.add(xi, u, alpha=a / 2))

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from ebmflow.errors import SamplerDivergedError
+from ebmflow.errors import ConfigError, SamplerDivergedError
 from ebmflow.samplers.base import per_row
 
 
@@ -24,6 +24,19 @@ def row_dot(a: Tensor, b: Tensor) -> Tensor:
 def sum_squares(t: Tensor) -> Tensor:
     """Per-chain squared norm ``‖t_b‖²``, shape ``(B,)``."""
     return row_dot(t, t)
+
+
+def energy_value(owner: str, energy: Tensor | None) -> Tensor:
+    """``energy``, a cached or proposed energy that a Metropolis test needs; ``None`` (a
+    score-only model: ``Sampler.init`` refuses these for MH samplers, but ``step`` may be
+    handed such a state) raises :class:`~ebmflow.ConfigError`."""
+    if energy is None:
+        raise ConfigError(
+            f"{owner} needs energy values for its Metropolis test, but the state or the "
+            "energy is score-only; use 'langevin' or 'annealed-langevin', or give the model "
+            "an energy"
+        )
+    return energy
 
 
 def metropolis_accept(

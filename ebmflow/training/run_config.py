@@ -258,15 +258,7 @@ def parse_run_config(text: str, *, source: str = "<string>") -> RunConfig:
     itself does not allow one, but it carries no meaning.
     """
     text = text.removeprefix("\ufeff")
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise ConfigError(
-                "reading TOML run files needs Python ≥ 3.11 (tomllib) or `pip install tomli`"
-            ) from None
+    import tomllib
     try:
         tables = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -290,6 +282,7 @@ def create_from_table(host: PluginHost, table: str, config: Mapping[str, Any], s
     """``host.create(kind of table, config, **extra)`` with errors prefixed by
     ``SOURCE [table]:``."""
     kind = TABLES[table]
+    assert kind is not None  # [train] holds the Trainer's own arguments, not a component
     try:
         return host.create(kind, config, **extra)
     except _REPREFIXED as exc:

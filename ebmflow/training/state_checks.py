@@ -90,6 +90,7 @@ def decode_state(value: Any, tensors: Mapping[str, Tensor], where: str, tensors_
         decoded = decode_state(content, tensors, where, tensors_file, key, depth + 1)
         if marker == "__tuple__":
             return tuple(decoded)
+        assert isinstance(content, dict)  # checked above for a __dict__ marker
         return {k: decode_state(v, tensors, where, tensors_file, f"{key}.{k}", depth + 1)
                 for k, v in content.items()}
     if marker == "__float__" and content in ("nan", "inf", "-inf"):

@@ -103,7 +103,8 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
         self.table = NoiseTable(config)
         self.prediction_type = self.table.prediction_type
         self.unet = build_network(network_class, unet_config)
-        unet = self.unet.config
+        # a diffusers model's config (a FrozenDict from ConfigMixin) is untyped here
+        unet: Any = self.unet.config
         size = unet.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
         self.event_shape = (unet.in_channels, *size)
@@ -123,7 +124,8 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
     def from_unet(cls, unet: nn.Module, scheduler: Any, prediction_type: str | None = None,
                   ) -> DiffusersScoreModel:
         """Wrap an existing network (its weights are used as they are, not copied)."""
-        model = cls(plain_config(unet.config), plain_config(scheduler.config),
+        unet_config: Any = unet.config  # ConfigMixin's FrozenDict, untyped here
+        model = cls(plain_config(unet_config), plain_config(scheduler.config),
                     network_class=type(unet).__name__, prediction_type=prediction_type)
         model.unet = unet
         return model
@@ -142,6 +144,7 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
         if self.table.kind == "ve":
             timestep = sigma_t
         else:
+            assert self.log_sigmas is not None  # __init__ keeps the table of every VP model
             timestep = sigma_to_timestep(sigma_t, self.log_sigmas, integer=self._integer_time)
             timestep = timestep.long() if self._integer_time else timestep.to(x.dtype)
         return sigma_t, a.view(view), v.view(view), a.view(view) * x, timestep

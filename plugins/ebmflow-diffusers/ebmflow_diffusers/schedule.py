@@ -191,7 +191,8 @@ def ve_sigmas(n: int, sigma_min: float, sigma_max: float) -> Tensor:
 
 
 def split_output(
-    model_output: Tensor, sample: Tensor, a: float, v: float, prediction_type: str
+    model_output: Tensor, sample: Tensor,
+    a: float | Tensor, v: float | Tensor, prediction_type: str,
 ) -> tuple[Tensor, Tensor]:
     """(x̂₀, ε̂) from a model output at a level with signal scale ``a`` and noise scale
     ``v`` (see the module docstring)."""
@@ -208,7 +209,8 @@ def split_output(
 
 
 def score_from_output(
-    model_output: Tensor, sample: Tensor, a: float, v: float, prediction_type: str
+    model_output: Tensor, sample: Tensor,
+    a: float | Tensor, v: float | Tensor, prediction_type: str,
 ) -> Tensor:
     """The VE score s(x_ve, σ) = −ε̂ / σ, σ = v / a, of a raw model output (no clipping)."""
     if prediction_type == "score":
@@ -222,7 +224,8 @@ def score_from_output(
 
 
 def output_from_score(
-    score: Tensor, sample: Tensor, a: float, v: float, prediction_type: str
+    score: Tensor, sample: Tensor,
+    a: float | Tensor, v: float | Tensor, prediction_type: str,
 ) -> Tensor:
     """The model output of ``prediction_type`` that a VE score ``score`` at x_t = ``sample``
     corresponds to (the inverse of :func:`score_from_output`)."""

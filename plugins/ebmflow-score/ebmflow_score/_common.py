@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor
@@ -67,6 +67,14 @@ def energy_sigma(owner: str, energy: Any, sigma: float | None) -> float | None:
             "σ), use dsm (one σ) or multiscale-dsm (a noise schedule), or train a clean energy"
         )
     return sigma
+
+
+@overload
+def check_sigma(owner: str, sigma: Any, *, allow_none: Literal[False]) -> float: ...
+
+
+@overload
+def check_sigma(owner: str, sigma: Any, *, allow_none: bool) -> float | None: ...
 
 
 def check_sigma(owner: str, sigma: Any, *, allow_none: bool) -> float | None:
