@@ -3,7 +3,8 @@
 ``.importlinter`` states three contracts: the core never imports a plugin; plugins import
 only the public surface (``ebmflow``, ``ebmflow.extend``, ``ebmflow.testing``); the
 interfaces import no CLI, trainer or checkpoint code. The first test runs import-linter on
-them; the second is a fast scan of the plugins' sources that names the offending line.
+them; the second is a fast scan of the plugins' sources that names the offending line. The
+last checks that no module, core or plugin, imports another module's private names.
 """
 
 from __future__ import annotations
@@ -94,3 +95,25 @@ def test_extension_helpers_are_documented():
     assert ebmflow.extend.__doc__ and all(
         name in ebmflow.extend.__doc__ for name in ebmflow.extend.__all__ if name.islower()
     ), "every helper of ebmflow.extend is named in the module's docstring"
+
+
+def test_no_module_imports_another_modules_private_names():
+    sources = [
+        *sorted((ROOT / "ebmflow").glob("**/*.py")),
+        *(path for path in _plugin_sources() if path.suffix == ".py"),
+    ]
+    offending = []
+    for path in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                offending += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name} from "
+                    f"{node.module or '.'}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert not offending, (
+        "a name another module needs is part of its owner's interface: drop the underscore "
+        "(and document it) instead of importing it privately:\n  " + "\n  ".join(offending)
+    )

@@ -51,7 +51,7 @@ from ebmflow.evaluate.arguments import (
     evaluation_dtype_device,
     resolve_event_shape,
 )
-from ebmflow.evaluate.quadrature import _json_float
+from ebmflow.evaluate.quadrature import json_float
 from ebmflow.samplers.base import Sampler, SamplerState
 from ebmflow.validation import check_positive_int
 
@@ -97,13 +97,13 @@ class AISResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (the tensors are left out)."""
         return {
-            "log_z": _json_float(self.log_z),
-            "stderr": _json_float(self.stderr),
-            "ess": _json_float(self.ess),
+            "log_z": json_float(self.log_z),
+            "stderr": json_float(self.stderr),
+            "ess": json_float(self.ess),
             "n_chains": self.n_chains,
             "n_temps": self.n_temps,
-            "log_z_base": _json_float(self.log_z_base),
-            "acceptance_rate": _json_float(self.acceptance_rate),
+            "log_z_base": json_float(self.log_z_base),
+            "acceptance_rate": json_float(self.acceptance_rate),
             "sampler": self.sampler,
             "schedule": self.schedule,
         }

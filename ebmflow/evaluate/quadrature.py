@@ -48,7 +48,7 @@ class QuadratureWarning(UserWarning):
     box edge, or data outside the box."""
 
 
-def _json_float(value: float | None) -> float | None:
+def json_float(value: float | None) -> float | None:
     """``value`` as a JSON-safe float (NaN and ±∞ become ``None``)."""
     if value is None or not math.isfinite(value):
         return None
@@ -91,7 +91,7 @@ class GridResult:
         out = asdict(self)
         for key in ("log_z", "cell_volume", "edge_mass", "sigma", "log_z_coarse",
                     "error_estimate"):
-            out[key] = _json_float(out[key])
+            out[key] = json_float(out[key])
         out["bounds"] = [list(pair) for pair in self.bounds]
         out["resolution"] = list(self.resolution)
         out["warnings"] = list(self.warnings)
@@ -123,10 +123,10 @@ class NLLResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict; the grid's details are nested under ``"grid"``."""
         return {
-            "nll": _json_float(self.nll),
-            "stderr": _json_float(self.stderr),
-            "log_z": _json_float(self.log_z),
-            "mean_energy": _json_float(self.mean_energy),
+            "nll": json_float(self.nll),
+            "stderr": json_float(self.stderr),
+            "log_z": json_float(self.log_z),
+            "mean_energy": json_float(self.mean_energy),
             "n_samples": self.n_samples,
             "n_outside": self.n_outside,
             "grid": self.grid.to_dict(),

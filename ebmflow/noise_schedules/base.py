@@ -25,14 +25,14 @@ from ebmflow.validation import check_positive, check_positive_int
 Scalar = TypeVar("Scalar", float, Tensor)
 
 
-def _as_float64(value: Any) -> Tensor:
+def as_float64(value: Any) -> Tensor:
     """``value`` as a tensor; Python numbers become float64, tensors keep a floating dtype."""
     if isinstance(value, Tensor):
         return value if torch.is_floating_point(value) else value.to(torch.float64)
     return torch.as_tensor(value, dtype=torch.float64)
 
 
-def _like_input(result: Tensor, value: Any) -> Any:
+def like_input(result: Tensor, value: Any) -> Any:
     """Return a Python float for a Python-number input, else the tensor."""
     return result if isinstance(value, Tensor) else float(result)
 
@@ -60,8 +60,8 @@ def sigma_from_alpha_bar(alpha_bar: Scalar) -> Scalar:
     if not isinstance(alpha_bar, Tensor) and alpha_bar == 0:
         raise ConfigError("sigma_from_alpha_bar: alpha_bar must be a number in (0, 1], got 0 "
                           "(σ would be infinite)")
-    a = _as_float64(alpha_bar)
-    return _like_input(torch.sqrt((1.0 - a) / a), alpha_bar)
+    a = as_float64(alpha_bar)
+    return like_input(torch.sqrt((1.0 - a) / a), alpha_bar)
 
 
 def alpha_bar_from_sigma(sigma: Scalar) -> Scalar:
@@ -71,20 +71,20 @@ def alpha_bar_from_sigma(sigma: Scalar) -> Scalar:
     same floating dtype).
     """
     _check_number("alpha_bar_from_sigma", "sigma", sigma, 0.0, math.inf, "a number ≥ 0")
-    s = _as_float64(sigma)
-    return _like_input(1.0 / (1.0 + s * s), sigma)
+    s = as_float64(sigma)
+    return like_input(1.0 / (1.0 + s * s), sigma)
 
 
-def _uniform(batch_size: int, generator: torch.Generator | None,
-             device: torch.device | str | None) -> Tensor:
+def uniform_draws(batch_size: int, generator: torch.Generator | None,
+                  device: torch.device | str | None) -> Tensor:
     """U[0, 1) float64 draws on the generator's device, moved to ``device``."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(batch_size, generator=generator, dtype=torch.float64, device=gen_device)
     return u if device is None else u.to(device)
 
 
-def _normal(batch_size: int, generator: torch.Generator | None,
-            device: torch.device | str | None) -> Tensor:
+def normal_draws(batch_size: int, generator: torch.Generator | None,
+                 device: torch.device | str | None) -> Tensor:
     """N(0, 1) float64 draws on the generator's device, moved to ``device``."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
     z = torch.randn(batch_size, generator=generator, dtype=torch.float64, device=gen_device)

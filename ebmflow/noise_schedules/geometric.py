@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from ebmflow.noise_schedules.base import NoiseSchedule, _uniform, check_sigma_range
+from ebmflow.noise_schedules.base import NoiseSchedule, check_sigma_range, uniform_draws
 
 
 class GeometricSchedule(NoiseSchedule):
@@ -40,5 +40,5 @@ class GeometricSchedule(NoiseSchedule):
 
     def _sample(self, batch_size, generator, device) -> Tensor:
         log_min, log_max = math.log(self.sigma_min), math.log(self.sigma_max)
-        u = _uniform(batch_size, generator, device)
+        u = uniform_draws(batch_size, generator, device)
         return torch.exp(log_min + u * (log_max - log_min))

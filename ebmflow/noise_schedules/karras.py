@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ebmflow.errors import ConfigError
-from ebmflow.noise_schedules.base import NoiseSchedule, _normal, check_sigma_range
+from ebmflow.noise_schedules.base import NoiseSchedule, check_sigma_range, normal_draws
 from ebmflow.validation import check_positive
 
 
@@ -57,5 +57,5 @@ class KarrasSchedule(NoiseSchedule):
         return (max_r + ramp * (min_r - max_r)) ** self.rho
 
     def _sample(self, batch_size, generator, device) -> Tensor:
-        z = _normal(batch_size, generator, device)
+        z = normal_draws(batch_size, generator, device)
         return torch.exp(self.p_mean + self.p_std * z)

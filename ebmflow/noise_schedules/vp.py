@@ -19,7 +19,13 @@ import torch
 from torch import Tensor
 
 from ebmflow.errors import ConfigError
-from ebmflow.noise_schedules.base import NoiseSchedule, Scalar, _as_float64, _like_input, _uniform
+from ebmflow.noise_schedules.base import (
+    NoiseSchedule,
+    Scalar,
+    as_float64,
+    like_input,
+    uniform_draws,
+)
 from ebmflow.validation import check_positive
 
 
@@ -35,15 +41,15 @@ class _VPSchedule(NoiseSchedule):
 
     def alpha_bar(self, t: Scalar) -> Scalar:
         """ᾱ(t) for a Python number (returns a float) or a tensor (same floating dtype)."""
-        return _like_input(self._log_alpha_bar(_as_float64(t)).exp(), t)
+        return like_input(self._log_alpha_bar(as_float64(t)).exp(), t)
 
     def t_to_sigma(self, t: Scalar) -> Scalar:
         """σ(t) = √((1 − ᾱ(t)) / ᾱ(t)), for a Python number or a tensor."""
-        return _like_input(self._sigma(_as_float64(t)), t)
+        return like_input(self._sigma(as_float64(t)), t)
 
     def sigma_to_t(self, sigma: Scalar) -> Scalar:
         """The time t with σ(t) = σ (closed-form inverse of :meth:`t_to_sigma`)."""
-        return _like_input(self._t(_as_float64(sigma)), sigma)
+        return like_input(self._t(as_float64(sigma)), sigma)
 
     def _finish_init(self, owner: str) -> None:
         self.sigma_min = float(self._sigma(torch.tensor(self.t_eps, dtype=torch.float64)))
@@ -59,7 +65,7 @@ class _VPSchedule(NoiseSchedule):
         return self._sigma(t)
 
     def _sample(self, batch_size, generator, device) -> Tensor:
-        u = _uniform(batch_size, generator, device)
+        u = uniform_draws(batch_size, generator, device)
         return self._sigma(self.t_eps + u * (self.t_max - self.t_eps))
 
     def _log_alpha_bar(self, t: Tensor) -> Tensor:  # pragma: no cover - abstract
