@@ -39,8 +39,6 @@ class Langevin(Sampler):
             into [low, high] (default ``None``: no clamping).
     """
 
-    step_reads_new_score = False
-
     def __init__(
         self,
         step_size: float = 0.01,
