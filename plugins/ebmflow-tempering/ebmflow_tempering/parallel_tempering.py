@@ -46,6 +46,12 @@ s_k(x) = −∇ₓE_k(x) of each row's own target (the tempered values). One ste
        E_to = r E_from + (1 − r) E_ref,    s_to = r s_from + (1 − r) s_ref,
 
    so a swap costs no evaluation of E.
+
+``step`` is these two moves and nothing else: a fixed Markov kernel. The warm-up runs
+between steps in ``adapt`` (which runs, and objectives through
+:func:`ebmflow.extend.run_chains`, call by ``step_and_adapt``): the local sampler's own
+warm-up (e.g. HMC's step size), then
+
 3. Ladder adaptation (``adapt_steps`` > 0, Syed et al. 2021, Algorithm 4 in spirit). The
    warm-up is cut into rounds of doubling length ending at ``adapt_steps``. After each
    round the swap rejection rates r_k = 1 − ᾱ_k give the cumulative barrier
@@ -122,6 +128,69 @@ def geometric_ladder(n_replicas: int, beta_min: float) -> Tensor:
     return betas
 
 
+class ReplicaCoordinates:
+    """The rows of a batch of R·B chains, replica-major (row i is replica k = ⌊i / B⌋): their
+    inverse temperatures per row and the local sampler's coordinates y = c ⊙ x, c_k = √β_k
+    with ``scale_step_size`` (else y = x). :meth:`to_local` and :meth:`from_local` map a
+    cached (x, s_k) there and back (:meth:`moved_from_local` after a step). A batch of any
+    other size than R·B is refused.
+    """
+
+    def __init__(
+        self, betas: Tensor, n_per_replica: int, event_shape: Sequence[int],
+        scale_step_size: bool,
+    ) -> None:
+        # per-row factors (R·B,) and, for the events, (R·B, *event): every product is one
+        # multiplication without reshaping the batch to (R, B, …)
+        self.betas = betas
+        self.n_replicas = betas.shape[0]
+        self.n_per_replica = n_per_replica
+        self.n_chains = betas.shape[0] * n_per_replica
+        self.beta_row = betas.repeat_interleave(n_per_replica)
+        self.beta_event = _per_element(self.beta_row, event_shape)
+        self.c = self.beta_event.sqrt() if scale_step_size else None
+        self.inv_c = None if self.c is None else self.c.reciprocal()
+
+    def check(self, t: Tensor) -> Tensor:
+        """``t`` itself, after checking it has one row per chain of the ensemble."""
+        if t.shape[0] != self.n_chains:
+            raise ebmflow.ConfigError(
+                f"{NAME}: the local sampler evaluated a batch of {t.shape[0]} chains; the "
+                f"tempered energy is defined on the {self.n_replicas} replicas × "
+                f"{self.n_per_replica} chains = {self.n_chains} chains of the ensemble"
+            )
+        return t
+
+    def to_local(self, x: Tensor, score: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(y, s_y) = (c x, s_k / c): a cached position and tempered score in the local
+        sampler's coordinates."""
+        if self.c is None:
+            return x, score
+        y = self.check(x) * self.c
+        return y, None if score is None else score * self.inv_c
+
+    def from_local(self, y: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
+        """(x, s_k) = (y / c, c s_y), the inverse of :meth:`to_local`."""
+        if self.c is None:
+            return y, score
+        return self.check(y) * self.inv_c, score * self.c
+
+    def moved_from_local(
+        self, y_new: Tensor, s_y_new: Tensor, x: Tensor, score: Tensor, y: Tensor, s_y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Like :meth:`from_local` for the result of a local step from (x, s_k) = (y / c,
+        c s_y), by increments x + (y' − y) / c: a chain the step left in place keeps its
+        cached x and s_k bit for bit (no rounding through c and 1/c)."""
+        if self.c is None:
+            return y_new, s_y_new
+        return (torch.addcmul(x, y_new - y, self.inv_c),
+                torch.addcmul(score, s_y_new - s_y, self.c))
+
+    def x_of(self, y: Tensor) -> Tensor:
+        """The positions x = y / c of a batch in the local coordinates."""
+        return self.check(y) if self.inv_c is None else self.check(y) * self.inv_c
+
+
 class TemperedEnsemble(ebmflow.Energy):
     """The energy the local sampler sees: row i of a batch of R·B chains is replica
     k = ⌊i / B⌋ and gets E_k = E_ref + β_k (E − E_ref), from *one* evaluation of E (and of
@@ -129,9 +198,7 @@ class TemperedEnsemble(ebmflow.Energy):
 
     With ``scale_step_size`` the batch is in the coordinates y = c ⊙ x, c_k = √β_k, and
     ``energy_and_score(y)`` returns (E_k(x), s_k(x) / c_k) at x = y / c (see the module
-    docstring). :meth:`to_local` and :meth:`from_local` map a cached (x, E_k, s_k) there and
-    back (:meth:`moved_from_local` after a step). A batch of any other size than R·B is
-    refused.
+    docstring); :attr:`coordinates` (:class:`ReplicaCoordinates`) maps chains there and back.
     """
 
     def __init__(
@@ -146,82 +213,34 @@ class TemperedEnsemble(ebmflow.Energy):
         super().__init__()
         self.energy = energy
         self.reference = reference
-        n = betas.shape[0] * n_per_replica
-        # per-row factors (R·B,) and, for the events, (R·B, *event): every product is one
-        # multiplication without reshaping the batch to (R, B, …)
-        b_row = betas.repeat_interleave(n_per_replica)
-        b_event = _per_element(b_row, event_shape)
-        c = b_event.sqrt() if scale_step_size else None
-        # plain (unregistered) tensors: the ensemble is a view, built once per ladder
+        # plain (unregistered) attributes: the ensemble is a view, built once per ladder
         self.event_shape = energy.event_shape
         self.noise_conditional = energy.noise_conditional
         self.has_energy = energy.has_energy
-        self.betas = betas
-        self.n_replicas = betas.shape[0]
-        self.n_per_replica = n_per_replica
-        self._n = n
-        self._b_energy = b_row
-        self._b_event = b_event
-        self._c = c
-        self._inv_c = None if c is None else c.reciprocal()
-
-    def _check(self, t: Tensor) -> Tensor:
-        if t.shape[0] != self._n:
-            raise ebmflow.ConfigError(
-                f"{NAME}: the local sampler evaluated a batch of {t.shape[0]} chains; the "
-                f"tempered energy is defined on the {self.n_replicas} replicas × "
-                f"{self.n_per_replica} chains = {self._n} chains of the ensemble"
-            )
-        return t
-
-    # -- x <-> y = c x -------------------------------------------------------------------
-
-    def to_local(self, x: Tensor, score: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """(y, s_y) = (c x, s_k / c): a cached position and tempered score in the local
-        sampler's coordinates."""
-        if self._c is None:
-            return x, score
-        y = self._check(x) * self._c
-        return y, None if score is None else score * self._inv_c
-
-    def from_local(self, y: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
-        """(x, s_k) = (y / c, c s_y), the inverse of :meth:`to_local`."""
-        if self._c is None:
-            return y, score
-        return self._check(y) * self._inv_c, score * self._c
-
-    def moved_from_local(
-        self, y_new: Tensor, s_y_new: Tensor, x: Tensor, score: Tensor, y: Tensor, s_y: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Like :meth:`from_local` for the result of a local step from (x, s_k) = (y / c,
-        c s_y), by increments x + (y' − y) / c: a chain the step left in place keeps its
-        cached x and s_k bit for bit (no rounding through c and 1/c)."""
-        if self._c is None:
-            return y_new, s_y_new
-        return (torch.addcmul(x, y_new - y, self._inv_c),
-                torch.addcmul(score, s_y_new - s_y, self._c))
-
-    # -- the tempered energy -------------------------------------------------------------
+        self.coordinates = ReplicaCoordinates(betas, n_per_replica, event_shape,
+                                              scale_step_size)
 
     def forward(self, y: Tensor, sigma=None) -> Tensor:
-        x = self._check(y) if self._inv_c is None else self._check(y) * self._inv_c
+        coords = self.coordinates
+        x = coords.x_of(y)
         e = self.energy(x, sigma)
         if self.reference is None:
-            return self._b_energy * e
-        return torch.lerp(self.reference(x), e, self._b_energy)
+            return coords.beta_row * e
+        return torch.lerp(self.reference(x), e, coords.beta_row)
 
     def energy_and_score(self, y, sigma=None, *, create_graph=False):
-        x = self._check(y) if self._inv_c is None else self._check(y) * self._inv_c
+        coords = self.coordinates
+        x = coords.x_of(y)
         e, s = self.energy.energy_and_score(x, sigma, create_graph=create_graph)
         if self.reference is None:
             # s_y = β s / c = c s when scaled (c = √β): one multiplication
-            factor = self._b_event if self._c is None else self._c
-            return self._b_energy * e, factor * s
+            factor = coords.beta_event if coords.c is None else coords.c
+            return coords.beta_row * e, factor * s
         e_ref, s_ref = self.reference.energy_and_score(x, create_graph=create_graph)
-        e_k = torch.lerp(e_ref, e, self._b_energy)  # E_ref + β (E − E_ref)
-        s_k = torch.lerp(s_ref, s, self._b_event)
-        if self._inv_c is not None:
-            s_k = s_k * self._inv_c
+        e_k = torch.lerp(e_ref, e, coords.beta_row)  # E_ref + β (E − E_ref)
+        s_k = torch.lerp(s_ref, s, coords.beta_event)
+        if coords.inv_c is not None:
+            s_k = s_k * coords.inv_c
         return e_k, s_k
 
     def score(self, y, sigma=None):
@@ -348,9 +367,10 @@ class ParallelTempering(ebmflow.Sampler):
         stats = _stats_dtype(x.device)
         betas = self.betas.to(device=x.device, dtype=stats)
         tempered = self._tempered(energy, betas, x_all)
-        y, _ = tempered.to_local(x_all)
+        coords = tempered.coordinates
+        y, _ = coords.to_local(x_all)
         local = self._local(self.local_sampler.init, tempered, y, sigma_all)
-        x_all, score = tempered.from_local(local.x, local.score)
+        x_all, score = coords.from_local(local.x, local.score)
         ebmflow.check_finite(self.name, 0, local.energy, x_all)
         return TemperingState(
             x_all, local.energy, score, sigma_all, 0, None,
@@ -403,6 +423,17 @@ class ParallelTempering(ebmflow.Sampler):
         self._tempered_cache = (energy, betas, key, tempered)
         return tempered
 
+    def _coordinates(self, state: TemperingState) -> ReplicaCoordinates:
+        """The local sampler's coordinates of ``state``'s chains: the cached tempered
+        view's when it is of this ladder and batch (as after a step), else new ones."""
+        cached = self._tempered_cache
+        if (cached is not None and cached[1] is state.betas
+                and cached[2] == (state.x.dtype, state.x.shape)):
+            return cached[3].coordinates
+        return ReplicaCoordinates(state.betas.to(state.x.dtype),
+                                  state.x.shape[0] // self.n_replicas, state.x.shape[1:],
+                                  self.scale_step_size)
+
     def _local(self, fn: Callable[..., ebmflow.SamplerState], *args: Any):
         """Call the local sampler; its divergence errors are re-raised under this name."""
         try:
@@ -446,26 +477,38 @@ class ParallelTempering(ebmflow.Sampler):
     ) -> TemperingState:
         self._check_ensemble(state)
         tempered = self._tempered(energy, state.betas, state.x)
-        y, s_y = tempered.to_local(state.x, state.score)
-        local = self._local(self.local_sampler.step_and_adapt, tempered,
-                            state.local_state(y, s_y), generator)
-        x, score = tempered.moved_from_local(local.x, local.score, state.x, state.score, y, s_y)
+        coords = tempered.coordinates
+        y, s_y = coords.to_local(state.x, state.score)
+        local = self._local(self.local_sampler.step, tempered, state.local_state(y, s_y),
+                            generator)
+        x, score = coords.moved_from_local(local.x, local.score, state.x, state.score, y, s_y)
         e = local.energy
         ebmflow.check_finite(self.name, state.step, e, x)
         new = state.replace(x=x, energy=e, score=score, step=state.step + 1,
                             accept_prob=local.accept_prob, local_extras=dict(local.extras))
         if self.swap != "none":
             ref = None if self.reference is None else self.reference.energy_and_score(x)
-            new, ref = self._swap(state.step, tempered, new, ref, generator)
-            if new.step in self._round_ends:
-                new = self._adapt(new, ref)
+            new = self._swap(state.step, coords, new, ref, generator)
         return new
 
-    def _swap(self, step, tempered, state, ref, generator):
+    def adapt(self, state: TemperingState) -> TemperingState:
+        """The warm-up after the step that produced ``state``: the local sampler's own
+        (e.g. HMC's step size, on the local sampler's view of the chains), then, at the end
+        of an adaptation round, the ladder (module docstring)."""
+        if type(self.local_sampler).adapt is not ebmflow.Sampler.adapt:
+            y, s_y = self._coordinates(state).to_local(state.x, state.score)
+            local = self.local_sampler.adapt(
+                state.local_state(y, s_y).replace(accept_prob=state.accept_prob))
+            state = state.replace(local_extras=dict(local.extras))
+        if state.step in self._round_ends:
+            state = self._adapt_ladder(state)
+        return state
+
+    def _swap(self, step, coords, state, ref, generator):
         """Propose swaps between the pairs of this step's parity; move and re-temper the
-        cache of accepted ones. ``tempered`` is the step's :class:`TemperedEnsemble` (its
+        cache of accepted ones. ``coords`` is the step's :class:`ReplicaCoordinates` (its
         ladder in the chains' dtype and per-row β). Returns the new state (chains and swap
-        statistics) and the moved reference cache.
+        statistics).
 
         Written for few tensor operations, since on a cheap energy they, not E, set the
         cost of a step: the pairs (k, k + 1) of one parity are the consecutive replicas
@@ -477,9 +520,9 @@ class ParallelTempering(ebmflow.Sampler):
             parity = step % 2
         else:
             parity = int(torch.randint(2, (1,), generator=generator, device=x.device))
-        c = self._swap_constants(tempered.betas, parity, n_per)
+        c = self._swap_constants(coords.betas, parity, n_per)
         if c is None:  # no pair of this parity (R = 2, odd step)
-            return state, ref
+            return state
         n_pairs = c.weights.shape[0]
         rows = slice(parity * n_per, (parity + 2 * n_pairs) * n_per)
         # ΔE = (E_k − E_ref) / β_k, so log α = (β_k − β_{k+1}) (ΔE_k − ΔE_{k+1}) is a
@@ -496,7 +539,7 @@ class ParallelTempering(ebmflow.Sampler):
         shift = accept[:, None, :] * c.shifts  # (P, 2, B): +B for row k, −B for k + 1
         src = c.rows + torch.nn.functional.pad(shift.view(-1), c.padding)
         # the cache moves with the configurations, re-tempered by r = β_to / β_from
-        beta_event = tempered._b_event
+        beta_event = coords.beta_event
         r = beta_event / beta_event.index_select(0, src)
         x = x.index_select(0, src)
         if ref is not None:
@@ -513,7 +556,7 @@ class ParallelTempering(ebmflow.Sampler):
         cold.fill_(1.0)
         hot.abs_().neg_()  # 1 → −1; −1 and 0 stay
         return state.replace(x=x, energy=e, score=score, swap_stats=swap_stats,
-                             round_trips=round_trips, direction=direction), ref
+                             round_trips=round_trips, direction=direction)
 
     def _swap_constants(
         self, betas: Tensor, parity: int, n_per: int
@@ -527,10 +570,11 @@ class ParallelTempering(ebmflow.Sampler):
             cache[2][parity] = _SwapConstants.build(betas, parity, n_per)
         return cache[2][parity]
 
-    def _adapt(self, state: TemperingState, ref) -> TemperingState:
+    def _adapt_ladder(self, state: TemperingState) -> TemperingState:
         """End of an adaptation round: move the ladder toward equal rejection rates,
         re-temper the cache, restart the statistics."""
         betas, e, score = state.betas, state.energy, state.score
+        ref = None if self.reference is None else self.reference.energy_and_score(state.x)
         accepted, attempts = state.swap_stats
         if bool((attempts > 0).all()):
             new = _equalised_ladder(betas, 1.0 - accepted / attempts)
