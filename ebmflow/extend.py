@@ -12,7 +12,10 @@ Samplers
     chain to act on a batch; :func:`metropolis_accept`, :func:`select`, :func:`sum_squares`
     and :func:`row_dot` are the Metropolis–Hastings pieces; :func:`build_sampler` builds the
     sampler a component was given (object, name or config) with the caller's host;
-    ``Sampler.check_compatible`` checks an energy and a start before ``init``.
+    ``Sampler.check_compatible`` checks an energy and a start before ``init``;
+    :func:`run_chains` takes k steps of any sampler from a start and returns the chains at
+    the target with their mean acceptance (:class:`Chains`), as objectives drawing negative
+    samples need them.
 Nested components
     :func:`current_host` is the host to build a component given by name or config with
     (``current_host().create(kind, spec)``): the host building the component whose
@@ -62,6 +65,7 @@ from ebmflow.samplers.base import (
     gaussian_like,
     per_row,
 )
+from ebmflow.samplers.chains import Chains, run_chains
 from ebmflow.samplers.metropolis import metropolis_accept, row_dot, select, sum_squares
 from ebmflow.validation import check_interval, check_positive, check_positive_int
 
@@ -69,6 +73,7 @@ __all__ = [
     "ACTIVATIONS",
     "SIGMA_EMBEDDINGS",
     "SMALL_EVENT",
+    "Chains",
     "SigmaEmbedding",
     "base_tensor",
     "build_sampler",
@@ -92,6 +97,7 @@ __all__ = [
     "resolve_event_shape",
     "resolve_sigma",
     "row_dot",
+    "run_chains",
     "score_seed",
     "select",
     "sum_squares",

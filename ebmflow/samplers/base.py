@@ -259,12 +259,6 @@ class Sampler(Configurable):
 
     #: whether ``step`` needs energy values (MH samplers), not just scores.
     needs_energy: bool = False
-    #: whether ``step`` reads the energy and score it evaluates at the new position itself
-    #: (a Metropolis test does, for the reverse proposal). ULA does not: it only caches them
-    #: for the next step, so a caller taking a *last* step may give it an energy whose
-    #: ``energy_and_score`` returns ``(None, None)`` there and evaluate the network on the
-    #: final positions itself, batched with other inputs (the CD and JEM objectives do).
-    step_reads_new_score: bool = True
 
     @property
     def name(self) -> str:
@@ -303,8 +297,8 @@ class Sampler(Configurable):
         """The chains of ``state`` that sample the target energy itself, one per starting
         point given to :meth:`init`: the whole state for ordinary samplers. Ensemble
         samplers whose state holds more chains (parallel tempering's hotter replicas)
-        return the rows at the target. Objectives that step a sampler themselves (CD, PCD,
-        JEM) take their negatives from here."""
+        return the rows at the target. :func:`~ebmflow.samplers.chains.run_chains` (the
+        negatives of CD, PCD and JEM) takes its chains from here."""
         return state
 
     def check_compatible(self, energy: Energy, x: Tensor) -> None:

@@ -39,8 +39,6 @@ class Langevin(Sampler):
             into [low, high] (default ``None``: no clamping).
     """
 
-    step_reads_new_score = False
-
     def __init__(
         self,
         step_size: float = 0.01,
@@ -60,14 +58,24 @@ class Langevin(Sampler):
     def name(self) -> str:
         return "langevin"
 
-    def step(
-        self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
-    ) -> SamplerState:
+    def propose(
+        self, state: SamplerState, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The new positions x' = x + η s(x) + noise (clamped with ``clip``), from the
+        state's cached score, without evaluating anything at x'. :meth:`step` is this, then
+        the energy and score at x' (cached for the next step; ULA itself never reads them
+        in the step that makes them)."""
         noise = gaussian_like(state.x, generator)
         x = torch.add(state.x, state.score, alpha=self.step_size)
         x.add_(noise, alpha=self.noise_scale)
         if self.clip is not None:
             x.clamp_(*self.clip)
+        return x
+
+    def step(
+        self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
+    ) -> SamplerState:
+        x = self.propose(state, generator)
         e, s = energy.energy_and_score(x, state.sigma)
         check_finite(self.name, state.step, e, x)
         return SamplerState(x, e, s, state.sigma, state.step + 1)

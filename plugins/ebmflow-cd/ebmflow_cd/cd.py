@@ -36,6 +36,10 @@ whose θ-gradient is the negated CD estimate of the log-likelihood gradient, plu
   step is not a plain drift, and the term uses the ULA drift from x_{k−1} with that η as a
   surrogate of it. The paper's entropy term (nearest-neighbour estimate) is not included.
 
+The chains run through :func:`ebmflow.extend.run_chains` (k calls of the sampler's
+``step_and_adapt``, the chains at its target); with ULA and no KL term the last step does
+not evaluate the energy at the negatives, which the loss evaluates batched with the data.
+
 Both objectives report ``energy_gap`` (mean E(x⁺) − mean E(x⁻)), ``e_data``, ``e_neg``,
 ``l2`` and ``kl`` (the unweighted terms, when their weight is non-zero) and the sampler's
 ``acceptance_rate`` when it reports one. A non-finite loss raises
@@ -51,91 +55,11 @@ import torch
 from torch import Tensor
 
 import ebmflow
-from ebmflow.extend import score_seed
+from ebmflow.extend import run_chains
 
 
 def check_weight(owner: str, name: str, value: Any) -> float:
     return ebmflow.check_positive(owner, name, value, allow_zero=True)
-
-
-class _GraphKeeper(ebmflow.Energy):
-    """The energy as the sampler sees it, keeping the θ-graph of two evaluations.
-
-    A sampler evaluates E and ∇ₓE at the chain starts and at every new position; a CD loss
-    needs E_θ(x⁺) and E_θ(x⁻) with their graphs in θ. Computing ∇ₓE with
-    ``retain_graph=True`` keeps an evaluation's graph, so the loss can back-propagate
-    into θ through the first evaluation (``keep_first``: when the chains start at the data,
-    so the first evaluation is E(x⁺)) and the last one (``last``, set by the caller for
-    its last step: when the final positions are where it was made, for MH samplers when
-    the last proposals were all accepted) instead of running the network on them again;
-    the other evaluations free their graphs at once. With ``skip_last`` (a sampler that
-    does not read the new energy and score, ``Sampler.step_reads_new_score`` false: ULA)
-    the last step evaluates nothing; the loss then runs the network once on the final
-    positions (with the data, for PCD). A CD-k step with ULA costs k forward+backward
-    passes in x, one forward pass and one backward pass in θ, as a hand-written loop does.
-    The gradients are those of plain evaluations; parameters' ``.grad`` is not touched
-    while sampling (``torch.autograd.grad`` differentiates in x only).
-    """
-
-    def __init__(self, inner: ebmflow.Energy, keep_first: bool, skip_last: bool) -> None:
-        super().__init__()
-        self.inner = inner
-        self.keep_first = keep_first
-        self.skip_last = skip_last
-        self.event_shape = inner.event_shape
-        self.noise_conditional = inner.noise_conditional
-        self.has_energy = inner.has_energy
-        # (x, E_θ(x)) of the first and the last evaluation; a plain dict, so recording
-        # costs no nn.Module attribute bookkeeping
-        self.records: dict[str, tuple[Tensor, Tensor]] = {}
-        # set by the caller for its last step: keep that evaluation's graph (the final
-        # positions may be where it was made), or with skip_last evaluate nothing there
-        self.last = False
-
-    def forward(self, x: Tensor, sigma: Any = None) -> Tensor:
-        return self.inner(x, sigma)
-
-    def energy_and_score(
-        self, x: Tensor, sigma: Any = None, *, create_graph: bool = False
-    ) -> tuple[Tensor | None, Tensor]:
-        if create_graph or not self.has_energy:
-            return self.inner.energy_and_score(x, sigma, create_graph=create_graph)
-        if self.last and self.skip_last:
-            # the caller's last step with a sampler that reads neither this energy nor this
-            # score: nothing is evaluated (the state's energy and score are left empty) and
-            # the loss evaluates E_θ at the final positions, batched with the data
-            return None, None
-        records = self.records
-        keep_first = self.keep_first and "first" not in records
-        with torch.enable_grad():
-            inp = x.detach().requires_grad_(True)
-            energy = self.inner(inp, sigma)
-            # seeding the backward pass with −1 per sample yields the score −∇ₓE directly;
-            # only the graphs the loss may reuse outlive the gradient
-            (score,) = torch.autograd.grad(energy, inp, score_seed(energy),
-                                           retain_graph=keep_first or self.last)
-        if keep_first:
-            records["first"] = (x, energy)
-        if self.last:
-            records["last"] = (x, energy)
-        return energy.detach(), score
-
-    @staticmethod
-    def _match(record: tuple[Tensor, Tensor] | None, x: Tensor) -> Tensor | None:
-        if record is None:
-            return None
-        where, energy = record
-        if where is x or (where.shape == x.shape and torch.equal(where, x)):
-            return energy
-        return None
-
-    def first_energy(self, x: Tensor) -> Tensor | None:
-        """E_θ(x) with its graph if the first evaluation was at ``x``, else ``None``."""
-        return self._match(self.records.get("first"), x)
-
-    def last_energy(self, x: Tensor) -> Tensor | None:
-        """E_θ(x) with its graph if the last evaluation was at ``x``, else ``None``."""
-        return self._match(self.records.get("last"), x)
 
 
 class ContrastiveObjective(ebmflow.Objective):
@@ -205,40 +129,15 @@ class ContrastiveObjective(ebmflow.Objective):
         data = batch.detach()
         x0, token = self.chain_starts(data, generator)
         track = self.kl_weight > 0
-        # after the last ULA-type step nothing reads the energy or score at the final
-        # positions (the KL term does), so they are not evaluated there: k x-gradients in
-        # all, and the loss's forward pass on the negatives, as a hand loop takes
-        skip_last = not track and not self.sampler.step_reads_new_score
-        recorder = _GraphKeeper(energy, keep_first=x0 is data, skip_last=skip_last)
-        # k transitions of the sampler's BlackJAX-style init/step (what Sampler.run does,
-        # without the energy trace it keeps for diagnostics)
-        state = self.sampler.init(recorder, x0)
-        x_prev, accepted = x0, None
-        for i in range(self.k):
-            x_prev = state.x
-            recorder.last = i == self.k - 1
-            state = self.sampler.step_and_adapt(recorder, state, generator)
-            prob = self.sampler.target_state(state).accept_prob
-            if prob is not None:
-                accepted = prob.detach() if accepted is None else accepted + prob.detach()
-        # the chains at the target (parallel tempering's β = 1 replica, not the hot ones)
-        state = self.sampler.target_state(state)
-        x_neg = state.x.detach()
+        # the loss evaluates E(x⁻) itself; only the KL term reads the score there
+        chains = run_chains(self.sampler, energy, x0, self.k, generator=generator,
+                            evaluate_last=track)
+        x_neg = chains.x.detach()
         self.chains_done(x_neg, token, generator)
 
-        # E(x⁺) and E(x⁻) with their graphs in θ: reuse the sampler's evaluations at the
-        # chain starts (when they are the data) and at the final positions where it made
-        # them, and evaluate the network on the rest (one batched forward when both).
-        e_data = recorder.first_energy(data)
-        e_neg = recorder.last_energy(x_neg)
-        if e_data is None and e_neg is None:
-            energies = energy(torch.cat([batch, x_neg]))
-            e_data, e_neg = energies[: batch.shape[0]], energies[batch.shape[0]:]
-        elif e_data is None:
-            e_data = energy(batch)
-        elif e_neg is None:
-            e_neg = energy(x_neg)
-        del recorder  # frees the graphs kept for intermediate steps
+        # E(x⁺) and E(x⁻) with their graphs in θ, from one batched forward pass
+        energies = energy(torch.cat([batch, x_neg]))
+        e_data, e_neg = energies[: batch.shape[0]], energies[batch.shape[0]:]
         mean_data, mean_neg = e_data.mean(), e_neg.mean()
         loss = mean_data - mean_neg
         terms: dict[str, Tensor] = {"e_data": mean_data, "e_neg": mean_neg}
@@ -247,12 +146,12 @@ class ContrastiveObjective(ebmflow.Objective):
             loss = loss + self.alpha * l2
             terms["l2"] = l2
         if track:
-            kl = self._kl_term(energy, x_prev, state, e_neg)
+            kl = self._kl_term(energy, chains.previous, chains.state, e_neg)
             loss = loss + self.kl_weight * kl
             terms["kl"] = kl
 
-        if accepted is not None:
-            terms["acceptance_rate"] = (accepted.mean() / self.k).to(loss.dtype)
+        if chains.acceptance is not None:
+            terms["acceptance_rate"] = chains.acceptance.to(loss.dtype)
         values = torch.stack([loss.detach(), *(t.detach() for t in terms.values())]).tolist()
         if not math.isfinite(values[0]):
             shown = ", ".join(f"{k} = {v:.4g}" for k, v in zip(terms, values[1:]))

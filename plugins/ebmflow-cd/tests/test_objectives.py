@@ -184,12 +184,11 @@ def test_sampling_leaves_the_energys_parameter_gradients_alone(sampler):
 
 
 def test_negatives_are_detached_from_the_chain():
-    """The loss's graph holds plain evaluations of the 3-layer network and no
-    double-backward node, which a gradient through the chain's score terms would need:
-    the chain start's evaluation and one of the negatives (6 matrix products) when the
-    chains start at the data, else one batched evaluation of data and negatives (3)."""
+    """The loss's graph holds one plain, batched evaluation of the 3-layer network on data
+    and negatives (3 matrix products) and no double-backward node, which a gradient
+    through the chain's score terms would need."""
     energy = mlp()
-    for init_noise, products in ((0.0, 6), (0.1, 3)):
+    for init_noise, products in ((0.0, 3), (0.1, 3)):
         objective = ContrastiveDivergence(sampler=ebmflow.Langevin(0.05), k=4,
                                           init_noise=init_noise)
         out = objective(energy, batch(), generator=seeded(3))
@@ -285,6 +284,27 @@ def test_any_registered_sampler_runs_inside(host, name, sampler):
         assert "acceptance_rate" not in out.metrics
     else:
         assert 0.0 < out.metrics["acceptance_rate"] <= 1.0
+
+
+class RecordingHMC(ebmflow.HMC):
+    """HMC that records the step size each of its steps uses."""
+
+    def step(self, energy, state, generator=None):
+        self.used = [*getattr(self, "used", []), self.adaptation.step_size(state)]
+        return super().step(energy, state, generator)
+
+
+@pytest.mark.parametrize("name", ["cd", "pcd"])
+def test_hmc_warm_up_adapts_the_step_size_during_the_objectives_chains(host, name):
+    """The chains run through step_and_adapt: HMC's warm-up grows a step size so small that
+    every proposal is accepted (acceptance above the 0.8 target) within one training
+    step's k steps."""
+    sampler = RecordingHMC(step_size=1e-3, n_leapfrog=2, adapt_steps=8)
+    extra = {"event_shape": [2], "capacity": 64} if name == "pcd" else {}
+    objective = host.create("objective", name, sampler=sampler, k=8, **extra)
+    objective(mlp(), batch(), generator=seeded(0))
+    assert len(sampler.used) == 8
+    assert sampler.used[0] == pytest.approx(1e-3) and sampler.used[-1] > 1.1e-3
 
 
 @pytest.mark.parametrize("name", ["cd", "pcd"])

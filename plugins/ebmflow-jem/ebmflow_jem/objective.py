@@ -35,8 +35,8 @@ Negatives (``mode`` ``"joint"`` and ``"generative"``), per training step:
    chains target a sharpened p(x)^(2η/s²) and act as a noisy optimiser, as in the paper;
 3. write the chains back into the slots they came from.
 
-With a sampler that does not read the energy and score at its new position (ULA, the
-default), the last step evaluates nothing there: k gradient evaluations in x per training
+The chains run through :func:`ebmflow.extend.run_chains`; with ULA (the default) the last
+step evaluates nothing at the final positions: k gradient evaluations in x per training
 step, as in a hand-written JEM loop, and one forward pass of the classifier on x⁺ and x⁻
 together for the loss.
 
@@ -62,6 +62,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
+from ebmflow.extend import run_chains
 
 #: accepted values of ``mode``: what the loss trains.
 MODES = {
@@ -212,21 +213,13 @@ class JEM(ebmflow.Objective):
         x0, slots = self.buffer.sample(n, generator)
         if like is not None:
             x0 = x0.to(device=like.device, dtype=like.dtype)
-        state = self.sampler.init(energy, x0)
-        accepted = None
-        # a ULA-type last step reads neither the energy nor the score at its new positions:
-        # it evaluates nothing there, and the loss runs the classifier on x⁻ with the data
-        last = energy if self.sampler.step_reads_new_score else _NotEvaluated(energy)
-        for i in range(self.k):
-            state = self.sampler.step_and_adapt(last if i == self.k - 1 else energy, state,
-                                                generator)
-            prob = self.sampler.target_state(state).accept_prob
-            if prob is not None:
-                accepted = prob.detach() if accepted is None else accepted + prob.detach()
-        # the chains at the target (parallel tempering's β = 1 replica, not the hot ones)
-        x_neg = self.sampler.target_state(state).x.detach()
+        # the loss runs the classifier on x⁻ with the data, so the last step need not
+        # evaluate the energy there (ULA then skips it)
+        chains = run_chains(self.sampler, energy, x0, self.k,
+                                           generator=generator, evaluate_last=False)
+        x_neg = chains.x.detach()
         self.buffer.update(slots, x_neg)
-        return x_neg, None if accepted is None else accepted.mean() / self.k
+        return x_neg, chains.acceptance
 
     def forward(
         self, energy: ebmflow.Energy, batch: Any, *, generator: torch.Generator | None = None
@@ -285,19 +278,3 @@ class JEM(ebmflow.Objective):
             metrics["energy_gap"] = metrics["e_data"] - metrics["e_neg"]
         return ebmflow.ObjectiveOutput(loss, metrics)
 
-
-class _NotEvaluated(ebmflow.Energy):
-    """The energy of the negatives' last step with a sampler that reads neither the energy
-    nor the score at its new positions (ULA): ``energy_and_score`` evaluates nothing and
-    returns ``(None, None)`` (the sampler then checks the positions for finiteness)."""
-
-    def __init__(self, energy: ebmflow.Energy) -> None:
-        super().__init__()
-        self.__dict__.update(inner=energy, event_shape=energy.event_shape,
-                             noise_conditional=False, has_energy=True)
-
-    def forward(self, x: Tensor, sigma: Any = None) -> Tensor:
-        return self.inner(x, sigma)
-
-    def energy_and_score(self, x, sigma=None, *, create_graph=False):
-        return None, None

@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ParallelTempering": "ebmflow_tempering.parallel_tempering",
     "TemperingState": "ebmflow_tempering.parallel_tempering",
-    "geometric_ladder": "ebmflow_tempering.parallel_tempering",
+    "geometric_ladder": "ebmflow_tempering.ladder",
     "stepping_stone_log_z": "ebmflow_tempering.log_z",
     "SteppingStoneResult": "ebmflow_tempering.log_z",
 }

@@ -228,7 +228,7 @@ def stepping_stone_log_z(
 
     state = sampler.init(energy, reference.sample(n_chains, generator), sigma)
     for _ in range(burn_in):
-        state = sampler.step(energy, state, generator)
+        state = sampler.step_and_adapt(energy, state, generator)
     ladder = state.betas.to(torch.float64)
     gaps = (ladder[:-1] - ladder[1:])[:, None]  # β_{k−1} − β_k for the stones k = 1 … R−1
     log_max = torch.full((n_rep - 1, n_chains), -math.inf, dtype=torch.float64, device=device)
@@ -237,7 +237,7 @@ def stepping_stone_log_z(
     accept_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_kept = n_steps - burn_in
     for _ in range(n_kept):
-        state = sampler.step(energy, state, generator)
+        state = sampler.step_and_adapt(energy, state, generator)
         if state.accept_prob is not None:
             accept_sum += state.accept_prob.mean()
         delta = sampler.delta_energy(state).to(torch.float64)  # ΔE, (R, B)

@@ -46,6 +46,12 @@ s_k(x) = −∇ₓE_k(x) of each row's own target (the tempered values). One ste
        E_to = r E_from + (1 − r) E_ref,    s_to = r s_from + (1 − r) s_ref,
 
    so a swap costs no evaluation of E.
+
+``step`` is these two moves and nothing else: a fixed Markov kernel. The warm-up runs
+between steps in ``adapt`` (which runs, and objectives through
+:func:`ebmflow.extend.run_chains`, call by ``step_and_adapt``): the local sampler's own
+warm-up (e.g. HMC's step size), then
+
 3. Ladder adaptation (``adapt_steps`` > 0, Syed et al. 2021, Algorithm 4 in spirit). The
    warm-up is cut into rounds of doubling length ending at ``adapt_steps``. After each
    round the swap rejection rates r_k = 1 − ᾱ_k give the cumulative barrier
@@ -58,6 +64,12 @@ Diagnostics (:meth:`ParallelTempering.diagnostics`): the ladder, the acceptance 
 every pair (Rao–Blackwellised: the mean swap probability), and the round trips: a walker
 completes one when it returns to β = 1 after visiting β_min (Syed et al. measure a PT
 scheme by its round-trip rate).
+
+The pieces have modules of their own: :mod:`ebmflow_tempering.ladder` (the geometric
+ladder, its checks and its adaptation), :mod:`ebmflow_tempering.ensemble` (the per-row
+temperatures, the local coordinates and the tempered energy) and
+:mod:`ebmflow_tempering.swap` (the even–odd swap move); this module is the sampler that
+combines them.
 """
 
 from __future__ import annotations
@@ -65,20 +77,32 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
 
 import ebmflow
-from ebmflow.extend import current_host, per_row
+from ebmflow.extend import current_host
+from ebmflow_tempering.ensemble import (
+    ReplicaCoordinates,
+    TemperedEnsemble,
+    per_element,
+    retemper,
+)
+from ebmflow_tempering.ladder import (
+    adaptation_round_ends,
+    check_ladder,
+    equalised_ladder,
+    geometric_ladder,
+    stats_dtype,
+)
+from ebmflow_tempering.swap import SWAPS, EvenOddSwaps
 
 NAME = "parallel-tempering"
-SWAPS = ("deo", "seo", "none")
-#: shortest adaptation round, in steps (every pair is proposed on every other step).
-MIN_ROUND = 8
-#: floor of a pair's rejection rate in the ladder update, so that Λ increases strictly.
-MIN_REJECTION = 1e-3
+
+# the ladder and the tempered energy were defined here before they had modules of their own
+__all__ = ["ParallelTempering", "TemperedEnsemble", "TemperingState", "geometric_ladder"]
 
 
 @dataclass(frozen=True)
@@ -112,120 +136,6 @@ class TemperingState(ebmflow.SamplerState):
         coordinates) and this state's energies, step and ``local_extras``."""
         return ebmflow.SamplerState(x, self.energy, score, self.sigma, self.step, None,
                                     dict(self.local_extras))
-
-
-def geometric_ladder(n_replicas: int, beta_min: float) -> Tensor:
-    """β_k = β_min^(k / (R − 1)), k = 0 … R − 1: from 1 down to ``beta_min``, float64."""
-    k = torch.arange(n_replicas, dtype=torch.float64)
-    betas = torch.exp(k / (n_replicas - 1) * math.log(beta_min))
-    betas[0], betas[-1] = 1.0, beta_min
-    return betas
-
-
-class TemperedEnsemble(ebmflow.Energy):
-    """The energy the local sampler sees: row i of a batch of R·B chains is replica
-    k = ⌊i / B⌋ and gets E_k = E_ref + β_k (E − E_ref), from *one* evaluation of E (and of
-    E_ref) on the whole batch.
-
-    With ``scale_step_size`` the batch is in the coordinates y = c ⊙ x, c_k = √β_k, and
-    ``energy_and_score(y)`` returns (E_k(x), s_k(x) / c_k) at x = y / c (see the module
-    docstring). :meth:`to_local` and :meth:`from_local` map a cached (x, E_k, s_k) there and
-    back (:meth:`moved_from_local` after a step). A batch of any other size than R·B is
-    refused.
-    """
-
-    def __init__(
-        self,
-        energy: ebmflow.Energy,
-        reference: ebmflow.Energy | None,
-        betas: Tensor,
-        n_per_replica: int,
-        event_shape: Sequence[int],
-        scale_step_size: bool,
-    ) -> None:
-        super().__init__()
-        self.energy = energy
-        self.reference = reference
-        n = betas.shape[0] * n_per_replica
-        # per-row factors (R·B,) and, for the events, (R·B, *event): every product is one
-        # multiplication without reshaping the batch to (R, B, …)
-        b_row = betas.repeat_interleave(n_per_replica)
-        b_event = _per_element(b_row, event_shape)
-        c = b_event.sqrt() if scale_step_size else None
-        # plain (unregistered) tensors: the ensemble is a view, built once per ladder
-        self.event_shape = energy.event_shape
-        self.noise_conditional = energy.noise_conditional
-        self.has_energy = energy.has_energy
-        self.betas = betas
-        self.n_replicas = betas.shape[0]
-        self.n_per_replica = n_per_replica
-        self._n = n
-        self._b_energy = b_row
-        self._b_event = b_event
-        self._c = c
-        self._inv_c = None if c is None else c.reciprocal()
-
-    def _check(self, t: Tensor) -> Tensor:
-        if t.shape[0] != self._n:
-            raise ebmflow.ConfigError(
-                f"{NAME}: the local sampler evaluated a batch of {t.shape[0]} chains; the "
-                f"tempered energy is defined on the {self.n_replicas} replicas × "
-                f"{self.n_per_replica} chains = {self._n} chains of the ensemble"
-            )
-        return t
-
-    # -- x <-> y = c x -------------------------------------------------------------------
-
-    def to_local(self, x: Tensor, score: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """(y, s_y) = (c x, s_k / c): a cached position and tempered score in the local
-        sampler's coordinates."""
-        if self._c is None:
-            return x, score
-        y = self._check(x) * self._c
-        return y, None if score is None else score * self._inv_c
-
-    def from_local(self, y: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
-        """(x, s_k) = (y / c, c s_y), the inverse of :meth:`to_local`."""
-        if self._c is None:
-            return y, score
-        return self._check(y) * self._inv_c, score * self._c
-
-    def moved_from_local(
-        self, y_new: Tensor, s_y_new: Tensor, x: Tensor, score: Tensor, y: Tensor, s_y: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Like :meth:`from_local` for the result of a local step from (x, s_k) = (y / c,
-        c s_y), by increments x + (y' − y) / c: a chain the step left in place keeps its
-        cached x and s_k bit for bit (no rounding through c and 1/c)."""
-        if self._c is None:
-            return y_new, s_y_new
-        return (torch.addcmul(x, y_new - y, self._inv_c),
-                torch.addcmul(score, s_y_new - s_y, self._c))
-
-    # -- the tempered energy -------------------------------------------------------------
-
-    def forward(self, y: Tensor, sigma=None) -> Tensor:
-        x = self._check(y) if self._inv_c is None else self._check(y) * self._inv_c
-        e = self.energy(x, sigma)
-        if self.reference is None:
-            return self._b_energy * e
-        return torch.lerp(self.reference(x), e, self._b_energy)
-
-    def energy_and_score(self, y, sigma=None, *, create_graph=False):
-        x = self._check(y) if self._inv_c is None else self._check(y) * self._inv_c
-        e, s = self.energy.energy_and_score(x, sigma, create_graph=create_graph)
-        if self.reference is None:
-            # s_y = β s / c = c s when scaled (c = √β): one multiplication
-            factor = self._b_event if self._c is None else self._c
-            return self._b_energy * e, factor * s
-        e_ref, s_ref = self.reference.energy_and_score(x, create_graph=create_graph)
-        e_k = torch.lerp(e_ref, e, self._b_energy)  # E_ref + β (E − E_ref)
-        s_k = torch.lerp(s_ref, s, self._b_event)
-        if self._inv_c is not None:
-            s_k = s_k * self._inv_c
-        return e_k, s_k
-
-    def score(self, y, sigma=None):
-        return self.energy_and_score(y, sigma)[1]
 
 
 class ParallelTempering(ebmflow.Sampler):
@@ -274,7 +184,7 @@ class ParallelTempering(ebmflow.Sampler):
         reference: ebmflow.Energy | None = None,
         return_all: bool = False,
     ) -> None:
-        self.betas = _ladder(n_replicas, beta_min, betas)
+        self.betas = check_ladder(NAME, n_replicas, beta_min, betas)
         self.n_replicas = self.betas.shape[0]
         self.local_sampler = _local_sampler(local_sampler)
         if swap not in SWAPS:
@@ -317,17 +227,12 @@ class ParallelTempering(ebmflow.Sampler):
                 f"{NAME}: return_all must be True or False, got {return_all!r}"
             )
         self.return_all = return_all
-        ends, t = set(), self.adapt_steps
-        while t >= MIN_ROUND:
-            ends.add(t)
-            t //= 2
-        if self.adapt_steps:
-            ends.add(self.adapt_steps)
-        self._round_ends = tuple(sorted(ends))
+        self._round_ends = adaptation_round_ends(self.adapt_steps)
         # reused between steps, not part of the config: the tempered view of the last
-        # (energy, ladder, dtype, batch shape) and the swap constants of the last ladder
+        # (energy, ladder, dtype, batch shape), and the swap move with the constants of the
+        # last ladder
         self._tempered_cache: tuple[Any, Tensor, Any, TemperedEnsemble] | None = None
-        self._swap_cache: tuple[Tensor, int, dict[int, _SwapConstants | None]] | None = None
+        self._swaps = None if swap == "none" else EvenOddSwaps(swap)
 
     @property
     def name(self) -> str:
@@ -345,12 +250,13 @@ class ParallelTempering(ebmflow.Sampler):
         x_all = x.detach().repeat(n_rep, *(1,) * (x.ndim - 1))
         sigma_t = ebmflow.broadcast_sigma(sigma, x)
         sigma_all = None if sigma_t is None else sigma_t.repeat(n_rep)
-        stats = _stats_dtype(x.device)
+        stats = stats_dtype(x.device)
         betas = self.betas.to(device=x.device, dtype=stats)
         tempered = self._tempered(energy, betas, x_all)
-        y, _ = tempered.to_local(x_all)
+        coords = tempered.coordinates
+        y, _ = coords.to_local(x_all)
         local = self._local(self.local_sampler.init, tempered, y, sigma_all)
-        x_all, score = tempered.from_local(local.x, local.score)
+        x_all, score = coords.from_local(local.x, local.score)
         ebmflow.check_finite(self.name, 0, local.energy, x_all)
         return TemperingState(
             x_all, local.energy, score, sigma_all, 0, None,
@@ -399,9 +305,20 @@ class ParallelTempering(ebmflow.Sampler):
             return cached[3]
         tempered = TemperedEnsemble(energy, self.reference, betas.to(x.dtype),
                                     x.shape[0] // self.n_replicas, x.shape[1:],
-                                    self.scale_step_size)
+                                    self.scale_step_size, NAME)
         self._tempered_cache = (energy, betas, key, tempered)
         return tempered
+
+    def _coordinates(self, state: TemperingState) -> ReplicaCoordinates:
+        """The local sampler's coordinates of ``state``'s chains: the cached tempered
+        view's when it is of this ladder and batch (as after a step), else new ones."""
+        cached = self._tempered_cache
+        if (cached is not None and cached[1] is state.betas
+                and cached[2] == (state.x.dtype, state.x.shape)):
+            return cached[3].coordinates
+        return ReplicaCoordinates(state.betas.to(state.x.dtype),
+                                  state.x.shape[0] // self.n_replicas, state.x.shape[1:],
+                                  self.scale_step_size, NAME)
 
     def _local(self, fn: Callable[..., ebmflow.SamplerState], *args: Any):
         """Call the local sampler; its divergence errors are re-raised under this name."""
@@ -446,96 +363,43 @@ class ParallelTempering(ebmflow.Sampler):
     ) -> TemperingState:
         self._check_ensemble(state)
         tempered = self._tempered(energy, state.betas, state.x)
-        y, s_y = tempered.to_local(state.x, state.score)
-        local = self._local(self.local_sampler.step_and_adapt, tempered,
-                            state.local_state(y, s_y), generator)
-        x, score = tempered.moved_from_local(local.x, local.score, state.x, state.score, y, s_y)
+        coords = tempered.coordinates
+        y, s_y = coords.to_local(state.x, state.score)
+        local = self._local(self.local_sampler.step, tempered, state.local_state(y, s_y),
+                            generator)
+        x, score = coords.moved_from_local(local.x, local.score, state.x, state.score, y, s_y)
         e = local.energy
         ebmflow.check_finite(self.name, state.step, e, x)
         new = state.replace(x=x, energy=e, score=score, step=state.step + 1,
                             accept_prob=local.accept_prob, local_extras=dict(local.extras))
-        if self.swap != "none":
+        if self._swaps is not None:
             ref = None if self.reference is None else self.reference.energy_and_score(x)
-            new, ref = self._swap(state.step, tempered, new, ref, generator)
-            if new.step in self._round_ends:
-                new = self._adapt(new, ref)
+            new = self._swaps(state.step, coords, new, ref, generator)
         return new
 
-    def _swap(self, step, tempered, state, ref, generator):
-        """Propose swaps between the pairs of this step's parity; move and re-temper the
-        cache of accepted ones. ``tempered`` is the step's :class:`TemperedEnsemble` (its
-        ladder in the chains' dtype and per-row β). Returns the new state (chains and swap
-        statistics) and the moved reference cache.
+    def adapt(self, state: TemperingState) -> TemperingState:
+        """The warm-up after the step that produced ``state``: the local sampler's own
+        (e.g. HMC's step size, on the local sampler's view of the chains), then, at the end
+        of an adaptation round, the ladder (module docstring)."""
+        if type(self.local_sampler).adapt is not ebmflow.Sampler.adapt:
+            y, s_y = self._coordinates(state).to_local(state.x, state.score)
+            local = self.local_sampler.adapt(
+                state.local_state(y, s_y).replace(accept_prob=state.accept_prob))
+            state = state.replace(local_extras=dict(local.extras))
+        if state.step in self._round_ends:
+            state = self._adapt_ladder(state)
+        return state
 
-        Written for few tensor operations, since on a cheap energy they, not E, set the
-        cost of a step: the pairs (k, k + 1) of one parity are the consecutive replicas
-        parity … parity + 2P − 1, viewed as (P, 2, B) without copying."""
-        x, e, score = state.x, state.energy, state.score
-        n_rep = self.n_replicas
-        n_per = x.shape[0] // n_rep
-        if self.swap == "deo":
-            parity = step % 2
-        else:
-            parity = int(torch.randint(2, (1,), generator=generator, device=x.device))
-        c = self._swap_constants(tempered.betas, parity, n_per)
-        if c is None:  # no pair of this parity (R = 2, odd step)
-            return state, ref
-        n_pairs = c.weights.shape[0]
-        rows = slice(parity * n_per, (parity + 2 * n_pairs) * n_per)
-        # ΔE = (E_k − E_ref) / β_k, so log α = (β_k − β_{k+1}) (ΔE_k − ΔE_{k+1}) is a
-        # weighted sum over the pair axis: weights (β_k − β_{k+1}) (1/β_k, −1/β_{k+1})
-        pair_e = e[rows] if ref is None else e[rows] - ref[0][rows]
-        pair_e = pair_e.view(n_pairs, 2, n_per)
-        log_alpha = torch.addcmul(pair_e[:, 0] * c.weights[:, 0], pair_e[:, 1], c.weights[:, 1])
-        # Metropolis without the NaN reduction: E was checked finite by the step (and the
-        # reference is closed form); a swap never proposes a new energy
-        prob = log_alpha.clamp_(max=0.0).exp_()
-        accept = torch.rand(prob.shape, generator=generator, device=prob.device,
-                            dtype=prob.dtype) < prob
-        # src[i]: the row whose configuration row i takes (accepted pairs exchange theirs)
-        shift = accept[:, None, :] * c.shifts  # (P, 2, B): +B for row k, −B for k + 1
-        src = c.rows + torch.nn.functional.pad(shift.view(-1), c.padding)
-        # the cache moves with the configurations, re-tempered by r = β_to / β_from
-        beta_event = tempered._b_event
-        r = beta_event / beta_event.index_select(0, src)
-        x = x.index_select(0, src)
-        if ref is not None:
-            ref = (ref[0].index_select(0, src), ref[1].index_select(0, src))
-        e, score = _retemper(r, e.index_select(0, src), score.index_select(0, src), ref)
-        # statistics: per-pair mean swap probability and attempts, round trips of walkers
-        increments = torch.stack((prob.mean(dim=1), c.ones))  # (2, P), promoted to float64
-        swap_stats = state.swap_stats.index_add(1, c.pairs, increments)
-        # direction: 1 = left β = 1 last, −1 = has reached β_min since, 0 = neither yet
-        # (a walker arriving at β = 1 with −1 completes a round trip: counted as −min(d, 0))
-        direction = state.direction.index_select(0, src)
-        cold, hot = direction[:n_per], direction[-n_per:]
-        round_trips = state.round_trips - cold.clamp(max=0.0)
-        cold.fill_(1.0)
-        hot.abs_().neg_()  # 1 → −1; −1 and 0 stay
-        return state.replace(x=x, energy=e, score=score, swap_stats=swap_stats,
-                             round_trips=round_trips, direction=direction), ref
-
-    def _swap_constants(
-        self, betas: Tensor, parity: int, n_per: int
-    ) -> _SwapConstants | None:
-        """Per ladder and parity (``None`` when it has no pair), kept until the ladder
-        tensor or the number of chains changes."""
-        cache = self._swap_cache
-        if cache is None or cache[0] is not betas or cache[1] != n_per:
-            cache = self._swap_cache = (betas, n_per, {})
-        if parity not in cache[2]:
-            cache[2][parity] = _SwapConstants.build(betas, parity, n_per)
-        return cache[2][parity]
-
-    def _adapt(self, state: TemperingState, ref) -> TemperingState:
+    def _adapt_ladder(self, state: TemperingState) -> TemperingState:
         """End of an adaptation round: move the ladder toward equal rejection rates,
         re-temper the cache, restart the statistics."""
         betas, e, score = state.betas, state.energy, state.score
+        ref = None if self.reference is None else self.reference.energy_and_score(state.x)
         accepted, attempts = state.swap_stats
         if bool((attempts > 0).all()):
-            new = _equalised_ladder(betas, 1.0 - accepted / attempts)
+            new = equalised_ladder(betas, 1.0 - accepted / attempts)
             r = (new / betas).to(e.dtype).repeat_interleave(e.shape[0] // self.n_replicas)
-            e, score = _retemper(_per_element(r, score.shape[1:]), e, score, ref)
+            e, score = retemper(per_element(r, score.shape[1:]), e, score, ref)
             betas = new
         return state.replace(
             energy=e, score=score, betas=betas,
@@ -623,47 +487,6 @@ class ParallelTempering(ebmflow.Sampler):
 # -- argument checks -------------------------------------------------------------------------
 
 
-def _ladder(n_replicas: Any, beta_min: Any, betas: Any) -> Tensor:
-    if n_replicas is not None:
-        n_replicas = ebmflow.check_positive_int(NAME, "n_replicas", n_replicas, minimum=2)
-    if beta_min is not None:
-        ok = (isinstance(beta_min, (int, float)) and not isinstance(beta_min, bool)
-              and 0.0 < beta_min < 1.0)
-        if not ok:
-            raise ebmflow.ConfigError(
-                f"{NAME}: beta_min must be a number in (0, 1) (the hottest inverse "
-                f"temperature), got {beta_min!r}"
-            )
-        beta_min = float(beta_min)
-    if betas is None:
-        return geometric_ladder(8 if n_replicas is None else n_replicas,
-                                0.05 if beta_min is None else beta_min)
-    accepted = ("a sequence of at least 2 inverse temperatures starting at 1 and strictly "
-                "decreasing to a value > 0, e.g. [1.0, 0.5, 0.25]")
-    try:
-        ladder = torch.as_tensor(betas, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError):
-        ladder = None
-    if (
-        isinstance(betas, (str, bytes)) or ladder is None or ladder.ndim != 1
-        or ladder.numel() < 2 or not bool(torch.isfinite(ladder).all())
-        or float(ladder[0]) != 1.0 or not bool((ladder[1:] < ladder[:-1]).all())
-        or float(ladder[-1]) <= 0.0
-    ):
-        raise ebmflow.ConfigError(f"{NAME}: betas must be {accepted}; got {betas!r}")
-    if n_replicas is not None and n_replicas != ladder.numel():
-        raise ebmflow.ConfigError(
-            f"{NAME}: n_replicas={n_replicas} but betas has {ladder.numel()} entries; give "
-            "one of them, or make them agree"
-        )
-    if beta_min is not None and not math.isclose(beta_min, float(ladder[-1])):
-        raise ebmflow.ConfigError(
-            f"{NAME}: beta_min={beta_min} but betas ends at {float(ladder[-1])}; give one "
-            "of them, or make them agree"
-        )
-    return ladder.clone()
-
-
 def _local_sampler(local: Any) -> ebmflow.Sampler:
     if isinstance(local, (str, Mapping)):
         local = current_host().create("sampler", local)
@@ -678,77 +501,3 @@ def _local_sampler(local: Any) -> ebmflow.Sampler:
             "such as 'mala', 'langevin' or 'hmc'"
         )
     return local
-
-
-class _SwapConstants(NamedTuple):
-    """What the swaps of one parity need besides the chains, for a ladder of R replicas
-    and B chains per replica: P = ⌊(R − parity) / 2⌋ pairs (k, k + 1), k = parity + 2j."""
-
-    weights: Tensor  # (P, 2, 1): (β_k − β_{k+1}) · (1/β_k, −1/β_{k+1})
-    rows: Tensor  # (R·B,) long: 0 … R·B − 1
-    shifts: Tensor  # (1, 2, 1) long: (B, −B), row offsets of an exchange
-    padding: tuple[int, int]  # rows before and after the pairs' block
-    pairs: Tensor  # (P,) long: the pairs' columns in swap_stats (k)
-    ones: Tensor  # (P,) in the statistics' dtype: one attempt per pair
-
-    @classmethod
-    def build(cls, betas: Tensor, parity: int, n_per: int) -> _SwapConstants | None:
-        n_rep = betas.shape[0]
-        n_pairs = (n_rep - parity) // 2
-        if n_pairs == 0:
-            return None
-        lo, hi = betas[parity:parity + 2 * n_pairs:2], betas[parity + 1:parity + 2 * n_pairs:2]
-        weights = torch.stack((1.0 / lo, -1.0 / hi), dim=1) * (lo - hi)[:, None]
-        pairs = torch.arange(parity, parity + 2 * n_pairs, 2, device=betas.device)
-        after = n_rep - parity - 2 * n_pairs
-        device = betas.device
-        return cls(weights[:, :, None], torch.arange(n_rep * n_per, device=device),
-                   torch.tensor([n_per, -n_per], device=device).view(1, 2, 1),
-                   (parity * n_per, after * n_per), pairs,
-                   torch.ones(n_pairs, dtype=_stats_dtype(device), device=device))
-
-
-#: events with at most this many numbers get per-row factors materialised at the batch's
-#: full shape (``per_row``): a product broadcast over a short inner dimension runs an
-#: unvectorised loop per row. Larger events broadcast efficiently, and a full copy would
-#: cost a batch of memory.
-SMALL_EVENT = 256
-
-
-def _per_element(row: Tensor, event_shape: Sequence[int]) -> Tensor:
-    """A per-row factor (N,) shaped to multiply a batch (N, *event_shape)."""
-    return per_row(row, event_shape, small_event=SMALL_EVENT)
-
-
-def _retemper(
-    r: Tensor, e: Tensor, score: Tensor, ref: tuple[Tensor, Tensor] | None
-) -> tuple[Tensor, Tensor]:
-    """Move cached (E_from, s_from) of R·B chains to new temperatures, with r = β_to / β_from
-    per chain, shaped by :func:`_per_element` for the scores: E_to = r E_from + (1 − r) E_ref,
-    s_to likewise."""
-    r_row = r.view(r.shape[0], -1)[:, 0]
-    if ref is None:
-        return r_row * e, r * score
-    return torch.lerp(ref[0], e, r_row), torch.lerp(ref[1], score, r)
-
-
-def _stats_dtype(device: torch.device) -> torch.dtype:
-    """float64 for the ladder and the statistics, where the device has it."""
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
-def _equalised_ladder(betas: Tensor, rejection: Tensor) -> Tensor:
-    """The ladder with equal shares of the cumulative barrier Λ between neighbours.
-
-    Λ_k = Σ_{j<k} max(r_j, MIN_REJECTION) at u_k = −log β_k, linear in between; the new
-    u_k = Λ⁻¹(k Λ_{R−1} / (R − 1)). β_0 = 1 and β_{R−1} stay where they are.
-    """
-    n = betas.shape[0]
-    u = -betas.log()
-    lam = torch.cat([rejection.new_zeros(1), rejection.clamp(min=MIN_REJECTION).cumsum(0)])
-    target = torch.linspace(0.0, float(lam[-1]), n, dtype=lam.dtype, device=lam.device)
-    idx = torch.searchsorted(lam, target).clamp(1, n - 1)
-    w = (target - lam[idx - 1]) / (lam[idx] - lam[idx - 1])
-    new = torch.exp(-(u[idx - 1] + w * (u[idx] - u[idx - 1])))
-    new[0], new[-1] = 1.0, betas[-1]
-    return new

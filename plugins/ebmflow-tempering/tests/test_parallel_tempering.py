@@ -263,6 +263,21 @@ def test_adaptation_equalises_swap_rates_then_freezes_the_ladder():
     assert all(a > b for a, b in zip(ladder, ladder[1:]))
 
 
+
+def test_step_is_a_fixed_kernel_and_the_ladder_moves_only_in_adapt():
+    energy = ebmflow.GaussianEnergy(mean=[0.0] * 5, std=1.0)
+    sampler = ParallelTempering(betas=[1.0, 0.9, 0.8, 0.1, 0.05, 0.01], adapt_steps=16,
+                                local_sampler={"name": "mala", "step_size": 0.5})
+    start = sampler.init(energy, torch.randn(50, 5, generator=seeded(15)))
+    stepped, adapted = start, start
+    gen_a, gen_b = seeded(16), seeded(16)
+    for _ in range(16):
+        stepped = sampler.step(energy, stepped, gen_a)
+        adapted = sampler.step_and_adapt(energy, adapted, gen_b)
+    assert torch.equal(stepped.betas, start.betas)  # 16 steps of the kernel alone
+    assert not torch.equal(adapted.betas, start.betas)  # rounds ended at steps 8 and 16
+    assert float(adapted.swap_stats[1].sum()) == 0  # statistics restart with a new ladder
+
 # -- the Sampler contract ---------------------------------------------------------------------
 
 
@@ -486,8 +501,12 @@ def test_the_state_is_typed_with_the_local_samplers_state_as_a_field():
     assert isinstance(state, TemperingState) and state.extras == {}
     assert state.betas.shape == (3,) and state.swap_stats.shape == (2, 2)
     assert set(state.local_extras) == {"log_step_size"}
-    new = sampler.step(energy, state, seeded(31))
-    # the local HMC warms up inside the ensemble: its step size moved, in the typed field
+    # step is a fixed kernel; the local HMC warms up in the ensemble's adapt: its step size
+    # moved, in the typed field
+    stepped = sampler.step(energy, state, seeded(31))
+    assert torch.equal(stepped.local_extras["log_step_size"],
+                       state.local_extras["log_step_size"])
+    new = sampler.step_and_adapt(energy, state, seeded(31))
     assert not torch.equal(new.local_extras["log_step_size"], state.local_extras["log_step_size"])
     assert sampler.diagnostics(new)["local_step_size"] == pytest.approx(
         math.exp(float(new.local_extras["log_step_size"])))
