@@ -242,7 +242,7 @@ def compile_energy(energy: Energy, mode: bool | str = True) -> Energy:
         if energy.mode == resolved:
             return energy
         energy = energy.energy
-    param = next(energy.parameters(), None)
+    param: Tensor | None = next(energy.parameters(), None)
     if param is None:
         param = next(energy.buffers(), None)
     if param is not None:
@@ -328,7 +328,7 @@ class Sampler(Configurable):
                 f"{type(energy).__name__} is score-only; use 'langevin' or "
                 "'annealed-langevin', or give the model an energy"
             )
-        param = next(energy.parameters(), None)
+        param: Tensor | None = next(energy.parameters(), None)
         if param is None:
             param = next(energy.buffers(), None)
         if param is not None and (param.device != x.device or (
@@ -418,7 +418,7 @@ class Sampler(Configurable):
                 trace[i] = e.sum()
             if state.accept_prob is not None:
                 accept_sum += state.accept_prob
-            if thin is not None and (i + 1) % thin == 0:
+            if trajectory is not None and thin is not None and (i + 1) % thin == 0:
                 trajectory[(i + 1) // thin - 1] = state.x
             if callback is not None:
                 callback(state)

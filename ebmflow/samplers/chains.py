@@ -83,13 +83,13 @@ def run_chains(
     state = sampler.init(energy, x0, sigma)
     # the last step moves without evaluating only for the core ULA itself: a subclass may
     # read the new score in its step or warm-up
-    skip_last = not evaluate_last and type(sampler) is Langevin
+    ula = sampler if not evaluate_last and type(sampler) is Langevin else None
     accepted = None
     target = sampler.target_state(state)
     for i in range(n_steps):
         previous = target.x
-        if skip_last and i == n_steps - 1:
-            state = sampler.adapt(_move_only(sampler, state, generator))
+        if ula is not None and i == n_steps - 1:
+            state = sampler.adapt(_move_only(ula, state, generator))
         else:
             state = sampler.step_and_adapt(energy, state, generator)
         target = sampler.target_state(state)
@@ -104,5 +104,6 @@ def _move_only(sampler: Langevin, state: SamplerState, generator: Any) -> Sample
     """ULA's step without the evaluation at the new positions (nothing reads it)."""
     x = sampler.propose(state, generator)
     check_finite(sampler.name, state.step, None, x)
-    return SamplerState(x, None, None, state.sigma, state.step + 1)
+    # the one state whose score is empty, as Chains.state documents: nothing reads it
+    return SamplerState(x, None, None, state.sigma, state.step + 1)  # type: ignore[arg-type]
 

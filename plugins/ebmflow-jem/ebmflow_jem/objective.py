@@ -241,7 +241,7 @@ class JEM(ebmflow.Objective):
             logits_pos = energy.logits(x_pos)
         terms: dict[str, Tensor] = {}
         loss = logits_pos.new_zeros(())
-        if classify:
+        if classify and y is not None:  # _split demands labels whenever the mode classifies
             ce = torch.nn.functional.cross_entropy(logits_pos, y)
             loss = loss + self.clf_weight * ce
             terms["ce"] = ce

@@ -11,6 +11,7 @@ temperatures without evaluating E.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import overload
 
 import torch
 from torch import Tensor
@@ -76,17 +77,22 @@ class ReplicaCoordinates:
             )
         return t
 
+    @overload
+    def to_local(self, x: Tensor, score: Tensor) -> tuple[Tensor, Tensor]: ...
+    @overload
+    def to_local(self, x: Tensor, score: None = None) -> tuple[Tensor, None]: ...
+
     def to_local(self, x: Tensor, score: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """(y, s_y) = (c x, s_k / c): a cached position and tempered score in the local
         sampler's coordinates."""
-        if self.c is None:
+        if self.c is None or self.inv_c is None:
             return x, score
         y = self.check(x) * self.c
         return y, None if score is None else score * self.inv_c
 
     def from_local(self, y: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
         """(x, s_k) = (y / c, c s_y), the inverse of :meth:`to_local`."""
-        if self.c is None:
+        if self.c is None or self.inv_c is None:
             return y, score
         return self.check(y) * self.inv_c, score * self.c
 
@@ -96,7 +102,7 @@ class ReplicaCoordinates:
         """Like :meth:`from_local` for the result of a local step from (x, s_k) = (y / c,
         c s_y), by increments x + (y' − y) / c: a chain the step left in place keeps its
         cached x and s_k bit for bit (no rounding through c and 1/c)."""
-        if self.c is None:
+        if self.c is None or self.inv_c is None:
             return y_new, s_y_new
         return (torch.addcmul(x, y_new - y, self.inv_c),
                 torch.addcmul(score, s_y_new - s_y, self.c))

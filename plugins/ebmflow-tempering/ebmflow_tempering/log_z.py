@@ -218,10 +218,10 @@ def stepping_stone_log_z(
         base_tensor(OWNER, "base_mean", base_mean, shape, dtype, device),
         base_tensor(OWNER, "base_std", base_std, shape, dtype, device),
     )
-    if betas is not None:
-        n_replicas = beta_min = None  # the explicit ladder decides
+    explicit = betas is not None  # an explicit ladder decides the replicas
     sampler = ParallelTempering(
-        n_replicas=n_replicas, beta_min=beta_min, betas=betas, local_sampler=local_sampler,
+        n_replicas=None if explicit else n_replicas, beta_min=None if explicit else beta_min,
+        betas=betas, local_sampler=local_sampler,
         swap=swap, adapt_steps=adapt_steps, reference=reference,
     )
     n_rep = sampler.n_replicas

@@ -125,10 +125,10 @@ class TemperingState(ebmflow.SamplerState):
             ``scale_step_size``), rebuilt from them at every step, so they have one source.
     """
 
-    betas: Tensor | None = None
-    swap_stats: Tensor | None = None
-    round_trips: Tensor | None = None
-    direction: Tensor | None = None
+    betas: Tensor = field(kw_only=True)
+    swap_stats: Tensor = field(kw_only=True)
+    round_trips: Tensor = field(kw_only=True)
+    direction: Tensor = field(kw_only=True)
     local_extras: Mapping[str, Tensor] = field(default_factory=dict)
 
     def local_state(self, x: Tensor, score: Tensor) -> ebmflow.SamplerState:
