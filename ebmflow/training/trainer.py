@@ -9,15 +9,10 @@ One training step, for the batch ``x`` of step ``i`` (``i`` = 0, 1, …):
     θ    = optimizer step(θ, g, lr_i)
     θ̄    = d · θ̄ + (1 − d) · θ  (with ``ema=d``)
 
-The parts live in their own modules of :mod:`ebmflow.training`: argument checks
-(:mod:`~ebmflow.training.arguments`), batches and randomness
-(:mod:`~ebmflow.training.batches`), optimizers and schedules
-(:mod:`~ebmflow.training.optim`), torchrun's collectives
-(:mod:`~ebmflow.training.distributed`), NaN/inf checks (:mod:`~ebmflow.training.monitor`),
-log records (:mod:`~ebmflow.training.log`), the checkpoint's training state
-(:mod:`~ebmflow.training.state`) and run files (:mod:`~ebmflow.training.run_config`). This
-module holds the loop that ties them together, and :func:`build`, which turns a run file
-into a Trainer.
+The parts (argument checks, batches, optimizers and schedules, torchrun's collectives,
+NaN/inf checks, log records, the checkpoint's training state, run files) live in their own
+modules of :mod:`ebmflow.training`, listed there. This module holds the loop that ties them
+together, and :func:`build`, which turns a run file into a Trainer.
 """
 
 from __future__ import annotations
@@ -30,11 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ebmflow.checkpoint import (
-    WEIGHTS_FILE,
-    load,
-    resolve,
-)
+from ebmflow.checkpoint import WEIGHTS_FILE, load, resolve
 from ebmflow.energy import Energy
 from ebmflow.errors import CheckpointError, ConfigError, EbmflowError, first_line, is_out_of_memory
 from ebmflow.objective import Objective
