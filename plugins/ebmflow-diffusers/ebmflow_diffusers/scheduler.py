@@ -57,6 +57,7 @@ import ebmflow
 from ebmflow_diffusers import corrector as _corrector
 from ebmflow_diffusers.predictor import ancestral_std, dynamic_threshold
 from ebmflow_diffusers.schedule import (
+    alphas_cumprod_at,
     output_from_score,
     score_from_output,
     split_output,
@@ -494,22 +495,18 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
 
     def add_noise(self, original_samples: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         """x_t = a x₀ + v ε (VP: √ᾱ_t x₀ + √(1 − ᾱ_t) ε; VE: x₀ + σ ε, timesteps being σ)."""
-        view = (-1,) + (1,) * (original_samples.ndim - 1)
-        timesteps = timesteps.to(original_samples.device)
         if self.config.schedule == "ve":
-            sigma = timesteps.to(original_samples.dtype).reshape(view)
+            view = (-1,) + (1,) * (original_samples.ndim - 1)
+            sigma = timesteps.to(original_samples.device, original_samples.dtype).reshape(view)
             return original_samples + sigma * noise
-        ac = self.alphas_cumprod.to(device=original_samples.device, dtype=original_samples.dtype)
-        ac_t = ac[timesteps].flatten().reshape(view)
+        ac_t = alphas_cumprod_at(self.alphas_cumprod, timesteps, original_samples)
         return ac_t**0.5 * original_samples + (1 - ac_t) ** 0.5 * noise
 
     def get_velocity(self, sample: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         """v = √ᾱ_t ε − √(1 − ᾱ_t) x₀ (VP only)."""
         if self.config.schedule == "ve":
             raise fail("v-prediction targets exist for VP schedules only")
-        view = (-1,) + (1,) * (sample.ndim - 1)
-        ac = self.alphas_cumprod.to(device=sample.device, dtype=sample.dtype)
-        ac_t = ac[timesteps.to(sample.device)].flatten().reshape(view)
+        ac_t = alphas_cumprod_at(self.alphas_cumprod, timesteps, sample)
         return ac_t**0.5 * noise - (1 - ac_t) ** 0.5 * sample
 
     def __len__(self) -> int:
