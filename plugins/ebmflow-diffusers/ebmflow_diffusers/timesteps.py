@@ -22,8 +22,8 @@ def spaced_timesteps(n: Any, total: int, spacing: str, steps_offset: int) -> np.
     if spacing == "linspace":
         return np.linspace(0, total - 1, n).round()[::-1].copy().astype(np.int64)
     if spacing == "leading":
-        ratio = total // n
-        steps = (np.arange(0, n) * ratio).round()[::-1].copy().astype(np.int64)
+        stride = total // n
+        steps = (np.arange(0, n) * stride).round()[::-1].copy().astype(np.int64)
         return steps + steps_offset
     ratio = total / n
     return np.round(np.arange(total, 0, -ratio)).astype(np.int64) - 1
