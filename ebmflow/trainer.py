@@ -7,6 +7,7 @@ public names.
 from __future__ import annotations
 
 from ebmflow.errors import TrainingDivergedError
+from ebmflow.training.arguments import MAX_BATCH_SIZE
 from ebmflow.training.batches import event_shape_mismatch
 from ebmflow.training.edits import RESUMABLE_TRAIN_KEYS
 from ebmflow.training.optim import LR_SCHEDULES, OPTIMIZERS, LRSchedule
@@ -16,7 +17,7 @@ from ebmflow.training.state import (
     TRAINING_STATE_FILE,
     TRAINING_TENSORS_FILE,
 )
-from ebmflow.training.trainer import MAX_BATCH_SIZE, Trainer
+from ebmflow.training.trainer import Trainer
 
 __all__ = [
     "LR_SCHEDULES",

@@ -2,11 +2,13 @@
 
 ``make_plugin`` builds an in-process plugin object; ``fake_site`` builds a folder of fake
 installed distributions (``*.dist-info`` with ``entry_points.txt``) that a subprocess finds
-through ``importlib.metadata`` once the folder is on ``PYTHONPATH``.
+through ``importlib.metadata`` once the folder is on ``PYTHONPATH``; ``tinyobj_plugin`` is
+the test plugin of ``tinyobj_plugin.py`` (objective ``tiny-pcd``) for the training tests.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -120,3 +122,16 @@ def fake_site_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str
 def fake_site(tmp_path: Path) -> FakeSite:
     """An empty :class:`FakeSite` for one test."""
     return FakeSite(tmp_path / "site")
+
+
+@pytest.fixture(scope="session")
+def tinyobj_plugin() -> types.ModuleType:
+    """The plugin module ``tinyobj_plugin.py`` (objective ``tiny-pcd``), imported under that
+    name so that its ``"tinyobj_plugin:TinyPCD"`` factory resolves in this process too."""
+    if "tinyobj_plugin" not in sys.modules:
+        path = Path(__file__).with_name("tinyobj_plugin.py")
+        spec = importlib.util.spec_from_file_location("tinyobj_plugin", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["tinyobj_plugin"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["tinyobj_plugin"]

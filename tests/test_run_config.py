@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,38 +15,6 @@ import ebmflow
 from ebmflow.cli import main
 from ebmflow.run_config import TRAIN_KEYS, build, load_run_config, parse_run_config
 from ebmflow.trainer import Trainer
-
-PLUGIN = '''
-import math
-
-import torch
-
-import ebmflow
-
-
-class TinyPCD(ebmflow.Objective):
-    """Persistent chains (a buffer) moved by k ULA steps of the given sampler's step size."""
-
-    def __init__(self, n_chains=16, k=2, sampler=None):
-        super().__init__()
-        self.k, self.sampler = k, sampler
-        self.register_buffer("chains", torch.zeros(n_chains, 2))
-
-    def forward(self, energy, batch, *, generator=None):
-        eta = self.sampler.step_size if self.sampler is not None else 0.05
-        x = self.chains
-        for _ in range(self.k):
-            noise = torch.randn(x.shape, generator=generator)
-            x = x + eta * energy.score(x) + math.sqrt(2 * eta) * noise
-        self.chains.copy_(x)
-        pos, neg = energy(batch).mean(), energy(x).mean()
-        return ebmflow.ObjectiveOutput(pos - neg, {"energy_gap": float((neg - pos).detach())})
-
-
-@ebmflow.hookimpl
-def ebmflow_objectives():
-    return [ebmflow.Component("tiny-pcd", "tinyobj_plugin:TinyPCD", "test objective")]
-'''
 
 RUN = """
 [data]
@@ -77,24 +45,18 @@ ema = 0.9
 
 
 @pytest.fixture(scope="module")
-def site(fake_site_factory):
+def site(fake_site_factory, tinyobj_plugin):
     site = fake_site_factory("train-site")
-    site.add("tinyobj", {"tinyobj": "tinyobj_plugin"}, {"tinyobj_plugin.py": PLUGIN})
+    source = Path(tinyobj_plugin.__file__).read_text(encoding="utf-8")
+    site.add("tinyobj", {"tinyobj": "tinyobj_plugin"}, {"tinyobj_plugin.py": source})
     return site
 
 
 @pytest.fixture(scope="module")
-def host(site):
+def host(tinyobj_plugin):
     """The same plugin, registered in-process."""
-    spec = importlib.util.spec_from_file_location("tinyobj_plugin",
-                                                  site.path / "tinyobj_plugin.py")
-    module = importlib.util.module_from_spec(spec)
-    import sys
-
-    sys.modules["tinyobj_plugin"] = module  # so that "tinyobj_plugin:TinyPCD" resolves
-    spec.loader.exec_module(module)
     host = ebmflow.PluginHost(entry_points=False)
-    host.register(module, name="tinyobj")
+    host.register(tinyobj_plugin, name="tinyobj")
     return host
 
 

@@ -10,7 +10,6 @@ a run and its resume, and a run file may simply be wrong. Each case must end as 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import textwrap
 
@@ -23,33 +22,6 @@ from ebmflow.cli import main
 from ebmflow.run_config import build, load_run_config, parse_run_config
 from ebmflow.trainer import Trainer
 
-
-class TinyPCD(ebmflow.Objective):
-    """Persistent chains (a buffer) moved by k ULA steps; enough to exercise every part of
-    the training state (optimizer, generators, objective buffers, pending metrics)."""
-
-    def __init__(self, n_chains: int = 8, k: int = 1, sampler=None):
-        super().__init__()
-        self.k, self.sampler = k, sampler
-        self.register_buffer("chains", torch.zeros(n_chains, 2))
-
-    def forward(self, energy, batch, *, generator=None):
-        eta = self.sampler.step_size if self.sampler is not None else 0.05
-        x = self.chains
-        for _ in range(self.k):
-            noise = torch.randn(x.shape, generator=generator)
-            x = x + eta * energy.score(x) + math.sqrt(2 * eta) * noise
-        self.chains.copy_(x)
-        pos, neg = energy(batch).mean(), energy(x).mean()
-        return ebmflow.ObjectiveOutput(pos - neg, {"energy_gap": float((neg - pos).detach())})
-
-
-class Plugin:
-    @ebmflow.hookimpl
-    def ebmflow_objectives(self):
-        return [ebmflow.Component("tiny-pcd", TinyPCD, "test objective")]
-
-
 RUN = """
 [data]
 name = "8gaussians"
@@ -61,6 +33,8 @@ widths = [8]
 
 [objective]
 name = "tiny-pcd"
+n_chains = 8
+k = 1
 
 [sampler]
 name = "langevin"
@@ -78,9 +52,9 @@ ema = 0.9
 
 
 @pytest.fixture(scope="module")
-def host():
+def host(tinyobj_plugin):
     host = ebmflow.PluginHost(entry_points=False)
-    host.register(Plugin(), name="tinyobj")
+    host.register(tinyobj_plugin, name="tinyobj")
     return host
 
 
@@ -211,10 +185,11 @@ def test_resume_from_a_tampered_training_state_is_one_error_naming_file_and_key(
     one_error_line(capsys, "training.", key)
 
 
-def test_a_tampered_permutation_of_tensor_data_is_refused_naming_the_key(tmp_path):
+def test_a_tampered_permutation_of_tensor_data_is_refused_naming_the_key(tmp_path,
+                                                                         tinyobj_plugin):
     data = torch.randn(64, 2)
     energy = ebmflow.create("energy", "mlp", dim=2, widths=[8])
-    objective = TinyPCD()
+    objective = tinyobj_plugin.TinyPCD(n_chains=8, k=1)
 
     def trainer():
         return Trainer(energy, objective, data, batch_size=16, steps=4, progress=False,
@@ -276,12 +251,13 @@ def test_resume_honours_more_steps_and_new_intervals(host, run):
     assert read_json(run / "checkpoint", "training.json")["run"]["train"]["steps"] == 6
 
 
-def test_trainer_fit_resume_refuses_a_changed_trainer_argument(tmp_path):
+def test_trainer_fit_resume_refuses_a_changed_trainer_argument(tmp_path, tinyobj_plugin):
     data = torch.randn(64, 2)
 
     def trainer(**kwargs):
         energy = ebmflow.create("energy", "mlp", dim=2, widths=[8])
-        return Trainer(energy, TinyPCD(), data, steps=4, progress=False,
+        objective = tinyobj_plugin.TinyPCD(n_chains=8, k=1)
+        return Trainer(energy, objective, data, steps=4, progress=False,
                        checkpoint_dir=tmp_path / "ckpt", **{"batch_size": 16, **kwargs})
 
     trainer().fit(until=2)
@@ -333,11 +309,11 @@ def test_a_cuda_device_on_a_cpu_only_torch_is_one_error_naming_the_key(host, tmp
     one_error_line(capsys, "[train]", "device", "'cuda'", "cpu")
 
 
-def test_integer_tensor_data_is_refused_naming_its_dtype():
+def test_integer_tensor_data_is_refused_naming_its_dtype(tinyobj_plugin):
     energy = ebmflow.create("energy", "mlp", dim=2, widths=[8])
     with pytest.raises(ebmflow.ConfigError, match=r"torch.int64.*floating"):
-        Trainer(energy, TinyPCD(), torch.randint(0, 5, (64, 2)), batch_size=16,
-                progress=False)
+        Trainer(energy, tinyobj_plugin.TinyPCD(n_chains=8, k=1), torch.randint(0, 5, (64, 2)),
+                batch_size=16, progress=False)
 
 
 def test_a_run_file_with_a_utf8_byte_order_mark_is_read_like_one_without(tmp_path):

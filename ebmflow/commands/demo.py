@@ -18,7 +18,9 @@
 5. **Figures** (matplotlib, optional): the learned density beside the true one, both
    samplers' samples over the data, the training curve.
 
-Everything is seeded from ``--seed``; the run folder ``--out`` receives ``checkpoint/``
+Everything is seeded from ``--seed``: each random stream (the initial weights, the
+batches, the held-out samples, each sampler) by :func:`ebmflow.seeding.derive_seed`, as in
+``ebmflow train``. The run folder ``--out`` receives ``checkpoint/``
 (``ebmflow sample`` and ``ebmflow evaluate`` read it), ``metrics.jsonl``, ``summary.json``
 and the PNG figures. :func:`run_demo` is the same job as a function.
 """
@@ -40,6 +42,7 @@ from typing import Any
 
 from ebmflow.commands.arguments import MAX_SAMPLER_STEPS
 from ebmflow.errors import ConfigError, UnknownComponentError
+from ebmflow.seeding import derive_seed
 from ebmflow.validation import MAX_SEED
 
 DEFAULT_DATA = "8gaussians"
@@ -259,7 +262,9 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     t = stage(1, f"training a noise-conditional MLP energy E(x, σ) with multiscale-dsm, "
                  f"{s.steps} steps")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the initial weights; the caller's RNG state is restored
+        # the initial weights, from the stream a run file with this seed uses; the
+        # caller's RNG state is restored
+        torch.manual_seed(derive_seed(seed, "init"))
         energy = host.create("energy", "mlp", dim=2, widths=list(s.widths),
                              activation="silu", noise_conditional=True)
     schedule = {"name": "karras", "sigma_min": s.sigma_min, "sigma_max": s.sigma_max,
@@ -281,7 +286,7 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     # 2. exact NLL ----------------------------------------------------------------------
     t = stage(2, f"exact NLL: grid quadrature of exp(−E(x, σ = {s.sigma_min:g})) over the box "
                  f"{[list(b) for b in dataset.bounds]}, {s.resolution}² cells")
-    test = dataset.sample(s.n_eval, torch.Generator().manual_seed(_derived(seed, 1)))
+    test = dataset.sample(s.n_eval, _generator(seed, "held-out"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate.nll(energy, test, dataset.bounds, s.resolution, sigma=s.sigma_min)
@@ -291,7 +296,7 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     # 3. annealed Langevin ----------------------------------------------------------------
     t = stage(3, f"annealed Langevin: {s.al_chains} chains, {s.al_levels} levels "
                  f"σ = {s.sigma_max:g} → {s.sigma_min:g}, {s.al_steps_per_level} steps each")
-    gen = torch.Generator().manual_seed(_derived(seed, 2))
+    gen = _generator(seed, "annealed-langevin")
     annealed = host.create(
         "sampler", "annealed-langevin",
         noise_schedule={"name": "geometric", "sigma_max": s.sigma_max,
@@ -300,7 +305,7 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     )
     x0 = s.sigma_max * torch.randn(s.al_chains, 2, generator=gen)
     al_samples = annealed.run(energy, x0, generator=gen, progress=progress).samples.detach()
-    reference = dataset.sample(s.al_chains, torch.Generator().manual_seed(_derived(seed, 3)))
+    reference = dataset.sample(s.al_chains, _generator(seed, "annealed-langevin", "reference"))
     al_report = {"chains": s.al_chains, "steps": annealed.total_steps,
                  "mmd2": evaluate.mmd(al_samples, reference)}
     seconds["annealed_langevin"] = time.perf_counter() - t
@@ -345,9 +350,14 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     return summary
 
 
-def _derived(seed: int, stream: int) -> int:
-    """Independent seeds for the demo's random streams (held-out data, each sampler)."""
-    return (seed * 1_000_003 + 7919 * stream) % (2**63)
+
+
+def _generator(seed: int, *labels: str | int) -> Any:
+    """A generator for the demo's stream ``labels`` (held-out data, each sampler and its
+    reference samples), seeded like every other stream of a run."""
+    import torch
+
+    return torch.Generator().manual_seed(derive_seed(seed, *labels))
 
 
 def _parallel_tempering(host, energy, dataset, s: DemoSettings, seed: int, progress: bool):
@@ -361,7 +371,7 @@ def _parallel_tempering(host, energy, dataset, s: DemoSettings, seed: int, progr
         note = f"parallel tempering skipped: {exc}"
         print(note, file=sys.stderr, flush=True)
         return None, {"skipped": note}
-    gen = torch.Generator().manual_seed(_derived(seed, 4))
+    gen = _generator(seed, "parallel-tempering")
     sampler = host.create(
         "sampler", "parallel-tempering", n_replicas=s.pt_replicas, beta_min=s.pt_beta_min,
         local_sampler={"name": "mala", "step_size": s.pt_step_size},
@@ -371,7 +381,7 @@ def _parallel_tempering(host, energy, dataset, s: DemoSettings, seed: int, progr
     run = sampler.run(energy, x0, s.pt_steps, sigma=s.sigma_min, generator=gen,
                       progress=progress)
     samples = run.samples.detach()
-    reference = dataset.sample(s.pt_chains, torch.Generator().manual_seed(_derived(seed, 5)))
+    reference = dataset.sample(s.pt_chains, _generator(seed, "parallel-tempering", "reference"))
     diagnostics = run.diagnostics
     swap = [float(v) for v in torch.as_tensor(diagnostics["swap_acceptance"]).flatten()]
     report = {
@@ -388,12 +398,10 @@ def _parallel_tempering(host, energy, dataset, s: DemoSettings, seed: int, progr
 
 def _reference_mmd(dataset, n: int, seed: int) -> float:
     """MMD² between two independent data sets of n points: the scale of "indistinguishable"."""
-    import torch
-
     from ebmflow import evaluate
 
-    a = dataset.sample(n, torch.Generator().manual_seed(_derived(seed, 6)))
-    b = dataset.sample(n, torch.Generator().manual_seed(_derived(seed, 7)))
+    a = dataset.sample(n, _generator(seed, "reference-mmd", 0))
+    b = dataset.sample(n, _generator(seed, "reference-mmd", 1))
     return evaluate.mmd(a, b)
 
 

@@ -9,10 +9,74 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ebmflow.errors import ConfigError
-from ebmflow.validation import MAX_STEPS
+from ebmflow.validation import MAX_SEED, MAX_STEPS
+
+#: A batch of 2**31 rows or more could not be allocated anyway (step counts and seeds are
+#: bounded by ``ebmflow.validation.MAX_STEPS`` and ``MAX_SEED``).
+MAX_BATCH_SIZE = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class TrainerArguments:
+    """The Trainer's scalar arguments, as :func:`check_trainer_arguments` accepted them."""
+
+    batch_size: int
+    steps: int
+    seed: int
+    grad_clip: float | None
+    ema_decay: float | None
+    checkpoint_every: int | None
+    log_every: int
+
+
+def check_components(energy: Any, objective: Any) -> None:
+    """The Trainer trains an :class:`~ebmflow.Energy` with an :class:`~ebmflow.Objective`."""
+    from ebmflow.energy import Energy
+    from ebmflow.objective import Objective
+
+    if not isinstance(energy, Energy):
+        raise ConfigError(f"Trainer: energy must be an ebmflow.Energy, got "
+                          f"{type(energy).__name__}")
+    if not isinstance(objective, Objective):
+        raise ConfigError(f"Trainer: objective must be an ebmflow.Objective, got "
+                          f"{type(objective).__name__}")
+
+
+def check_trainer_arguments(*, batch_size: Any, steps: Any, seed: Any, grad_clip: Any,
+                            ema: Any, compile: Any, checkpoint_every: Any, log_every: Any,
+                            progress: Any, checkpoint_dir: Any) -> TrainerArguments:
+    """Check the Trainer's scalar arguments (see :class:`~ebmflow.Trainer` for each), in
+    the order of its signature, and return them as the Trainer keeps them."""
+    batch_size = int_arg("batch_size", batch_size, 1, maximum=MAX_BATCH_SIZE)
+    steps = int_arg("steps", steps, 0)
+    seed = int_arg("seed", seed, 0, maximum=MAX_SEED)
+    grad_clip = positive_arg("grad_clip", grad_clip)
+    if ema is not None and not (isinstance(ema, (int, float)) and not isinstance(ema, bool)
+                                and 0.0 < ema < 1.0):
+        raise ConfigError(f"Trainer: ema must be a decay in (0, 1) or None, got {ema!r}")
+    if not isinstance(compile, bool):
+        raise ConfigError(f"Trainer: compile must be true or false, got {compile!r}")
+    checkpoint_every = int_arg("checkpoint_every", checkpoint_every, 1, optional=True)
+    log_every = int_arg("log_every", log_every, 1)
+    if not isinstance(progress, bool):
+        raise ConfigError(f"Trainer: progress must be true or false, got {progress!r}")
+    if checkpoint_every is not None and checkpoint_dir is None:
+        raise ConfigError("Trainer: checkpoint_every needs a checkpoint_dir")
+    return TrainerArguments(batch_size, steps, seed, grad_clip,
+                            None if ema is None else float(ema), checkpoint_every, log_every)
+
+
+def check_divisible(batch_size: int, world_size: int) -> None:
+    """The global batch must split evenly over the ranks."""
+    if batch_size % world_size:
+        raise ConfigError(
+            f"Trainer: batch_size {batch_size} (the global batch) must be divisible "
+            f"by the number of ranks, {world_size}"
+        )
 
 
 def int_arg(name: str, value: Any, minimum: int, *, optional: bool = False,

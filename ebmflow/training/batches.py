@@ -194,6 +194,18 @@ def event_shape_mismatch(energy: Any, data: Any) -> tuple[tuple, tuple] | None:
     return tuple(expected), tuple(given)
 
 
+def check_event_shape(energy: Any, data: Any) -> None:
+    """The Trainer's ``data`` must give samples of the shape its energy takes (where both
+    shapes are known)."""
+    mismatch = event_shape_mismatch(energy, data)
+    if mismatch is not None:
+        raise ConfigError(
+            f"Trainer: {type(energy).__name__} takes samples of shape {mismatch[0]}, but "
+            f"the data gives samples of shape {mismatch[1]}; build the energy for the "
+            f"data's shape"
+        )
+
+
 def _check_source_kind(state: Mapping[str, Any], kind: str, where: str) -> None:
     """The saved batch source must be of the same kind as this Trainer's data."""
     if state.get("kind") != kind:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import os
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -236,3 +237,21 @@ class Collective:
         status = self.comm(torch.tensor([1 if failed else 0]))
         dist.broadcast(status, src=0)
         return status.item() != 0
+
+    def on_first_rank(self, work: Callable[[], Any], what: str) -> None:
+        """Run ``work`` on rank 0 only (e.g. writing a checkpoint) and let every rank know
+        how it went: rank 0 re-raises its own error, the others raise an
+        :class:`~ebmflow.EbmflowError` saying that rank 0 failed to ``what``, so no rank
+        goes on as if it had succeeded."""
+        failure: BaseException | None = None
+        if self.rank == 0:
+            try:
+                work()
+            except BaseException as exc:  # reported to every rank below, then re-raised
+                failure = exc
+        if self.world_size > 1:
+            first_failed = self.first_failed(failure is not None)
+            if failure is None and first_failed:
+                raise EbmflowError(f"rank 0 failed to {what} (see its error)")
+        if failure is not None:
+            raise failure

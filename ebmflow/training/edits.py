@@ -16,11 +16,12 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ebmflow.errors import ConfigError
+from ebmflow.errors import CheckpointError, ConfigError
 from ebmflow.training.arguments import shown
 
 if TYPE_CHECKING:
     from ebmflow.registry import PluginHost
+    from ebmflow.training.state import TrainingCheckpoint
 
 #: ``[train]`` keys that a resumed run may change (see :meth:`~ebmflow.Trainer.load_checkpoint`):
 #: they shape the rest of the run, not the state saved so far, so the checkpoint continues
@@ -157,3 +158,18 @@ def check_resumable(folder: Any, saved_run: Mapping[str, Any], current_run: Mapp
             f"{', '.join(RESUMABLE_TRAIN_KEYS)} and the optimizer's lr; undo the other "
             f"changes, or start a new run (e.g. a new --out) from the checkpoint's weights"
         )
+
+
+def check_resumable_checkpoint(saved: TrainingCheckpoint, current_run: Mapping[str, Any],
+                               host: PluginHost, current_energy: Any, optimizer: Any) -> None:
+    """:func:`check_resumable` for the checkpoint ``saved``: its run record, its energy's
+    arguments from config.json and its optimizer state, each checked to be of the right
+    kind first."""
+    saved_run = saved.state.get("run")
+    if not isinstance(saved_run, dict):
+        raise CheckpointError(f"{saved.where}: run must be an object (the run's tables), "
+                              f"got {shown(saved_run)}")
+    saved_arguments = saved.config.get("arguments")
+    check_resumable(saved.folder, saved_run, current_run, host,
+                    saved_arguments if isinstance(saved_arguments, dict) else None,
+                    current_energy, saved.state.get("optimizer"), optimizer)

@@ -1,4 +1,5 @@
-"""Optimizers and learning-rate schedules, built from a name or a dict of arguments.
+"""Optimizers and learning-rate schedules, built from a name or a dict of arguments, and the
+parameters they train (:func:`trainable_parameters`).
 
 ``optimizer=`` is ``"adam"``, ``{"name": "adam", "lr": 1e-3, ...}`` (any argument of the
 ``torch.optim`` class, checked by name and for finite values) or a callable
@@ -27,6 +28,23 @@ LR_SCHEDULES: dict[str, dict[str, Any]] = {
     "linear-warmup": {"warmup": 0},
     "cosine": {"warmup": 0, "min_factor": 0.0, "steps": None},
 }
+
+
+def trainable_parameters(energy: nn.Module, objective: nn.Module
+                         ) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """``(the energy's trainable parameters, those and the objective's)``, each parameter
+    once; an energy with none cannot be trained."""
+    energy_params = [p for p in energy.parameters() if p.requires_grad]
+    seen = {id(p) for p in energy_params}
+    params = energy_params + [
+        p for p in objective.parameters() if p.requires_grad and id(p) not in seen
+    ]
+    if not energy_params:
+        raise ConfigError(
+            f"Trainer: {type(energy).__name__} has no trainable parameters (analytic "
+            f"energies such as gaussian and gmm keep theirs as buffers)"
+        )
+    return energy_params, params
 
 
 def make_optimizer(spec: Any, params: list[nn.Parameter]) -> torch.optim.Optimizer:

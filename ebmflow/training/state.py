@@ -46,7 +46,9 @@ from torch import Tensor, nn
 from ebmflow.checkpoint import (
     ARGUMENTS_FILE,
     WEIGHTS_FILE,
+    component_config,
     component_of,
+    encode_component,
     encode_value,
     read_bytes,
     read_json,
@@ -54,14 +56,16 @@ from ebmflow.checkpoint import (
     resolve,
     write_checkpoint_folder,
 )
-from ebmflow.errors import CheckpointError, first_line
+from ebmflow.errors import CheckpointError, ConfigError, first_line
 from ebmflow.registry import PluginHost
+from ebmflow.training.arguments import shown
 from ebmflow.training.run_config import RunConfig
 from ebmflow.training.state_checks import (
     checked_like,
     checked_optimizer_state,
     decode_state,
     load_module,
+    set_generator,
 )
 from ebmflow.validation import MAX_STEPS
 
@@ -104,6 +108,47 @@ def rank_local_state(objective: nn.Module, generator: torch.Generator,
         for r, t in enumerate(gathered):
             tensors[f"generator.objective.rank{r}"] = t
     return tensors, objective_tensors, metrics_by_rank
+
+
+def energy_record(energy: nn.Module, host: PluginHost
+                  ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The energy's config.json record and its tensor arguments (what ``ebmflow.save``
+    writes); an energy the registry cannot rebuild is an error in the Trainer's
+    configuration, raised as :class:`~ebmflow.ConfigError`."""
+    try:
+        component_of(energy, host)
+    except CheckpointError as exc:
+        raise ConfigError(
+            f"Trainer: checkpoints need a registered energy so that ebmflow.load can "
+            f"rebuild it: {exc}"
+        ) from None
+    tensors: dict[str, Tensor] = {}
+    return encode_component(energy, host, tensors), tensors
+
+
+def run_record(run_config: Mapping[str, Any] | None, host: PluginHost, data: Any,
+               energy: nn.Module, objective: nn.Module,
+               train_arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The run record a checkpoint stores: the run's tables (``run_config``, or else the
+    components' configs; tensor data and an unregistered component are ``None``) with
+    ``train`` updated by the Trainer's arguments, each made JSON or ``None``."""
+    if run_config is not None:
+        run = dict(run_config)
+    else:
+        run = {
+            "data": None if isinstance(data, (Tensor, tuple, list))
+            else component_config(data, host),
+            "energy": component_config(energy, host),
+            "objective": component_config(objective, host),
+        }
+    train = {**(run.get("train") or {}), **train_arguments}
+    for key, value in train.items():
+        try:
+            train[key] = json.loads(json.dumps(value, allow_nan=False))
+        except (TypeError, ValueError):
+            train[key] = None  # e.g. an optimizer factory: pass it to resume yourself
+    run["train"] = train
+    return run
 
 
 def encode_training_state(tensors: dict[str, Tensor], host: PluginHost, *, step: int,
@@ -297,6 +342,30 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, saved: Any, where: str,
         ) from None
     for group, values in zip(optimizer.param_groups, hyperparameters):
         group.update(values)
+
+
+def restore_rank_local(saved: TrainingCheckpoint, objective_tensors: Mapping[str, Tensor],
+                       objective: nn.Module, objective_generator: torch.Generator,
+                       data_generator: torch.Generator, batches: Any, rank: int,
+                       world_size: int) -> None:
+    """Put back what :func:`rank_local_state` and the batch source saved: the data
+    generator, this rank's objective generator and objective buffers (``objective_tensors``
+    is ``objective.safetensors``), and the data cursor."""
+    tensors, tensors_file, where = saved.tensors, saved.tensors_file, saved.where
+    set_generator(data_generator, saved.need(tensors, "generator.data", TRAINING_TENSORS_FILE),
+                  tensors_file, "generator.data")
+    key = f"generator.objective.rank{rank}"
+    set_generator(objective_generator, saved.need(tensors, key, TRAINING_TENSORS_FILE),
+                  tensors_file, key)
+    prefix = f"rank{rank}." if world_size > 1 else ""
+    objective_state = {k[len(prefix):]: v for k, v in objective_tensors.items()
+                       if k.startswith(prefix)}
+    load_module(objective, objective_state, saved.folder / OBJECTIVE_FILE, "objective")
+    data_state = saved.state.get("data", {})
+    if not isinstance(data_state, dict):
+        raise CheckpointError(f"{where}: data must be an object (the data cursor), got "
+                              f"{shown(data_state)}")
+    batches.load_state(data_state, tensors, where, tensors_file)
 
 
 def floats(values: list[Any]) -> list[float]:

@@ -9,19 +9,14 @@ One training step, for the batch ``x`` of step ``i`` (``i`` = 0, 1, …):
     θ    = optimizer step(θ, g, lr_i)
     θ̄    = d · θ̄ + (1 − d) · θ  (with ``ema=d``)
 
-The parts live in their own modules of :mod:`ebmflow.training`: batches and randomness
-(:mod:`~ebmflow.training.batches`), optimizers and schedules
-(:mod:`~ebmflow.training.optim`), torchrun's collectives
-(:mod:`~ebmflow.training.distributed`), NaN/inf checks (:mod:`~ebmflow.training.monitor`),
-log records (:mod:`~ebmflow.training.log`), the checkpoint's training state
-(:mod:`~ebmflow.training.state`) and run files (:mod:`~ebmflow.training.run_config`). This
-module holds the loop that ties them together, and :func:`build`, which turns a run file
-into a Trainer.
+The parts (argument checks, batches, optimizers and schedules, torchrun's collectives,
+NaN/inf checks, log records, the checkpoint's training state, run files) live in their own
+modules of :mod:`ebmflow.training`, listed there. This module holds the loop that ties them
+together, and :func:`build`, which turns a run file into a Trainer.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,23 +25,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ebmflow.checkpoint import (
-    WEIGHTS_FILE,
-    component_config,
-    component_of,
-    encode_component,
-    load,
-    resolve,
-)
+from ebmflow.checkpoint import WEIGHTS_FILE, load, resolve
 from ebmflow.energy import Energy
 from ebmflow.errors import CheckpointError, ConfigError, EbmflowError, first_line, is_out_of_memory
 from ebmflow.objective import Objective
 from ebmflow.registry import PluginHost, default_host
 from ebmflow.seeding import derive_seed
-from ebmflow.training.arguments import int_arg, positive_arg, shown
-from ebmflow.training.batches import event_shape_mismatch, make_batches
+from ebmflow.training.arguments import (
+    check_components,
+    check_divisible,
+    check_trainer_arguments,
+    int_arg,
+)
+from ebmflow.training.batches import check_event_shape, make_batches
 from ebmflow.training.distributed import Collective, resolve_device, world
-from ebmflow.training.edits import check_resumable
+from ebmflow.training.edits import check_resumable_checkpoint
 from ebmflow.training.log import MetricsFile, interval_means, log_record, show_on_bar
 from ebmflow.training.monitor import (
     NonFiniteMonitor,
@@ -55,13 +48,13 @@ from ebmflow.training.monitor import (
     grad_norm,
     with_step,
 )
-from ebmflow.training.optim import LRSchedule, make_optimizer
+from ebmflow.training.optim import LRSchedule, make_optimizer, trainable_parameters
 from ebmflow.training.run_config import RunConfig, build_components
 from ebmflow.training.state import (
     OBJECTIVE_FILE,
-    TRAINING_TENSORS_FILE,
     TrainingCheckpoint,
     encode_training_state,
+    energy_record,
     floats,
     has_checkpoint,
     open_training_checkpoint,
@@ -69,16 +62,12 @@ from ebmflow.training.state import (
     read_history,
     read_run_config,
     restore_optimizer,
+    restore_rank_local,
     restore_weights,
+    run_record,
     write_training_checkpoint,
 )
-from ebmflow.training.state_checks import checked_pending, load_module, set_generator
-from ebmflow.validation import MAX_SEED
-
-#: A batch of 2**31 rows or more could not be allocated anyway (step counts and seeds are
-#: bounded by ``ebmflow.validation.MAX_STEPS`` and ``MAX_SEED``).
-MAX_BATCH_SIZE = 2**31 - 1
-
+from ebmflow.training.state_checks import checked_pending
 
 
 class Trainer:
@@ -158,39 +147,21 @@ class Trainer:
         host: PluginHost | None = None,
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(energy, Energy):
-            raise ConfigError(f"Trainer: energy must be an ebmflow.Energy, got "
-                              f"{type(energy).__name__}")
-        if not isinstance(objective, Objective):
-            raise ConfigError(f"Trainer: objective must be an ebmflow.Objective, got "
-                              f"{type(objective).__name__}")
+        check_components(energy, objective)
         self.host = default_host() if host is None else host
-        self.batch_size = int_arg("batch_size", batch_size, 1, maximum=MAX_BATCH_SIZE)
-        self.steps = int_arg("steps", steps, 0)
-        self.seed = int_arg("seed", seed, 0, maximum=MAX_SEED)
-        self.grad_clip = positive_arg("grad_clip", grad_clip)
-        if ema is not None and not (isinstance(ema, (int, float)) and not isinstance(ema, bool)
-                                    and 0.0 < ema < 1.0):
-            raise ConfigError(f"Trainer: ema must be a decay in (0, 1) or None, got {ema!r}")
-        self.ema_decay = None if ema is None else float(ema)
-        if not isinstance(compile, bool):
-            raise ConfigError(f"Trainer: compile must be true or false, got {compile!r}")
-        self.checkpoint_every = int_arg("checkpoint_every", checkpoint_every, 1, optional=True)
-        self.log_every = int_arg("log_every", log_every, 1)
-        if not isinstance(progress, bool):
-            raise ConfigError(f"Trainer: progress must be true or false, got {progress!r}")
+        checked = check_trainer_arguments(
+            batch_size=batch_size, steps=steps, seed=seed, grad_clip=grad_clip, ema=ema,
+            compile=compile, checkpoint_every=checkpoint_every, log_every=log_every,
+            progress=progress, checkpoint_dir=checkpoint_dir)
+        self.batch_size, self.steps, self.seed = checked.batch_size, checked.steps, checked.seed
+        self.grad_clip, self.ema_decay = checked.grad_clip, checked.ema_decay
+        self.checkpoint_every, self.log_every = checked.checkpoint_every, checked.log_every
         self.progress = progress
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.metrics_file = None if metrics_file is None else Path(metrics_file)
-        if self.checkpoint_every is not None and self.checkpoint_dir is None:
-            raise ConfigError("Trainer: checkpoint_every needs a checkpoint_dir")
 
         self.rank, self.world_size = world()
-        if self.batch_size % self.world_size:
-            raise ConfigError(
-                f"Trainer: batch_size {self.batch_size} (the global batch) must be divisible "
-                f"by the number of ranks, {self.world_size}"
-            )
+        check_divisible(self.batch_size, self.world_size)
         self.device = resolve_device(energy, device, self.world_size)
         self.energy = energy.to(self.device)
         self.objective = objective.to(self.device)
@@ -203,24 +174,9 @@ class Trainer:
             derive_seed(self.seed, "objective", self.rank))
         self._batches = make_batches(data, self.objective, self.batch_size, self.rank,
                                      self.world_size, self._data_generator, self.device)
-        mismatch = event_shape_mismatch(self.energy, data)
-        if mismatch is not None:
-            raise ConfigError(
-                f"Trainer: {type(energy).__name__} takes samples of shape {mismatch[0]}, but "
-                f"the data gives samples of shape {mismatch[1]}; build the energy for the "
-                f"data's shape"
-            )
+        check_event_shape(self.energy, data)
 
-        self._energy_params = [p for p in self.energy.parameters() if p.requires_grad]
-        seen = {id(p) for p in self._energy_params}
-        self._params = self._energy_params + [
-            p for p in self.objective.parameters() if p.requires_grad and id(p) not in seen
-        ]
-        if not self._energy_params:
-            raise ConfigError(
-                f"Trainer: {type(energy).__name__} has no trainable parameters (analytic "
-                f"energies such as gaussian and gmm keep theirs as buffers)"
-            )
+        self._energy_params, self._params = trainable_parameters(self.energy, self.objective)
         self.optimizer = make_optimizer(optimizer, self._params)
         self._base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.lr_schedule = None if lr_schedule is None else LRSchedule(lr_schedule, self.steps)
@@ -253,39 +209,15 @@ class Trainer:
     def _energy_checkpoint_record(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         """The energy's config.json record and tensor arguments (what ebmflow.save writes)."""
         if self._energy_files is None:
-            try:  # an unregistered energy is an error in the Trainer's configuration
-                component_of(self.energy, self.host)
-            except CheckpointError as exc:
-                raise ConfigError(
-                    f"Trainer: checkpoints need a registered energy so that ebmflow.load can "
-                    f"rebuild it: {exc}"
-                ) from None
-            tensors: dict[str, Tensor] = {}
-            record = encode_component(self.energy, self.host, tensors)
-            self._energy_files = (record, tensors)
+            self._energy_files = energy_record(self.energy, self.host)
         return self._energy_files
 
     def run_config(self) -> dict[str, Any]:
         """The run's tables (``data``, ``energy``, ``objective``, [``sampler``], ``train``)
         as stored in checkpoints; a component that is not registered, or has arguments JSON
         cannot hold, is ``None`` (pass it to :meth:`resume` yourself)."""
-        if self._run_config is not None:
-            run = dict(self._run_config)
-        else:
-            run = {
-                "data": None if isinstance(self.data, (Tensor, tuple, list))
-                else component_config(self.data, self.host),
-                "energy": component_config(self.energy, self.host),
-                "objective": component_config(self.objective, self.host),
-            }
-        train = {**(run.get("train") or {}), **self._train_arguments}
-        for key, value in train.items():
-            try:
-                train[key] = json.loads(json.dumps(value, allow_nan=False))
-            except (TypeError, ValueError):
-                train[key] = None  # e.g. an optimizer factory: pass it to resume yourself
-        run["train"] = train
-        return run
+        return run_record(self._run_config, self.host, self.data, self.energy, self.objective,
+                          self._train_arguments)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -449,20 +381,10 @@ class Trainer:
             self.objective, self._objective_generator, self._pending_metrics,
             self._collective if self.world_size > 1 else None)
 
-        failure: BaseException | None = None
-        if self.rank == 0:
-            try:
-                self._write_checkpoint(target, record, argument_tensors, tensors,
-                                       objective_tensors, metrics_by_rank)
-            except BaseException as exc:  # reported to every rank below, then re-raised
-                failure = exc
-        if self.world_size > 1:
-            first_failed = self._collective.first_failed(failure is not None)
-            if failure is None and first_failed:
-                raise EbmflowError(f"rank 0 failed to write the checkpoint {target} at step "
-                                   f"{self.step} (see its error)")
-        if failure is not None:
-            raise failure
+        self._collective.on_first_rank(
+            lambda: self._write_checkpoint(target, record, argument_tensors, tensors,
+                                           objective_tensors, metrics_by_rank),
+            f"write the checkpoint {target} at step {self.step}")
         self._last_checkpoint = (target, self.step)
         return resolve(target) if self.rank == 0 else target
 
@@ -493,16 +415,13 @@ class Trainer:
         EMA, optimizer, generators, objective buffers, data cursor, step and history.
         Returns the step.
 
-        What a resumed run may change: the run record this Trainer would write (its run
-        tables and Trainer arguments) is compared with the one in the checkpoint. The
-        ``[train]`` keys in :data:`RESUMABLE_TRAIN_KEYS` (``steps``, ``lr_schedule``,
-        ``grad_clip``, ``checkpoint_every``, ``log_every``, ``progress``, ``compile``) and
-        the optimizer's ``lr`` may change: the run continues under the new values (a new
-        ``lr`` is applied to the optimizer's parameter groups) and the next checkpoint
-        records them. Any other change (a component or its arguments, the optimizer or its
-        other arguments, ``seed``, ``batch_size``, ``ema``, ``device``) cannot be honoured
-        by the saved state and raises :class:`~ebmflow.ConfigError` naming each changed key
-        with its old and new value; to use it, start a new run from the weights.
+        What a resumed run may change is in :mod:`ebmflow.training.edits`: the ``[train]``
+        keys in :data:`RESUMABLE_TRAIN_KEYS` (``steps``, ``lr_schedule``, ``grad_clip``,
+        ``checkpoint_every``, ``log_every``, ``progress``, ``compile``) and the optimizer's
+        ``lr``; the run continues under the new values. Any other change (a component or its
+        arguments, the optimizer or its other arguments, ``seed``, ``batch_size``, ``ema``,
+        ``device``) raises :class:`~ebmflow.ConfigError` naming each changed key with its old
+        and new value; to use it, start a new run from the weights.
 
         Everything read from ``training.json`` and ``training.safetensors`` is checked
         (types, shapes, dtypes, generator states, the optimizer state against this
@@ -513,29 +432,14 @@ class Trainer:
         if path is None:
             raise ConfigError("Trainer.load_checkpoint: no path given and no checkpoint_dir")
         saved = open_training_checkpoint(path, self.energy, self.host, self.world_size)
-        folder, state, tensors = saved.folder, saved.state, saved.tensors
-        where, tensors_file = saved.where, saved.tensors_file
+        folder, state, where = saved.folder, saved.state, saved.where
         self._check_unchanged(saved)
         model, objective_tensors = saved.read(WEIGHTS_FILE), saved.read(OBJECTIVE_FILE)
         self._ema = restore_weights(saved, model, self.energy, self._energy_params,
                                     ema=self.ema_decay is not None)
-        restore_optimizer(self.optimizer, state.get("optimizer"), where, tensors_file)
-        # generators, objective, data
-        set_generator(self._data_generator, saved.need(tensors, "generator.data",
-                                                       TRAINING_TENSORS_FILE),
-                      tensors_file, "generator.data")
-        key = f"generator.objective.rank{self.rank}"
-        set_generator(self._objective_generator, saved.need(tensors, key, TRAINING_TENSORS_FILE),
-                      tensors_file, key)
-        prefix = f"rank{self.rank}." if self.world_size > 1 else ""
-        objective_state = {k[len(prefix):]: v for k, v in objective_tensors.items()
-                           if k.startswith(prefix)}
-        load_module(self.objective, objective_state, folder / OBJECTIVE_FILE, "objective")
-        data_state = state.get("data", {})
-        if not isinstance(data_state, dict):
-            raise CheckpointError(f"{where}: data must be an object (the data cursor), got "
-                                  f"{shown(data_state)}")
-        self._batches.load_state(data_state, tensors, where, tensors_file)
+        restore_optimizer(self.optimizer, state.get("optimizer"), where, saved.tensors_file)
+        restore_rank_local(saved, objective_tensors, self.objective, self._objective_generator,
+                           self._data_generator, self._batches, self.rank, self.world_size)
         # progress
         loss, metrics = checked_pending(state.get("pending", {}), self.world_size, where)
         self.step = saved.step
@@ -549,20 +453,13 @@ class Trainer:
     def _check_unchanged(self, saved: TrainingCheckpoint) -> None:
         """Raise :class:`ConfigError` listing every change between the checkpoint's run and
         this Trainer's that a resume cannot honour (see :meth:`load_checkpoint`)."""
-        saved_run = saved.state.get("run")
-        if not isinstance(saved_run, dict):
-            raise CheckpointError(f"{saved.where}: run must be an object (the run's tables), "
-                                  f"got {shown(saved_run)}")
         try:
             record, _ = self._energy_checkpoint_record()
         except (ConfigError, CheckpointError):  # not registered: nothing to compare
             record = None
-        saved_arguments = saved.config.get("arguments")
-        check_resumable(
-            saved.folder, saved_run, self.run_config(), self.host,
-            saved_arguments if isinstance(saved_arguments, dict) else None,
-            None if record is None else record["arguments"],
-            saved.state.get("optimizer"), self.optimizer)
+        check_resumable_checkpoint(saved, self.run_config(), self.host,
+                                   None if record is None else record["arguments"],
+                                   self.optimizer)
 
     @classmethod
     def resume(

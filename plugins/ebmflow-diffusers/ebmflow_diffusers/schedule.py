@@ -190,6 +190,14 @@ def ve_sigmas(n: int, sigma_min: float, sigma_max: float) -> Tensor:
                                     dtype=torch.float64))
 
 
+def alphas_cumprod_at(alphas_cumprod: Tensor, timesteps: Tensor, like: Tensor) -> Tensor:
+    """ᾱ_t at each of ``timesteps``, on ``like``'s device and dtype and shaped (B, 1, …) to
+    broadcast over it (as DDPMScheduler's ``add_noise`` indexes its table)."""
+    view = (-1,) + (1,) * (like.ndim - 1)
+    ac = alphas_cumprod.to(device=like.device, dtype=like.dtype)
+    return ac[timesteps.to(like.device)].flatten().reshape(view)
+
+
 def split_output(
     model_output: Tensor, sample: Tensor,
     a: float | Tensor, v: float | Tensor, prediction_type: str,

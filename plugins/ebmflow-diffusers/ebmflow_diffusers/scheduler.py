@@ -55,20 +55,17 @@ from torch import Tensor
 
 import ebmflow
 from ebmflow_diffusers import corrector as _corrector
+from ebmflow_diffusers.predictor import ancestral_std, dynamic_threshold
 from ebmflow_diffusers.schedule import (
-    PREDICTION_TYPES,
+    alphas_cumprod_at,
     output_from_score,
     score_from_output,
     split_output,
     ve_sigmas,
     vp_betas,
 )
-from ebmflow_diffusers.segment import RULES, quadrature_weights
-
-PREDICTORS = ("ddpm", "ddim")
-VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "learned", "learned_range")
-TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
-NAME = "EBMScheduler"
+from ebmflow_diffusers.scheduler_arguments import check_arguments, fail
+from ebmflow_diffusers.timesteps import custom_ve_levels, custom_vp_timesteps, spaced_timesteps
 
 
 @dataclass
@@ -82,15 +79,6 @@ class EBMSchedulerOutput(BaseOutput):
 
     prev_sample: Tensor
     pred_original_sample: Tensor | None = None
-
-
-def _fail(message: str) -> ebmflow.ConfigError:
-    return ebmflow.ConfigError(f"{NAME}: {message}")
-
-
-def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
-    if value not in accepted:
-        raise _fail(f"{name} must be one of {', '.join(map(repr, accepted))}, got {value!r}")
 
 
 class EBMScheduler(SchedulerMixin, ConfigMixin):
@@ -156,24 +144,12 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         energy_rule: Literal["trapezoid", "simpson"] = "trapezoid",
         energy_points: int = 2,
     ):
-        _choice("schedule", schedule, tuple(PREDICTION_TYPES))
-        _choice("prediction_type", prediction_type, PREDICTION_TYPES[schedule])
-        _choice("predictor", predictor, PREDICTORS)
-        _choice("variance_type", variance_type, VARIANCE_TYPES)
-        _choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
-        _choice("step_size_rule", step_size_rule, _corrector.STEP_SIZE_RULES)
-        _choice("energy_rule", energy_rule, RULES)
-        try:
-            quadrature_weights(energy_points, energy_rule)
-        except ValueError as exc:
-            raise _fail(f"energy_points: {exc}") from None
-        if not (isinstance(corrector_steps, int) and corrector_steps >= 0):
-            raise _fail(f"corrector_steps must be an integer ≥ 0, got {corrector_steps!r}")
-        for name, value in (("eta", eta), ("snr", snr), ("step_size_scale", step_size_scale)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise _fail(f"{name} must be a finite number ≥ 0, got {value!r}")
-        if corrector_args is not None and not isinstance(corrector_args, dict):
-            raise _fail(f"corrector_args must be a dict, got {type(corrector_args).__name__}")
+        check_arguments(
+            schedule=schedule, prediction_type=prediction_type, predictor=predictor,
+            variance_type=variance_type, timestep_spacing=timestep_spacing,
+            step_size_rule=step_size_rule, energy_rule=energy_rule, energy_points=energy_points,
+            corrector_steps=corrector_steps, eta=eta, snr=snr, step_size_scale=step_size_scale,
+            corrector_args=corrector_args)
         self._corrector_factory = _corrector.sampler_factory(corrector)
         if corrector_steps:  # build one now so that bad arguments fail here, not mid-run
             self.make_corrector(1e-3)
@@ -183,7 +159,7 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                 self.betas = vp_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
                                       trained_betas, rescale_betas_zero_snr)
             except ValueError as exc:  # name the scheduler, as its other checks do
-                raise _fail(str(exc)) from None
+                raise fail(str(exc)) from None
             self.alphas = 1.0 - self.betas
             self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
             self._ac = self.alphas_cumprod.to(torch.float64)  # the tables the arithmetic uses
@@ -193,8 +169,8 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
             self.timesteps = torch.from_numpy(np.arange(0, len(self.betas))[::-1].copy())
         else:
             if not 0 < sigma_min < sigma_max:
-                raise _fail(f"a VE schedule needs 0 < sigma_min < sigma_max, got {sigma_min!r}, "
-                            f"{sigma_max!r}")
+                raise fail(f"a VE schedule needs 0 < sigma_min < sigma_max, got {sigma_min!r}, "
+                           f"{sigma_max!r}")
             self.init_noise_sigma = float(sigma_max)
             self.timesteps = ve_sigmas(num_train_timesteps, sigma_min, sigma_max).float()
         self.num_inference_steps = None
@@ -263,13 +239,10 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         """
         config = self.config
         if (num_inference_steps is None) == (timesteps is None):
-            raise _fail("pass exactly one of num_inference_steps or timesteps")
+            raise fail("pass exactly one of num_inference_steps or timesteps")
         if config.schedule == "ve":
             if timesteps is not None:
-                levels = torch.as_tensor(timesteps, dtype=torch.float64)
-                if levels.ndim != 1 or not bool((levels > 0).all()) or bool(
-                        (levels[1:] >= levels[:-1]).any()):
-                    raise _fail("custom VE timesteps must be positive, strictly decreasing σ")
+                levels = custom_ve_levels(timesteps)
                 self.custom_timesteps = True
                 self.num_inference_steps = len(levels)
             else:
@@ -278,17 +251,13 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                 self.num_inference_steps = num_inference_steps
             levels = levels.float()
         elif timesteps is not None:
-            timesteps = list(timesteps)
-            if any(b >= a for a, b in zip(timesteps, timesteps[1:])):
-                raise _fail("custom timesteps must be in descending order")
-            if timesteps[0] >= config.num_train_timesteps:
-                raise _fail(f"timesteps must start before num_train_timesteps = "
-                            f"{config.num_train_timesteps}, got {timesteps[0]}")
-            levels = torch.from_numpy(np.array(timesteps, dtype=np.int64))
+            levels = custom_vp_timesteps(timesteps, config.num_train_timesteps)
             self.custom_timesteps = True
-            self.num_inference_steps = len(timesteps)
+            self.num_inference_steps = len(levels)
         else:
-            levels = torch.from_numpy(self._spaced_timesteps(num_inference_steps))
+            levels = torch.from_numpy(spaced_timesteps(
+                num_inference_steps, config.num_train_timesteps, config.timestep_spacing,
+                config.steps_offset))
             self.custom_timesteps = False
             self.num_inference_steps = num_inference_steps
         self._levels = levels.to(device)
@@ -296,7 +265,7 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         self._loop_corrector = bool(m) and repeat_for_corrector
         if self._loop_corrector:
             if not issubclass_safe(self._corrector_factory, ebmflow.Langevin):
-                raise _fail(
+                raise fail(
                     f"corrector {config.corrector!r} needs model evaluations at proposed "
                     f"points, which a stock pipeline loop (one model call per timestep) does not "
                     f"make; only 'langevin' runs inside a stock pipeline. Sample with "
@@ -310,26 +279,11 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         self.step_index = 0
         self._level_step_size = None
 
-    def _spaced_timesteps(self, n: int) -> np.ndarray:
-        config = self.config
-        total = config.num_train_timesteps
-        if not isinstance(n, int) or n < 1 or n > total:
-            raise _fail(f"num_inference_steps must be an integer in [1, {total}] "
-                        f"(num_train_timesteps), got {n!r}")
-        if config.timestep_spacing == "linspace":
-            return np.linspace(0, total - 1, n).round()[::-1].copy().astype(np.int64)
-        if config.timestep_spacing == "leading":
-            ratio = total // n
-            steps = (np.arange(0, n) * ratio).round()[::-1].copy().astype(np.int64)
-            return steps + config.steps_offset
-        ratio = total / n
-        return np.round(np.arange(total, 0, -ratio)).astype(np.int64) - 1
-
     def previous_timestep(self, timestep: int | float | Tensor) -> int | float:
         """The level the predictor steps to from ``timestep`` (−1 or σ = 0 after the last)."""
         if self.config.schedule == "ve":
             if self.num_inference_steps is None:
-                raise _fail("a VE schedule needs set_timesteps before step")
+                raise fail("a VE schedule needs set_timesteps before step")
             return self._next_level(timestep, end=0.0)
         t = int(timestep)
         if self.num_inference_steps is None:
@@ -341,8 +295,8 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
     def _next_level(self, timestep, end):
         matches = (self._levels == torch.as_tensor(timestep).to(self._levels)).nonzero()
         if matches.numel() == 0:
-            raise _fail(f"timestep {timestep!r} is not one of the timesteps set by "
-                        f"set_timesteps ({self._levels.tolist()})")
+            raise fail(f"timestep {timestep!r} is not one of the timesteps set by "
+                       f"set_timesteps ({self._levels.tolist()})")
         index = int(matches[0, 0])
         if index == len(self._levels) - 1:
             return end
@@ -384,7 +338,7 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
             index = self.step_index
             if index >= len(self.timesteps) or int(
                     (self.timesteps[index] != torch.as_tensor(timestep).to(self.timesteps)).sum()):
-                raise _fail(
+                raise fail(
                     f"call {index} of this run got timestep {timestep!r}, but with a corrector "
                     f"in the loop the calls must follow scheduler.timesteps in order; call "
                     f"set_timesteps again to start a new run"
@@ -412,21 +366,11 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
     def _clip(self, x0: Tensor) -> Tensor:
         config = self.config
         if config.thresholding:
-            return self._threshold(x0)
+            return dynamic_threshold(x0, config.dynamic_thresholding_ratio,
+                                     config.sample_max_value)
         if config.clip_sample:
             return x0.clamp(-config.clip_sample_range, config.clip_sample_range)
         return x0
-
-    def _threshold(self, x0: Tensor) -> Tensor:
-        """Dynamic thresholding (Saharia et al. 2022, Imagen): per sample, s = the
-        ``dynamic_thresholding_ratio`` quantile of |x̂₀|, clamped to [1, sample_max_value];
-        x̂₀ ← clamp(x̂₀, −s, s) / s."""
-        config = self.config
-        flat = x0.flatten(1)
-        work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
-        s = torch.quantile(work.abs(), config.dynamic_thresholding_ratio, dim=1)
-        s = s.clamp(min=1, max=config.sample_max_value).unsqueeze(1)
-        return (torch.clamp(work, -s, s) / s).reshape(x0.shape).to(x0.dtype)
 
     def _predict(self, model_output, timestep, sample, generator, eta,
                  use_clipped_model_output, variance_noise):
@@ -449,32 +393,17 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
             draw = eta > 0
         else:
             prev_sample = (gap / (a_p * v * v)) * x0 + (v_p * v_p * a / (a_p * v * v)) * sample
-            std = self._ancestral_std(posterior, gap / (a_p * a_p), predicted_variance)
+            std = ancestral_std(self.variance_type, posterior, gap / (a_p * a_p),
+                                predicted_variance)
             draw = (int(timestep) > 0) if config.schedule == "vp" else prev > 0
         if draw:
             if variance_noise is not None and generator is not None:
-                raise _fail("pass either generator or variance_noise, not both")
+                raise fail("pass either generator or variance_noise, not both")
             if variance_noise is None:
                 variance_noise = randn_tensor(output.shape, generator=generator,
                                               device=output.device, dtype=output.dtype)
             prev_sample = prev_sample + std * variance_noise
         return prev_sample, x0
-
-    def _ancestral_std(self, posterior: float, beta: float, predicted: Tensor | None):
-        kind = self.variance_type
-        small = max(posterior, 1e-20)
-        if kind in ("fixed_small", "fixed_small_log"):
-            return math.sqrt(small)
-        if kind == "fixed_large":
-            return math.sqrt(beta)
-        if predicted is None:
-            raise _fail(f"variance_type {kind!r} needs a model output with twice the sample's "
-                        f"channels (the second half predicts the variance)")
-        if kind == "learned":
-            return predicted.sqrt()
-        frac = (predicted + 1) / 2  # learned_range: interpolate log variances
-        log_var = frac * math.log(beta) + (1 - frac) * math.log(small)
-        return torch.exp(0.5 * log_var)
 
     def _ula_step(self, model_output, timestep, sample, generator, first):
         """x_ve ← x_ve + η s + noise_scale·z with the langevin corrector's η and noise (and
@@ -508,7 +437,7 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         if self.config.step_size_rule == "beta":
             return self.config.step_size_scale * self._variance_increment(timestep)
         if score is None:
-            raise _fail("the snr step-size rule needs the score at the start of the level")
+            raise fail("the snr step-size rule needs the score at the start of the level")
         return _corrector.snr_step_size(score, self.config.snr)
 
     def correct(
@@ -566,22 +495,18 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
 
     def add_noise(self, original_samples: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         """x_t = a x₀ + v ε (VP: √ᾱ_t x₀ + √(1 − ᾱ_t) ε; VE: x₀ + σ ε, timesteps being σ)."""
-        view = (-1,) + (1,) * (original_samples.ndim - 1)
-        timesteps = timesteps.to(original_samples.device)
         if self.config.schedule == "ve":
-            sigma = timesteps.to(original_samples.dtype).reshape(view)
+            view = (-1,) + (1,) * (original_samples.ndim - 1)
+            sigma = timesteps.to(original_samples.device, original_samples.dtype).reshape(view)
             return original_samples + sigma * noise
-        ac = self.alphas_cumprod.to(device=original_samples.device, dtype=original_samples.dtype)
-        ac_t = ac[timesteps].flatten().reshape(view)
+        ac_t = alphas_cumprod_at(self.alphas_cumprod, timesteps, original_samples)
         return ac_t**0.5 * original_samples + (1 - ac_t) ** 0.5 * noise
 
     def get_velocity(self, sample: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         """v = √ᾱ_t ε − √(1 − ᾱ_t) x₀ (VP only)."""
         if self.config.schedule == "ve":
-            raise _fail("v-prediction targets exist for VP schedules only")
-        view = (-1,) + (1,) * (sample.ndim - 1)
-        ac = self.alphas_cumprod.to(device=sample.device, dtype=sample.dtype)
-        ac_t = ac[timesteps.to(sample.device)].flatten().reshape(view)
+            raise fail("v-prediction targets exist for VP schedules only")
+        ac_t = alphas_cumprod_at(self.alphas_cumprod, timesteps, sample)
         return ac_t**0.5 * noise - (1 - ac_t) ** 0.5 * sample
 
     def __len__(self) -> int:
