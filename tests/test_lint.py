@@ -46,7 +46,6 @@ def _mypy_cache() -> Path:
     return Path(tempfile.gettempdir()) / f"ebmflow-mypy-{key}"
 
 
-@pytest.mark.xfail(strict=False, reason="pending restructure")
 def test_mypy_is_clean_over_core_and_plugins():
     done = _run_tool("mypy", "--cache-dir", str(_mypy_cache()))
     assert done.returncode == 0, f"mypy found type errors:\n{done.stdout}{done.stderr}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import functools
 import importlib
 import os
 import threading
@@ -112,7 +113,7 @@ class PluginHost:
                     for name, module_name in DEFAULT_PLUGINS.items():
                         from ebmflow import __version__
 
-                        self._add(name, lambda m=module_name: importlib.import_module(m),
+                        self._add(name, functools.partial(importlib.import_module, module_name),
                                   distribution="ebmflow", version=__version__)
                 if self._entry_points:
                     self._load_entry_points()
@@ -275,7 +276,9 @@ class PluginHost:
                     collected.get(plugin.name, []), key=lambda c: (c.kind, c.name)
                 )
                 for component in plugin.components:
-                    index[component.kind].setdefault(component.name, []).append(component)
+                    owner_kind = component.kind
+                    if owner_kind is not None:  # always: collecting filled it in
+                        index[owner_kind].setdefault(component.name, []).append(component)
             self._index = index
             return index
 

@@ -10,7 +10,7 @@ import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from ebmflow.errors import ConfigError
 from ebmflow.validation import MAX_SEED, MAX_STEPS
@@ -77,6 +77,14 @@ def check_divisible(batch_size: int, world_size: int) -> None:
             f"Trainer: batch_size {batch_size} (the global batch) must be divisible "
             f"by the number of ranks, {world_size}"
         )
+
+
+@overload
+def int_arg(name: str, value: Any, minimum: int, *, optional: Literal[False] = False,
+            maximum: int = MAX_STEPS) -> int: ...
+@overload
+def int_arg(name: str, value: Any, minimum: int, *, optional: bool,
+            maximum: int = MAX_STEPS) -> int | None: ...
 
 
 def int_arg(name: str, value: Any, minimum: int, *, optional: bool = False,

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from ebmflow.checkpoint import (
     ARGUMENTS_FILE,
     WEIGHTS_FILE,
+    PathLike,
     component_config,
     component_of,
     encode_component,
@@ -281,7 +282,7 @@ def open_training_checkpoint(path: str | Path, energy: nn.Module, host: PluginHo
     return TrainingCheckpoint(folder, config, meta, state, tensors, step)
 
 
-def read_run_config(checkpoint_dir: str | Path) -> tuple[Path, RunConfig]:
+def read_run_config(checkpoint_dir: PathLike) -> tuple[Path, RunConfig]:
     """The folder of the training checkpoint at ``checkpoint_dir`` and the run config stored
     in its ``training.json`` (what :meth:`~ebmflow.Trainer.resume` rebuilds the run from)."""
     folder = resolve(checkpoint_dir)

@@ -296,7 +296,7 @@ class Trainer:
         next_batch, generator = self._batches.next, self._objective_generator
         schedule, groups, base_lrs = self.lr_schedule, optimizer.param_groups, self._base_lrs
         clip, ema = self.grad_clip, self._ema
-        ema_weight = None if ema is None else 1.0 - self.ema_decay
+        ema_weight = None if self.ema_decay is None else 1.0 - self.ema_decay
         distributed, total, start = self.world_size > 1, self.steps, self.step
         for i in range(start, stop):
             if schedule is not None:
@@ -323,11 +323,12 @@ class Trainer:
                 self._last_norm = flag = torch.nn.utils.clip_grad_norm_(params, clip)
             else:
                 flag = torch.zeros(1, device=self.device)
-                monitor.mark([collective.flat] if distributed
-                             else [p.grad for p in params if p.grad is not None], flag)
+                flat = collective.flat if distributed else None  # all gradients, reduced
+                monitor.mark([flat] if flat is not None
+                             else [g for p in params if (g := p.grad) is not None], flag)
             monitor.observe(i + 1, flag, loss, is_norm=clip is not None)
             optimizer.step()
-            if ema is not None:
+            if ema is not None and ema_weight is not None:
                 torch._foreach_lerp_(ema, self._param_data, ema_weight)
             self.step = step = i + 1
             self._pending_loss.append(loss)
@@ -391,7 +392,7 @@ class Trainer:
     def _write_checkpoint(self, target: Path, record: dict[str, Any],
                           argument_tensors: dict[str, Tensor], tensors: dict[str, Tensor],
                           objective_tensors: dict[str, Tensor],
-                          metrics_by_rank: list[list[dict[str, float]]]) -> Path:
+                          metrics_by_rank: list[list[dict[str, float]]] | None) -> Path:
         data_state, data_tensors = self._batches.state()
         tensors.update(data_tensors)
         tensors["generator.data"] = self._data_generator.get_state()

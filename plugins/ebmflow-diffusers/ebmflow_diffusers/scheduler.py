@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -173,7 +173,7 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                            f"{sigma_max!r}")
             self.init_noise_sigma = float(sigma_max)
             self.timesteps = ve_sigmas(num_train_timesteps, sigma_min, sigma_max).float()
-        self.num_inference_steps = None
+        self.num_inference_steps: int | None = None
         self.custom_timesteps = False
         self.variance_type = variance_type
         self._levels = self.timesteps
@@ -240,15 +240,16 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         config = self.config
         if (num_inference_steps is None) == (timesteps is None):
             raise fail("pass exactly one of num_inference_steps or timesteps")
+        count = cast(int, num_inference_steps)  # read only where timesteps is None
         if config.schedule == "ve":
             if timesteps is not None:
                 levels = custom_ve_levels(timesteps)
                 self.custom_timesteps = True
                 self.num_inference_steps = len(levels)
             else:
-                levels = ve_sigmas(num_inference_steps, config.sigma_min, config.sigma_max)
+                levels = ve_sigmas(count, config.sigma_min, config.sigma_max)
                 self.custom_timesteps = False
-                self.num_inference_steps = num_inference_steps
+                self.num_inference_steps = count
             levels = levels.float()
         elif timesteps is not None:
             levels = custom_vp_timesteps(timesteps, config.num_train_timesteps)
@@ -256,10 +257,10 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
             self.num_inference_steps = len(levels)
         else:
             levels = torch.from_numpy(spaced_timesteps(
-                num_inference_steps, config.num_train_timesteps, config.timestep_spacing,
+                count, config.num_train_timesteps, config.timestep_spacing,
                 config.steps_offset))
             self.custom_timesteps = False
-            self.num_inference_steps = num_inference_steps
+            self.num_inference_steps = count
         self._levels = levels.to(device)
         m = config.corrector_steps
         self._loop_corrector = bool(m) and repeat_for_corrector
