@@ -48,30 +48,61 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     sizes = parser.add_mutually_exclusive_group()
-    sizes.add_argument("--quick", action="store_true",
-                       help="fewer steps and repeats: a look in about a minute")
-    sizes.add_argument("--tiny", action="store_true",
-                       help="a few steps, one repeat, no torch.compile: checks that every "
-                       "benchmark runs (the test suite uses it)")
-    parser.add_argument("--only", nargs="*", choices=sorted(GROUPS), default=None,
-                        help="run only these groups (default: all)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved repetitions per case (default: 21; quick: 3; tiny: 1)")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"),
-                        help="folder for benchmarks.json and benchmarks.md (default: %(default)s)")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="wall: elapsed time, for a quiet machine; cpu: the thread's CPU "
-                        "time with torch on one thread, for a shared machine "
-                        "(default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice; 1 with "
-                        "--clock cpu)")
-    parser.add_argument("--device", default="cpu",
-                        help="device of the compiled-sampling group, e.g. cuda (default: cpu; "
-                        "the other groups run on the CPU)")
-    parser.add_argument("--readme", type=Path, default=None,
-                        help="also rewrite the table between the benchmark markers of this "
-                        "markdown page (see python -m benchmarks.readme)")
+    sizes.add_argument(
+        "--quick", action="store_true", help="fewer steps and repeats: a look in about a minute"
+    )
+    sizes.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a few steps, one repeat, no torch.compile: checks that every "
+        "benchmark runs (the test suite uses it)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=sorted(GROUPS),
+        default=None,
+        help="run only these groups (default: all)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="interleaved repetitions per case (default: 21; quick: 3; tiny: 1)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        help="folder for benchmarks.json and benchmarks.md (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed time, for a quiet machine; cpu: the thread's CPU "
+        "time with torch on one thread, for a shared machine "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice; 1 with --clock cpu)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="device of the compiled-sampling group, e.g. cuda (default: cpu; "
+        "the other groups run on the CPU)",
+    )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        help="also rewrite the table between the benchmark markers of this "
+        "markdown page (see python -m benchmarks.readme)",
+    )
     args = parser.parse_args(argv)
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
     repeats = args.repeats or DEFAULT_REPEATS[size]
@@ -80,10 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--clock cpu measures one thread: use --threads 1")
     if args.clock == "cpu" and args.device != "cpu":
         parser.error("--clock cpu measures CPU time; time a GPU with --clock wall")
-    if args.device != "cpu" and not (args.device.startswith("cuda")
-                                     and torch.cuda.is_available()):
-        parser.error(f"--device {args.device}: only cpu and an available cuda device are "
-                     "supported")
+    if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        parser.error(f"--device {args.device}: only cpu and an available cuda device are supported")
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
@@ -98,13 +127,20 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
         group_seconds[group] = round(time.perf_counter() - group_started, 1)
     seconds = time.perf_counter() - started
-    command = " ".join(["python -m benchmarks",
-                        *(shlex.quote(a) for a in _without_readme(argv))])
+    command = " ".join(["python -m benchmarks", *(shlex.quote(a) for a in _without_readme(argv))])
     json_path, md_path = write(
-        results, args.out,
-        {"size": size, "quick": size != "full", "repeats": repeats, "command": command,
-         "seconds": round(seconds, 1), "group_seconds": group_seconds},
-        clock=args.clock, device=args.device,
+        results,
+        args.out,
+        {
+            "size": size,
+            "quick": size != "full",
+            "repeats": repeats,
+            "command": command,
+            "seconds": round(seconds, 1),
+            "group_seconds": group_seconds,
+        },
+        clock=args.clock,
+        device=args.device,
     )
     print(f"wrote {json_path} and {md_path} ({seconds:.0f} s)")
     if args.readme is not None:

@@ -39,9 +39,14 @@ def _synchronised(fn, device: torch.device):
 
 def cases(size: str = "full", device: str = "cpu", **_options) -> list[Case | Skip]:
     if size == "tiny":
-        return [Skip("compiled sampling", "compiled",
-                     "torch.compile takes 10-60 s on a CPU; run without --tiny "
-                     "(tests/test_compiled.py checks compiled = eager)")]
+        return [
+            Skip(
+                "compiled sampling",
+                "compiled",
+                "torch.compile takes 10-60 s on a CPU; run without --tiny "
+                "(tests/test_compiled.py checks compiled = eager)",
+            )
+        ]
     dev = torch.device(device)
     mode = "reduce-overhead" if dev.type == "cuda" else True
     steps = pick(size, 50, 20, 2)
@@ -52,25 +57,33 @@ def cases(size: str = "full", device: str = "cpu", **_options) -> list[Case | Sk
     f = lambda z: net(z).squeeze(-1)  # noqa: E731
     eta = 0.01
     target = GPU_TARGET if dev.type == "cuda" else None
-    where = ("CUDA graphs" if dev.type == "cuda"
-             else f"CPU: no target (the ≤ {GPU_TARGET} target is for GPUs)")
+    where = (
+        "CUDA graphs"
+        if dev.type == "cuda"
+        else f"CPU: no target (the ≤ {GPU_TARGET} target is for GPUs)"
+    )
 
     def seeded():
         return torch.Generator(device=dev).manual_seed(1)
 
     out = []
     for name, sampler in (("langevin", Langevin(eta)), ("mala", MALA(eta))):
+
         def ours(sampler=sampler):
             return sampler.run(energy, x, steps, generator=seeded(), compile=mode)
 
         started = time.perf_counter()
         ours()  # compiles (once per process: the mala case reuses langevin's graph)
         first = time.perf_counter() - started
-        out.append(Case(
-            f"{name} compile={mode!r}, MLP 2-128-128-1, {chains} chains, {dev.type}", "compiled",
-            _synchronised(ours, dev),
-            _synchronised(lambda: hand_ula(f, x, eta, steps, seeded()), dev),
-            steps, target=target,
-            note=f"vs eager hand-written ULA; {where}; first run {first:.1f} s",
-        ))
+        out.append(
+            Case(
+                f"{name} compile={mode!r}, MLP 2-128-128-1, {chains} chains, {dev.type}",
+                "compiled",
+                _synchronised(ours, dev),
+                _synchronised(lambda: hand_ula(f, x, eta, steps, seeded()), dev),
+                steps,
+                target=target,
+                note=f"vs eager hand-written ULA; {where}; first run {first:.1f} s",
+            )
+        )
     return out

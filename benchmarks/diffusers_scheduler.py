@@ -28,9 +28,14 @@ def _tiny_unet():
     with torch.random.fork_rng():  # diffusers initialises weights from the global RNG
         torch.manual_seed(0)
         return UNet2DModel(
-            sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-            layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+            sample_size=8,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
         ).eval()
 
 
@@ -41,15 +46,21 @@ def cases(size: str = "full", **_options) -> list[Case | Skip]:
         from diffusers.utils import logging
         from ebmflow_diffusers import EBMScheduler, GaussianDenoiser
     except ImportError as exc:
-        return [Skip("EBMScheduler in DDPMPipeline", "diffusers",
-                     f"ebmflow-diffusers (or diffusers) is not available: {exc}")]
+        return [
+            Skip(
+                "EBMScheduler in DDPMPipeline",
+                "diffusers",
+                f"ebmflow-diffusers (or diffusers) is not available: {exc}",
+            )
+        ]
     logging.set_verbosity_error()
     steps = pick(size, 20, 10, 2)
     batch = pick(size, 16, 16, 2)
     models = {
         "tiny UNet2DModel 1×8×8": _tiny_unet(),
         "analytic GaussianDenoiser 1×8×8 (scheduler-bound)": GaussianDenoiser(
-            sample_size=8, in_channels=1),
+            sample_size=8, in_channels=1
+        ),
     }
     out = []
     for label, model in models.items():
@@ -59,14 +70,25 @@ def cases(size: str = "full", **_options) -> list[Case | Skip]:
             pipe.set_progress_bar_config(disable=True)
 
         def run(pipe):
-            return lambda: pipe(batch_size=batch, generator=torch.Generator().manual_seed(0),
-                                num_inference_steps=steps, output_type="np")
+            return lambda: pipe(
+                batch_size=batch,
+                generator=torch.Generator().manual_seed(0),
+                num_inference_steps=steps,
+                output_type="np",
+            )
 
-        out.append(Case(
-            f"EBMScheduler in DDPMPipeline, {label}, batch {batch}", "diffusers",
-            run(ours), run(ref), steps, unit="step", target=1.05,
-            note=f"vs DDPMScheduler, {steps} steps, no corrector",
-        ))
+        out.append(
+            Case(
+                f"EBMScheduler in DDPMPipeline, {label}, batch {batch}",
+                "diffusers",
+                run(ours),
+                run(ref),
+                steps,
+                unit="step",
+                target=1.05,
+                note=f"vs DDPMScheduler, {steps} steps, no corrector",
+            )
+        )
 
     unet = models["tiny UNet2DModel 1×8×8"]
     sample = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -81,11 +103,19 @@ def cases(size: str = "full", **_options) -> list[Case | Skip]:
             x = sample
             for t in scheduler.timesteps:
                 x = scheduler.step(output, t, x, generator=gen).prev_sample
+
         return run
 
-    out.append(Case(
-        f"EBMScheduler.step alone, batch {batch}", "diffusers",
-        stepping(EBMScheduler()), stepping(DDPMScheduler()), steps, unit="step",
-        target=1.05, note=f"vs DDPMScheduler.step, {steps} steps, one model output",
-    ))
+    out.append(
+        Case(
+            f"EBMScheduler.step alone, batch {batch}",
+            "diffusers",
+            stepping(EBMScheduler()),
+            stepping(DDPMScheduler()),
+            steps,
+            unit="step",
+            target=1.05,
+            note=f"vs DDPMScheduler.step, {steps} steps, one model output",
+        )
+    )
     return out

@@ -183,12 +183,16 @@ def describe(result: Result) -> str:
     flag = "" if result.passed is None else ("  ok" if result.passed else "  MISSED")
     target = "" if result.target is None else f"  target ≤ {result.target:g}"
     if result.kind == "ratio":
-        return (f"{result.name:60s} {result.ratio:6.3f}  [{result.ratio_q1:.3f}, "
-                f"{result.ratio_q3:.3f}]  {result.ours_us:9.0f} µs vs "
-                f"{result.reference_us:9.0f} µs{target}{flag}")
+        return (
+            f"{result.name:60s} {result.ratio:6.3f}  [{result.ratio_q1:.3f}, "
+            f"{result.ratio_q3:.3f}]  {result.ours_us:9.0f} µs vs "
+            f"{result.reference_us:9.0f} µs{target}{flag}"
+        )
     if result.kind == "value":
-        return (f"{result.name:60s} {result.value:8.3f} {result.unit}  [{result.value_q1:.3f}, "
-                f"{result.value_q3:.3f}]{target}{flag}")
+        return (
+            f"{result.name:60s} {result.value:8.3f} {result.unit}  [{result.value_q1:.3f}, "
+            f"{result.value_q3:.3f}]{target}{flag}"
+        )
     return f"{result.name:60s} skipped: {result.note}"
 
 
@@ -210,13 +214,19 @@ def machine(clock: str = "wall", device: str = "cpu") -> dict[str, str | int]:
 
 
 def write(
-    results: list[Result], out: Path, extra: dict | None = None, clock: str = "wall",
+    results: list[Result],
+    out: Path,
+    extra: dict | None = None,
+    clock: str = "wall",
     device: str = "cpu",
 ) -> tuple[Path, Path]:
     """Write ``benchmarks.json`` (everything) and ``benchmarks.md`` (the tables) to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": machine(clock, device), **(extra or {}),
-               "results": [asdict(r) for r in results]}
+    payload = {
+        "machine": machine(clock, device),
+        **(extra or {}),
+        "results": [asdict(r) for r in results],
+    }
     json_path = out / "benchmarks.json"
     json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     md_path = out / "benchmarks.md"
@@ -244,10 +254,15 @@ def markdown_table(payload: dict) -> str:
         f"Machine: {m['processor']}, {m['threads']} torch thread(s), Python {m['python']}, "
         f"torch {m['torch']} ({device}); {m.get('clock', 'wall')}-clock time, median of "
         f"{payload.get('repeats', '?')} interleaved repetitions"
-        + ({"quick": " (quick size: fewer steps)",
-            "tiny": " (tiny size: a step or two, which checks that the harness runs; the "
-                    "figures mean nothing)"}.get(payload.get("size", "full"), ""))
-        + (f", {payload['seconds']:.0f} s in all" if payload.get("seconds") else "") + ".",
+        + (
+            {
+                "quick": " (quick size: fewer steps)",
+                "tiny": " (tiny size: a step or two, which checks that the harness runs; the "
+                "figures mean nothing)",
+            }.get(payload.get("size", "full"), "")
+        )
+        + (f", {payload['seconds']:.0f} s in all" if payload.get("seconds") else "")
+        + ".",
     ]
     results = payload["results"]
     ratios = [r for r in results if r.get("kind", "ratio") == "ratio"]
@@ -267,8 +282,11 @@ def markdown_table(payload: dict) -> str:
                 f"{_target(r)} | {_ok(r)} |"
             )
     if values:
-        lines += ["", "| measurement | median | spread (IQR) | target | ok |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| measurement | median | spread (IQR) | target | ok |",
+            "|---|---|---|---|---|",
+        ]
         for r in values:
             lines.append(
                 f"| {_name(r)} | {r['value']:.3g} {r['unit']} | {r['value_q1']:.3g}–"

@@ -92,14 +92,19 @@ def child(sampler_name: str, short: int, long: int, thin: int | None) -> dict[st
     x0 = torch.randn(CHAINS, DIM, generator=torch.Generator().manual_seed(0))
 
     def run(n_steps):
-        return lambda: sampler.run(energy, x0, n_steps, generator=torch.Generator()
-                                   .manual_seed(1), thin=thin)
+        return lambda: sampler.run(
+            energy, x0, n_steps, generator=torch.Generator().manual_seed(1), thin=thin
+        )
 
     run(short)()  # warm-up: allocator pools, autograd, lazy imports
     short_excess, method = peak_excess_mib(run(short))
     long_excess, _ = peak_excess_mib(run(long))
-    return {"short_excess_mib": short_excess, "long_excess_mib": long_excess,
-            "growth_mib": long_excess - short_excess, "method": method}
+    return {
+        "short_excess_mib": short_excess,
+        "long_excess_mib": long_excess,
+        "growth_mib": long_excess - short_excess,
+        "method": method,
+    }
 
 
 def growths(runs: list[tuple[str, int, int, int | None]]) -> list[float]:
@@ -109,8 +114,13 @@ def growths(runs: list[tuple[str, int, int, int | None]]) -> list[float]:
     run per process measures exactly, which is what the full and quick sizes do.)"""
     specs = [f"{s}:{a}:{b}:{'none' if t is None else t}" for s, a, b, t in runs]
     args = [sys.executable, "-m", "benchmarks.memory", *specs]
-    done = subprocess.run(args, capture_output=True, text=True, check=False,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args[1:])} failed: {done.stderr.strip()[-800:]}")
     return [r["growth_mib"] for r in json.loads(done.stdout.strip().splitlines()[-1])]
@@ -123,8 +133,11 @@ def cases(size: str = "full", **_options) -> list[Value | Skip]:
         return [Skip("peak memory of a long run", "memory", "needs the resource module (Unix)")]
     short, long = pick(size, (100, 10000), (100, 2000), (10, 100))
     long_mala, control = pick(size, 3000, 1000, 100), pick(size, 2000, 1000, 100)
-    runs = [("langevin", short, long, None), ("mala", short, long_mala, None),
-            ("langevin", short, control, 1)]
+    runs = [
+        ("langevin", short, long, None),
+        ("mala", short, long_mala, None),
+        ("langevin", short, control, 1),
+    ]
     if size == "tiny":  # one process for the three (see growths)
         cache: list[float] = []
 
@@ -133,6 +146,7 @@ def cases(size: str = "full", **_options) -> list[Value | Skip]:
                 cache.extend(growths(runs))
             return cache[i]
     else:
+
         def sample(i: int) -> float:
             return growths([runs[i]])[0]
 
@@ -141,27 +155,39 @@ def cases(size: str = "full", **_options) -> list[Value | Skip]:
         kept = steps * CHAINS * DIM * 4 / 2**20
         if thin is None:
             name = f"peak RSS growth, {sampler} {steps} vs {short} steps, thin=None"
-            note = (f"MLP 2-32-32-1, {CHAINS} chains; a kept trajectory would be "
-                    f"{kept:.1f} MiB")
+            note = f"MLP 2-32-32-1, {CHAINS} chains; a kept trajectory would be {kept:.1f} MiB"
         else:
             name = f"peak RSS growth, {sampler} {steps} vs {short} steps, thin=1 (control)"
             note = f"keeps the trajectory: {kept:.2f} MiB"
-        out.append(Value(name, "memory", lambda i=i: sample(i), "MiB",
-                         target=TARGET_MIB if thin is None else None, note=note, repeats=1))
+        out.append(
+            Value(
+                name,
+                "memory",
+                lambda i=i: sample(i),
+                "MiB",
+                target=TARGET_MIB if thin is None else None,
+                note=note,
+                repeats=1,
+            )
+        )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.memory",
-                                     description="peak-RSS measurements (see the module)")
-    parser.add_argument("runs", nargs="+", metavar="SAMPLER:SHORT:LONG:THIN",
-                        help="e.g. langevin:100:10000:none (thin: 'none' or an integer)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.memory", description="peak-RSS measurements (see the module)"
+    )
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="SAMPLER:SHORT:LONG:THIN",
+        help="e.g. langevin:100:10000:none (thin: 'none' or an integer)",
+    )
     args = parser.parse_args(argv)
     results = []
     for spec in args.runs:
         sampler, short, long, thin = spec.split(":")
-        results.append(child(sampler, int(short), int(long),
-                            None if thin == "none" else int(thin)))
+        results.append(child(sampler, int(short), int(long), None if thin == "none" else int(thin)))
     print(json.dumps(results))
     return 0
 

@@ -68,8 +68,9 @@ def ebmflow_step(objective, energy, optimizer, batch, gen):
     return out.metrics
 
 
-def hand_jem_step(net, optimizer, x, y, gen, chains, k, reinit=0.05, eta=1.0, noise=0.01,
-                  data_noise=0.03):
+def hand_jem_step(
+    net, optimizer, x, y, gen, chains, k, reinit=0.05, eta=1.0, noise=0.01, data_noise=0.03
+):
     """JEM (Grathwohl et al. 2020) by hand: CE + SGLD negatives from a replay buffer of slots,
     E(x) = −logsumexp f(x); SGLD x ← x − η∇E + s ξ with JEM's η = 1, s = 0.01."""
     n = x.shape[0]
@@ -99,8 +100,7 @@ def _jem_case(data, iterations, batch_size, k, seeded, adam) -> Case | Skip:
     name = f"jem, SGLD-{k} iteration, MLP classifier 2-128-128-8, batch {batch_size}"
     try:
         objective = ebmflow.create("objective", "jem", k=k, event_shape=[2], capacity=10000)
-        energy = ebmflow.create("energy", "classifier-mlp", dim=2, n_classes=8,
-                                widths=[128, 128])
+        energy = ebmflow.create("energy", "classifier-mlp", dim=2, n_classes=8, widths=[128, 128])
     except (ebmflow.UnknownComponentError, ImportError) as exc:
         return Skip(name, "objectives", f"the ebmflow-jem plugin is not available: {exc}")
     labels = torch.randint(8, (batch_size,), generator=torch.Generator().manual_seed(3))
@@ -118,15 +118,24 @@ def _jem_case(data, iterations, batch_size, k, seeded, adam) -> Case | Skip:
         for _ in range(iterations):
             hand_jem_step(ref_net, ref_opt, data, labels, gen, chains, k)
 
-    return Case(name, "objectives", ours, reference, iterations, unit="iteration",
-                target=1.05, note=f"jem objective + Adam vs hand-written JEM loop (k={k})")
+    return Case(
+        name,
+        "objectives",
+        ours,
+        reference,
+        iterations,
+        unit="iteration",
+        target=1.05,
+        note=f"jem objective + Adam vs hand-written JEM loop (k={k})",
+    )
 
 
 def cases(size: str = "full", **_options) -> list[Case | Skip]:
     iterations = pick(size, 5, 2, 1)
     batch_size, k, eta, box = pick(size, 256, 256, 32), pick(size, 10, 10, 2), 0.01, 4.0
-    data = ebmflow.create("dataset", "8gaussians").sample(batch_size,
-                                                          torch.Generator().manual_seed(0))
+    data = ebmflow.create("dataset", "8gaussians").sample(
+        batch_size, torch.Generator().manual_seed(0)
+    )
     net = mlp_2_128_128_1()
 
     def seeded():
@@ -140,12 +149,19 @@ def cases(size: str = "full", **_options) -> list[Case | Skip]:
         ours_net, ref_net = copy.deepcopy(net), copy.deepcopy(net)
         energy = NetEnergy(ours_net)
         if name == "cd":
-            objective = ebmflow.create("objective", "cd", sampler={"name": "langevin",
-                                                                   "step_size": eta}, k=k)
+            objective = ebmflow.create(
+                "objective", "cd", sampler={"name": "langevin", "step_size": eta}, k=k
+            )
         else:
-            objective = ebmflow.create("objective", "pcd", sampler={"name": "langevin",
-                                                                    "step_size": eta},
-                                       k=k, capacity=10000, init_low=-box, init_high=box)
+            objective = ebmflow.create(
+                "objective",
+                "pcd",
+                sampler={"name": "langevin", "step_size": eta},
+                k=k,
+                capacity=10000,
+                init_low=-box,
+                init_high=box,
+            )
         ours_opt, ref_opt = adam(ours_net.parameters()), adam(ref_net.parameters())
         chains = torch.zeros(10000, 2)
         # the hand loop's buffer starts full (of the box's uniform law), like a JEM buffer
@@ -157,20 +173,29 @@ def cases(size: str = "full", **_options) -> list[Case | Skip]:
                 ebmflow_step(objective, energy, opt, data, gen)
 
         if name == "cd":
+
             def reference(ref_net=ref_net, opt=ref_opt):
                 gen = seeded()
                 for _ in range(iterations):
                     hand_cd_step(ref_net, opt, data, eta, k, gen)
         else:
+
             def reference(ref_net=ref_net, opt=ref_opt, chains=chains):
                 gen = seeded()
                 for _ in range(iterations):
                     hand_pcd_step(ref_net, opt, data, eta, k, gen, chains, box)
 
-        out.append(Case(
-            f"{name}, CD-{k} iteration, MLP 2-128-128-1, batch {batch_size}", "objectives",
-            ours, reference, iterations, unit="iteration", target=1.05,
-            note=f"{name} objective + Adam vs hand-written loop (Langevin k={k})",
-        ))
+        out.append(
+            Case(
+                f"{name}, CD-{k} iteration, MLP 2-128-128-1, batch {batch_size}",
+                "objectives",
+                ours,
+                reference,
+                iterations,
+                unit="iteration",
+                target=1.05,
+                note=f"{name} objective + Adam vs hand-written loop (Langevin k={k})",
+            )
+        )
     out.append(_jem_case(data, iterations, batch_size, pick(size, 20, 20, 2), seeded, adam))
     return out

@@ -77,12 +77,23 @@ def update_readme(readme: Path, json_path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.readme", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, default=Path("bench-results/benchmarks.json"),
-                        help="the results (default: %(default)s)")
-    parser.add_argument("--readme", type=Path, default=Path("docs/guide/benchmarks.md"),
-                        help="the page to update (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.readme",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path("bench-results/benchmarks.json"),
+        help="the results (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=Path("docs/guide/benchmarks.md"),
+        help="the page to update (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
         update_readme(args.readme, args.json)

@@ -131,10 +131,13 @@ def cases(size: str = "full", **_options) -> list[Case]:
     per_level = max(1, steps // levels)
     with torch.random.fork_rng():  # the caller's RNG state is restored
         torch.manual_seed(0)
-        ncsn = ebmflow.create("energy", "mlp", dim=2, widths=[128, 128],
-                              noise_conditional=True)
-    annealed = AnnealedLangevin({"name": "geometric", "sigma_max": 1.0, "sigma_min": 0.01},
-                                n_levels=levels, steps_per_level=per_level, epsilon=2e-5)
+        ncsn = ebmflow.create("energy", "mlp", dim=2, widths=[128, 128], noise_conditional=True)
+    annealed = AnnealedLangevin(
+        {"name": "geometric", "sigma_max": 1.0, "sigma_min": 0.01},
+        n_levels=levels,
+        steps_per_level=per_level,
+        epsilon=2e-5,
+    )
 
     def seeded():
         return torch.Generator().manual_seed(1)
@@ -142,41 +145,77 @@ def cases(size: str = "full", **_options) -> list[Case]:
     out = [
         # the same hand-written loop on both sides: any distance of its ratio from 1 is
         # this run's measurement noise, the resolution of every other ratio
-        Case(f"control: hand-written ULA against itself, MLP 2-128-128-1, {chains_mlp} "
-             "chains", "samplers",
-             lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
-             lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
-             steps, note="identical code on both sides: the noise floor of this run"),
-        Case(f"langevin, MLP 2-128-128-1, {chains_mlp} chains", "samplers",
-             lambda: Langevin(eta).run(energy, x_mlp, steps, generator=seeded()),
-             lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
-             steps, target=1.05, note="vs hand-written ULA"),
-        Case(f"mala, MLP 2-128-128-1, {chains_mlp} chains", "samplers",
-             lambda: MALA(eta).run(energy, x_mlp, steps, generator=seeded()),
-             lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
-             steps, target=1.15, note="vs hand-written ULA"),
-        Case("langevin, MLP + 1000 no-op submodules", "samplers",
-             lambda: Langevin(eta).run(energy_noop, x_mlp, steps, generator=seeded()),
-             lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
-             steps, target=1.05, note="vs hand-written ULA on the plain MLP"),
-        Case(f"hmc (L=5), MLP 2-128-128-1, {chains_mlp} chains", "samplers",
-             lambda: HMC(0.05, n_leapfrog=5).run(energy, x_mlp, steps // 5 or 1,
-                                                 generator=seeded()),
-             lambda: hand_hmc(f_mlp, x_mlp, 0.05, 5, steps // 5 or 1, seeded()),
-             steps // 5 or 1, target=1.05, note="vs hand-written HMC"),
-        Case(f"annealed-langevin ({levels} levels × {per_level}), noise-conditional MLP "
-             f"2-128-128-1, {chains_mlp} chains", "samplers",
-             lambda: annealed.run(ncsn, x_mlp, generator=seeded()),
-             lambda: hand_annealed_ula(ncsn.net, x_mlp, annealed.sigmas, per_level, 2e-5,
-                                       seeded()),
-             levels * per_level, target=1.05, note="vs hand-written annealed ULA"),
-        Case(f"langevin, 8-mode GMM, {chains_gmm} chains", "samplers",
-             lambda: Langevin(eta).run(gmm_energy, x_gmm, steps, generator=seeded()),
-             lambda: hand_ula(gmm, x_gmm, eta, steps, seeded()),
-             steps, target=1.05, note="vs hand-written ULA"),
-        Case(f"mala, 8-mode GMM, {chains_gmm} chains", "samplers",
-             lambda: MALA(eta).run(gmm_energy, x_gmm, steps, generator=seeded()),
-             lambda: hand_ula(gmm, x_gmm, eta, steps, seeded()),
-             steps, target=1.15, note="vs hand-written ULA"),
+        Case(
+            f"control: hand-written ULA against itself, MLP 2-128-128-1, {chains_mlp} chains",
+            "samplers",
+            lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
+            lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
+            steps,
+            note="identical code on both sides: the noise floor of this run",
+        ),
+        Case(
+            f"langevin, MLP 2-128-128-1, {chains_mlp} chains",
+            "samplers",
+            lambda: Langevin(eta).run(energy, x_mlp, steps, generator=seeded()),
+            lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
+            steps,
+            target=1.05,
+            note="vs hand-written ULA",
+        ),
+        Case(
+            f"mala, MLP 2-128-128-1, {chains_mlp} chains",
+            "samplers",
+            lambda: MALA(eta).run(energy, x_mlp, steps, generator=seeded()),
+            lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
+            steps,
+            target=1.15,
+            note="vs hand-written ULA",
+        ),
+        Case(
+            "langevin, MLP + 1000 no-op submodules",
+            "samplers",
+            lambda: Langevin(eta).run(energy_noop, x_mlp, steps, generator=seeded()),
+            lambda: hand_ula(f_mlp, x_mlp, eta, steps, seeded()),
+            steps,
+            target=1.05,
+            note="vs hand-written ULA on the plain MLP",
+        ),
+        Case(
+            f"hmc (L=5), MLP 2-128-128-1, {chains_mlp} chains",
+            "samplers",
+            lambda: HMC(0.05, n_leapfrog=5).run(energy, x_mlp, steps // 5 or 1, generator=seeded()),
+            lambda: hand_hmc(f_mlp, x_mlp, 0.05, 5, steps // 5 or 1, seeded()),
+            steps // 5 or 1,
+            target=1.05,
+            note="vs hand-written HMC",
+        ),
+        Case(
+            f"annealed-langevin ({levels} levels × {per_level}), noise-conditional MLP "
+            f"2-128-128-1, {chains_mlp} chains",
+            "samplers",
+            lambda: annealed.run(ncsn, x_mlp, generator=seeded()),
+            lambda: hand_annealed_ula(ncsn.net, x_mlp, annealed.sigmas, per_level, 2e-5, seeded()),
+            levels * per_level,
+            target=1.05,
+            note="vs hand-written annealed ULA",
+        ),
+        Case(
+            f"langevin, 8-mode GMM, {chains_gmm} chains",
+            "samplers",
+            lambda: Langevin(eta).run(gmm_energy, x_gmm, steps, generator=seeded()),
+            lambda: hand_ula(gmm, x_gmm, eta, steps, seeded()),
+            steps,
+            target=1.05,
+            note="vs hand-written ULA",
+        ),
+        Case(
+            f"mala, 8-mode GMM, {chains_gmm} chains",
+            "samplers",
+            lambda: MALA(eta).run(gmm_energy, x_gmm, steps, generator=seeded()),
+            lambda: hand_ula(gmm, x_gmm, eta, steps, seeded()),
+            steps,
+            target=1.15,
+            note="vs hand-written ULA",
+        ),
     ]
     return out

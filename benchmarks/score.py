@@ -29,8 +29,9 @@ SIGMA_MAX, SIGMA_MIN = 3.0, 0.1
 def mlp_energy(noise_conditional: bool, seed: int = 0) -> ebmflow.Energy:
     with torch.random.fork_rng():  # the caller's RNG state is restored
         torch.manual_seed(seed)
-        return ebmflow.create("energy", "mlp", dim=2, widths=[128, 128],
-                              noise_conditional=noise_conditional)
+        return ebmflow.create(
+            "energy", "mlp", dim=2, widths=[128, 128], noise_conditional=noise_conditional
+        )
 
 
 def train_ours(energy, objective, x, iterations):
@@ -121,32 +122,60 @@ def cases(size: str = "full", **_options) -> list[Case]:
     for conditional in (True, False):
         energy = mlp_energy(conditional)
         label = "noise-conditional" if conditional else "clean"
-        out.append(Case(
-            f"dsm, MLP 2-128-128-1 {label}, batch {batch}", "score",
-            train_ours(energy, dsm, x, iterations),
-            hand_dsm(copy.deepcopy(energy.net), x, iterations, conditional),
-            iterations, unit="iteration", target=1.05, note="vs hand-written DSM",
-        ))
+        out.append(
+            Case(
+                f"dsm, MLP 2-128-128-1 {label}, batch {batch}",
+                "score",
+                train_ours(energy, dsm, x, iterations),
+                hand_dsm(copy.deepcopy(energy.net), x, iterations, conditional),
+                iterations,
+                unit="iteration",
+                target=1.05,
+                note="vs hand-written DSM",
+            )
+        )
     energy = mlp_energy(True)
-    out.append(Case(
-        f"multiscale-dsm, MLP 2-128-128-1, batch {batch}", "score",
-        train_ours(energy, ebmflow.create("objective", "multiscale-dsm",
-                                          noise_schedule=schedule), x, iterations),
-        hand_multiscale_dsm(copy.deepcopy(energy.net), x, iterations),
-        iterations, unit="iteration", target=1.05, note="vs hand-written multiscale DSM",
-    ))
+    out.append(
+        Case(
+            f"multiscale-dsm, MLP 2-128-128-1, batch {batch}",
+            "score",
+            train_ours(
+                energy,
+                ebmflow.create("objective", "multiscale-dsm", noise_schedule=schedule),
+                x,
+                iterations,
+            ),
+            hand_multiscale_dsm(copy.deepcopy(energy.net), x, iterations),
+            iterations,
+            unit="iteration",
+            target=1.05,
+            note="vs hand-written multiscale DSM",
+        )
+    )
     energy = mlp_energy(False)
     ssm = ebmflow.create("objective", "ssm", n_projections=1)
-    out.append(Case(
-        f"ssm (1 projection), MLP 2-128-128-1 clean, batch {batch}", "score",
-        train_ours(energy, ssm, x, iterations),
-        hand_ssm(copy.deepcopy(energy.net), x, iterations),
-        iterations, unit="iteration", target=1.05, note="vs hand-written SSM-VR",
-    ))
-    out.append(Case(
-        f"ssm (1 projection) / dsm iteration, MLP 2-128-128-1 clean, batch {batch}", "score",
-        train_ours(energy, ssm, x, iterations),
-        train_ours(mlp_energy(False), dsm, x, iterations),
-        iterations, unit="iteration", target=2.2, note="ebmflow ssm vs ebmflow dsm",
-    ))
+    out.append(
+        Case(
+            f"ssm (1 projection), MLP 2-128-128-1 clean, batch {batch}",
+            "score",
+            train_ours(energy, ssm, x, iterations),
+            hand_ssm(copy.deepcopy(energy.net), x, iterations),
+            iterations,
+            unit="iteration",
+            target=1.05,
+            note="vs hand-written SSM-VR",
+        )
+    )
+    out.append(
+        Case(
+            f"ssm (1 projection) / dsm iteration, MLP 2-128-128-1 clean, batch {batch}",
+            "score",
+            train_ours(energy, ssm, x, iterations),
+            train_ours(mlp_energy(False), dsm, x, iterations),
+            iterations,
+            unit="iteration",
+            target=2.2,
+            note="ebmflow ssm vs ebmflow dsm",
+        )
+    )
     return out

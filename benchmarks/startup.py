@@ -38,12 +38,14 @@ def run_seconds(args: list[str], clock: str = "wall") -> float:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     cpu = clock == "cpu" and sys.platform != "win32"
     start = _children_cpu() if cpu else time.perf_counter()
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, check=False
+    )
     end = _children_cpu() if cpu else time.perf_counter()
     if done.returncode != 0:
-        raise RuntimeError(f"python {' '.join(args)} failed ({done.returncode}): "
-                           f"{done.stderr.strip()[-500:]}")
+        raise RuntimeError(
+            f"python {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+        )
     return end - start
 
 
@@ -52,9 +54,15 @@ def cases(size: str = "full", clock: str = "wall", **_options) -> list[Value]:
     out = []
     for name, args in COMMANDS.items():
         run_seconds(args, clock)  # warm the file cache
-        out.append(Value(
-            name, "startup", lambda args=args: run_seconds(args, clock), "s",
-            target=None if "pass" in args else TARGET_S,
-            note=f"{clock} clock, {repeats} processes", repeats=repeats,
-        ))
+        out.append(
+            Value(
+                name,
+                "startup",
+                lambda args=args: run_seconds(args, clock),
+                "s",
+                target=None if "pass" in args else TARGET_S,
+                note=f"{clock} clock, {repeats} processes",
+                repeats=repeats,
+            )
+        )
     return out

@@ -51,19 +51,26 @@ def cases(size: str = "full", **_options) -> list[Case]:
             gen = torch.Generator().manual_seed(1)
             for _ in range(steps):
                 sampler.step(energy, state, gen)
+
         return run
 
     out = []
-    for label, energy, x in (("MLP 2-128-128-1", mlp_energy, x_mlp),
-                             ("8-mode GMM", gmm_energy, x_gmm)):
+    for label, energy, x in (
+        ("MLP 2-128-128-1", mlp_energy, x_mlp),
+        ("8-mode GMM", gmm_energy, x_gmm),
+    ):
         warm = pt.run(energy, x, warmup_steps, generator=torch.Generator().manual_seed(2))
         pt_state = warm.state
         mala_state = mala.init(energy, pt_state.x)  # the same 4096 positions
-        out.append(Case(
-            f"parallel-tempering (mala), {label}, {N_REPLICAS}×{per_replica} chains",
-            "tempering",
-            steps_from(pt, energy, pt_state),
-            steps_from(mala, energy, mala_state),
-            steps, target=1.15, note=f"vs mala on the same {n_chains} positions",
-        ))
+        out.append(
+            Case(
+                f"parallel-tempering (mala), {label}, {N_REPLICAS}×{per_replica} chains",
+                "tempering",
+                steps_from(pt, energy, pt_state),
+                steps_from(mala, energy, mala_state),
+                steps,
+                target=1.15,
+                note=f"vs mala on the same {n_chains} positions",
+            )
+        )
     return out

@@ -58,12 +58,28 @@ def cases(size: str = "full", **_options) -> list[Case | Skip]:
     energy = mlp_energy(False)
     reference = hand_dsm_loop(copy.deepcopy(energy.net), data, batch_size, iterations, 1e-4, 0)
     trainer = ebmflow.Trainer(
-        energy, objective, data, optimizer={"name": "adam", "lr": 1e-4},
-        batch_size=batch_size, steps=10**9, log_every=iterations, progress=False,
+        energy,
+        objective,
+        data,
+        optimizer={"name": "adam", "lr": 1e-4},
+        batch_size=batch_size,
+        steps=10**9,
+        log_every=iterations,
+        progress=False,
     )
 
     def ours():
         trainer.fit(until=trainer.step + iterations)
 
-    return [Case(name, "trainer", ours, reference, iterations, unit="iteration", target=1.05,
-                 note="Trainer.fit vs hand-written DSM + Adam loop")]
+    return [
+        Case(
+            name,
+            "trainer",
+            ours,
+            reference,
+            iterations,
+            unit="iteration",
+            target=1.05,
+            note="Trainer.fit vs hand-written DSM + Adam loop",
+        )
+    ]

@@ -23,7 +23,9 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
     """The argument parser: core commands, then every plugin's ``ebmflow_commands``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS,
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
         help="show full tracebacks for errors (default: one line)",
     )
     parser = argparse.ArgumentParser(

@@ -124,13 +124,17 @@ class Mixture(_Composite):
                 f"{[type(p).__name__ for p in energies if not p.has_energy]} are score-only"
             )
         try:
-            w = torch.ones(len(energies), dtype=torch.float64) if weights is None else (
-                torch.as_tensor(weights, dtype=torch.float64)
+            w = (
+                torch.ones(len(energies), dtype=torch.float64)
+                if weights is None
+                else (torch.as_tensor(weights, dtype=torch.float64))
             )
         except (TypeError, ValueError, RuntimeError):
             w = torch.full((0,), math.nan)
-        if w.shape != (len(energies),) or not bool(torch.all(w > 0)) or not bool(
-            torch.isfinite(w).all()
+        if (
+            w.shape != (len(energies),)
+            or not bool(torch.all(w > 0))
+            or not bool(torch.isfinite(w).all())
         ):
             raise ConfigError(
                 f"mixture weights must be {len(energies)} positive finite numbers, got {weights!r}"
@@ -147,8 +151,7 @@ class Mixture(_Composite):
     def energy_and_score(
         self, x: Tensor, sigma: Sigma = None, *, create_graph: bool = False
     ) -> tuple[Tensor | None, Tensor]:
-        pairs = [p.energy_and_score(x, sigma, create_graph=create_graph)
-                 for p in self._energies()]
+        pairs = [p.energy_and_score(x, sigma, create_graph=create_graph) for p in self._energies()]
         # every part has an energy: __init__ refuses score-only parts
         log_terms = self._log_terms([cast(Tensor, e) for e, _ in pairs])
         weights = torch.softmax(log_terms, dim=-1)  # (B, K) responsibilities

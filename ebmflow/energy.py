@@ -74,8 +74,12 @@ class Energy(nn.Module, Configurable):
             if mismatch is None:
                 raise
             raise ConfigError(mismatch) from exc
-        if isinstance(out, Tensor) and isinstance(x, Tensor) and x.ndim >= 1 \
-                and out.shape != x.shape[:1]:
+        if (
+            isinstance(out, Tensor)
+            and isinstance(x, Tensor)
+            and x.ndim >= 1
+            and out.shape != x.shape[:1]
+        ):
             raise ConfigError(
                 f"{type(self).__name__}.forward returned shape {tuple(out.shape)}; an "
                 f"energy must return one value per sample, shape ({x.shape[0]},)"
@@ -108,8 +112,9 @@ class Energy(nn.Module, Configurable):
             energy = self(inp, sigma)  # __call__ checks the shape, (B,)
             # seeding the backward pass with −1 per sample yields the score −∇ₓE itself:
             # no sum, no negation and no seed of ones to build
-            (score,) = torch.autograd.grad(energy, inp, score_seed(energy),
-                                           create_graph=create_graph)
+            (score,) = torch.autograd.grad(
+                energy, inp, score_seed(energy), create_graph=create_graph
+            )
         if create_graph:
             return energy, score
         return energy.detach(), score
@@ -213,7 +218,5 @@ def score_seed(like: Tensor) -> Tensor:
     if seed is None:
         if len(_MINUS_ONES) >= 64:  # many batch sizes: start over rather than grow
             _MINUS_ONES.clear()
-        seed = _MINUS_ONES[key] = torch.full(like.shape, -1.0, dtype=like.dtype,
-                                             device=like.device)
+        seed = _MINUS_ONES[key] = torch.full(like.shape, -1.0, dtype=like.dtype, device=like.device)
     return seed
-

@@ -93,5 +93,5 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and (
-        "can't allocate memory" in text or "out of memory" in text.lower())
-
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )

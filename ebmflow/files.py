@@ -22,13 +22,21 @@ from ebmflow.errors import EbmflowError
 _CHUNK = 1 << 20
 
 _FILE_TYPES = (
-    (stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
-    (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISREG, "a file"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
 )
 
-_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-               | getattr(os, "O_NONBLOCK", 0))
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+)
 
 
 def file_type(mode: int) -> str:
@@ -37,7 +45,9 @@ def file_type(mode: int) -> str:
 
 
 def open_regular_file(
-    path: str | os.PathLike, *, follow_symlinks: bool = False,
+    path: str | os.PathLike,
+    *,
+    follow_symlinks: bool = False,
     error: type[EbmflowError] = EbmflowError,
 ) -> tuple[int, os.stat_result]:
     """Open ``path`` for reading and return the descriptor and its ``fstat``.
@@ -69,8 +79,9 @@ def open_regular_file(
     return fd, info
 
 
-def iter_fd(fd: int, limit: int, path: str | os.PathLike,
-            error: type[EbmflowError] = EbmflowError) -> Iterator[bytes]:
+def iter_fd(
+    fd: int, limit: int, path: str | os.PathLike, error: type[EbmflowError] = EbmflowError
+) -> Iterator[bytes]:
     """The chunks read from ``fd`` to its end, but never more than ``limit + 1`` bytes in
     all (one byte more than allowed shows that the file is larger than it should be)."""
     total = 0
@@ -85,14 +96,18 @@ def iter_fd(fd: int, limit: int, path: str | os.PathLike,
         raise error(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def read_fd(fd: int, limit: int, path: str | os.PathLike,
-            error: type[EbmflowError] = EbmflowError) -> bytes:
+def read_fd(
+    fd: int, limit: int, path: str | os.PathLike, error: type[EbmflowError] = EbmflowError
+) -> bytes:
     """All of :func:`iter_fd`'s chunks, joined."""
     return b"".join(iter_fd(fd, limit, path, error))
 
 
 def read_regular_file(
-    path: str | os.PathLike, *, max_bytes: int, follow_symlinks: bool = False,
+    path: str | os.PathLike,
+    *,
+    max_bytes: int,
+    follow_symlinks: bool = False,
     error: type[EbmflowError] = EbmflowError,
 ) -> bytes:
     """The bytes of the regular file ``path``, of at most ``max_bytes`` (checked before
@@ -101,8 +116,10 @@ def read_regular_file(
     fd, info = open_regular_file(path, follow_symlinks=follow_symlinks, error=error)
     try:
         if info.st_size > max_bytes:
-            raise error(f"{path} is {info.st_size} bytes, larger than allowed: at most "
-                        f"{max_bytes} bytes are read")
+            raise error(
+                f"{path} is {info.st_size} bytes, larger than allowed: at most "
+                f"{max_bytes} bytes are read"
+            )
         data = read_fd(fd, max_bytes, path, error)
     finally:
         os.close(fd)

@@ -84,8 +84,9 @@ def plot_samples(
                     image = image.clamp(*value_range)
                     if samples.shape[1] == 3:
                         image = (image - value_range[0]) / (value_range[1] - value_range[0])
-                ax.imshow(image, cmap="gray" if samples.shape[1] == 1 else None,
-                          vmin=low, vmax=high)
+                ax.imshow(
+                    image, cmap="gray" if samples.shape[1] == 1 else None, vmin=low, vmax=high
+                )
     else:
         raise EbmflowError(
             f"cannot plot samples of shape {tuple(samples.shape)}: figures are made for 2-D "
@@ -120,18 +121,39 @@ def plot_landscape(
     (x0, x1), (y0, y1) = bounds
     extent = (x0, x1, y0, y1)
     n = 1 + len(densities)
-    fig, axes = plt.subplots(1, n, figsize=(4.4 * n + 0.8, 4.4), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, n, figsize=(4.4 * n + 0.8, 4.4), squeeze=False, layout="constrained"
+    )
     relative = (energy - energy.min()).clamp(max=energy_range).numpy()
     ax = axes.flat[0]
-    image = ax.imshow(relative, origin="lower", extent=extent, cmap="magma_r",
-                      vmin=0.0, vmax=energy_range, interpolation="nearest")
-    ax.contour(relative, levels=list(range(1, int(energy_range))), extent=extent,
-               colors="0.25", linewidths=0.4, alpha=0.5)
+    image = ax.imshow(
+        relative,
+        origin="lower",
+        extent=extent,
+        cmap="magma_r",
+        vmin=0.0,
+        vmax=energy_range,
+        interpolation="nearest",
+    )
+    ax.contour(
+        relative,
+        levels=list(range(1, int(energy_range))),
+        extent=extent,
+        colors="0.25",
+        linewidths=0.4,
+        alpha=0.5,
+    )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="E − min E (nats)")
     for ax, density in zip(list(axes.flat)[1:], densities):
-        ax.imshow(density.numpy(), origin="lower", extent=extent, cmap="viridis", vmin=0.0,
-                  vmax=vmax, interpolation="nearest")
+        ax.imshow(
+            density.numpy(),
+            origin="lower",
+            extent=extent,
+            cmap="viridis",
+            vmin=0.0,
+            vmax=vmax,
+            interpolation="nearest",
+        )
     for ax, name in zip(axes.flat, names):
         ax.set_title(name, fontsize=10)
         ax.set_aspect("equal")

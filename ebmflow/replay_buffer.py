@@ -131,8 +131,11 @@ class ReplayBuffer(nn.Module):
             )
         self.init = init
         for name, value in (("init_low", init_low), ("init_high", init_high)):
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and math.isfinite(value)):
+            if not (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            ):
                 raise ConfigError(f"{owner}: {name} must be a finite number, got {value!r}")
         if not init_low < init_high:
             raise ConfigError(
@@ -148,11 +151,16 @@ class ReplayBuffer(nn.Module):
         self.register_buffer("n_pushed", torch.zeros((), dtype=torch.int64))
 
     def extra_repr(self) -> str:
-        init = self.init if isinstance(self.init, str) else getattr(
-            self.init, "__qualname__", repr(self.init))
-        return (f"capacity={self.capacity}, event_shape={self.event_shape}, "
-                f"reinit_prob={self.reinit_prob}, replacement={self.replacement!r}, "
-                f"init={init!r}")
+        init = (
+            self.init
+            if isinstance(self.init, str)
+            else getattr(self.init, "__qualname__", repr(self.init))
+        )
+        return (
+            f"capacity={self.capacity}, event_shape={self.event_shape}, "
+            f"reinit_prob={self.reinit_prob}, replacement={self.replacement!r}, "
+            f"init={init!r}"
+        )
 
     def __len__(self) -> int:
         """The number of filled slots."""
@@ -259,7 +267,7 @@ class ReplayBuffer(nn.Module):
         if self.replacement == "fifo":
             slots, rows = t % self.capacity, torch.arange(m)
             if m > self.capacity:  # only the last C of this batch survive the ring
-                slots, rows = slots[-self.capacity:], rows[-self.capacity:]
+                slots, rows = slots[-self.capacity :], rows[-self.capacity :]
         else:
             # Algorithm R: position t < C goes to slot t; later ones draw r ~ U{0..t}.
             n_full = int((t >= self.capacity).sum())
@@ -267,9 +275,9 @@ class ReplayBuffer(nn.Module):
             u = torch.rand(n_full, generator=generator, device=device, dtype=torch.float64)
             r = torch.empty(m, dtype=torch.int64)
             r[: m - n_full] = t[: m - n_full]
-            t_full = t[m - n_full:]
+            t_full = t[m - n_full :]
             # floor(u · (t + 1)) is uniform on {0..t}; float64 is exact for t < 2**52
-            r[m - n_full:] = (u.cpu() * (t_full + 1).double()).floor().long().clamp_(max=t_full)
+            r[m - n_full :] = (u.cpu() * (t_full + 1).double()).floor().long().clamp_(max=t_full)
             keep = r < self.capacity
             slots, rows = r[keep], torch.arange(m)[keep]
             # sequential semantics: a later sample overwrites an earlier one in the same slot

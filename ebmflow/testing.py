@@ -78,8 +78,7 @@ def check_energy(energy: Any, x: Any, sigma: Any = None, *, atol: float = 1e-5) 
     torch.testing.assert_close(e2, e.detach(), atol=atol, rtol=1e-5)
     xg = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(energy(xg, sigma).sum(), xg)
-    torch.testing.assert_close(score, -grad, atol=atol, rtol=1e-4,
-                               msg="score is not −∇ₓE")
+    torch.testing.assert_close(score, -grad, atol=atol, rtol=1e-4, msg="score is not −∇ₓE")
 
 
 def _standard_gaussian(dim: int) -> Any:

@@ -44,10 +44,15 @@ def check_interval(owner: str, name: str, value: Any) -> tuple[float, float]:
     """Validate a box ``(low, high)``: two finite numbers with low < high, as a list or
     tuple; a bad value raises :class:`~ebmflow.ConfigError` (a ``ValueError``)."""
     pair = tuple(value) if isinstance(value, (list, tuple)) else None
-    ok = pair is not None and len(pair) == 2 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        for v in pair
-    ) and pair[0] < pair[1]
+    ok = (
+        pair is not None
+        and len(pair) == 2
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in pair
+        )
+        and pair[0] < pair[1]
+    )
     if not ok or pair is None:
         raise ConfigError(
             f"{owner}: {name} must be a pair (low, high) of finite numbers with low < high, "

@@ -41,10 +41,16 @@ def tiny_pipeline_folder(folder: Path, seed: int) -> Path:
 
     with torch.random.fork_rng():  # diffusers initialises weights from the global RNG
         torch.manual_seed(seed)
-        unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1,
-                           block_out_channels=(8, 16), layers_per_block=1,
-                           down_block_types=("DownBlock2D", "DownBlock2D"),
-                           up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+        unet = UNet2DModel(
+            sample_size=8,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
+        )
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(folder)
     return folder
 
@@ -52,8 +58,12 @@ def tiny_pipeline_folder(folder: Path, seed: int) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps (a few seconds)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the pipeline and checkpoint (default: a temporary one)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the pipeline and checkpoint (default: a temporary one)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     args = parser.parse_args(argv)
     from diffusers import DDPMPipeline, DDPMScheduler
@@ -78,39 +88,65 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     loaded = ebmflow.load(checkpoint)
     x = torch.randn(2, *model.event_shape, generator=torch.Generator().manual_seed(args.seed))
-    same = all(torch.equal(loaded.score(x, s).detach(), model.score(x, s).detach())
-               for s in (0.05, 1.0, 50.0))
-    print(f"   {type(model).__name__}, event shape {model.event_shape}; checkpoint files "
-          f"{sorted(p.name for p in checkpoint.iterdir())}; loaded scores identical: {same}")
+    same = all(
+        torch.equal(loaded.score(x, s).detach(), model.score(x, s).detach())
+        for s in (0.05, 1.0, 50.0)
+    )
+    print(
+        f"   {type(model).__name__}, event shape {model.event_shape}; checkpoint files "
+        f"{sorted(p.name for p in checkpoint.iterdir())}; loaded scores identical: {same}"
+    )
     summary["round_trip_identical"] = same
 
     print("3. EBMPipeline with a MALA corrector (segment-integral energies)")
-    scheduler = EBMScheduler.from_config(DDPMScheduler().config, corrector="mala",
-                                         corrector_steps=2, snr=0.3, energy_rule="simpson",
-                                         energy_points=3)
+    scheduler = EBMScheduler.from_config(
+        DDPMScheduler().config,
+        corrector="mala",
+        corrector_steps=2,
+        snr=0.3,
+        energy_rule="simpson",
+        energy_points=3,
+    )
     pipe = EBMPipeline(unet=loaded.unet, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=args.quick)
-    result = pipe(batch_size=batch, generator=torch.Generator().manual_seed(args.seed),
-                  num_inference_steps=steps, output_type="pt")
+    result = pipe(
+        batch_size=batch,
+        generator=torch.Generator().manual_seed(args.seed),
+        num_inference_steps=steps,
+        output_type="pt",
+    )
     rates = result.acceptance_rates
-    print(f"   samples {tuple(result.images.shape)}; MALA acceptance per level "
-          f"{[round(r, 3) for r in rates]}")
+    print(
+        f"   samples {tuple(result.images.shape)}; MALA acceptance per level "
+        f"{[round(r, 3) for r in rates]}"
+    )
     summary["mala_acceptance"] = sum(rates) / len(rates)
 
     print("4. EBMScheduler in the stock DDPMPipeline")
     stock = DDPMPipeline(unet=loaded.unet, scheduler=DDPMScheduler())
-    ours = DDPMPipeline(unet=loaded.unet,
-                        scheduler=EBMScheduler.from_config(DDPMScheduler().config))
-    corrected = DDPMPipeline(unet=loaded.unet, scheduler=EBMScheduler.from_config(
-        DDPMScheduler().config, corrector="langevin", corrector_steps=1))
+    ours = DDPMPipeline(
+        unet=loaded.unet, scheduler=EBMScheduler.from_config(DDPMScheduler().config)
+    )
+    corrected = DDPMPipeline(
+        unet=loaded.unet,
+        scheduler=EBMScheduler.from_config(
+            DDPMScheduler().config, corrector="langevin", corrector_steps=1
+        ),
+    )
     images = {}
     for name, p in (("ddpm", stock), ("ebm", ours), ("ebm+langevin", corrected)):
         p.set_progress_bar_config(disable=True)
-        images[name] = p(batch_size=batch, generator=torch.Generator().manual_seed(args.seed),
-                         num_inference_steps=steps, output_type="pt").images
+        images[name] = p(
+            batch_size=batch,
+            generator=torch.Generator().manual_seed(args.seed),
+            num_inference_steps=steps,
+            output_type="pt",
+        ).images
     diff = float((images["ddpm"] - images["ebm"]).abs().max())
-    print(f"   EBMScheduler without corrector vs DDPMScheduler: max |Δ| = {diff:.1e}; with a "
-          f"Langevin corrector the stock loop makes {corrected.scheduler.order} calls per level")
+    print(
+        f"   EBMScheduler without corrector vs DDPMScheduler: max |Δ| = {diff:.1e}; with a "
+        f"Langevin corrector the stock loop makes {corrected.scheduler.order} calls per level"
+    )
     summary["stock_pipeline_max_diff"] = diff
     print(json.dumps(summary))
     return 0 if same and diff < 1e-5 and 0 < summary["mala_acceptance"] <= 1 else 1

@@ -87,12 +87,16 @@ def make_venv(root: Path) -> Path:
     """``python -m venv --system-site-packages`` that also sees this interpreter's packages
     when this interpreter is itself a virtual environment. Returns the new python."""
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                    str(venv)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        check=True,
+    )
     python = venv / "bin" / "python"
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     if sys.prefix != sys.base_prefix:  # we run in a venv: make its packages visible there
         outer = [p for p in site.getsitepackages() if os.path.isdir(p)]
@@ -104,30 +108,54 @@ def make_venv(root: Path) -> Path:
 
 def clean_env() -> dict[str, str]:
     """The environment for the new venv's processes: no EBMFLOW_* filters, no PYTHONPATH."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("EBMFLOW_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("EBMFLOW_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
 
 
 def pip_install(python: Path, project: Path) -> None:
     offline = importlib.util.find_spec("hatchling") is not None
-    command = [str(python), "-m", "pip", "install", "--no-deps", "--quiet",
-               "--disable-pip-version-check"]
+    command = [
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]
     if offline:
         command += ["--no-build-isolation", "--no-index"]
-    done = subprocess.run([*command, str(project)], env=clean_env(), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [*command, str(project)], env=clean_env(), capture_output=True, text=True, timeout=600
+    )
     if done.returncode != 0:
-        hint = "" if offline else (" (hatchling is not installed here, so pip had to fetch "
-                                   "it: pip install hatchling, then rerun)")
+        hint = (
+            ""
+            if offline
+            else (
+                " (hatchling is not installed here, so pip had to fetch "
+                "it: pip install hatchling, then rerun)"
+            )
+        )
         raise SystemExit(f"pip install failed{hint}:\n{done.stdout}{done.stderr}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer sampler steps; the install is the same (default: off)")
-    parser.add_argument("--venv", default=None, metavar="DIR",
-                        help="keep the environment in DIR (default: a temporary folder)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer sampler steps; the install is the same (default: off)",
+    )
+    parser.add_argument(
+        "--venv",
+        default=None,
+        metavar="DIR",
+        help="keep the environment in DIR (default: a temporary folder)",
+    )
     args = parser.parse_args(argv)
     n_steps = 100 if args.quick else 2000
     with tempfile.TemporaryDirectory(prefix="ebmflow-plugin-") as tmp:
@@ -141,39 +169,60 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   done in {time.perf_counter() - start:.1f} s")
 
         print("3. using it through the registry, in the new environment:")
-        done = subprocess.run([str(python), "-c", CHILD, str(n_steps)], env=clean_env(),
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [str(python), "-c", CHILD, str(n_steps)],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if done.returncode != 0:
             raise SystemExit(f"the plugin does not work in the new environment:\n{done.stderr}")
         report = json.loads(done.stdout.strip().splitlines()[-1])
-        listing = subprocess.run([str(python), "-m", "ebmflow", "components", "--kind",
-                                  "sampler"], env=clean_env(), capture_output=True, text=True,
-                                 timeout=120)
+        listing = subprocess.run(
+            [str(python), "-m", "ebmflow", "components", "--kind", "sampler"],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         print(textwrap.indent(listing.stdout.rstrip(), "   | "))
-        print(f"   plugin 'example': {report['status']}, distribution "
-              f"{report['distribution']} {report['version']}, from {report['module']}")
+        print(
+            f"   plugin 'example': {report['status']}, distribution "
+            f"{report['distribution']} {report['version']}, from {report['module']}"
+        )
         print(f"   components: {', '.join(report['components'])}")
-        print(f"   rwm on double-well: acceptance {report['rwm_acceptance']:.2f}, mean radius "
-              f"{report['double_well_mean_radius']:.3f} (the well's minimum is at radius 1)")
-        print(f"   rwm on the core gaussian: variance {report['rwm_on_gaussian_variance']:.3f} "
-              "(target 1)")
-        print(f"   core mala on double-well: acceptance "
-              f"{report['mala_on_double_well_acceptance']:.2f}")
-        print(f"   double-well + gaussian at (1, 0): mean x {report['tilted_mean_x']:.3f} "
-              "(pulled toward +1)")
+        print(
+            f"   rwm on double-well: acceptance {report['rwm_acceptance']:.2f}, mean radius "
+            f"{report['double_well_mean_radius']:.3f} (the well's minimum is at radius 1)"
+        )
+        print(
+            f"   rwm on the core gaussian: variance {report['rwm_on_gaussian_variance']:.3f} "
+            "(target 1)"
+        )
+        print(
+            f"   core mala on double-well: acceptance "
+            f"{report['mala_on_double_well_acceptance']:.2f}"
+        )
+        print(
+            f"   double-well + gaussian at (1, 0): mean x {report['tilted_mean_x']:.3f} "
+            "(pulled toward +1)"
+        )
 
         checks = {
             "plugin loaded": report["status"] == "ok" and report["error"] is None,
             "installed into the new environment": report["module"].startswith(str(root)),
-            "components listed": {"example:double-well", "example:rwm"}
-            <= set(report["components"]) and "rwm" in listing.stdout,
+            "components listed": {"example:double-well", "example:rwm"} <= set(report["components"])
+            and "rwm" in listing.stdout,
             "rwm samples the double well": abs(report["double_well_mean_radius"] - 1) < 0.2,
             "rwm samples a core energy": abs(report["rwm_on_gaussian_variance"] - 1) < 0.25,
             "the composition is tilted": report["tilted_mean_x"] > 0.1,
         }
         here = {p.name for p in ebmflow.plugins()}
-        print(f"4. this interpreter ({sys.executable}) sees the plugin: {'example' in here}"
-              + (" (it was installed here too)" if "example" in here else ""))
+        print(
+            f"4. this interpreter ({sys.executable}) sees the plugin: {'example' in here}"
+            + (" (it was installed here too)" if "example" in here else "")
+        )
         failed = [name for name, ok in checks.items() if not ok]
         if failed:
             print(f"FAILED: {', '.join(failed)}", file=sys.stderr)

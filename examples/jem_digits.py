@@ -53,15 +53,20 @@ def tables(quick: bool, mode: str, split: int = 0) -> dict:
     if quick:
         run["energy"]["widths"] = [8, 16]
         run["objective"].update(k=5, capacity=500)
-        run["train"].update(steps=30, batch_size=32, log_every=10, checkpoint_every=None,
-                            lr_schedule=None)
+        run["train"].update(
+            steps=30, batch_size=32, log_every=10, checkpoint_every=None, lr_schedule=None
+        )
     return run
 
 
 def train(run: dict, out: Path, progress: bool) -> tuple[ebmflow.Energy, float]:
     config = RunConfig.from_dict(run, source=f"{CONFIG} ({run['objective']['mode']})")
-    trainer = build(config, checkpoint_dir=out / "checkpoint", progress=progress,
-                    metrics_file=out / "metrics.jsonl")
+    trainer = build(
+        config,
+        checkpoint_dir=out / "checkpoint",
+        progress=progress,
+        metrics_file=out / "metrics.jsonl",
+    )
     start = time.perf_counter()
     trainer.fit()
     return trainer.energy.eval(), time.perf_counter() - start
@@ -73,39 +78,55 @@ def pool(splits: list[dict], n_resamples: int = 2000) -> dict:
     standard error over the splits), and a paired bootstrap of the pooled difference (test
     images resampled within each split, the same indices for both models)."""
     labels = torch.cat([split["labels"] for split in splits])
-    log_probs = {name: torch.cat([split["log_probs"][name] for split in splits])
-                 for name in splits[0]["log_probs"]}
+    log_probs = {
+        name: torch.cat([split["log_probs"][name] for split in splits])
+        for name in splits[0]["log_probs"]
+    }
     probs = {name: lp.exp() for name, lp in log_probs.items()}
     ece = ebmflow.evaluate.expected_calibration_error
     pooled: dict = {"n": int(labels.shape[0]), "splits": len(splits)}
     for name, p in probs.items():
         picked = log_probs[name].gather(1, labels.view(-1, 1)).squeeze(1)
-        pooled[name] = {"accuracy": ebmflow.evaluate.accuracy(p, labels),
-                        "ece": ece(p, labels), "nll": float(-picked.mean())}
+        pooled[name] = {
+            "accuracy": ebmflow.evaluate.accuracy(p, labels),
+            "ece": ece(p, labels),
+            "nll": float(-picked.mean()),
+        }
     if set(probs) == {"jem", "ce_only"}:
         gen = torch.Generator().manual_seed(0)
         sizes = [split["labels"].shape[0] for split in splits]
         starts = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
         differences = []
         for _ in range(n_resamples):
-            rows = torch.cat([start + torch.randint(size, (size,), generator=gen)
-                              for start, size in zip(starts, sizes)])
-            differences.append(ece(probs["jem"][rows], labels[rows])
-                               - ece(probs["ce_only"][rows], labels[rows]))
+            rows = torch.cat(
+                [
+                    start + torch.randint(size, (size,), generator=gen)
+                    for start, size in zip(starts, sizes)
+                ]
+            )
+            differences.append(
+                ece(probs["jem"][rows], labels[rows]) - ece(probs["ce_only"][rows], labels[rows])
+            )
         d = torch.tensor(differences, dtype=torch.float64).sort().values
         # split by split: the spread of these includes the training runs' and the splits'
-        per_split = torch.tensor([
-            ece(split["log_probs"]["jem"].exp(), split["labels"])
-            - ece(split["log_probs"]["ce_only"].exp(), split["labels"]) for split in splits
-        ], dtype=torch.float64)
+        per_split = torch.tensor(
+            [
+                ece(split["log_probs"]["jem"].exp(), split["labels"])
+                - ece(split["log_probs"]["ce_only"].exp(), split["labels"])
+                for split in splits
+            ],
+            dtype=torch.float64,
+        )
         pooled["ece_difference"] = {
             "jem_minus_ce_only": pooled["jem"]["ece"] - pooled["ce_only"]["ece"],
             "per_split": per_split.tolist(),
             "per_split_mean": float(per_split.mean()),
             "per_split_se": float(per_split.std() / len(splits) ** 0.5),
             "bootstrap_sd": float(d.std()),
-            "bootstrap_95": [float(d[int(0.025 * n_resamples)]),
-                             float(d[int(0.975 * n_resamples) - 1])],
+            "bootstrap_95": [
+                float(d[int(0.025 * n_resamples)]),
+                float(d[int(0.975 * n_resamples) - 1]),
+            ],
             "bootstrap_fraction_above_0": float((d > 0).double().mean()),
             "resamples": n_resamples,
         }
@@ -121,8 +142,11 @@ def failed_checks(report: dict) -> list[str]:
             if name not in split:
                 continue
             result = split[name]
-            values = [result["accuracy"], result["ece"],
-                      *(v for scores in result["auroc"].values() for v in scores.values())]
+            values = [
+                result["accuracy"],
+                result["ece"],
+                *(v for scores in result["auroc"].values() for v in scores.values()),
+            ]
             if not all(0.0 <= v <= 1.0 for v in values):
                 failures.append(f"{where}, {name}: a metric outside [0, 1]: {values}")
         if not report["quick"]:
@@ -131,8 +155,9 @@ def failed_checks(report: dict) -> list[str]:
                 failures.append(f"{where}: JEM test accuracy {jem['accuracy']:.4f} < 0.97")
             for ood, scores in jem["auroc"].items():
                 if scores["log_px"] < 0.9:
-                    failures.append(f"{where}: JEM log p(x) AUROC against {ood} "
-                                    f"{scores['log_px']:.4f} < 0.9")
+                    failures.append(
+                        f"{where}: JEM log p(x) AUROC against {ood} {scores['log_px']:.4f} < 0.9"
+                    )
     return failures
 
 
@@ -140,11 +165,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--out", default="runs/jem-digits-example", help="output folder")
-    parser.add_argument("--no-baseline", action="store_true",
-                        help="skip the cross-entropy-only baseline")
-    parser.add_argument("--splits", type=int, default=1,
-                        help="train/test splits to repeat the comparison on (default: 1, "
-                        "the run file's)")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the cross-entropy-only baseline"
+    )
+    parser.add_argument(
+        "--splits",
+        type=int,
+        default=1,
+        help="train/test splits to repeat the comparison on (default: 1, the run file's)",
+    )
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     args = parser.parse_args()
     if args.splits < 1:
@@ -152,9 +181,13 @@ def main() -> int:
     out = Path(args.out)
     from ebmflow_jem import class_grid, classification_report, plot_class_grid
 
-    report: dict = {"quick": args.quick, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                    "torch_threads": torch.get_num_threads(),
-                    "steps": tables(args.quick, "joint")["train"]["steps"], "splits": []}
+    report: dict = {
+        "quick": args.quick,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "torch_threads": torch.get_num_threads(),
+        "steps": tables(args.quick, "joint")["train"]["steps"],
+        "splits": [],
+    }
     models = {"jem": "joint"} if args.no_baseline else {"jem": "joint", "ce_only": "conditional"}
     predictions = []
     for split in range(args.splits):
@@ -164,13 +197,13 @@ def main() -> int:
         log_probs = {}
         folder = out if split == 0 else out / f"split{split}"
         for name, mode in models.items():
-            energy, seconds = train(tables(args.quick, mode, split), folder / name,
-                                    args.progress)
+            energy, seconds = train(tables(args.quick, mode, split), folder / name, args.progress)
             with torch.no_grad():
                 log_probs[name] = energy.predict_log_proba(x).double()
-            result[name] = {"train_seconds": round(seconds, 1),
-                            **classification_report(
-                                energy, x, y, generator=torch.Generator().manual_seed(0))}
+            result[name] = {
+                "train_seconds": round(seconds, 1),
+                **classification_report(energy, x, y, generator=torch.Generator().manual_seed(0)),
+            }
             if split == 0:
                 report[name] = result[name]
                 if name == "jem":
@@ -179,13 +212,19 @@ def main() -> int:
         predictions.append({"labels": y, "log_probs": log_probs})
     if args.splits > 1:
         report["pooled"] = pool(predictions)
-    grid = class_grid(jem, 4 if args.quick else 10, n_steps=20 if args.quick else 100,
-                      generator=torch.Generator().manual_seed(0))
+    grid = class_grid(
+        jem,
+        4 if args.quick else 10,
+        n_steps=20 if args.quick else 100,
+        generator=torch.Generator().manual_seed(0),
+    )
     labels = torch.arange(grid.shape[0]).repeat_interleave(grid.shape[1])
     report["samples_classified_as_own_class"] = float(
-        (jem.predict(grid.flatten(0, 1)) == labels).double().mean())
-    report["samples_png"] = str(plot_class_grid(grid, out / "samples.png",
-                                                title="JEM on digits: p(x | y)"))
+        (jem.predict(grid.flatten(0, 1)) == labels).double().mean()
+    )
+    report["samples_png"] = str(
+        plot_class_grid(grid, out / "samples.png", title="JEM on digits: p(x | y)")
+    )
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     failures = failed_checks(report)

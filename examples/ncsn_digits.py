@@ -43,12 +43,17 @@ def nearest_distance(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="20 training steps and a short sampler run (default: off)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="training steps (default: 4000, or 20 with --quick)")
-    parser.add_argument("--out", default="runs/ncsn-digits",
-                        help="output folder (default: runs/ncsn-digits)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="20 training steps and a short sampler run (default: off)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="training steps (default: 4000, or 20 with --quick)"
+    )
+    parser.add_argument(
+        "--out", default="runs/ncsn-digits", help="output folder (default: runs/ncsn-digits)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     args = parser.parse_args(argv)
     steps = args.steps if args.steps is not None else (20 if args.quick else 4000)
@@ -61,30 +66,48 @@ def main(argv: list[str] | None = None) -> int:
     train = ebmflow.create("dataset", "digits", split="train", scale="unit")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)  # initial weights
-        energy = ebmflow.create("energy", "convnet", channels=1, image_size=8,
-                                widths=[32, 64, 128], noise_conditional=True)
+        energy = ebmflow.create(
+            "energy",
+            "convnet",
+            channels=1,
+            image_size=8,
+            widths=[32, 64, 128],
+            noise_conditional=True,
+        )
     objective = ebmflow.create(
-        "objective", "multiscale-dsm",
+        "objective",
+        "multiscale-dsm",
         noise_schedule={"name": "geometric", "sigma_max": 5.0, "sigma_min": 0.02},
         weighting="sigma2",
     )
     trainer = ebmflow.Trainer(
-        energy, objective, train, optimizer={"name": "adam", "lr": 1e-3},
-        lr_schedule={"name": "cosine", "warmup": min(200, steps // 10)}, batch_size=64,
-        steps=steps, ema=None if args.quick else 0.999, seed=args.seed,
+        energy,
+        objective,
+        train,
+        optimizer={"name": "adam", "lr": 1e-3},
+        lr_schedule={"name": "cosine", "warmup": min(200, steps // 10)},
+        batch_size=64,
+        steps=steps,
+        ema=None if args.quick else 0.999,
+        seed=args.seed,
         checkpoint_dir=out / "checkpoint",
     )
     history = trainer.fit()
     energy.load_state_dict(trainer.ema_state_dict())  # sample the EMA weights
     energy.eval().requires_grad_(False)
-    print(f"trained {steps} steps, loss {history[-1]['loss']:.4f} "
-          f"({time.perf_counter() - start:.0f} s)")
+    print(
+        f"trained {steps} steps, loss {history[-1]['loss']:.4f} "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
 
     n, levels, per_level = (16, 4, 5) if args.quick else (64, 20, 100)
     sampler = ebmflow.create(
-        "sampler", "annealed-langevin",
+        "sampler",
+        "annealed-langevin",
         noise_schedule={"name": "geometric", "sigma_max": 5.0, "sigma_min": 0.02},
-        n_levels=levels, steps_per_level=per_level, epsilon=4e-5,
+        n_levels=levels,
+        steps_per_level=per_level,
+        epsilon=4e-5,
     )
     gen = torch.Generator().manual_seed(args.seed + 1)
     x0 = 5.0 * torch.randn(n, 1, 8, 8, generator=gen)
@@ -100,8 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     from ebmflow.plotting import INSTALL_HINT, matplotlib_available, plot_samples
 
     if matplotlib_available():
-        written.append(plot_samples(samples, out / "grid.png", value_range=(0.0, 1.0),
-                                    title=f"NCSN samples after {steps} training steps"))
+        written.append(
+            plot_samples(
+                samples,
+                out / "grid.png",
+                value_range=(0.0, 1.0),
+                title=f"NCSN samples after {steps} training steps",
+            )
+        )
     else:
         print(f"no grid.png: matplotlib is not installed; {INSTALL_HINT}")
 
@@ -109,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     test_images, _ = ebmflow.create("dataset", "digits", split="test", scale="unit").tensors()
     d_samples = nearest_distance(samples, train_images).median()
     d_test = nearest_distance(test_images, train_images).median()
-    print(f"median distance to the nearest training image: samples {d_samples:.2f}, held-out "
-          f"test images {d_test:.2f}; pixel range of the samples [{samples.min():.2f}, "
-          f"{samples.max():.2f}]")
+    print(
+        f"median distance to the nearest training image: samples {d_samples:.2f}, held-out "
+        f"test images {d_test:.2f}; pixel range of the samples [{samples.min():.2f}, "
+        f"{samples.max():.2f}]"
+    )
     print(f"wrote {', '.join(str(p) for p in written)} in {time.perf_counter() - start:.0f} s")
     return 0
 

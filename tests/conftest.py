@@ -23,8 +23,15 @@ import pytest
 import ebmflow
 
 HOOK_NAMES = (
-    "energies", "objectives", "samplers", "datasets", "noise_schedules", "converters",
-    "schedulers", "log_z_estimators", "evaluators",
+    "energies",
+    "objectives",
+    "samplers",
+    "datasets",
+    "noise_schedules",
+    "converters",
+    "schedulers",
+    "log_z_estimators",
+    "evaluators",
 )
 
 
@@ -107,8 +114,11 @@ class FakeSite:
     def python(self, code: str, **env: str) -> subprocess.CompletedProcess[str]:
         """``python -c CODE`` in a subprocess."""
         return subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)], env=self.env(**env),
-            capture_output=True, text=True, timeout=60,
+            [sys.executable, "-c", textwrap.dedent(code)],
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
 

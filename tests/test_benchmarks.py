@@ -30,23 +30,45 @@ from benchmarks.readme import END, START, render, replace_block, update_readme  
 #: benchmark names (prefixes) every run must report, per group
 EXPECTED = {
     "startup": ["python -c pass", "import ebmflow", "ebmflow --help"],
-    "samplers": ["langevin, MLP", "mala, MLP", "langevin, MLP + 1000 no-op", "hmc (L=5)",
-                 "annealed-langevin", "langevin, 8-mode GMM", "mala, 8-mode GMM"],
-    "memory": ["peak RSS growth, langevin", "peak RSS growth, mala",
-               "peak RSS growth, langevin 100 vs 10 steps, thin=1"],
+    "samplers": [
+        "langevin, MLP",
+        "mala, MLP",
+        "langevin, MLP + 1000 no-op",
+        "hmc (L=5)",
+        "annealed-langevin",
+        "langevin, 8-mode GMM",
+        "mala, 8-mode GMM",
+    ],
+    "memory": [
+        "peak RSS growth, langevin",
+        "peak RSS growth, mala",
+        "peak RSS growth, langevin 100 vs 10 steps, thin=1",
+    ],
     "compiled": ["compiled sampling"],
     "tempering": ["parallel-tempering (mala), MLP", "parallel-tempering (mala), 8-mode GMM"],
-    "score": ["dsm, MLP 2-128-128-1 noise-conditional", "dsm, MLP 2-128-128-1 clean",
-              "multiscale-dsm", "ssm (1 projection), MLP", "ssm (1 projection) / dsm"],
+    "score": [
+        "dsm, MLP 2-128-128-1 noise-conditional",
+        "dsm, MLP 2-128-128-1 clean",
+        "multiscale-dsm",
+        "ssm (1 projection), MLP",
+        "ssm (1 projection) / dsm",
+    ],
     "objectives": ["cd, CD-2", "pcd, CD-2", "jem, SGLD-2"],
     "trainer": ["Trainer iteration"],
-    "diffusers": ["EBMScheduler in DDPMPipeline, tiny UNet2DModel",
-                  "EBMScheduler in DDPMPipeline, analytic GaussianDenoiser"],
+    "diffusers": [
+        "EBMScheduler in DDPMPipeline, tiny UNet2DModel",
+        "EBMScheduler in DDPMPipeline, analytic GaussianDenoiser",
+    ],
 }
 
 #: groups that may only be skipped when the plugin they need is not installed
-NEEDS = {"tempering": "ebmflow_tempering", "score": "ebmflow_score", "objectives": "ebmflow_cd",
-         "trainer": "ebmflow_score", "diffusers": "ebmflow_diffusers"}
+NEEDS = {
+    "tempering": "ebmflow_tempering",
+    "score": "ebmflow_score",
+    "objectives": "ebmflow_cd",
+    "trainer": "ebmflow_score",
+    "diffusers": "ebmflow_diffusers",
+}
 
 
 def _env() -> dict[str, str]:
@@ -60,7 +82,12 @@ def tiny_run(tmp_path_factory):
     env = {**_env(), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--tiny", "--clock", "cpu", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return out, json.loads((out / "benchmarks.json").read_text(encoding="utf-8")), done.stdout
@@ -106,11 +133,23 @@ def test_tiny_run_markdown_and_readme_table_come_from_the_json(tiny_run, tmp_pat
     for r in payload["results"]:
         assert r["name"] in markdown
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Project\n\nintro\n\n{START}\nold table\n{END}\n\n## After\n",
-                      encoding="utf-8")
+    readme.write_text(
+        f"# Project\n\nintro\n\n{START}\nold table\n{END}\n\n## After\n", encoding="utf-8"
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.readme", "--json", str(out / "benchmarks.json"),
-         "--readme", str(readme)], cwd=ROOT, env=_env(), capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.readme",
+            "--json",
+            str(out / "benchmarks.json"),
+            "--readme",
+            str(readme),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -126,23 +165,74 @@ def test_tiny_run_markdown_and_readme_table_come_from_the_json(tiny_run, tmp_pat
 
 
 PAYLOAD = {
-    "machine": {"clock": "cpu", "python": "3.11.7", "torch": "2.13.0", "machine": "x86_64",
-                "processor": "x86_64", "threads": 1, "device": "cpu"},
-    "size": "full", "repeats": 11, "seconds": 200.0,
+    "machine": {
+        "clock": "cpu",
+        "python": "3.11.7",
+        "torch": "2.13.0",
+        "machine": "x86_64",
+        "processor": "x86_64",
+        "threads": 1,
+        "device": "cpu",
+    },
+    "size": "full",
+    "repeats": 11,
+    "seconds": 200.0,
     "command": "python -m benchmarks --clock cpu",
     "results": [
-        {"name": "langevin, MLP", "group": "samplers", "kind": "ratio", "unit": "step",
-         "ratio": 1.02, "ratio_q1": 1.0, "ratio_q3": 1.04, "ours_us": 1020.0,
-         "reference_us": 1000.0, "value": None, "value_q1": None, "value_q3": None,
-         "target": 1.05, "passed": True, "note": "vs hand-written ULA", "samples": []},
-        {"name": "import ebmflow", "group": "startup", "kind": "value", "unit": "s",
-         "ratio": None, "ratio_q1": None, "ratio_q3": None, "ours_us": None,
-         "reference_us": None, "value": 1.7, "value_q1": 1.6, "value_q3": 1.8,
-         "target": 1.5, "passed": False, "note": "", "samples": []},
-        {"name": "compiled sampling", "group": "compiled", "kind": "skipped", "unit": "",
-         "ratio": None, "ratio_q1": None, "ratio_q3": None, "ours_us": None,
-         "reference_us": None, "value": None, "value_q1": None, "value_q3": None,
-         "target": None, "passed": None, "note": "needs a GPU", "samples": []},
+        {
+            "name": "langevin, MLP",
+            "group": "samplers",
+            "kind": "ratio",
+            "unit": "step",
+            "ratio": 1.02,
+            "ratio_q1": 1.0,
+            "ratio_q3": 1.04,
+            "ours_us": 1020.0,
+            "reference_us": 1000.0,
+            "value": None,
+            "value_q1": None,
+            "value_q3": None,
+            "target": 1.05,
+            "passed": True,
+            "note": "vs hand-written ULA",
+            "samples": [],
+        },
+        {
+            "name": "import ebmflow",
+            "group": "startup",
+            "kind": "value",
+            "unit": "s",
+            "ratio": None,
+            "ratio_q1": None,
+            "ratio_q3": None,
+            "ours_us": None,
+            "reference_us": None,
+            "value": 1.7,
+            "value_q1": 1.6,
+            "value_q3": 1.8,
+            "target": 1.5,
+            "passed": False,
+            "note": "",
+            "samples": [],
+        },
+        {
+            "name": "compiled sampling",
+            "group": "compiled",
+            "kind": "skipped",
+            "unit": "",
+            "ratio": None,
+            "ratio_q1": None,
+            "ratio_q3": None,
+            "ours_us": None,
+            "reference_us": None,
+            "value": None,
+            "value_q1": None,
+            "value_q3": None,
+            "target": None,
+            "passed": None,
+            "note": "needs a GPU",
+            "samples": [],
+        },
     ],
 }
 
@@ -150,8 +240,10 @@ PAYLOAD = {
 def test_markdown_table_lists_ratios_values_and_skips_with_their_verdicts():
     table = markdown_table(PAYLOAD)
     assert "cpu-clock time, median of 11 interleaved repetitions, 200 s in all." in table
-    assert ("| langevin, MLP (vs hand-written ULA) | 1.020 | 1.000–1.040 | 1020 / step | "
-            "1000 / step | ≤ 1.05 | yes |") in table
+    assert (
+        "| langevin, MLP (vs hand-written ULA) | 1.020 | 1.000–1.040 | 1020 / step | "
+        "1000 / step | ≤ 1.05 | yes |"
+    ) in table
     assert "| import ebmflow | 1.7 s | 1.6–1.8 s | ≤ 1.5 | **no** |" in table
     assert "- compiled sampling: needs a GPU" in table
 
@@ -174,11 +266,15 @@ def test_update_readme_rewrites_only_the_marked_block_and_is_idempotent(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "benchmarks.json"]
 
 
-@pytest.mark.parametrize("text, found", [
-    ("no markers at all\n", "found 0 and 0"),
-    (f"{START}\n{START}\n{END}\n", "found 2 and 1"),
-    (f"{END}\nx\n{START}\n", "comes before"),
-], ids=["missing", "repeated", "reversed"])
+@pytest.mark.parametrize(
+    "text, found",
+    [
+        ("no markers at all\n", "found 0 and 0"),
+        (f"{START}\n{START}\n{END}\n", "found 2 and 1"),
+        (f"{END}\nx\n{START}\n", "comes before"),
+    ],
+    ids=["missing", "repeated", "reversed"],
+)
 def test_replace_block_refuses_missing_repeated_or_reversed_markers(text, found):
     with pytest.raises(ValueError, match=found):
         replace_block(text, "table", "README.md")

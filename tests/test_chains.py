@@ -59,14 +59,18 @@ class Doubled(ScriptedAcceptance):
     def step(self, energy, state, generator=None):
         new = super().step(energy, state, generator)
         b = state.x.shape[0] // 2
-        return new.replace(accept_prob=torch.cat([new.accept_prob[:b] * 0 + 0.5,
-                                                  torch.zeros(b)]))
+        return new.replace(accept_prob=torch.cat([new.accept_prob[:b] * 0 + 0.5, torch.zeros(b)]))
 
     def target_state(self, state):
         b = state.x.shape[0] // 2
-        return ebmflow.SamplerState(state.x[:b], state.energy[:b], state.score[:b],
-                                    None, state.step, None if state.accept_prob is None
-                                    else state.accept_prob[:b])
+        return ebmflow.SamplerState(
+            state.x[:b],
+            state.energy[:b],
+            state.score[:b],
+            None,
+            state.step,
+            None if state.accept_prob is None else state.accept_prob[:b],
+        )
 
 
 def test_acceptance_is_the_mean_over_steps_and_chains_and_every_step_is_adapted():
@@ -98,13 +102,15 @@ def test_an_ensemble_gives_its_target_chains_and_their_acceptance_only():
 
 def test_hmc_warm_up_tunes_the_step_size_inside_run_chains():
     hmc = HMC(step_size=2.5, n_leapfrog=3, adapt_steps=20, target_accept=0.8)
-    chains = run_chains(hmc, Quadratic(), torch.randn(256, 2, generator=seeded(1)), 20,
-                        generator=seeded(2))
+    chains = run_chains(
+        hmc, Quadratic(), torch.randn(256, 2, generator=seeded(1)), 20, generator=seeded(2)
+    )
     # a step of 2.5 on a unit Gaussian is rejected almost always: the warm-up shrinks it
     assert hmc.adaptation.step_size(chains.state) < 2.0
     fixed = HMC(step_size=2.5, n_leapfrog=3)
-    kept = run_chains(fixed, Quadratic(), torch.randn(256, 2, generator=seeded(1)), 20,
-                      generator=seeded(2))
+    kept = run_chains(
+        fixed, Quadratic(), torch.randn(256, 2, generator=seeded(1)), 20, generator=seeded(2)
+    )
     assert fixed.adaptation.step_size(kept.state) == pytest.approx(2.5)
 
 
@@ -124,8 +130,9 @@ def test_a_langevin_subclass_and_metropolis_samplers_always_evaluate_the_last_st
 
     for sampler in (MyLangevin(0.1), ebmflow.create("sampler", "mala", step_size=0.1)):
         energy = Quadratic()
-        chains = run_chains(sampler, energy, torch.zeros(4, 2), 2, generator=seeded(5),
-                            evaluate_last=False)
+        chains = run_chains(
+            sampler, energy, torch.zeros(4, 2), 2, generator=seeded(5), evaluate_last=False
+        )
         assert len(energy.rows) == 3 and chains.state.score is not None
 
 

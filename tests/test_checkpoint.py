@@ -86,8 +86,15 @@ class Tied(ebmflow.Energy):
 class ToySampler(ebmflow.Sampler):
     """A sampler whose arguments exercise every JSON encoding."""
 
-    def __init__(self, step_size=0.1, sizes=(1, 2), clip=math.inf, dtype=torch.float32,
-                 noise=None, options=None):
+    def __init__(
+        self,
+        step_size=0.1,
+        sizes=(1, 2),
+        clip=math.inf,
+        dtype=torch.float32,
+        noise=None,
+        options=None,
+    ):
         self.step_size, self.sizes, self.clip = step_size, sizes, clip
         self.dtype, self.noise, self.options = dtype, noise, options
 
@@ -217,10 +224,16 @@ def test_energy_with_buffers_and_nested_module_round_trips_bit_identically(host,
     assert loaded.temperature == 0.25
 
     config = json.loads((path / "config.json").read_text())
-    assert {k: config[k] for k in ("format_version", "kind", "name", "plugin",
-                                   "distribution", "plugin_version")} == {
-        "format_version": 1, "kind": "energy", "name": "tempered", "plugin": "toy",
-        "distribution": "ebmflow-toy", "plugin_version": "1.2.3",
+    assert {
+        k: config[k]
+        for k in ("format_version", "kind", "name", "plugin", "distribution", "plugin_version")
+    } == {
+        "format_version": 1,
+        "kind": "energy",
+        "name": "tempered",
+        "plugin": "toy",
+        "distribution": "ebmflow-toy",
+        "plugin_version": "1.2.3",
     }
     assert config["ebmflow_version"] == ebmflow.__version__
     assert config["metadata"] == {"step": 3}
@@ -228,8 +241,7 @@ def test_energy_with_buffers_and_nested_module_round_trips_bit_identically(host,
     assert (nested["kind"], nested["name"], nested["plugin"]) == ("energy", "affine", "toy")
     assert nested["arguments"]["hidden"] == {"__tuple__": [8, 4]}
     assert config["arguments"]["shift"] == {"__tensor__": "shift"}
-    assert sorted(os.listdir(path)) == ["arguments.safetensors", "config.json",
-                                        "model.safetensors"]
+    assert sorted(os.listdir(path)) == ["arguments.safetensors", "config.json", "model.safetensors"]
     for name, record in config["files"].items():
         data = (path / name).read_bytes()
         assert record["size"] == len(data)
@@ -244,13 +256,18 @@ def test_float64_weights_and_tied_parameters_survive_a_round_trip(host, tmp_path
     assert loaded.a.weight.dtype == torch.float64
     assert loaded.a.weight is loaded.b.weight
     assert_same_state(energy, loaded)
-    assert ebmflow.load(tmp_path / "tied", host=host, dtype=torch.float32).a.weight.dtype \
+    assert (
+        ebmflow.load(tmp_path / "tied", host=host, dtype=torch.float32).a.weight.dtype
         == torch.float32
+    )
 
 
 def test_objective_with_sampler_and_tensor_arguments_round_trips(host, tmp_path):
     sampler = ToySampler(
-        step_size=0.05, sizes=(3, 4), clip=-math.inf, dtype=torch.float64,
+        step_size=0.05,
+        sizes=(3, 4),
+        clip=-math.inf,
+        dtype=torch.float64,
         noise=torch.randn(3, dtype=torch.float64),
         options={"__tensor__": "a plain dict key", "nested": [1, (2, 3.5), None, True]},
     )
@@ -281,7 +298,10 @@ def test_lazily_registered_builtin_sampler_round_trips(host, tmp_path):
     ebmflow.save(Langevin(step_size=0.02), tmp_path / "l", host=host)
     config = json.loads((tmp_path / "l" / "config.json").read_text())
     assert (config["plugin"], config["name"], config["distribution"]) == (
-        "ebmflow", "langevin", "ebmflow")
+        "ebmflow",
+        "langevin",
+        "ebmflow",
+    )
     loaded = ebmflow.load(tmp_path / "l", host=host)
     assert type(loaded) is Langevin and loaded.step_size == 0.02
 
@@ -296,7 +316,8 @@ def test_builtin_mlp_round_trips_bit_identically(tmp_path):
         from ebmflow.energies.mlp import MLPEnergy  # noqa: F401 (being written concurrently)
 
         energy = ebmflow.PluginHost(entry_points=False).create(
-            "energy", "mlp", dim=2, widths=[16, 16])
+            "energy", "mlp", dim=2, widths=[16, 16]
+        )
     except Exception as exc:
         pytest.skip(f"built-in mlp energy not available yet: {exc}")
     host = ebmflow.PluginHost(entry_points=False)
@@ -372,8 +393,12 @@ def test_broken_safetensors_header_is_wrapped_naming_the_file(host, tmp_path):
     saved_affine(host, tmp_path / "c")
     garbage = (10**6).to_bytes(8, "little") + b"{not json"
     (tmp_path / "c" / "model.safetensors").write_bytes(garbage)
-    edit_config(tmp_path / "c", lambda c: c["files"]["model.safetensors"].update(
-        sha256=hashlib.sha256(garbage).hexdigest(), size=len(garbage)))
+    edit_config(
+        tmp_path / "c",
+        lambda c: c["files"]["model.safetensors"].update(
+            sha256=hashlib.sha256(garbage).hexdigest(), size=len(garbage)
+        ),
+    )
     with pytest.raises(CheckpointError, match=r"model\.safetensors is not a readable safetensors"):
         ebmflow.load(tmp_path / "c", host=host)
 
@@ -381,16 +406,20 @@ def test_broken_safetensors_header_is_wrapped_naming_the_file(host, tmp_path):
 def test_invalid_json_config_names_line_and_column(host, tmp_path):
     saved_affine(host, tmp_path / "c")
     (tmp_path / "c" / "config.json").write_text('{\n  "kind": "energy",\n  oops\n}')
-    with pytest.raises(CheckpointError,
-                       match=r"config\.json is not valid JSON: .* line 3 column 3"):
+    with pytest.raises(
+        CheckpointError, match=r"config\.json is not valid JSON: .* line 3 column 3"
+    ):
         ebmflow.load(tmp_path / "c", host=host)
 
 
 def test_changed_argument_that_breaks_shapes_lists_the_mismatch(host, tmp_path):
     saved_affine(host, tmp_path / "c", hidden=(8,))
     edit_config(tmp_path / "c", lambda c: c["arguments"].update(hidden={"__tuple__": [16]}))
-    with pytest.raises(CheckpointError, match=r"shape mismatches: net\.0\.weight: file \(8, 2\) "
-                                              r"vs model \(16, 2\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatches: net\.0\.weight: file \(8, 2\) "
+        r"vs model \(16, 2\)",
+    ):
         ebmflow.load(tmp_path / "c", host=host)
     edit_config(tmp_path / "c", lambda c: c["arguments"].update(hidden={"__tuple__": [8, 8]}))
     with pytest.raises(CheckpointError, match=r"missing keys: net\.4\.weight, net\.4\.bias"):
@@ -419,8 +448,9 @@ def test_missing_or_mistyped_config_keys_are_named(host, tmp_path):
 
 def test_files_table_cannot_point_outside_the_folder(host, tmp_path):
     saved_affine(host, tmp_path / "c")
-    edit_config(tmp_path / "c", lambda c: c["files"].update(
-        {"../secret": {"sha256": "0" * 64, "size": 1}}))
+    edit_config(
+        tmp_path / "c", lambda c: c["files"].update({"../secret": {"sha256": "0" * 64, "size": 1}})
+    )
     with pytest.raises(CheckpointError, match=r"'\.\./secret', which is not a plain file name"):
         ebmflow.load(tmp_path / "c", host=host)
 
@@ -428,17 +458,22 @@ def test_files_table_cannot_point_outside_the_folder(host, tmp_path):
 def test_missing_plugin_error_names_the_distribution_to_install(host, tmp_path):
     saved_affine(host, tmp_path / "c")
     bare = ebmflow.PluginHost(entry_points=False)
-    with pytest.raises(CheckpointError,
-                       match=r"plugin 'toy', which is not installed; install it: "
-                             r"pip install ebmflow-toy \(.*ebmflow-toy 1\.2\.3\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"plugin 'toy', which is not installed; install it: "
+        r"pip install ebmflow-toy \(.*ebmflow-toy 1\.2\.3\)",
+    ):
         ebmflow.load(tmp_path / "c", host=bare)
 
 
 def test_newer_format_version_asks_to_upgrade(host, tmp_path):
     saved_affine(host, tmp_path / "c")
     edit_config(tmp_path / "c", lambda c: c.update(format_version=2, ebmflow_version="9.0"))
-    with pytest.raises(CheckpointError, match=r"written by a newer ebmflow \(9\.0, checkpoint "
-                                              r"format 2\).*upgrade ebmflow"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"written by a newer ebmflow \(9\.0, checkpoint "
+        r"format 2\).*upgrade ebmflow",
+    ):
         ebmflow.load(tmp_path / "c", host=host)
 
 
@@ -548,8 +583,10 @@ def test_folder_helpers_write_and_verify_extra_files(tmp_path):
     path = tmp_path / "train"
     optimizer = {"exp_avg": torch.arange(4.0), "step": torch.tensor(3)}
     checkpoint.write_checkpoint_folder(
-        path, {"optimizer.safetensors": optimizer, "trainer.json": b'{"step": 3}'},
-        {"kind": "trainer-state"})
+        path,
+        {"optimizer.safetensors": optimizer, "trainer.json": b'{"step": 3}'},
+        {"kind": "trainer-state"},
+    )
     config = checkpoint.read_json(path)
     assert config["kind"] == "trainer-state" and config["format_version"] == 1
     assert checkpoint.read_json(path, "trainer.json", config=config) == {"step": 3}
@@ -565,17 +602,31 @@ def test_folder_helpers_write_and_verify_extra_files(tmp_path):
         checkpoint.write_checkpoint_folder(path, {"../x": b""}, {})
 
 
-
 def test_component_config_is_the_run_file_table_that_rebuilds_the_component(host):
-    sampler = ToySampler(step_size=0.05, sizes=(3, 4), clip=1.0, dtype=None,
-                         options={"__tensor__": "a plain dict key", "n": [1, (2, 3.5)]})
+    sampler = ToySampler(
+        step_size=0.05,
+        sizes=(3, 4),
+        clip=1.0,
+        dtype=None,
+        options={"__tensor__": "a plain dict key", "n": [1, (2, 3.5)]},
+    )
     objective = ToyObjective(sampler, n_buffer=5)
     table = checkpoint.component_config(objective, host)
     assert table == {
-        "kind": "objective", "name": "toy:toy-objective", "weights": None, "n_buffer": 5,
-        "sampler": {"kind": "sampler", "name": "toy:toy-sampler", "step_size": 0.05,
-                    "sizes": [3, 4], "clip": 1.0, "dtype": None, "noise": None,
-                    "options": {"__tensor__": "a plain dict key", "n": [1, [2, 3.5]]}},
+        "kind": "objective",
+        "name": "toy:toy-objective",
+        "weights": None,
+        "n_buffer": 5,
+        "sampler": {
+            "kind": "sampler",
+            "name": "toy:toy-sampler",
+            "step_size": 0.05,
+            "sizes": [3, 4],
+            "clip": 1.0,
+            "dtype": None,
+            "noise": None,
+            "options": {"__tensor__": "a plain dict key", "n": [1, [2, 3.5]]},
+        },
     }
     assert json.loads(json.dumps(table, allow_nan=False)) == table
     rebuilt = host.create("objective", table)
@@ -583,11 +634,17 @@ def test_component_config_is_the_run_file_table_that_rebuilds_the_component(host
 
     # values only a checkpoint's tags can hold have no run-file form
     plain = {"clip": 1.0, "dtype": None}
-    for obj in (ToySampler(), ToySampler(**plain, noise=torch.zeros(2)),
-                ToySampler(**plain, options={"name": "read as a component"}),
-                ToySampler(**plain, sizes=(1, math.nan)), Tempered(Affine()), nn.Linear(2, 2),
-                ToyObjective(ToySampler())):
+    for obj in (
+        ToySampler(),
+        ToySampler(**plain, noise=torch.zeros(2)),
+        ToySampler(**plain, options={"name": "read as a component"}),
+        ToySampler(**plain, sizes=(1, math.nan)),
+        Tempered(Affine()),
+        nn.Linear(2, 2),
+        ToyObjective(ToySampler()),
+    ):
         assert checkpoint.component_config(obj, host) is None, obj
+
 
 # -- crash safety ------------------------------------------------------------------------------
 
@@ -735,13 +792,19 @@ print(json.dumps({{"trials": trials, "leftovers": leftovers, "save_seconds": dur
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and SIGKILL (POSIX)")
 def test_kill_during_save_always_leaves_a_loadable_checkpoint(tmp_path):
     script = CRASH_SCRIPT.format(
-        blob_source=inspect.getsource(Blob), make_blob_source=inspect.getsource(make_blob),
-        plugin_source=inspect.getsource(CrashPlugin))
+        blob_source=inspect.getsource(Blob),
+        make_blob_source=inspect.getsource(make_blob),
+        plugin_source=inspect.getsource(CrashPlugin),
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBMFLOW_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script), str(tmp_path), "10", "20240611"],
-        capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.splitlines()[-1])
@@ -782,7 +845,9 @@ def test_no_shipped_module_can_unpickle():
     # the core, every first-party plugin, the examples and the benchmarks
     forbidden = re.compile(
         r"torch\.load\b|^\s*(import|from)\s+c?pickle\b|weights_only\s*=\s*False"
-        r"|allow_pickle\s*=\s*True", re.MULTILINE)
+        r"|allow_pickle\s*=\s*True",
+        re.MULTILINE,
+    )
     sources = [
         path
         for folder in ("ebmflow", "plugins", "examples", "benchmarks")

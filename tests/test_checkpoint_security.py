@@ -54,8 +54,9 @@ def edit_config(path: Path, edit) -> None:
     (path / "config.json").write_text(json.dumps(config))
 
 
-def rewrite_weights(path: Path, state: dict[str, torch.Tensor],
-                    name: str = "model.safetensors") -> None:
+def rewrite_weights(
+    path: Path, state: dict[str, torch.Tensor], name: str = "model.safetensors"
+) -> None:
     """Replace a weights file and record its new size and SHA-256, as an attacker would."""
     safetensors.torch.save_file(state, path / name)
     data = (path / name).read_bytes()
@@ -68,14 +69,24 @@ def rewrite_weights(path: Path, state: dict[str, torch.Tensor],
 
 def component(kind: str, name: str, arguments: dict, plugin: str = "ebmflow") -> dict:
     distribution = "ebmflow" if plugin == "ebmflow" else f"ebmflow-{plugin}"
-    return {"kind": kind, "name": name, "plugin": plugin, "distribution": distribution,
-            "plugin_version": ebmflow.__version__, "arguments": arguments}
+    return {
+        "kind": kind,
+        "name": name,
+        "plugin": plugin,
+        "distribution": distribution,
+        "plugin_version": ebmflow.__version__,
+        "arguments": arguments,
+    }
 
 
 def write_config(path: Path, record: dict, files: dict | None = None) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    config = {"format_version": 1, "ebmflow_version": ebmflow.__version__, **record,
-              "files": files or {}}
+    config = {
+        "format_version": 1,
+        "ebmflow_version": ebmflow.__version__,
+        **record,
+        "files": files or {},
+    }
     (path / "config.json").write_text(json.dumps(config))
 
 
@@ -83,8 +94,14 @@ def python(code: str, *args: str, timeout: float) -> subprocess.CompletedProcess
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBMFLOW_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
 
 
 # -- hostile files: each case in one subprocess, under an alarm and a memory limit -----------
@@ -145,27 +162,52 @@ print(json.dumps(outcomes))
 HOSTILE = {
     "weights-symlink-to-dev-zero": ("load", r"model\.safetensors is a symbolic link"),
     "weights-fifo": ("load", r"model\.safetensors is not a regular file \(it is a FIFO\)"),
-    "weights-sparse-terabyte": ("load", r"model\.safetensors is 1099511627776 bytes but "
-                                        r"config\.json records"),
+    "weights-sparse-terabyte": (
+        "load",
+        r"model\.safetensors is 1099511627776 bytes but "
+        r"config\.json records",
+    ),
     "config-symlink-to-dev-zero": ("load", r"config\.json is a symbolic link"),
     "config-fifo": ("load", r"config\.json is not a regular file \(it is a FIFO\)"),
-    "config-sparse-terabyte": ("load", r"config\.json is 1099511627776 bytes; a checkpoint's "
-                                       r"config\.json may hold at most"),
-    "training-json-fifo": ("read_json:training.json",
-                           r"training\.json is not a regular file \(it is a FIFO\)"),
-    "training-tensors-dev-zero": ("read_tensors:training.safetensors",
-                                  r"training\.safetensors is a symbolic link"),
-    "save-over-config-fifo": ("save", r"refusing to save to .*: .*config\.json is not a "
-                                      r"regular file \(it is a FIFO\)"),
-    "save-over-config-dev-zero": ("save", r"refusing to save to .*: .*config\.json is a "
-                                          r"symbolic link"),
-    "converter-reading-a-fifo": ("load", r"kind 'converter' .*a checkpoint holds only "
-                                         r"energy, objective, sampler and noise_schedule"),
-    "nested-converter-reading-a-fifo": ("load", r"kind 'converter' .*a checkpoint holds "
-                                                r"only"),
-    "mlp-40000-by-40000": ("load", r"building energy 'ebmflow:mlp' would allocate 6\.4 GB "
-                                   r"\(asked for a float32 tensor of shape \(40000, 40000\)\), "
-                                   r"but a checkpoint may allocate at most"),
+    "config-sparse-terabyte": (
+        "load",
+        r"config\.json is 1099511627776 bytes; a checkpoint's "
+        r"config\.json may hold at most",
+    ),
+    "training-json-fifo": (
+        "read_json:training.json",
+        r"training\.json is not a regular file \(it is a FIFO\)",
+    ),
+    "training-tensors-dev-zero": (
+        "read_tensors:training.safetensors",
+        r"training\.safetensors is a symbolic link",
+    ),
+    "save-over-config-fifo": (
+        "save",
+        r"refusing to save to .*: .*config\.json is not a "
+        r"regular file \(it is a FIFO\)",
+    ),
+    "save-over-config-dev-zero": (
+        "save",
+        r"refusing to save to .*: .*config\.json is a "
+        r"symbolic link",
+    ),
+    "converter-reading-a-fifo": (
+        "load",
+        r"kind 'converter' .*a checkpoint holds only "
+        r"energy, objective, sampler and noise_schedule",
+    ),
+    "nested-converter-reading-a-fifo": (
+        "load",
+        r"kind 'converter' .*a checkpoint holds "
+        r"only",
+    ),
+    "mlp-40000-by-40000": (
+        "load",
+        r"building energy 'ebmflow:mlp' would allocate 6\.4 GB "
+        r"\(asked for a float32 tensor of shape \(40000, 40000\)\), "
+        r"but a checkpoint may allocate at most",
+    ),
 }
 
 
@@ -181,8 +223,10 @@ def build_hostile(case: str, root: Path) -> Path:
         return path
     if case.startswith("training"):
         checkpoint.write_checkpoint_folder(
-            path, {"training.json": b'{"step": 1}', "training.safetensors": {"a": torch.ones(2)}},
-            {"kind": "trainer-state"})
+            path,
+            {"training.json": b'{"step": 1}', "training.safetensors": {"a": torch.ones(2)}},
+            {"kind": "trainer-state"},
+        )
         if case == "training-json-fifo":
             (path / "training.json").unlink()
             os.mkfifo(path / "training.json")
@@ -196,8 +240,9 @@ def build_hostile(case: str, root: Path) -> Path:
         os.mkfifo(pipeline / "model_index.json")  # reading it would block forever
         converter = component("converter", "diffusers", {"source": str(pipeline)}, "diffusers")
         if case.startswith("nested"):
-            record = component("energy", "unet-energy", {"model": {"__component__": converter}},
-                               "diffusers")
+            record = component(
+                "energy", "unet-energy", {"model": {"__component__": converter}}, "diffusers"
+            )
         else:
             record = converter
         write_config(path, record)
@@ -233,7 +278,8 @@ def hostile_outcomes(tmp_path_factory) -> dict[str, list]:
 
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_special_files_and_hostile_configs_fail_fast_with_a_checkpoint_error(
-        case, hostile_outcomes):
+    case, hostile_outcomes
+):
     outcome, message, seconds = hostile_outcomes[case]
     assert outcome == "CheckpointError", (outcome, message)
     assert re.search(HOSTILE[case][1], message), message
@@ -253,11 +299,14 @@ def test_cli_reports_a_hostile_checkpoint_on_one_line(tmp_path):
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     sys.exit(main(["sample", sys.argv[1], "--n", "4", "--out", sys.argv[2]]))
     """
-    for folder, message in ((fifo, r"is not a regular file \(it is a FIFO\)"),
-                            (huge, r"would allocate 6\.4 GB")):
+    for folder, message in (
+        (fifo, r"is not a regular file \(it is a FIFO\)"),
+        (huge, r"would allocate 6\.4 GB"),
+    ):
         result = python(code, str(folder), str(tmp_path / "s.safetensors"), timeout=120)
-        lines = [line for line in result.stderr.splitlines()
-                 if not line.startswith("ebmflow: warning:")]
+        lines = [
+            line for line in result.stderr.splitlines() if not line.startswith("ebmflow: warning:")
+        ]
         assert result.returncode == 1, result.stderr[-2000:]
         assert len(lines) == 1 and lines[0].startswith("ebmflow: error: "), result.stderr
         assert re.search(message, lines[0]), lines[0]
@@ -281,8 +330,9 @@ def test_save_refuses_a_folder_with_foreign_subfolders(tmp_path):
     # exactly what was deleted: config.json with an integer format_version and a files list
     path = tmp_path / "mine"
     _photos_and_notes(path)
-    (path / "config.json").write_text(json.dumps(
-        {"format_version": 1, "files": ["photos", "notes.txt"]}))
+    (path / "config.json").write_text(
+        json.dumps({"format_version": 1, "files": ["photos", "notes.txt"]})
+    )
     with pytest.raises(CheckpointError, match=r"refusing to save to .*mine"):
         saved_mlp(path)
     assert (path / "photos" / "holiday.jpg").read_bytes() == b"\xff\xd8 precious"
@@ -292,8 +342,11 @@ def test_save_refuses_a_folder_with_foreign_subfolders(tmp_path):
 def test_save_refuses_a_valid_looking_config_that_lists_a_subfolder(tmp_path):
     path = tmp_path / "mine"
     _photos_and_notes(path)
-    write_config(path, component("energy", "mlp", {}), files={
-        "photos": _valid_record(b""), "notes.txt": _valid_record(b"precious")})
+    write_config(
+        path,
+        component("energy", "mlp", {}),
+        files={"photos": _valid_record(b""), "notes.txt": _valid_record(b"precious")},
+    )
     with pytest.raises(CheckpointError, match=r"refusing to save .*photos is a folder"):
         saved_mlp(path)
     assert sorted(os.listdir(path)) == ["config.json", "notes.txt", "photos"]
@@ -307,8 +360,11 @@ def test_save_refuses_a_checkpoint_whose_files_were_replaced_by_symlinks(tmp_pat
     elsewhere = tmp_path / "elsewhere.safetensors"
     os.rename(path / "model.safetensors", elsewhere)
     (path / "model.safetensors").symlink_to(elsewhere)
-    with pytest.raises(CheckpointError, match=r"refusing .*model\.safetensors is a symbolic "
-                                              r"link"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"refusing .*model\.safetensors is a symbolic "
+        r"link",
+    ):
         saved_mlp(path)
     assert (path / "model.safetensors").is_symlink() and elsewhere.exists()
 
@@ -317,8 +373,11 @@ def test_save_refuses_a_checkpoint_whose_file_sizes_do_not_match(tmp_path):
     path = tmp_path / "ckpt"
     saved_mlp(path)
     (path / "model.safetensors").write_bytes(b"someone's own file under this name")
-    with pytest.raises(CheckpointError, match=r"refusing .*model\.safetensors is 34 bytes but "
-                                              r"config\.json records"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"refusing .*model\.safetensors is 34 bytes but "
+        r"config\.json records",
+    ):
         saved_mlp(path)
     assert (path / "model.safetensors").read_bytes() == b"someone's own file under this name"
 
@@ -327,8 +386,11 @@ def test_save_refuses_a_folder_whose_config_json_is_not_a_valid_checkpoint_confi
     path = tmp_path / "ckpt"
     saved_mlp(path)
     edit_config(path, lambda c: c.update(format_version=True))  # bool, not an integer
-    with pytest.raises(CheckpointError, match=r"refusing .*'format_version' must be an "
-                                              r"integer"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"refusing .*'format_version' must be an "
+        r"integer",
+    ):
         saved_mlp(path)
 
 
@@ -346,29 +408,45 @@ def test_save_still_replaces_a_checkpoint_and_an_interrupted_save(tmp_path):
 
 def test_load_refuses_a_log_z_estimator_and_never_runs_it(tmp_path):
     gaussian = component("energy", "gaussian", {"mean": [0.0, 0.0], "std": 1.0})
-    write_config(tmp_path / "ais", component("log_z_estimator", "ais", {
-        "energy": {"__component__": gaussian}, "n_chains": 8, "n_temps": 4}))
-    with pytest.raises(CheckpointError, match=r"config\.json: kind 'log_z_estimator' cannot be "
-                                              r"loaded from a checkpoint: a checkpoint holds "
-                                              r"only energy, objective, sampler and "
-                                              r"noise_schedule components"):
+    write_config(
+        tmp_path / "ais",
+        component(
+            "log_z_estimator",
+            "ais",
+            {"energy": {"__component__": gaussian}, "n_chains": 8, "n_temps": 4},
+        ),
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"config\.json: kind 'log_z_estimator' cannot be "
+        r"loaded from a checkpoint: a checkpoint holds "
+        r"only energy, objective, sampler and "
+        r"noise_schedule components",
+    ):
         ebmflow.load(tmp_path / "ais", host=core_host())
 
 
 def test_load_refuses_a_nested_component_of_a_kind_a_checkpoint_cannot_hold(tmp_path):
     dataset = component("dataset", "8gaussians", {})
-    write_config(tmp_path / "c", component("sampler", "langevin", {
-        "step_size": {"__component__": dataset}}))
-    with pytest.raises(CheckpointError, match=r"argument 'step_size': kind 'dataset' cannot "
-                                              r"be loaded from a checkpoint"):
+    write_config(
+        tmp_path / "c", component("sampler", "langevin", {"step_size": {"__component__": dataset}})
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"argument 'step_size': kind 'dataset' cannot "
+        r"be loaded from a checkpoint",
+    ):
         ebmflow.load(tmp_path / "c", host=core_host())
 
 
 def test_save_refuses_a_component_kind_that_load_would_refuse(tmp_path):
     data = core_host().create("dataset", "8gaussians")
-    with pytest.raises(CheckpointError, match=r"cannot save .*a dataset: a checkpoint holds "
-                                              r"only energy, objective, sampler and "
-                                              r"noise_schedule components"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"cannot save .*a dataset: a checkpoint holds "
+        r"only energy, objective, sampler and "
+        r"noise_schedule components",
+    ):
         ebmflow.save(data, tmp_path / "d", host=core_host())
     assert not (tmp_path / "d").exists()
 
@@ -387,8 +465,11 @@ def test_arguments_with_too_many_values_are_refused_before_building(tmp_path):
     saved_mlp(tmp_path / "c")
     edit_config(tmp_path / "c", lambda c: c["arguments"].update(widths=[1] * 100_000))
     start = time.perf_counter()
-    with pytest.raises(CheckpointError, match=r"arguments hold more than 16384 values; "
-                                              r"at most 16384 are accepted"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"arguments hold more than 16384 values; "
+        r"at most 16384 are accepted",
+    ):
         ebmflow.load(tmp_path / "c", host=core_host())
     assert time.perf_counter() - start < 1.0
 
@@ -402,8 +483,9 @@ def test_save_refuses_arguments_that_load_would_refuse(tmp_path):
     with pytest.raises(CheckpointError, match=r"nested deeper than 64 levels"):
         ebmflow.save(CountingEnergy(options={"deep": deep}), tmp_path / "deep", host=host)
     with pytest.raises(CheckpointError, match=r"arguments hold more than 16384 values"):
-        ebmflow.save(CountingEnergy(options={"long": list(range(100_000))}), tmp_path / "long",
-                     host=host)
+        ebmflow.save(
+            CountingEnergy(options={"long": list(range(100_000))}), tmp_path / "long", host=host
+        )
     assert os.listdir(tmp_path) == []
 
 
@@ -415,9 +497,13 @@ def test_deeply_nested_json_is_a_checkpoint_error_not_a_recursion_error(tmp_path
     config = (tmp_path / "c" / "config.json").read_text()
     deep = "[" * 100_000 + "]" * 100_000
     (tmp_path / "c" / "config.json").write_text(
-        config.replace('"format_version"', f'"metadata": {deep}, "format_version"', 1))
-    with pytest.raises(CheckpointError, match=r"config\.json: JSON nested deeper than 64 "
-                                              r"levels"):
+        config.replace('"format_version"', f'"metadata": {deep}, "format_version"', 1)
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"config\.json: JSON nested deeper than 64 "
+        r"levels",
+    ):
         ebmflow.load(tmp_path / "c", host=core_host())
 
 
@@ -436,16 +522,20 @@ def _weights_as(path: Path, dtype: torch.dtype) -> None:
     rewrite_weights(path, {k: v.to(dtype) for k, v in state.items()})
 
 
-@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64,
-                                   torch.uint8])
+@pytest.mark.parametrize(
+    "dtype", [torch.int64, torch.int32, torch.bool, torch.complex64, torch.uint8]
+)
 def test_weights_of_a_dtype_the_model_cannot_hold_are_a_checkpoint_error(tmp_path, dtype):
     saved_mlp(tmp_path / "c")
     _weights_as(tmp_path / "c", dtype)
     name = str(dtype).removeprefix("torch.")
-    with pytest.raises(CheckpointError, match=rf"model\.safetensors: .* is {name} but the "
-                                              rf"energy's tensor is float32; floating-point "
-                                              rf"tensors load from float16, bfloat16, float32 "
-                                              rf"or float64"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"model\.safetensors: .* is {name} but the "
+        rf"energy's tensor is float32; floating-point "
+        rf"tensors load from float16, bfloat16, float32 "
+        rf"or float64",
+    ):
         ebmflow.load(tmp_path / "c", host=core_host())
 
 
@@ -464,9 +554,12 @@ def test_integer_buffers_load_only_from_exactly_their_dtype(tmp_path):
     state = ebmflow.load(tmp_path / "c", host=host).state_dict()
     state["count"] = state["count"].to(torch.int32)
     rewrite_weights(tmp_path / "c", state)
-    with pytest.raises(CheckpointError, match=r"'count' is int32 but the energy's tensor is "
-                                              r"int64; .*other tensors only from exactly their "
-                                              r"dtype"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"'count' is int32 but the energy's tensor is "
+        r"int64; .*other tensors only from exactly their "
+        r"dtype",
+    ):
         ebmflow.load(tmp_path / "c", host=host)
 
 
@@ -492,11 +585,14 @@ class Counting:
 # -- dict arguments and symbolic link loops -------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [
-    {"kind": "energy", "name": "mlp"},
-    {"kind": "sampler", "name": "langevin", "step_size": 0.5},
-    {"nested": [{"kind": "energy", "name": "gaussian"}]},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"kind": "energy", "name": "mlp"},
+        {"kind": "sampler", "name": "langevin", "step_size": 0.5},
+        {"nested": [{"kind": "energy", "name": "gaussian"}]},
+    ],
+)
 def test_a_plain_dict_argument_with_kind_and_name_survives_save_and_load(tmp_path, options):
     host = ebmflow.PluginHost(entry_points=False)
     host.register(Counting(), name="counting")
@@ -510,8 +606,11 @@ def test_a_symbolic_link_loop_is_reported_as_a_loop(tmp_path):
     (tmp_path / "b").symlink_to(tmp_path / "a")
     with pytest.raises(CheckpointError, match=r"a symbolic link loop, not a checkpoint folder"):
         ebmflow.load(tmp_path / "a", host=core_host())
-    with pytest.raises(CheckpointError, match=r"refusing to save to .*: it is a symbolic link "
-                                              r"loop"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"refusing to save to .*: it is a symbolic link "
+        r"loop",
+    ):
         saved_mlp(tmp_path / "a")
     assert (tmp_path / "a").is_symlink() and (tmp_path / "b").is_symlink()
 
@@ -529,8 +628,11 @@ def test_files_are_never_read_through_symbolic_links_out_of_the_folder(tmp_path)
     outside = tmp_path / "outside.safetensors"
     os.rename(tmp_path / "c" / "model.safetensors", outside)
     (tmp_path / "c" / "model.safetensors").symlink_to(outside)
-    with pytest.raises(CheckpointError, match=r"model\.safetensors is a symbolic link; a "
-                                              r"checkpoint folder holds regular files only"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"model\.safetensors is a symbolic link; a "
+        r"checkpoint folder holds regular files only",
+    ):
         ebmflow.load(tmp_path / "c", host=core_host())
 
 
@@ -566,9 +668,14 @@ def test_a_reader_beside_a_writing_process_never_sees_a_false_corruption_error(t
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBMFLOW_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    writer = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(path), "4"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env, cwd=REPO)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, str(path), "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     errors: list[str] = []
     loads = 0
     deadline = time.monotonic() + 60
@@ -589,4 +696,3 @@ def test_a_reader_beside_a_writing_process_never_sees_a_false_corruption_error(t
     saves = int(out.split()[-1])
     assert saves >= 20 and loads >= 20, (saves, loads)  # the two really overlapped
     assert errors == [], f"{len(errors)} of {loads + len(errors)} loads failed: {errors[:3]}"
-

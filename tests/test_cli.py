@@ -73,7 +73,11 @@ def test_plugins_json_lists_each_plugin_with_its_status_and_components(host, cap
     [core] = json.loads(capsys.readouterr().out)
     assert set(core) == {"name", "distribution", "version", "status", "components", "error"}
     assert (core["name"], core["distribution"], core["status"], core["error"]) == (
-        "ebmflow", "ebmflow", "ok", None)
+        "ebmflow",
+        "ebmflow",
+        "ok",
+        None,
+    )
     assert core["version"] == ebmflow.__version__
     assert "mala" in core["components"]["sampler"]
 
@@ -84,7 +88,8 @@ def test_components_json_lists_every_component_with_its_plugin(host, capsys):
     assert found == [c.to_dict() for c in host.components()]
     assert set(found[0]) == {"kind", "name", "plugin", "qualified_name", "summary"}
     assert {"ebmflow:mala", "ebmflow:gaussian", "ebmflow:geometric"} <= {
-        c["qualified_name"] for c in found}
+        c["qualified_name"] for c in found
+    }
 
 
 @pytest.mark.parametrize("spelling", ["sampler", "samplers", "Sampler"])
@@ -124,15 +129,15 @@ def test_unknown_kind_is_one_line_on_stderr_without_traceback(host, capsys):
 
 
 def test_user_error_raised_by_a_command_is_one_line_on_stderr(host, make_plugin, capsys):
-    host.register(make_plugin(commands=failing_command(ebmflow.ConfigError("bad value 7"))),
-                  name="failer")
+    host.register(
+        make_plugin(commands=failing_command(ebmflow.ConfigError("bad value 7"))), name="failer"
+    )
     assert main(["fail"], host=host) == 1
     assert_one_line_error(capsys.readouterr(), "ebmflow: error: bad value 7")
 
 
 def test_unexpected_error_in_a_command_is_one_line_pointing_at_debug(host, make_plugin, capsys):
-    host.register(make_plugin(commands=failing_command(ZeroDivisionError("oops"))),
-                  name="failer")
+    host.register(make_plugin(commands=failing_command(ZeroDivisionError("oops"))), name="failer")
     assert main(["fail"], host=host) == 1
     captured = capsys.readouterr()
     assert_one_line_error(captured, "ebmflow: internal error: ZeroDivisionError: oops")
@@ -141,8 +146,9 @@ def test_unexpected_error_in_a_command_is_one_line_pointing_at_debug(host, make_
 
 @pytest.mark.parametrize("argv", [["--debug", "fail"], ["fail", "--debug"]])
 def test_debug_lets_the_error_and_its_traceback_through(host, make_plugin, argv):
-    host.register(make_plugin(commands=failing_command(ebmflow.ConfigError("bad value 7"))),
-                  name="failer")
+    host.register(
+        make_plugin(commands=failing_command(ebmflow.ConfigError("bad value 7"))), name="failer"
+    )
     with pytest.raises(ebmflow.ConfigError, match="bad value 7"):
         main(argv, host=host)
 
@@ -169,9 +175,7 @@ def test_plugin_adds_a_cli_command_that_gets_the_host(host, make_plugin, capsys)
     assert capsys.readouterr().out == f"hello ebm; {n_samplers} samplers\n"
 
 
-def test_plugin_whose_commands_hook_raises_does_not_take_the_cli_down(
-    host, make_plugin, capsys
-):
+def test_plugin_whose_commands_hook_raises_does_not_take_the_cli_down(host, make_plugin, capsys):
     host.register(
         make_plugin(commands=broken_commands, samplers=[Component("extra", dict)]),
         name="broken-cli",

@@ -22,8 +22,20 @@ def gmm_checkpoint(tmp_path_factory):
 def test_sample_writes_safetensors_with_settings_as_metadata(gmm_checkpoint, tmp_path, capsys):
     out = tmp_path / "samples.safetensors"
     argv = [
-        "sample", str(gmm_checkpoint), "--sampler", "mala", "--sampler-arg", "step_size=0.05",
-        "--steps", "50", "--n", "64", "--seed", "3", "--out", str(out),
+        "sample",
+        str(gmm_checkpoint),
+        "--sampler",
+        "mala",
+        "--sampler-arg",
+        "step_size=0.05",
+        "--steps",
+        "50",
+        "--n",
+        "64",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
     ]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -39,16 +51,19 @@ def test_sample_writes_safetensors_with_settings_as_metadata(gmm_checkpoint, tmp
 def test_sample_writes_a_png_for_2d_data(gmm_checkpoint, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "samples.png"
-    assert main(["sample", str(gmm_checkpoint), "--steps", "5", "--n", "32",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["sample", str(gmm_checkpoint), "--steps", "5", "--n", "32", "--out", str(out)]) == 0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_evaluate_gmm_checkpoint_matches_true_density_nll(gmm_checkpoint, capsys):
     # GMMEnergy.ring() is the 8gaussians density itself, so its NLL on the same samples is
     # the true NLL up to the grid's quadrature error (checked < 1e-3 nats by the grid).
-    assert main(["evaluate", str(gmm_checkpoint), "--data", "8gaussians", "--n", "4000",
-                 "--json"]) == 0
+    assert (
+        main(["evaluate", str(gmm_checkpoint), "--data", "8gaussians", "--n", "4000", "--json"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["method"] == "grid quadrature"
     assert abs(report["nll"] - report["true_nll"]) < 2e-3
@@ -58,18 +73,23 @@ def test_evaluate_gmm_checkpoint_matches_true_density_nll(gmm_checkpoint, capsys
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["sample", "{ckpt}", "--sampler", "nope", "--out", "x.safetensors"],
-         "unknown sampler 'nope'"),
-        (["sample", "{ckpt}", "--sampler-arg", "stepsize=1", "--out", "x.safetensors"],
-         "did you mean 'step_size'"),
+        (
+            ["sample", "{ckpt}", "--sampler", "nope", "--out", "x.safetensors"],
+            "unknown sampler 'nope'",
+        ),
+        (
+            ["sample", "{ckpt}", "--sampler-arg", "stepsize=1", "--out", "x.safetensors"],
+            "did you mean 'step_size'",
+        ),
         (["sample", "{ckpt}", "--out", "x.txt"], "unsupported suffix"),
         (["sample", "{ckpt}", "--n", "0", "--out", "x.safetensors"], "--n must be ≥ 1"),
         (["evaluate", "{ckpt}", "--data", "8gausians"], "did you mean '8gaussians'"),
         (["evaluate", "/nonexistent/ckpt", "--data", "8gaussians"], "nonexistent"),
     ],
 )
-def test_user_errors_are_one_line_without_traceback(gmm_checkpoint, tmp_path, monkeypatch,
-                                                    capsys, argv, message):
+def test_user_errors_are_one_line_without_traceback(
+    gmm_checkpoint, tmp_path, monkeypatch, capsys, argv, message
+):
     monkeypatch.chdir(tmp_path)
     argv = [a.replace("{ckpt}", str(gmm_checkpoint)) for a in argv]
     assert main(argv) == 1
@@ -84,8 +104,24 @@ def test_noise_conditional_energy_needs_sigma(tmp_path, capsys):
         ebmflow.save(ebmflow.MLPEnergy(dim=2, widths=[8], noise_conditional=True), path)
     assert main(["evaluate", str(path), "--data", "moons", "--n", "10"]) == 1
     assert "needs --sigma" in capsys.readouterr().err
-    assert main(["evaluate", str(path), "--data", "moons", "--n", "100", "--sigma", "0.1",
-                 "--resolution", "64", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(path),
+                "--data",
+                "moons",
+                "--n",
+                "100",
+                "--sigma",
+                "0.1",
+                "--resolution",
+                "64",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["sigma"] == 0.1
 
 
@@ -96,23 +132,34 @@ class RecordingEvaluator:
         return isinstance(energy, ebmflow.GMMEnergy)
 
     def evaluate(self, energy, request):
-        return {"evaluator": "recording", "data": request.data, "data_args": request.data_args,
-                "run_data_args": request.run_data_args, "seed": request.seed}
+        return {
+            "evaluator": "recording",
+            "data": request.data,
+            "data_args": request.data_args,
+            "run_data_args": request.run_data_args,
+            "seed": request.seed,
+        }
 
     def format(self, report):
         return f"recorded {report['data']}"
 
 
-def test_evaluate_hands_a_claimed_energy_to_a_plugins_evaluator(gmm_checkpoint, make_plugin,
-                                                                capsys):
+def test_evaluate_hands_a_claimed_energy_to_a_plugins_evaluator(
+    gmm_checkpoint, make_plugin, capsys
+):
     host = ebmflow.PluginHost(entry_points=False)  # the core's components and this plugin
-    host.register(make_plugin(evaluators=[ebmflow.Component("recording", RecordingEvaluator)]),
-                  name="recorder")
+    host.register(
+        make_plugin(evaluators=[ebmflow.Component("recording", RecordingEvaluator)]),
+        name="recorder",
+    )
     argv = ["evaluate", str(gmm_checkpoint), "--data", "8gaussians", "--n", "500"]
     assert main([*argv, "--json", "--data-arg", "seed=4"], host=host) == 0
     assert json.loads(capsys.readouterr().out) == {
-        "evaluator": "recording", "data": "8gaussians", "data_args": {"seed": 4},
-        "run_data_args": {}, "seed": 0,  # ebmflow.save wrote no training run
+        "evaluator": "recording",
+        "data": "8gaussians",
+        "data_args": {"seed": 4},
+        "run_data_args": {},
+        "seed": 0,  # ebmflow.save wrote no training run
     }
     assert main(argv, host=host) == 0
     assert capsys.readouterr().out.strip() == "recorded 8gaussians"
@@ -128,6 +175,11 @@ def test_the_core_evaluate_command_knows_no_classifier():
 
     source = Path(command.__file__).read_text(encoding="utf-8")
     # no classifier test, no classification metrics: a plugin's evaluator owns them
-    for name in ("predict_proba", "classification_report", "expected_calibration_error",
-                 "ood_scores", "ebmflow_jem"):
+    for name in (
+        "predict_proba",
+        "classification_report",
+        "expected_calibration_error",
+        "ood_scores",
+        "ebmflow_jem",
+    ):
         assert name not in source, name

@@ -32,8 +32,9 @@ ATOL = 1e-5  # see the module docstring
 def mlp(noise_conditional: bool = False, seed: int = 0) -> ebmflow.Energy:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return ebmflow.create("energy", "mlp", dim=2, widths=[32, 32],
-                              noise_conditional=noise_conditional)
+        return ebmflow.create(
+            "energy", "mlp", dim=2, widths=[32, 32], noise_conditional=noise_conditional
+        )
 
 
 class Well(ebmflow.Energy):
@@ -92,7 +93,8 @@ def test_compile_energy_false_returns_the_energy_and_compiled_energies_are_reuse
     assert compile_energy(compiled) is compiled
     # the wrapper owns no parameters of its own: training the energy changes the compiled one
     assert [p.data_ptr() for p in compiled.parameters()] == [
-        p.data_ptr() for p in energy.parameters()]
+        p.data_ptr() for p in energy.parameters()
+    ]
     assert compiled.event_shape == energy.event_shape
     assert compiled.noise_conditional is energy.noise_conditional
     with pytest.raises(TypeError, match=r"compile_energy: expected an ebmflow\.Energy"):
@@ -120,21 +122,27 @@ def test_compiled_energy_forward_and_differentiable_score_use_the_eager_energy()
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sampler", [Langevin(0.01), MALA(0.1)], ids=["langevin", "mala"])
-def test_compiled_run_reproduces_the_eager_run_with_the_same_generator(sampler,
-                                                                        compiler_works):
+def test_compiled_run_reproduces_the_eager_run_with_the_same_generator(sampler, compiler_works):
     energy = Well()
     x0 = 2 * torch.randn(256, 2, generator=seeded(0))
     eager = sampler.run(energy, x0, 20, generator=seeded(1))
     compiled = sampler.run(energy, x0, 20, generator=seeded(1), compile=True)
     # a flipped MALA decision would move a chain by about √(2η)|ξ| ≈ 0.4, far above ATOL
     torch.testing.assert_close(compiled.samples, eager.samples, rtol=0, atol=ATOL)
-    torch.testing.assert_close(compiled.diagnostics["energy_trace"],
-                               eager.diagnostics["energy_trace"], rtol=1e-5, atol=ATOL)
+    torch.testing.assert_close(
+        compiled.diagnostics["energy_trace"],
+        eager.diagnostics["energy_trace"],
+        rtol=1e-5,
+        atol=ATOL,
+    )
     if "acceptance_per_chain" in eager.diagnostics:
         assert 0.3 < eager.diagnostics["acceptance_rate"] < 0.97  # proposals were rejected
-        torch.testing.assert_close(compiled.diagnostics["acceptance_per_chain"],
-                                   eager.diagnostics["acceptance_per_chain"],
-                                   rtol=0, atol=ATOL)
+        torch.testing.assert_close(
+            compiled.diagnostics["acceptance_per_chain"],
+            eager.diagnostics["acceptance_per_chain"],
+            rtol=0,
+            atol=ATOL,
+        )
     # a different generator seed gives different samples: the comparison can fail
     other = sampler.run(energy, x0, 20, generator=seeded(2), compile=True)
     assert (other.samples - eager.samples).abs().max() > 1e-2

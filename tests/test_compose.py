@@ -108,8 +108,10 @@ def test_difference_with_coefficient_is_sum_with_negatively_scaled_part(x):
 
 
 def test_noise_conditional_parts_receive_the_noise_level(x):
-    kw = {"covariance": [[1.0, 0.2, 0.0], [0.2, 1.0, 0.0], [0.0, 0.0, 2.0]],
-          "noise_conditional": True}
+    kw = {
+        "covariance": [[1.0, 0.2, 0.0], [0.2, 1.0, 0.0], [0.0, 0.0, 2.0]],
+        "noise_conditional": True,
+    }
     g1 = GaussianEnergy(mean=[0.0, 0.0, 0.0], **kw)
     g2 = GaussianEnergy(mean=[1.0, 2.0, 3.0], **kw)
     sigma = torch.linspace(0.1, 2.0, 6)
@@ -230,24 +232,33 @@ def test_guidance_is_unconditional_plus_scaled_difference(x):
 # -- composition-time errors ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("compose", [
-    lambda a, b: a + b,
-    lambda a, b: a - 2.0 * b,
-    lambda a, b: ebmflow.mixture([a, b]),
-    lambda a, b: ebmflow.guidance(a, b, 2.0),
-])
+@pytest.mark.parametrize(
+    "compose",
+    [
+        lambda a, b: a + b,
+        lambda a, b: a - 2.0 * b,
+        lambda a, b: ebmflow.mixture([a, b]),
+        lambda a, b: ebmflow.guidance(a, b, 2.0),
+    ],
+)
 def test_composition_rejects_mismatched_event_shapes(compose):
     with pytest.raises(ValueError, match=r"different event shapes: \w+\([23],\), \w+\([23],\)"):
         compose(MLPEnergy(dim=2), MLPEnergy(dim=3))
 
 
-@pytest.mark.parametrize("compose", [
-    lambda a, b: a + b,
-    lambda a, b: ebmflow.mixture([a, b]),
-])
+@pytest.mark.parametrize(
+    "compose",
+    [
+        lambda a, b: a + b,
+        lambda a, b: ebmflow.mixture([a, b]),
+    ],
+)
 def test_composition_rejects_mixing_noise_conditional_and_clean(compose):
-    with pytest.raises(ValueError, match=r"noise-conditional and clean energies: "
-                                         r"MLPEnergy \(noise_conditional=True\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"noise-conditional and clean energies: "
+        r"MLPEnergy \(noise_conditional=True\)",
+    ):
         compose(_mlp(noise_conditional=True), _mlp())
 
 
@@ -278,6 +289,9 @@ def test_score_only_model_in_a_sum_gives_scores_but_no_energy(x):
 
 
 def test_mixture_of_a_score_only_model_raises_at_construction():
-    with pytest.raises(EnergyUnavailableError, match=r"needs energies; parts "
-                                                     r"\['_StandardNormalScore'\] are score-only"):
+    with pytest.raises(
+        EnergyUnavailableError,
+        match=r"needs energies; parts "
+        r"\['_StandardNormalScore'\] are score-only",
+    ):
         ebmflow.mixture([GaussianEnergy(mean=[0.0, 0.0, 0.0]), _StandardNormalScore()])

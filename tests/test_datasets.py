@@ -32,8 +32,13 @@ from ebmflow.datasets.toy2d import composite_gauss_legendre
 TOY = [EightGaussians, Checkerboard, Rings, Moons, TwoSpirals]
 #: grid cell h for quadrature over ``bounds``; narrowest features: σ = 0.08 (rings), 0.1
 #: (2spirals), so exp(−2π²σ²/h²) < 1e-5 for h = 0.05 and < 3e-9 for 2spirals at h = 0.1
-GRID_STEP = {"8gaussians": 0.05, "checkerboard": 0.05, "rings": 0.05, "moons": 0.05,
-             "2spirals": 0.1}
+GRID_STEP = {
+    "8gaussians": 0.05,
+    "checkerboard": 0.05,
+    "rings": 0.05,
+    "moons": 0.05,
+    "2spirals": 0.1,
+}
 ALL_NAMES = ["8gaussians", "checkerboard", "rings", "moons", "2spirals", "digits"]
 
 
@@ -116,13 +121,17 @@ def test_toy_entropy_by_quadrature_matches_entropy_attribute(on_grid):
     assert abs(entropy - dataset.reference_nll) < 0.004
 
 
-@pytest.mark.parametrize(("cls", "n"), [
-    (EightGaussians, 200_000),
-    (Checkerboard, 200_000),
-    (Rings, 200_000),
-    (Moons, 200_000),
-    pytest.param(TwoSpirals, 100_000, marks=pytest.mark.slow),
-], ids=lambda v: getattr(v, "name", str(v)))
+@pytest.mark.parametrize(
+    ("cls", "n"),
+    [
+        (EightGaussians, 200_000),
+        (Checkerboard, 200_000),
+        (Rings, 200_000),
+        (Moons, 200_000),
+        pytest.param(TwoSpirals, 100_000, marks=pytest.mark.slow),
+    ],
+    ids=lambda v: getattr(v, "name", str(v)),
+)
 def test_toy_monte_carlo_nll_matches_design_reference(cls, n):
     dataset = cls()
     log_p = dataset.log_prob(dataset.sample(n, torch.Generator().manual_seed(2024)).double())
@@ -140,10 +149,12 @@ def test_checkerboard_entropy_is_exactly_log_32():
     log_p = dataset.log_prob(dataset.sample(10_000, torch.Generator().manual_seed(0)).double())
     assert (log_p == -math.log(32)).all()
     # square (⌊x₁/2⌋, ⌊x₂/2⌋) is dark when the sum is even
-    on = torch.tensor([[-3.0, -3.0], [1.0, 1.0], [3.0, 3.0], [-1.0, -1.0], [-3.0, 1.0]],
-                      dtype=torch.float64)
-    off = torch.tensor([[1.0, 3.0], [-1.0, -3.0], [3.0, 1.0], [4.5, 0.0], [0.0, -4.01]],
-                       dtype=torch.float64)
+    on = torch.tensor(
+        [[-3.0, -3.0], [1.0, 1.0], [3.0, 3.0], [-1.0, -1.0], [-3.0, 1.0]], dtype=torch.float64
+    )
+    off = torch.tensor(
+        [[1.0, 3.0], [-1.0, -3.0], [3.0, 1.0], [4.5, 0.0], [0.0, -4.01]], dtype=torch.float64
+    )
     assert (dataset.log_prob(off) == -math.inf).all()
     assert (dataset.log_prob(on) == -math.log(32)).all()
 
@@ -154,8 +165,12 @@ def test_eight_gaussians_log_prob_matches_the_mixture_written_out():
     std = 0.5 / 1.414
     for (px, py), value in zip(x.tolist(), dataset.log_prob(x).tolist()):
         density = sum(
-            math.exp(-((px - 4 / 1.414 * math.cos(a)) ** 2 + (py - 4 / 1.414 * math.sin(a)) ** 2)
-                     / (2 * std**2)) / (2 * math.pi * std**2) / 8
+            math.exp(
+                -((px - 4 / 1.414 * math.cos(a)) ** 2 + (py - 4 / 1.414 * math.sin(a)) ** 2)
+                / (2 * std**2)
+            )
+            / (2 * math.pi * std**2)
+            / 8
             for a in (k * math.pi / 4 for k in range(8))
         )
         assert value == pytest.approx(math.log(density), rel=1e-12)
@@ -163,8 +178,10 @@ def test_eight_gaussians_log_prob_matches_the_mixture_written_out():
 
 def test_rings_bessel_closed_form_matches_angular_quadrature():
     dataset = Rings()
-    x = torch.tensor([[3.0, 0.1], [0.0, -2.2], [1.0, 1.0], [0.5, 0.5], [0.0, 0.0], [5.0, 5.0]],
-                     dtype=torch.float64)
+    x = torch.tensor(
+        [[3.0, 0.1], [0.0, -2.2], [1.0, 1.0], [0.5, 0.5], [0.0, 0.0], [5.0, 5.0]],
+        dtype=torch.float64,
+    )
     # (1/4) Σ_k (1/2π) ∫ N(x; r_k (cos θ, sin θ), σ² I) dθ by the trapezoid rule on 4096
     # angles (periodic integrand: spectrally accurate)
     theta = torch.arange(4096, dtype=torch.float64) * (2 * math.pi / 4096)
@@ -185,13 +202,16 @@ def test_moons_log_prob_matches_adaptive_quadrature():
     log_p = dataset.log_prob(torch.tensor(points, dtype=torch.float64))
     s2 = 0.2**2
     for (px, py), value in zip(points, log_p.tolist()):
+
         def density(t, k, px=px, py=py):
             mx, my = (math.cos(t), math.sin(t)) if k == 0 else (1 - math.cos(t), 0.5 - math.sin(t))
             d2 = (px - 2 * mx + 1) ** 2 + (py - 2 * my + 0.2) ** 2
             return math.exp(-d2 / (2 * s2)) / (2 * math.pi * s2) / (2 * math.pi)
 
-        total = sum(quad(density, 0, math.pi, args=(k,), epsabs=0, epsrel=1e-12, limit=200)[0]
-                    for k in (0, 1))
+        total = sum(
+            quad(density, 0, math.pi, args=(k,), epsabs=0, epsrel=1e-12, limit=200)[0]
+            for k in (0, 1)
+        )
         assert value == pytest.approx(math.log(total), abs=1e-9)
 
 
@@ -210,6 +230,7 @@ def test_two_spirals_log_prob_matches_adaptive_quadrature():
         return ndtr(d / s) - ndtr((d - w) / s)
 
     for (px, py), value in zip(points, log_p.tolist()):
+
         def q(v, y1, y2):
             n = 3 * math.pi * v
             return 2 * v / w**2 * g(y1 + n * math.cos(n) / 3) * g(y2 - n * math.sin(n) / 3)
@@ -218,7 +239,8 @@ def test_two_spirals_log_prob_matches_adaptive_quadrature():
         breaks = [i / 64 for i in range(65)]
         total = sum(
             quad(q, a, b, args=(sign * px, sign * py), epsabs=0, epsrel=1e-11, limit=500)[0]
-            for sign in (1, -1) for a, b in zip(breaks, breaks[1:])
+            for sign in (1, -1)
+            for a, b in zip(breaks, breaks[1:])
         )
         assert value == pytest.approx(math.log(0.5 * total), abs=1e-8)
 
@@ -239,10 +261,14 @@ def test_two_spirals_window_sum_equals_the_full_sum():
     # the per-point window of nodes (with its bound check) against the full rule
     windowed, full = TwoSpirals(), TwoSpirals()
     full._window_length = 100.0  # longer than the spiral: every node, every point
-    x = torch.cat([windowed.sample(500, torch.Generator().manual_seed(8)).double(),
-                   midpoint_grid(windowed.bounds, 0.3)[0],
-                   10 * torch.randn(20, 2, generator=torch.Generator().manual_seed(9),
-                                    dtype=torch.float64)])
+    x = torch.cat(
+        [
+            windowed.sample(500, torch.Generator().manual_seed(8)).double(),
+            midpoint_grid(windowed.bounds, 0.3)[0],
+            10
+            * torch.randn(20, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64),
+        ]
+    )
     torch.testing.assert_close(windowed.log_prob(x), full.log_prob(x), rtol=1e-12, atol=1e-12)
 
 
@@ -254,8 +280,9 @@ def test_gauss_legendre_panels_integrate_degree_31_polynomials_exactly():
         assert (weights * nodes**degree).sum().item() == pytest.approx(exact, rel=1e-13)
 
 
-@pytest.mark.parametrize("cls", [EightGaussians, Rings, Moons, TwoSpirals],
-                         ids=lambda cls: cls.name)
+@pytest.mark.parametrize(
+    "cls", [EightGaussians, Rings, Moons, TwoSpirals], ids=lambda cls: cls.name
+)
 def test_log_prob_is_finite_far_from_the_data(cls):
     far = torch.tensor([[30.0, -40.0], [0.0, 12.0], [-8.0, -8.0]], dtype=torch.float64)
     log_p = cls().log_prob(far)
@@ -269,11 +296,15 @@ def test_log_prob_keeps_the_input_float_dtype(toy):
     torch.testing.assert_close(toy.log_prob(x), toy.log_prob(x.double()).float())
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(3), torch.zeros(3, 3), torch.zeros(2, 2, 1),
-                                 [[0.0, 0.0]]])
+@pytest.mark.parametrize(
+    "bad", [torch.zeros(3), torch.zeros(3, 3), torch.zeros(2, 2, 1), [[0.0, 0.0]]]
+)
 def test_log_prob_rejects_a_wrong_shape_naming_the_dataset(toy, bad):
-    with pytest.raises(ValueError, match=rf"{toy.name} dataset: log_prob expects a tensor of "
-                                         r"shape \(n, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{toy.name} dataset: log_prob expects a tensor of "
+        r"shape \(n, 2\)",
+    ):
         toy.log_prob(bad)
 
 
@@ -354,15 +385,18 @@ def test_digits_have_no_log_prob():
         dataset.log_prob(torch.zeros(1, 1, 8, 8))
 
 
-@pytest.mark.parametrize(("kwargs", "fragments"), [
-    ({"split": "val"}, ["digits dataset", "split", "'train' or 'test'", "'val'"]),
-    ({"test_fraction": 1.5}, ["digits dataset", "test_fraction", "(0, 1)", "1.5"]),
-    ({"test_fraction": 0.0}, ["digits dataset", "test_fraction", "> 0", "0.0"]),
-    ({"split": "test", "test_fraction": 0.001}, ["digits dataset", "test split empty"]),
-    ({"split": "train", "test_fraction": 0.999}, ["digits dataset", "train split empty"]),
-    ({"seed": -1}, ["digits dataset", "seed", "-1"]),
-    ({"scale": "pixels"}, ["digits dataset", "scale", "'unit'", "'symmetric'", "'pixels'"]),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragments"),
+    [
+        ({"split": "val"}, ["digits dataset", "split", "'train' or 'test'", "'val'"]),
+        ({"test_fraction": 1.5}, ["digits dataset", "test_fraction", "(0, 1)", "1.5"]),
+        ({"test_fraction": 0.0}, ["digits dataset", "test_fraction", "> 0", "0.0"]),
+        ({"split": "test", "test_fraction": 0.001}, ["digits dataset", "test split empty"]),
+        ({"split": "train", "test_fraction": 0.999}, ["digits dataset", "train split empty"]),
+        ({"seed": -1}, ["digits dataset", "seed", "-1"]),
+        ({"scale": "pixels"}, ["digits dataset", "scale", "'unit'", "'symmetric'", "'pixels'"]),
+    ],
+)
 def test_digits_bad_arguments_raise_errors_naming_value_and_accepted(kwargs, fragments):
     with pytest.raises(ValueError) as info:
         Digits(**kwargs)
@@ -379,8 +413,9 @@ def test_digits_without_scikit_learn_says_how_to_install_it(monkeypatch):
 
 def test_importing_the_datasets_does_not_import_scikit_learn():
     code = "import sys, ebmflow.datasets; print('sklearn' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
 

@@ -62,10 +62,16 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_demo_help_states_the_default_of_every_option():
     demo = subcommands()["demo"]
-    options = [a for a in demo._actions
-               if a.option_strings and a.dest not in ("help", "debug")]
+    options = [a for a in demo._actions if a.option_strings and a.dest not in ("help", "debug")]
     assert {o for a in options for o in a.option_strings} >= {
-        "--data", "--out", "--quick", "--steps", "--seed", "--threads", "--no-progress"}
+        "--data",
+        "--out",
+        "--quick",
+        "--steps",
+        "--seed",
+        "--threads",
+        "--no-progress",
+    }
     for action in options:
         assert "default" in (action.help or ""), action.option_strings
 
@@ -80,28 +86,32 @@ def test_every_option_of_every_command_states_its_default():
             assert "default" in (action.help or ""), (name, action.option_strings)
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["--steps", "0"], "--steps must be an integer ≥ 1, got 0"),
-    (["--threads", "0"], "--threads must be an integer ≥ 1, got 0"),
-    (["--seed", "-1"], "--seed must be an integer ≥ 0, got -1"),
-])
-def test_bad_numbers_are_one_line_errors_naming_value_and_range(argv, expected, core_host,
-                                                                 tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--steps", "0"], "--steps must be an integer ≥ 1, got 0"),
+        (["--threads", "0"], "--threads must be an integer ≥ 1, got 0"),
+        (["--seed", "-1"], "--seed must be an integer ≥ 0, got -1"),
+    ],
+)
+def test_bad_numbers_are_one_line_errors_naming_value_and_range(
+    argv, expected, core_host, tmp_path, capsys
+):
     assert main(["demo", "--out", str(tmp_path / "out"), *argv], host=core_host) == 1
     err = capsys.readouterr().err
     assert err.startswith("ebmflow: error: ") and expected in err
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
-def test_a_dataset_without_a_2d_density_is_refused_with_the_accepted_ones(core_host, tmp_path,
-                                                                         capsys):
+def test_a_dataset_without_a_2d_density_is_refused_with_the_accepted_ones(
+    core_host, tmp_path, capsys
+):
     pytest.importorskip("sklearn")
     assert main(["demo", "--data", "digits", "--out", str(tmp_path)], host=core_host) == 1
     err = capsys.readouterr().err
     assert "'digits' is not a 2-D dataset with an exact density" in err
     accepted = err.split("accepted: ")[1].strip().split(", ")
-    assert sorted(accepted) == sorted(["8gaussians", "checkerboard", "rings", "moons",
-                                       "2spirals"])
+    assert sorted(accepted) == sorted(["8gaussians", "checkerboard", "rings", "moons", "2spirals"])
 
 
 def test_an_unknown_dataset_lists_close_matches(core_host, tmp_path, capsys):
@@ -110,8 +120,7 @@ def test_an_unknown_dataset_lists_close_matches(core_host, tmp_path, capsys):
     assert "8gaussian" in err and "8gaussians" in err
 
 
-def test_without_the_score_plugin_the_error_names_the_distribution(core_host, tmp_path,
-                                                                    capsys):
+def test_without_the_score_plugin_the_error_names_the_distribution(core_host, tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)], host=core_host) == 1
     err = capsys.readouterr().err
     assert "multiscale-dsm" in err and "pip install -e plugins/ebmflow-score" in err

@@ -153,11 +153,15 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path.cwd()),
-                                                    env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path.cwd()), env.get("PYTHONPATH", "")) if p
+    )
     return env
 
 
@@ -179,7 +183,10 @@ def two_ranks(case):
     ports = ",".join(map(str, _free_ports(3)))
     result = subprocess.run(
         [sys.executable, str(folder / "dist_case.py"), str(out), ports],
-        capture_output=True, text=True, timeout=150, env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=_env(),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -216,16 +223,18 @@ def test_distributed_checkpoint_holds_every_ranks_state_and_resumes_identically(
     assert config["metadata"]["training"]["world_size"] == 2
     tensors = load_file(str(checkpoint / "training.safetensors"))
     assert {"generator.objective.rank0", "generator.objective.rank1"} <= set(tensors)
-    assert not torch.equal(tensors["generator.objective.rank0"],
-                           tensors["generator.objective.rank1"])  # rank-local streams
+    assert not torch.equal(
+        tensors["generator.objective.rank0"], tensors["generator.objective.rank1"]
+    )  # rank-local streams
     # stopping at step 3 and resuming (new Trainer, new process group) is bit-identical
     split = out / "split" / "checkpoint"
     for name in ("model.safetensors", "training.safetensors"):
         a, b = load_file(str(checkpoint / name)), load_file(str(split / name))
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), name
-    assert (out / "split" / "metrics.jsonl").read_text() == \
-        (out / "straight" / "metrics.jsonl").read_text()
+    assert (out / "split" / "metrics.jsonl").read_text() == (
+        out / "straight" / "metrics.jsonl"
+    ).read_text()
 
 
 def test_a_failing_rank_ends_the_run_with_its_error_and_no_hang(two_ranks):
@@ -242,7 +251,8 @@ def test_a_failing_rank_ends_the_run_with_its_error_and_no_hang(two_ranks):
 def test_torchrun_launch_trains_and_writes_one_checkpoint(case, tmp_path):
     folder, module = case
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(folder)!r})
         import dist_case
@@ -250,13 +260,28 @@ def test_torchrun_launch_trains_and_writes_one_checkpoint(case, tmp_path):
                                          checkpoint_dir={str(tmp_path / "ckpt")!r})
         trainer.fit()
         print("rank", trainer.rank, "of", trainer.world_size, "step", trainer.step)
-    """))
+    """)
+    )
     port = _free_ports(1)[0]
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-         "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
-         str(script)],
-        capture_output=True, text=True, timeout=120, env=_env(),
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "1",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rank 0 of 2 step 6" in result.stdout and "rank 1 of 2 step 6" in result.stdout

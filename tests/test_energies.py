@@ -23,8 +23,7 @@ from ebmflow.energies.mlp import MLPEnergy
 COV = [[2.0, 0.6, 0.1], [0.6, 1.0, -0.3], [0.1, -0.3, 0.5]]
 GMM_KW = {
     "means": [[-2.0, 0.0], [1.5, 1.0], [0.0, -2.5]],
-    "covariances": [[[1.0, 0.4], [0.4, 0.5]], [[0.3, -0.1], [-0.1, 0.6]], [[0.2, 0.0],
-                                                                           [0.0, 0.8]]],
+    "covariances": [[[1.0, 0.4], [0.4, 0.5]], [[0.3, -0.1], [-0.1, 0.6]], [[0.2, 0.0], [0.0, 0.8]]],
     "weights": [0.5, 0.3, 0.2],
 }
 
@@ -55,22 +54,34 @@ def _gen(seed: int = 0) -> torch.Generator:
 ENERGIES = {
     "mlp": (lambda: MLPEnergy(dim=3, widths=[16, 16]), lambda b: torch.randn(b, 3)),
     "mlp-conditional": (
-        lambda: MLPEnergy(dim=3, widths=[16], noise_conditional=True,
-                          sigma_embedding="fourier", scale_by_sigma=True),
+        lambda: MLPEnergy(
+            dim=3,
+            widths=[16],
+            noise_conditional=True,
+            sigma_embedding="fourier",
+            scale_by_sigma=True,
+        ),
         lambda b: torch.randn(b, 3),
     ),
-    "convnet": (lambda: ConvNetEnergy(channels=1, image_size=8, widths=[4, 8]),
-                lambda b: torch.randn(b, 1, 8, 8)),
+    "convnet": (
+        lambda: ConvNetEnergy(channels=1, image_size=8, widths=[4, 8]),
+        lambda b: torch.randn(b, 1, 8, 8),
+    ),
     "convnet-conditional": (  # eval(): no power iteration, so repeated calls agree
-        lambda: ConvNetEnergy(channels=2, image_size=8, widths=[4, 8], spectral_norm=True,
-                              noise_conditional=True).eval(),
+        lambda: ConvNetEnergy(
+            channels=2, image_size=8, widths=[4, 8], spectral_norm=True, noise_conditional=True
+        ).eval(),
         lambda b: torch.randn(b, 2, 8, 8),
     ),
-    "gaussian": (lambda: GaussianEnergy(mean=[0.5, -1.0, 2.0], covariance=COV),
-                 lambda b: torch.randn(b, 3)),
+    "gaussian": (
+        lambda: GaussianEnergy(mean=[0.5, -1.0, 2.0], covariance=COV),
+        lambda b: torch.randn(b, 3),
+    ),
     "gmm": (lambda: GMMEnergy(**GMM_KW), lambda b: torch.randn(b, 2)),
-    "gmm-conditional": (lambda: GMMEnergy(**GMM_KW, noise_conditional=True),
-                        lambda b: torch.randn(b, 2)),
+    "gmm-conditional": (
+        lambda: GMMEnergy(**GMM_KW, noise_conditional=True),
+        lambda b: torch.randn(b, 2),
+    ),
 }
 NETWORKS = ["mlp", "mlp-conditional", "convnet", "convnet-conditional"]
 
@@ -202,8 +213,9 @@ def test_noise_conditional_gaussian_is_smoothed_by_sigma_squared(float64_default
     for i in range(6):
         cov = torch.tensor(COV) + sigma[i] ** 2 * torch.eye(3)
         reference = MultivariateNormal(torch.tensor([0.5, -1.0, 2.0]), cov)
-        torch.testing.assert_close(energy.log_prob(x, sigma)[i], reference.log_prob(x[i]),
-                                   rtol=0, atol=1e-10)
+        torch.testing.assert_close(
+            energy.log_prob(x, sigma)[i], reference.log_prob(x[i]), rtol=0, atol=1e-10
+        )
     # σ = None and σ = 0 are both the clean density
     torch.testing.assert_close(energy(x), energy(x, 0.0), rtol=0, atol=0)
 
@@ -243,18 +255,20 @@ def test_gmm_sigma_smoothed_density_is_the_convolution_with_gaussian_noise(float
     x = torch.tensor([-2.0, -1.0, 0.0, 0.5, 2.0, 3.5])
     kernel = torch.exp(-0.5 * ((x[:, None] - y) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
     convolved = torch.trapezoid(p_y * kernel, y, dim=-1)
-    torch.testing.assert_close(smoothed.log_prob(x[:, None], sigma), convolved.log(),
-                               rtol=0, atol=1e-8)
+    torch.testing.assert_close(
+        smoothed.log_prob(x[:, None], sigma), convolved.log(), rtol=0, atol=1e-8
+    )
     # 2-D, full covariances: the mixture of N(μₖ, Σₖ + σ²I)
     energy = GMMEnergy(**GMM_KW, noise_conditional=True)
     reference = MixtureSameFamily(
         Categorical(probs=torch.tensor(GMM_KW["weights"])),
-        MultivariateNormal(torch.tensor(GMM_KW["means"]),
-                           torch.tensor(GMM_KW["covariances"]) + 0.7**2 * torch.eye(2)),
+        MultivariateNormal(
+            torch.tensor(GMM_KW["means"]),
+            torch.tensor(GMM_KW["covariances"]) + 0.7**2 * torch.eye(2),
+        ),
     )
     x2 = torch.randn(30, 2, generator=_gen()) * 3
-    torch.testing.assert_close(energy.log_prob(x2, 0.7), reference.log_prob(x2),
-                               rtol=0, atol=1e-10)
+    torch.testing.assert_close(energy.log_prob(x2, 0.7), reference.log_prob(x2), rtol=0, atol=1e-10)
 
 
 def _analytic_moments(energy: GMMEnergy) -> tuple[torch.Tensor, torch.Tensor]:
@@ -379,8 +393,9 @@ def test_analytic_noise_conditional_energy_reads_none_as_sigma_zero():
 
 def test_scale_by_sigma_without_embedding_is_ncsnv2_one_over_sigma():
     # E(x, σ) = f(x) / σ: doubling σ halves the energy and the score.
-    energy = MLPEnergy(dim=3, widths=[8], noise_conditional=True, sigma_embedding="none",
-                       scale_by_sigma=True)
+    energy = MLPEnergy(
+        dim=3, widths=[8], noise_conditional=True, sigma_embedding="none", scale_by_sigma=True
+    )
     x = torch.randn(4, 3)
     e1, s1 = energy.energy_and_score(x, 0.5)
     e2, s2 = energy.energy_and_score(x, 1.0)
@@ -404,11 +419,17 @@ def test_resolve_sigma_names_the_energy():
         (MLPEnergy, {"widths": [16, -1]}, r"MLPEnergy: widths must be .*got \[16, -1\]"),
         (MLPEnergy, {"widths": 16}, r"widths must be a list of positive integers"),
         (MLPEnergy, {"activation": "swishy"}, r"unknown activation 'swishy'; accepted: .*silu"),
-        (MLPEnergy, {"noise_conditional": True, "sigma_embedding": "sin"},
-         r"unknown sigma_embedding 'sin'; accepted: 'log', 'fourier', 'none'"),
+        (
+            MLPEnergy,
+            {"noise_conditional": True, "sigma_embedding": "sin"},
+            r"unknown sigma_embedding 'sin'; accepted: 'log', 'fourier', 'none'",
+        ),
         (MLPEnergy, {"scale_by_sigma": True}, r"scale_by_sigma=True .* noise_conditional=True"),
-        (MLPEnergy, {"noise_conditional": True, "sigma_embedding": "none"},
-         r"would make a noise-conditional energy that ignores σ"),
+        (
+            MLPEnergy,
+            {"noise_conditional": True, "sigma_embedding": "none"},
+            r"would make a noise-conditional energy that ignores σ",
+        ),
         (MLPEnergy, {"noise_conditional": "yes"}, r"noise_conditional must be True or False"),
         (ConvNetEnergy, {"channels": 0}, r"ConvNetEnergy: channels must be an integer ≥ 1"),
         (ConvNetEnergy, {"widths": []}, r"ConvNetEnergy: widths must be a non-empty list"),
@@ -418,37 +439,68 @@ def test_resolve_sigma_names_the_energy():
         (GaussianEnergy, {"mean": [0.0, "a"]}, r"mean must be a non-empty list of numbers"),
         (GaussianEnergy, {"mean": [0.0, float("inf")]}, r"mean must be finite"),
         (GaussianEnergy, {"mean": torch.zeros(2)}, r"got a Tensor, pass mean\.tolist\(\)"),
-        (GaussianEnergy, {"mean": [0.0, 0.0], "covariance": [[1.0, 0.0]]},
-         r"covariance must be 2×2 to match the mean of length 2, got shape \(1, 2\)"),
-        (GaussianEnergy, {"mean": [0.0, 0.0], "covariance": [[1.0, 2.0], [2.0, 1.0]]},
-         r"covariance must be positive definite .* eigenvalues are \[-1\.0, 3\.0\]"),
-        (GaussianEnergy, {"mean": [0.0, 0.0], "covariance": [[1.0, 0.5], [0.0, 1.0]]},
-         r"covariance must be a symmetric matrix"),
-        (GaussianEnergy, {"mean": [0.0, 0.0], "std": 1.0, "covariance": [[1, 0], [0, 1]]},
-         r"give covariance or std, not both"),
+        (
+            GaussianEnergy,
+            {"mean": [0.0, 0.0], "covariance": [[1.0, 0.0]]},
+            r"covariance must be 2×2 to match the mean of length 2, got shape \(1, 2\)",
+        ),
+        (
+            GaussianEnergy,
+            {"mean": [0.0, 0.0], "covariance": [[1.0, 2.0], [2.0, 1.0]]},
+            r"covariance must be positive definite .* eigenvalues are \[-1\.0, 3\.0\]",
+        ),
+        (
+            GaussianEnergy,
+            {"mean": [0.0, 0.0], "covariance": [[1.0, 0.5], [0.0, 1.0]]},
+            r"covariance must be a symmetric matrix",
+        ),
+        (
+            GaussianEnergy,
+            {"mean": [0.0, 0.0], "std": 1.0, "covariance": [[1, 0], [0, 1]]},
+            r"give covariance or std, not both",
+        ),
         (GaussianEnergy, {"mean": [0.0, 0.0], "std": -1.0}, r"std must be a number > 0 .*-1\.0"),
-        (GaussianEnergy, {"mean": [0.0, 0.0], "std": [1.0, 1.0, 1.0]},
-         r"std must be a number > 0 or a list of 2 numbers > 0"),
+        (
+            GaussianEnergy,
+            {"mean": [0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+            r"std must be a number > 0 or a list of 2 numbers > 0",
+        ),
         (GMMEnergy, {"means": [0.0, 1.0]}, r"GMMEnergy: means must be a K×d nested list"),
-        (GMMEnergy, {"means": [[0.0], [1.0]], "weights": [1.0, -1.0]},
-         r"weights must be a list of 2 positive numbers .*got \[1\.0, -1\.0\]"),
-        (GMMEnergy, {"means": [[0.0], [1.0]], "weights": [1.0]},
-         r"weights must be a list of 2 positive numbers"),
-        (GMMEnergy, {"means": [[0.0], [1.0]], "stds": [1.0, 1.0, 1.0]},
-         r"stds must be a number > 0, a list of 2 numbers > 0"),
-        (GMMEnergy, {"means": [[0.0], [1.0]], "stds": [[1.0], [0.0]]},
-         r"stds must be .*2×1 nested list"),
-        (GMMEnergy, {"means": [[0.0, 0.0]], "covariances": [[[1.0, 0.0], [0.0, 1.0]]] * 2},
-         r"covariances must be 1×2×2 to match means"),
-        (GMMEnergy, {"means": [[0.0], [0.0]], "covariances": [[[1.0]], [[-2.0]]]},
-         r"covariances\[1\] must be positive definite"),
+        (
+            GMMEnergy,
+            {"means": [[0.0], [1.0]], "weights": [1.0, -1.0]},
+            r"weights must be a list of 2 positive numbers .*got \[1\.0, -1\.0\]",
+        ),
+        (
+            GMMEnergy,
+            {"means": [[0.0], [1.0]], "weights": [1.0]},
+            r"weights must be a list of 2 positive numbers",
+        ),
+        (
+            GMMEnergy,
+            {"means": [[0.0], [1.0]], "stds": [1.0, 1.0, 1.0]},
+            r"stds must be a number > 0, a list of 2 numbers > 0",
+        ),
+        (
+            GMMEnergy,
+            {"means": [[0.0], [1.0]], "stds": [[1.0], [0.0]]},
+            r"stds must be .*2×1 nested list",
+        ),
+        (
+            GMMEnergy,
+            {"means": [[0.0, 0.0]], "covariances": [[[1.0, 0.0], [0.0, 1.0]]] * 2},
+            r"covariances must be 1×2×2 to match means",
+        ),
+        (
+            GMMEnergy,
+            {"means": [[0.0], [0.0]], "covariances": [[[1.0]], [[-2.0]]]},
+            r"covariances\[1\] must be positive definite",
+        ),
         (GMMEnergy.ring, {"n_modes": 0}, r"GMMEnergy.ring: n_modes must be an integer ≥ 1"),
         (GMMEnergy.ring, {"std": 0.0}, r"GMMEnergy.ring: std must be a number > 0"),
     ],
 )
-def test_constructors_reject_bad_arguments_naming_energy_value_and_accepted(
-    factory, kwargs, match
-):
+def test_constructors_reject_bad_arguments_naming_energy_value_and_accepted(factory, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         factory(**kwargs)
 
@@ -464,17 +516,29 @@ def test_gmm_accepts_every_documented_std_form(float64_default):
     for stds, variances in forms:
         covariances = torch.diag_embed(torch.tensor(variances)).tolist()
         reference = GMMEnergy(means=means, covariances=covariances)
-        torch.testing.assert_close(GMMEnergy(means=means, stds=stds)(x), reference(x),
-                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            GMMEnergy(means=means, stds=stds)(x), reference(x), rtol=0, atol=1e-12
+        )
 
 
 # -- registry and configs --------------------------------------------------------------
 
 CONFIGS = {
-    "mlp": {"dim": 3, "widths": [8, 8], "activation": "softplus", "noise_conditional": True,
-            "sigma_embedding": "fourier"},
-    "convnet": {"channels": 3, "image_size": 16, "widths": [4, 8], "spectral_norm": True,
-                "noise_conditional": True, "scale_by_sigma": True},
+    "mlp": {
+        "dim": 3,
+        "widths": [8, 8],
+        "activation": "softplus",
+        "noise_conditional": True,
+        "sigma_embedding": "fourier",
+    },
+    "convnet": {
+        "channels": 3,
+        "image_size": 16,
+        "widths": [4, 8],
+        "spectral_norm": True,
+        "noise_conditional": True,
+        "scale_by_sigma": True,
+    },
     "gaussian": {"mean": [0.0, 1.0, 2.0], "covariance": COV, "noise_conditional": True},
     "gmm": {**GMM_KW, "noise_conditional": True},
 }

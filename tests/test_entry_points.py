@@ -47,7 +47,8 @@ BROKEN_SOURCES: dict[str, str | None] = {
     "non-callable-factory": plugin_source(samplers="return [Component('fine-name', 42)]"),
     "duplicate-names": plugin_source(
         samplers="return [Component('dup', 'fake_duplicate_names:make'), "
-                 "Component('dup', 'fake_duplicate_names:make')]"),
+        "Component('dup', 'fake_duplicate_names:make')]"
+    ),
 }
 
 #: entry-point name -> a fragment of the error ``ebmflow plugins`` must show
@@ -79,16 +80,28 @@ def zoo(fake_site_factory):
     """A site with three healthy plugins (two sharing the sampler name ``shared``) and one
     plugin for every way a plugin can be broken."""
     site_ = fake_site_factory("zoo")
-    site_.add("fake-good", {"good": "fake_good"}, {"fake_good.py": plugin_source(
-        energies="return [Component('good-energy', 'fake_good:make', 'a healthy energy')]",
-        samplers="return [Component('good-sampler', 'fake_good:make')]",
-    )})
+    site_.add(
+        "fake-good",
+        {"good": "fake_good"},
+        {
+            "fake_good.py": plugin_source(
+                energies="return [Component('good-energy', 'fake_good:make', 'a healthy energy')]",
+                samplers="return [Component('good-sampler', 'fake_good:make')]",
+            )
+        },
+    )
     for name in ("alpha", "beta"):
         module = module_name(name)
-        site_.add(f"fake-{name}", {name: module}, {f"{module}.py": plugin_source(
-            samplers=f"return [Component('shared', '{module}:make'), "
-                     f"Component('{name}-only', '{module}:make')]",
-        )})
+        site_.add(
+            f"fake-{name}",
+            {name: module},
+            {
+                f"{module}.py": plugin_source(
+                    samplers=f"return [Component('shared', '{module}:make'), "
+                    f"Component('{name}-only', '{module}:make')]",
+                )
+            },
+        )
     for name, source in BROKEN_SOURCES.items():
         module = module_name(name)
         files = {} if source is None else {f"{module}.py": source}
@@ -121,8 +134,12 @@ def zoo_components(zoo):
 
 
 def healthy_qualified_names() -> set[str]:
-    return {f"{plugin}:{name}" for plugin, kinds in HEALTHY.items()
-            for names in kinds.values() for name in names}
+    return {
+        f"{plugin}:{name}"
+        for plugin, kinds in HEALTHY.items()
+        for names in kinds.values()
+        for name in names
+    }
 
 
 @pytest.mark.parametrize("name", BROKEN_ERRORS)
@@ -132,7 +149,10 @@ def test_broken_plugin_is_listed_failed_and_the_others_keep_working(
     listed, stderr = zoo_plugins
     info = listed[name]
     assert (info["status"], info["distribution"], info["version"]) == (
-        "failed", f"fake-{name}", "1.0")
+        "failed",
+        f"fake-{name}",
+        "1.0",
+    )
     assert BROKEN_ERRORS[name] in info["error"]
     assert info["components"] == {}
     # one warning line for it, not a Python warnings traceback
@@ -147,8 +167,12 @@ def test_healthy_plugins_are_listed_ok_with_distribution_version_and_components(
     listed, _ = zoo_plugins
     for name, components in HEALTHY.items():
         assert listed[name] == {
-            "name": name, "distribution": f"fake-{name}", "version": "1.0", "status": "ok",
-            "components": components, "error": None,
+            "name": name,
+            "distribution": f"fake-{name}",
+            "version": "1.0",
+            "status": "ok",
+            "components": components,
+            "error": None,
         }
     assert listed["ebmflow"]["status"] == "ok"
 
@@ -208,7 +232,9 @@ def test_blocked_plugins_are_disabled_and_not_imported(zoo):
     listed = plugins_json(result)
     for name in ("import-error", "hook-raises"):
         assert (listed[name]["status"], listed[name]["error"]) == (
-            "disabled", "blocked by EBMFLOW_BLOCK_PLUGINS")
+            "disabled",
+            "blocked by EBMFLOW_BLOCK_PLUGINS",
+        )
         assert f"plugin '{name}'" not in result.stderr
     assert listed["good"]["status"] == "ok"
     assert listed["bad-name"]["status"] == "failed"  # the rest is unchanged
@@ -216,15 +242,20 @@ def test_blocked_plugins_are_disabled_and_not_imported(zoo):
 
 @pytest.mark.parametrize(
     ("name", "last_line"),
-    [("import-error", "RuntimeError: import exploded"),
-     ("missing-module", "ModuleNotFoundError: No module named 'fake_missing_module'"),
-     ("hook-raises", "ValueError: hook exploded"),
-     ("bad-name", "ebmflow.errors.PluginError: hook ebmflow_samplers: invalid sampler name "
-                  "'Bad Name'")],
+    [
+        ("import-error", "RuntimeError: import exploded"),
+        ("missing-module", "ModuleNotFoundError: No module named 'fake_missing_module'"),
+        ("hook-raises", "ValueError: hook exploded"),
+        (
+            "bad-name",
+            "ebmflow.errors.PluginError: hook ebmflow_samplers: invalid sampler name 'Bad Name'",
+        ),
+    ],
 )
 def test_strict_plugins_reraises_the_original_error(zoo, name, last_line):
-    result = zoo.python("import ebmflow; ebmflow.components()",
-                        EBMFLOW_STRICT_PLUGINS="1", EBMFLOW_PLUGINS=name)
+    result = zoo.python(
+        "import ebmflow; ebmflow.components()", EBMFLOW_STRICT_PLUGINS="1", EBMFLOW_PLUGINS=name
+    )
     assert result.returncode != 0
     assert "Traceback" in result.stderr
     assert result.stderr.splitlines()[-1].startswith(last_line), result.stderr
@@ -236,7 +267,8 @@ def test_strict_plugins_in_the_cli_is_one_line_or_a_traceback_with_debug(zoo):
     assert plain.returncode == 1
     assert plain.stderr.splitlines() == [
         "ebmflow: internal error: RuntimeError: import exploded "
-        "(run with --debug for the traceback)"]
+        "(run with --debug for the traceback)"
+    ]
     debug = zoo.run("--debug", "plugins", **env)
     assert debug.returncode != 0
     assert "Traceback" in debug.stderr
@@ -254,7 +286,9 @@ def make_venv(root: Path) -> Path:
     python = venv / "bin" / "python"
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     outer = [p for p in site.getsitepackages() if os.path.isdir(p)]
     (Path(purelib) / "_outer_site.pth").write_text(
@@ -264,22 +298,39 @@ def make_venv(root: Path) -> Path:
 
 
 def venv_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("EBMFLOW_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("EBMFLOW_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
 
 
 def pip_install(python: Path, project: Path) -> None:
     result = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--disable-pip-version-check", "--quiet", str(project)],
-        env=venv_env(), capture_output=True, text=True, timeout=300,
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--quiet",
+            str(project),
+        ],
+        env=venv_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def run_in(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(python), *args], env=venv_env(), capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [str(python), *args], env=venv_env(), capture_output=True, text=True, timeout=120
+    )
 
 
 def write_broken_distribution(root: Path) -> Path:
@@ -290,7 +341,8 @@ def write_broken_distribution(root: Path) -> Path:
     (package / "plugin.py").write_text(
         "raise ImportError('ebmflow-broken-example needs a library that is not installed')\n"
     )
-    (project / "pyproject.toml").write_text(textwrap.dedent("""
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent("""
         [build-system]
         requires = ["hatchling"]
         build-backend = "hatchling.build"
@@ -304,7 +356,8 @@ def write_broken_distribution(root: Path) -> Path:
 
         [tool.hatch.build.targets.wheel]
         packages = ["ebmflow_broken_example"]
-    """))
+    """)
+    )
     return project
 
 
@@ -314,21 +367,28 @@ def test_pip_installed_example_plugin_is_discovered_and_a_broken_one_beside_it_i
 ):
     python = make_venv(tmp_path)
     example = tmp_path / "src" / EXAMPLE.name  # build from a copy: nothing written to the repo
-    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("__pycache__", "build",
-                                                                    "*.egg-info"))
+    shutil.copytree(
+        EXAMPLE, example, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+    )
     pip_install(python, example)
 
     listed = plugins_json(run_in(python, "-m", "ebmflow", "plugins", "--json"))
     assert listed["example"] == {
-        "name": "example", "distribution": "ebmflow-example-plugin", "version": "0.1.0",
-        "status": "ok", "components": {"energy": ["double-well"], "sampler": ["rwm"]},
+        "name": "example",
+        "distribution": "ebmflow-example-plugin",
+        "version": "0.1.0",
+        "status": "ok",
+        "components": {"energy": ["double-well"], "sampler": ["rwm"]},
         "error": None,
     }
     assert [p["distribution"] for p in listed.values()].count("ebmflow-example-plugin") == 1
     found = components_json(run_in(python, "-m", "ebmflow", "components", "--json"))
     assert {"example:double-well", "example:rwm", "ebmflow:mala"} <= found
 
-    sampled = run_in(python, "-c", textwrap.dedent("""
+    sampled = run_in(
+        python,
+        "-c",
+        textwrap.dedent("""
         import json, sys
         import torch
         import ebmflow
@@ -342,7 +402,8 @@ def test_pip_installed_example_plugin_is_discovered_and_a_broken_one_beside_it_i
             "finite": bool(torch.isfinite(result.samples).all()),
             "acceptance": result.diagnostics["acceptance_rate"],
         }))
-    """))
+    """),
+    )
     assert sampled.returncode == 0, sampled.stderr
     report = json.loads(sampled.stdout)
     assert report["module"].startswith(str(tmp_path / "venv"))  # the installed copy
@@ -354,9 +415,13 @@ def test_pip_installed_example_plugin_is_discovered_and_a_broken_one_beside_it_i
     listed = plugins_json(result)
     broken = listed["broken-example"]
     assert (broken["status"], broken["distribution"], broken["version"]) == (
-        "failed", "ebmflow-broken-example", "0.0.1")
+        "failed",
+        "ebmflow-broken-example",
+        "0.0.1",
+    )
     assert broken["error"] == (
-        "ImportError: ebmflow-broken-example needs a library that is not installed")
+        "ImportError: ebmflow-broken-example needs a library that is not installed"
+    )
     assert "ebmflow: warning: ebmflow plugin 'broken-example' failed" in result.stderr
     assert listed["example"]["status"] == "ok"
     found = components_json(run_in(python, "-m", "ebmflow", "components", "--json"))

@@ -29,9 +29,15 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the sources whose input checks this file covers (the checkpoint, registry, trainer, run
 #: file and CLI code keep their own error tests).
 SCANNED = [
-    "ebmflow/samplers", "ebmflow/evaluate", "ebmflow/energies", "ebmflow/energy.py",
-    "ebmflow/compose.py", "ebmflow/datasets", "ebmflow/noise_schedules",
-    "ebmflow/validation.py", "ebmflow/replay_buffer.py",
+    "ebmflow/samplers",
+    "ebmflow/evaluate",
+    "ebmflow/energies",
+    "ebmflow/energy.py",
+    "ebmflow/compose.py",
+    "ebmflow/datasets",
+    "ebmflow/noise_schedules",
+    "ebmflow/validation.py",
+    "ebmflow/replay_buffer.py",
     *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "plugins").glob("*/ebmflow_*"))),
 ]
 #: plain ValueError/TypeError constructions that are allowed to stay: none. (An entry would be
@@ -48,11 +54,16 @@ def plain_errors(path: Path) -> list[str]:
     ``path`` (raised, returned or stored), by its syntax tree."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []
-    for function in [tree, *(n for n in ast.walk(tree)
-                             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]:
+    for function in [
+        tree,
+        *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))),
+    ]:
         for node in ast.walk(function):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id in ("ValueError", "TypeError")):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("ValueError", "TypeError")
+            ):
                 name = getattr(function, "name", "<module>")
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
     # a call inside a function is also inside the module: keep the innermost name
@@ -70,18 +81,25 @@ def test_no_plain_value_or_type_error_is_built_in_the_input_checks():
         path = ROOT / entry
         files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
     assert len(files) > 40  # the scan sees the sources, not an empty glob
-    offenders = [e for f in files for e in plain_errors(f)
-                 if f"{e.split(':')[0]}:{e.split(' ')[1]}" not in ALLOWED]
-    assert not offenders, (f"{len(offenders)} plain ValueError/TypeError; raise "
-                           f"ebmflow.ConfigError or ebmflow.ComponentArgumentError:\n"
-                           + "\n".join(offenders))
+    offenders = [
+        e
+        for f in files
+        for e in plain_errors(f)
+        if f"{e.split(':')[0]}:{e.split(' ')[1]}" not in ALLOWED
+    ]
+    assert not offenders, (
+        f"{len(offenders)} plain ValueError/TypeError; raise "
+        f"ebmflow.ConfigError or ebmflow.ComponentArgumentError:\n" + "\n".join(offenders)
+    )
 
 
 def _sampler_run(**bad):
     def call():
         arguments = {"energy": gaussian(), "x0": torch.zeros(4, 2), "n_steps": 2, **bad}
         ebmflow.create("sampler", "langevin", step_size=0.1).run(
-            arguments.pop("energy"), arguments.pop("x0"), arguments.pop("n_steps"), **arguments)
+            arguments.pop("energy"), arguments.pop("x0"), arguments.pop("n_steps"), **arguments
+        )
+
     return call
 
 
@@ -92,8 +110,9 @@ def _buffer(**bad):
 def _pcd():
     from ebmflow_cd.pcd import PersistentContrastiveDivergence
 
-    return PersistentContrastiveDivergence(ebmflow.create("sampler", "langevin", step_size=0.1),
-                                           init="zeros")
+    return PersistentContrastiveDivergence(
+        ebmflow.create("sampler", "langevin", step_size=0.1), init="zeros"
+    )
 
 
 def _ssm():
@@ -156,27 +175,32 @@ CASES = {
     # evaluation
     "nll-not-an-energy": (lambda: nll(3, torch.zeros(4, 2), [(-1, 1), (-1, 1)]), TypeError),
     "nll-bad-bounds": (lambda: nll(gaussian(), torch.zeros(4, 2), [(1, -1)]), ValueError),
-    "nll-nan-data": (lambda: nll(gaussian(), torch.full((4, 2), float("nan")),
-                                 [(-4, 4), (-4, 4)], 16), ValueError),
-    "grid-log-z-resolution": (lambda: grid_log_z(gaussian(), [(-4, 4), (-4, 4)], 0),
-                              ValueError),
+    "nll-nan-data": (
+        lambda: nll(gaussian(), torch.full((4, 2), float("nan")), [(-4, 4), (-4, 4)], 16),
+        ValueError,
+    ),
+    "grid-log-z-resolution": (lambda: grid_log_z(gaussian(), [(-4, 4), (-4, 4)], 0), ValueError),
     "mmd-shapes": (lambda: mmd(torch.zeros(4, 2), torch.zeros(4, 3)), ValueError),
-    "mmd-kernel": (lambda: mmd(torch.zeros(4, 2), torch.ones(4, 2), kernel="cosine"),
-                   ValueError),
+    "mmd-kernel": (lambda: mmd(torch.zeros(4, 2), torch.ones(4, 2), kernel="cosine"), ValueError),
     "mmd-nan": (lambda: mmd(torch.full((4, 2), float("nan")), torch.zeros(4, 2)), ValueError),
     "ess-too-short": (lambda: ess(torch.zeros(2, 2, 1)), ValueError),
     "rhat-nan": (lambda: split_rhat(torch.full((40, 2, 1), float("nan"))), ValueError),
     "accuracy-labels": (lambda: accuracy(torch.zeros(4, 3), torch.zeros(5)), ValueError),
-    "ece-probs": (lambda: expected_calibration_error(torch.full((4, 3), float("nan")),
-                                                     torch.zeros(4, dtype=torch.long)),
-                  ValueError),
+    "ece-probs": (
+        lambda: expected_calibration_error(
+            torch.full((4, 3), float("nan")), torch.zeros(4, dtype=torch.long)
+        ),
+        ValueError,
+    ),
     "auroc-empty": (lambda: auroc(torch.zeros(0), torch.zeros(3)), ValueError),
     "shuffle-pixels": (lambda: _shuffle_pixels()(torch.zeros(())), ValueError),
     "ais-generator": (lambda: ebmflow.evaluate.ais_log_z(gaussian(), generator=1), TypeError),
     # energies and compositions
     "gaussian-std": (lambda: ebmflow.GaussianEnergy(mean=[0.0, 0.0], std=-1.0), ValueError),
-    "gmm-weights": (lambda: ebmflow.GMMEnergy(means=[[0.0, 0.0], [1.0, 1.0]],
-                                              weights=[0.5, -0.5]), ValueError),
+    "gmm-weights": (
+        lambda: ebmflow.GMMEnergy(means=[[0.0, 0.0], [1.0, 1.0]], weights=[0.5, -0.5]),
+        ValueError,
+    ),
     "temperature": (lambda: gaussian() / 0.0, ValueError),
     "scaled-by-nan": (lambda: float("nan") * gaussian(), ValueError),
     "mixture-of-one": (lambda: ebmflow.mixture([gaussian()]), ValueError),
@@ -184,8 +208,10 @@ CASES = {
     "condition-not-an-energy": (lambda: ebmflow.condition(3, 1), TypeError),
     # datasets, schedules, replay buffers
     "digits-split": (_digits, ValueError),
-    "vp-t-eps": (lambda: ebmflow.create("noise_schedule", "vp-linear").__class__(t_eps=2.0),
-                 ValueError),
+    "vp-t-eps": (
+        lambda: ebmflow.create("noise_schedule", "vp-linear").__class__(t_eps=2.0),
+        ValueError,
+    ),
     "buffer-event-shape": (_buffer(event_shape=()), ValueError),
     "buffer-dtype": (_buffer(dtype=torch.int64), ValueError),
     # first-party plugins

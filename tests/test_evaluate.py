@@ -78,8 +78,10 @@ class Quadratic(ebmflow.Energy):
     @property
     def log_z(self) -> float:
         d = self.precision.shape[0]
-        return 0.5 * d * math.log(2 * math.pi) - 0.5 * float(torch.logdet(self.precision)) - (
-            self.offset
+        return (
+            0.5 * d * math.log(2 * math.pi)
+            - 0.5 * float(torch.logdet(self.precision))
+            - (self.offset)
         )
 
 
@@ -240,8 +242,7 @@ MALA = {"name": "mala", "step_size": 0.5}
 def test_ais_log_z_is_within_005_nats_on_two_mode_mixture():
     energy = two_modes()
     g = torch.Generator().manual_seed(2024)
-    result = ais_log_z(energy, n_chains=4096, n_temps=200, sampler=MALA, base_std=4.0,
-                       generator=g)
+    result = ais_log_z(energy, n_chains=4096, n_temps=200, sampler=MALA, base_std=4.0, generator=g)
     error = result.log_z - energy.log_z
     # measured stderr ≈ 0.015 (chains cannot cross between the modes, so the weights carry
     # the modes' masses); 0.05 nats is the DESIGN.md requirement, ≈ 3.4 standard errors
@@ -284,8 +285,7 @@ def test_ais_log_z_is_consistent_with_any_registered_sampler(sampler):
         sampler = ebmflow.create("sampler", "hmc", step_size=0.3, n_leapfrog=3)
     energy = two_modes()
     g = torch.Generator().manual_seed(11)
-    result = ais_log_z(energy, n_chains=512, n_temps=60, sampler=sampler, base_std=4.0,
-                       generator=g)
+    result = ais_log_z(energy, n_chains=512, n_temps=60, sampler=sampler, base_std=4.0, generator=g)
     assert result.stderr < 0.2  # measured 0.04–0.15 for these kernels
     assert abs(result.log_z - energy.log_z) < 4 * result.stderr
 
@@ -294,8 +294,15 @@ def test_ais_log_z_is_consistent_with_any_registered_sampler(sampler):
 def test_ais_log_z_is_consistent_for_every_schedule(schedule):
     energy = two_modes()
     g = torch.Generator().manual_seed(5)
-    result = ais_log_z(energy, n_chains=1024, n_temps=40, sampler=MALA, base_std=4.0,
-                       schedule=schedule, generator=g)
+    result = ais_log_z(
+        energy,
+        n_chains=1024,
+        n_temps=40,
+        sampler=MALA,
+        base_std=4.0,
+        schedule=schedule,
+        generator=g,
+    )
     assert abs(result.log_z - energy.log_z) < 4 * result.stderr
     if not isinstance(schedule, str):
         assert result.n_temps == 3 and result.schedule == "custom"
@@ -332,21 +339,22 @@ def test_log_z_dispatches_to_registered_estimators_by_name():
 def test_ais_works_in_float32_and_at_a_noise_level():
     energy = two_modes(dtype=torch.float32)
     g = torch.Generator().manual_seed(3)
-    result = ais_log_z(energy, n_chains=1024, n_temps=100, sampler=MALA, base_std=4.0,
-                       generator=g)
+    result = ais_log_z(energy, n_chains=1024, n_temps=100, sampler=MALA, base_std=4.0, generator=g)
     assert result.samples.dtype == torch.float32
     assert abs(result.log_z - energy.log_z) < 4 * result.stderr  # stderr ≈ 0.03
     g = torch.Generator().manual_seed(3)
-    smoothed = ais_log_z(NoisyGaussian(), n_chains=256, n_temps=20, sigma=1.0, base_std=1.5,
-                         generator=g)
+    smoothed = ais_log_z(
+        NoisyGaussian(), n_chains=256, n_temps=20, sigma=1.0, base_std=1.5, generator=g
+    )
     assert abs(smoothed.log_z - math.log(4 * math.pi)) < 4 * smoothed.stderr + 1e-3
 
 
 def test_ais_evaluates_the_energy_once_per_mala_step():
     energy = two_modes()
     g = torch.Generator().manual_seed(0)
-    ais_log_z(energy, n_chains=16, n_temps=30, steps_per_temp=2, sampler="mala", generator=g,
-              base_std=4.0)
+    ais_log_z(
+        energy, n_chains=16, n_temps=30, steps_per_temp=2, sampler="mala", generator=g, base_std=4.0
+    )
     # one evaluation at the start, then one per MALA step at β_1 … β_{K−1}
     assert energy.calls == 1 + (30 - 1) * 2
 
@@ -355,8 +363,13 @@ def test_ais_is_reproducible_and_leaves_the_global_rng_alone():
     energy = two_modes()
     before = torch.get_rng_state()
     runs = [
-        ais_log_z(energy, n_chains=64, n_temps=20, generator=torch.Generator().manual_seed(9),
-                  base_std=4.0)
+        ais_log_z(
+            energy,
+            n_chains=64,
+            n_temps=20,
+            generator=torch.Generator().manual_seed(9),
+            base_std=4.0,
+        )
         for _ in range(2)
     ]
     unseeded = ais_log_z(energy, n_chains=8, n_temps=5, base_std=4.0)  # fresh generator
@@ -469,7 +482,7 @@ def _permutation_null(x, y, n, g):
     values = []
     for _ in range(n):
         p = torch.randperm(pooled.shape[0], generator=g)
-        values.append(mmd(pooled[p[: x.shape[0]]], pooled[p[x.shape[0]:]], bandwidth=h))
+        values.append(mmd(pooled[p[: x.shape[0]]], pooled[p[x.shape[0] :]], bandwidth=h))
     return torch.tensor(values, dtype=torch.float64)
 
 

@@ -72,7 +72,8 @@ def test_ece_equals_bin_by_bin_definition():
     labels = torch.randint(0, 4, (500,), generator=gen)
     for n_bins in (1, 10, 15):
         assert evaluate.expected_calibration_error(probs, labels, n_bins) == pytest.approx(
-            _loop_ece(probs, labels, n_bins), abs=1e-12)
+            _loop_ece(probs, labels, n_bins), abs=1e-12
+        )
 
 
 def test_ece_of_calibrated_and_overconfident_predictions():

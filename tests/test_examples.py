@@ -30,8 +30,12 @@ CONFIGS = sorted((ROOT / "examples" / "configs").glob("*.toml"))
 #: run files that plugins/ebmflow-cd/tests/test_training.py already trains through the CLI.
 TESTED_ELSEWHERE = {"cd_8gaussians", "pcd_8gaussians", "pcd_checkerboard"}
 #: TOML tables that name a component, and the kind each names.
-TABLE_KINDS = {"data": "dataset", "energy": "energy", "objective": "objective",
-               "sampler": "sampler"}
+TABLE_KINDS = {
+    "data": "dataset",
+    "energy": "energy",
+    "objective": "objective",
+    "sampler": "sampler",
+}
 
 
 def clean_env() -> dict[str, str]:
@@ -47,7 +51,8 @@ def missing_requirements(script: Path) -> list[str]:
     missing = []
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "REQUIRES" for t in node.targets):
+            isinstance(t, ast.Name) and t.id == "REQUIRES" for t in node.targets
+        ):
             for distribution in ast.literal_eval(node.value):
                 try:
                     importlib.metadata.distribution(distribution)
@@ -88,20 +93,30 @@ def test_example_runs_in_quick_mode(script, tmp_path):
     missing = missing_requirements(script)
     if missing:
         pytest.skip(f"{script.name} needs {', '.join(missing)}, not installed")
-    done = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path,
-                          env=clean_env(), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, f"{script.name} failed:\n{done.stdout}\n{done.stderr}"
 
 
 def config_components(config: Path) -> list[tuple[str, str]]:
     tables = tomllib.loads(config.read_text(encoding="utf-8"))
-    return [(TABLE_KINDS[key], table["name"]) for key, table in tables.items()
-            if key in TABLE_KINDS and isinstance(table, dict) and "name" in table]
+    return [
+        (TABLE_KINDS[key], table["name"])
+        for key, table in tables.items()
+        if key in TABLE_KINDS and isinstance(table, dict) and "name" in table
+    ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", [c for c in CONFIGS if c.stem not in TESTED_ELSEWHERE],
-                         ids=lambda c: c.stem)
+@pytest.mark.parametrize(
+    "config", [c for c in CONFIGS if c.stem not in TESTED_ELSEWHERE], ids=lambda c: c.stem
+)
 def test_run_file_trains_through_the_cli(config, tmp_path):
     """A few steps of ``ebmflow train CONFIG --steps 2``, then the checkpoint loads as an
     energy that gives finite values on the data."""
@@ -110,14 +125,27 @@ def test_run_file_trains_through_the_cli(config, tmp_path):
         try:
             host.get(kind, name)
         except ebmflow.UnknownComponentError:
-            pytest.skip(f"{config.name} needs the {kind} {name!r}, whose plugin is not "
-                        "installed")
+            pytest.skip(f"{config.name} needs the {kind} {name!r}, whose plugin is not installed")
         except ImportError as exc:  # e.g. a dataset whose library is missing
             pytest.skip(f"{config.name}: {exc}")
     out = tmp_path / config.stem
     done = subprocess.run(
-        [sys.executable, "-m", "ebmflow", "train", str(config), "--out", str(out), "--steps",
-         "2", "--no-progress"], env=clean_env(), capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "ebmflow",
+            "train",
+            str(config),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--no-progress",
+        ],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if done.returncode != 0 and "pip install" in done.stderr and "scikit-learn" in done.stderr:
         pytest.skip(f"{config.name} needs scikit-learn")

@@ -37,11 +37,18 @@ def _lint_imports() -> str:
 def test_import_linter_contracts_hold():
     # the plugins' source folders on the path too, for a checkout where they are not installed
     path = [str(ROOT), *(str(p) for p in sorted(PLUGINS.iterdir()) if p.is_dir())]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        path + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-    ))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            path + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+        ),
+    )
     done = subprocess.run(
-        [_lint_imports(), "--no-cache"], cwd=ROOT, env=env, capture_output=True, text=True,
+        [_lint_imports(), "--no-cache"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert done.returncode == 0, f"broken import contracts:\n{done.stdout}{done.stderr}"
@@ -51,7 +58,8 @@ def test_import_linter_contracts_hold():
 def _plugin_sources() -> list[Path]:
     """Every Python file of the first-party plugins and the example plugin, except tests."""
     return sorted(
-        path for path in (*PLUGINS.glob("*/**/*.py"), *EXAMPLE_PLUGIN.glob("**/*.py"))
+        path
+        for path in (*PLUGINS.glob("*/**/*.py"), *EXAMPLE_PLUGIN.glob("**/*.py"))
         if "tests" not in path.relative_to(ROOT).parts and path.name != "conftest.py"
     )
 
@@ -88,7 +96,8 @@ def test_extension_helpers_are_documented():
     import ebmflow.extend
 
     undocumented = [
-        name for name in ebmflow.extend.__all__
+        name
+        for name in ebmflow.extend.__all__
         if callable(helper := getattr(ebmflow.extend, name)) and not (helper.__doc__ or "").strip()
     ]
     assert not undocumented, f"ebmflow.extend helpers without a docstring: {undocumented}"

@@ -1,8 +1,8 @@
 """The tree is lint-clean and the core and plugins type-check.
 
-``ruff check`` runs over the whole repository with the rules in ``pyproject.toml``;
-``mypy`` runs over ``ebmflow`` and every plugin package (``[tool.mypy]`` in
-``pyproject.toml`` names them). Both come with the test extra (``scripts/install.sh
+``ruff check`` and ``ruff format --check`` run over the whole repository with the settings
+in ``pyproject.toml``; ``mypy`` runs over ``ebmflow`` and every plugin package
+(``[tool.mypy]`` in ``pyproject.toml`` names them). Both come with the test extra (``scripts/install.sh
 --test``); without one the test is skipped, saying which is missing. A failure shows the
 tool's own report.
 """
@@ -25,10 +25,15 @@ def _run_tool(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m module *args`` in the repository root, with this interpreter (so mypy
     sees the packages of this environment); skip if the tool is not installed."""
     if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed; install the test extra with "
-                    "`bash scripts/install.sh --test`")
+        pytest.skip(
+            f"{module} is not installed; install the test extra with "
+            "`bash scripts/install.sh --test`"
+        )
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
 
@@ -37,6 +42,13 @@ def test_ruff_check_is_clean():
     # no cache: the check is fast, and the test leaves nothing in the tree
     done = _run_tool("ruff", "check", "--no-cache", ".")
     assert done.returncode == 0, f"ruff check found problems:\n{done.stdout}{done.stderr}"
+
+
+def test_ruff_format_leaves_every_file_unchanged():
+    done = _run_tool("ruff", "format", "--check", "--no-cache", ".")
+    assert done.returncode == 0, (
+        f"files are not formatted; run `ruff format .`:\n{done.stdout}{done.stderr}"
+    )
 
 
 def _mypy_cache() -> Path:

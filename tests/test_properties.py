@@ -29,8 +29,9 @@ from ebmflow import EbmflowError
 
 HOST = ebmflow.PluginHost(entry_points=False)  # the core's components only
 
-SETTINGS = settings(max_examples=40, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @contextlib.contextmanager
@@ -49,15 +50,31 @@ def float64_and_seeded(seed: int = 0):
 # == valid configs =============================================================================
 
 positive = st.floats(min_value=1e-3, max_value=1.0, allow_nan=False, allow_infinity=False)
-ACTIVATIONS = ["celu", "elu", "gelu", "leaky_relu", "relu", "sigmoid", "silu", "softplus",
-               "swish", "tanh"]
+ACTIVATIONS = [
+    "celu",
+    "elu",
+    "gelu",
+    "leaky_relu",
+    "relu",
+    "sigmoid",
+    "silu",
+    "softplus",
+    "swish",
+    "tanh",
+]
 SCHEDULES = ["geometric", "karras", "vp-linear", "vp-cosine"]
 
 
 @st.composite
 def decreasing_sigmas(draw, min_size=1, max_size=6):
-    values = draw(st.lists(st.floats(min_value=1e-3, max_value=50.0), min_size=min_size,
-                           max_size=max_size, unique=True))
+    values = draw(
+        st.lists(
+            st.floats(min_value=1e-3, max_value=50.0),
+            min_size=min_size,
+            max_size=max_size,
+            unique=True,
+        )
+    )
     return sorted(values, reverse=True)
 
 
@@ -77,8 +94,7 @@ def sampler_configs(draw):
         config["adapt_steps"] = draw(st.integers(0, 20))
         config["target_accept"] = draw(st.floats(0.05, 0.95))
     if name == "annealed-langevin":
-        config["noise_schedule"] = draw(st.one_of(st.sampled_from(SCHEDULES),
-                                                  decreasing_sigmas()))
+        config["noise_schedule"] = draw(st.one_of(st.sampled_from(SCHEDULES), decreasing_sigmas()))
         config["n_levels"] = draw(st.integers(1, 5))
         config["steps_per_level"] = draw(st.integers(1, 3))
         config["epsilon"] = draw(st.floats(1e-5, 1e-2))
@@ -99,20 +115,21 @@ def energy_configs(draw):
         config["activation"] = draw(st.sampled_from(ACTIVATIONS))
         if config["noise_conditional"]:
             config["sigma_embedding"] = draw(st.sampled_from(["log", "fourier", "none"]))
-            config["scale_by_sigma"] = (config["sigma_embedding"] == "none") or draw(
-                st.booleans())
+            config["scale_by_sigma"] = (config["sigma_embedding"] == "none") or draw(st.booleans())
     elif name == "gaussian":
         config["mean"] = draw(st.lists(number, min_size=d, max_size=d))
-        config["std"] = draw(st.one_of(st.none(), spread,
-                                       st.lists(spread, min_size=d, max_size=d)))
+        config["std"] = draw(st.one_of(st.none(), spread, st.lists(spread, min_size=d, max_size=d)))
     else:
         k = draw(st.integers(1, 4))
-        config["means"] = draw(st.lists(st.lists(number, min_size=d, max_size=d), min_size=k,
-                                        max_size=k))
-        config["stds"] = draw(st.one_of(st.none(), spread,
-                                        st.lists(spread, min_size=k, max_size=k)))
-        config["weights"] = draw(st.one_of(st.none(), st.lists(st.floats(0.01, 10.0),
-                                                               min_size=k, max_size=k)))
+        config["means"] = draw(
+            st.lists(st.lists(number, min_size=d, max_size=d), min_size=k, max_size=k)
+        )
+        config["stds"] = draw(
+            st.one_of(st.none(), spread, st.lists(spread, min_size=k, max_size=k))
+        )
+        config["weights"] = draw(
+            st.one_of(st.none(), st.lists(st.floats(0.01, 10.0), min_size=k, max_size=k))
+        )
     return name, config, d
 
 
@@ -121,18 +138,26 @@ def schedule_configs(draw):
     name = draw(st.sampled_from(SCHEDULES))
     if name in ("geometric", "karras"):
         sigma_min = draw(st.floats(1e-3, 1.0))
-        config = {"sigma_min": sigma_min,
-                  "sigma_max": sigma_min * draw(st.floats(1.01, 1000.0))}
+        config = {"sigma_min": sigma_min, "sigma_max": sigma_min * draw(st.floats(1.01, 1000.0))}
         if name == "karras":
-            config.update(rho=draw(st.floats(0.5, 10.0)), p_mean=draw(st.floats(-3.0, 3.0)),
-                          p_std=draw(st.floats(0.1, 3.0)))
+            config.update(
+                rho=draw(st.floats(0.5, 10.0)),
+                p_mean=draw(st.floats(-3.0, 3.0)),
+                p_std=draw(st.floats(0.1, 3.0)),
+            )
     elif name == "vp-linear":
         beta_min = draw(st.floats(0.0, 1.0))
-        config = {"beta_min": beta_min, "beta_max": beta_min + draw(st.floats(0.5, 30.0)),
-                  "t_eps": draw(st.floats(1e-5, 1e-2))}
+        config = {
+            "beta_min": beta_min,
+            "beta_max": beta_min + draw(st.floats(0.5, 30.0)),
+            "t_eps": draw(st.floats(1e-5, 1e-2)),
+        }
     else:
-        config = {"s": draw(st.floats(1e-4, 0.05)), "t_eps": draw(st.floats(1e-5, 1e-2)),
-                  "beta_max": draw(st.floats(10.0, 999.0))}
+        config = {
+            "s": draw(st.floats(1e-4, 0.05)),
+            "t_eps": draw(st.floats(1e-5, 1e-2)),
+            "beta_max": draw(st.floats(10.0, 999.0)),
+        }
     return name, config
 
 
@@ -146,9 +171,20 @@ def assert_round_trips(kind: str, name: str, given: dict, obj) -> None:
 
 @SETTINGS
 @given(case=sampler_configs(), batch=st.integers(1, 5), dim=st.integers(1, 3))
-@example(case=("annealed-langevin", {"noise_schedule": [3.0, 2.0, 1.0, 0.001], "n_levels": 1,
-                                     "steps_per_level": 2, "epsilon": 0.0078125,
-                                     "denoise": False}), batch=1, dim=1)  # diverges
+@example(
+    case=(
+        "annealed-langevin",
+        {
+            "noise_schedule": [3.0, 2.0, 1.0, 0.001],
+            "n_levels": 1,
+            "steps_per_level": 2,
+            "epsilon": 0.0078125,
+            "denoise": False,
+        },
+    ),
+    batch=1,
+    dim=1,
+)  # diverges
 def test_valid_sampler_configs_build_sample_and_round_trip(case, batch, dim):
     name, config = case
     sampler = HOST.create("sampler", {"name": name, **config})
@@ -164,8 +200,10 @@ def test_valid_sampler_configs_build_sample_and_round_trip(case, batch, dim):
         # N(0, 1 + σ_i²) (x' = (1 − η_i / (1 + σ_i²)) x + noise) blow up only where some
         # η_i > 2 (1 + σ_i²), e.g. ε = 0.008 with σ from 3 down to 0.001 (η_1 ≈ 3.5·10⁴)
         assert annealed
-        assert any(float(eta) > 2 * (1 + float(sigma) ** 2)
-                   for eta, sigma in zip(sampler.step_sizes, sampler.sigmas))
+        assert any(
+            float(eta) > 2 * (1 + float(sigma) ** 2)
+            for eta, sigma in zip(sampler.step_sizes, sampler.sigmas)
+        )
         return
     assert result.samples.shape == (batch, dim) and torch.isfinite(result.samples).all()
     if config.get("clip") is not None:
@@ -201,89 +239,197 @@ def test_valid_noise_schedule_configs_give_decreasing_levels_and_round_trip(case
 
 # == invalid configs ============================================================================
 
-not_a_number = st.one_of(st.text(max_size=3), st.none(), st.booleans(),
-                         st.lists(st.integers(0, 3), max_size=2),
-                         st.dictionaries(st.sampled_from("ab"), st.integers(), max_size=1))
+not_a_number = st.one_of(
+    st.text(max_size=3),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(0, 3), max_size=2),
+    st.dictionaries(st.sampled_from("ab"), st.integers(), max_size=1),
+)
 nonfinite = st.sampled_from([math.nan, math.inf, -math.inf])
 nonpositive = st.one_of(st.floats(max_value=0.0, allow_nan=False), st.integers(max_value=0))
 negative = st.one_of(st.floats(max_value=-1e-6, allow_nan=False), st.integers(max_value=-1))
 bad_positive = st.one_of(not_a_number, nonfinite, nonpositive)
-bad_nonnegative = st.one_of(st.text(max_size=3), st.booleans(), nonfinite, negative,
-                            st.lists(st.integers(0, 3), max_size=2))
+bad_nonnegative = st.one_of(
+    st.text(max_size=3), st.booleans(), nonfinite, negative, st.lists(st.integers(0, 3), max_size=2)
+)
 #: not a box (low, high): reversed or empty, non-finite, one number, three, text
-bad_box = st.one_of(st.floats(-3.0, 3.0).map(lambda v: [v, v]), st.just([1.0, -1.0]),
-                    st.just([0.0, math.inf]), st.just([math.nan, 1.0]), st.just([0.5]),
-                    st.just([0.0, 1.0, 2.0]), st.text(max_size=3), st.just([True, 2.0]))
+bad_box = st.one_of(
+    st.floats(-3.0, 3.0).map(lambda v: [v, v]),
+    st.just([1.0, -1.0]),
+    st.just([0.0, math.inf]),
+    st.just([math.nan, 1.0]),
+    st.just([0.5]),
+    st.just([0.0, 1.0, 2.0]),
+    st.text(max_size=3),
+    st.just([True, 2.0]),
+)
 
 
 def bad_count(minimum: int):
-    return st.one_of(st.integers(max_value=minimum - 1), st.floats(allow_nan=True),
-                     st.text(max_size=3), st.none(), st.booleans())
+    return st.one_of(
+        st.integers(max_value=minimum - 1),
+        st.floats(allow_nan=True),
+        st.text(max_size=3),
+        st.none(),
+        st.booleans(),
+    )
 
 
 bad_bool = st.one_of(st.integers(), st.text(max_size=3), st.none(), st.floats())
 
 
 def bad_choice(accepted):
-    return st.one_of(st.text(max_size=8).filter(lambda s: s not in accepted), st.integers(),
-                     st.none())
+    return st.one_of(
+        st.text(max_size=8).filter(lambda s: s not in accepted), st.integers(), st.none()
+    )
 
 
-bad_probability = st.one_of(not_a_number, nonfinite, st.floats(max_value=0.0),
-                            st.floats(min_value=1.0))
+bad_probability = st.one_of(
+    not_a_number, nonfinite, st.floats(max_value=0.0), st.floats(min_value=1.0)
+)
 bad_sigmas = st.one_of(
     st.lists(st.floats(1e-3, 10.0), min_size=2, max_size=4, unique=True).map(sorted),
-    st.just([]), st.lists(nonpositive, min_size=1, max_size=3),
-    st.text(max_size=6).filter(lambda s: s not in SCHEDULES), st.integers(),
-    st.just({"sigma_max": 1.0}), st.just([["x"]]),
+    st.just([]),
+    st.lists(nonpositive, min_size=1, max_size=3),
+    st.text(max_size=6).filter(lambda s: s not in SCHEDULES),
+    st.integers(),
+    st.just({"sigma_max": 1.0}),
+    st.just([["x"]]),
 )
-bad_widths = st.one_of(st.text(max_size=3), st.none(), st.integers(),
-                       st.lists(st.one_of(st.integers(max_value=0), st.floats(0.5, 3.5),
-                                          st.booleans(), st.text(max_size=2)),
-                                min_size=1, max_size=3))
-bad_vector_2 = st.one_of(st.just([]), st.text(max_size=3), st.none(), st.just([[0.0, 1.0]]),
-                         st.just([math.nan, 0.0]), st.just(["a", "b"]))
-bad_stds_2 = st.one_of(nonpositive, nonfinite, st.text(max_size=3),
-                       st.just([1.0, 1.0, 1.0]), st.just([1.0, -1.0]), st.just([0.0, 1.0]))
-bad_covariance_2 = st.one_of(st.just([[1.0, 2.0], [2.0, 1.0]]), st.just([[1.0]]),
-                             st.just([[1.0, 0.0], [0.0, -1.0]]), st.text(max_size=3),
-                             st.just([[math.nan, 0.0], [0.0, 1.0]]))
-bad_weights_2 = st.one_of(st.just([1.0]), st.just([1.0, 1.0, 1.0]), st.just([1.0, -1.0]),
-                          st.just([0.0, 1.0]), st.just([math.nan, 1.0]), st.text(max_size=3))
-bad_means = st.one_of(st.just([]), st.just([[0.0, 0.0], [1.0]]), st.text(max_size=3),
-                      st.just([[math.inf, 0.0]]), st.none())
+bad_widths = st.one_of(
+    st.text(max_size=3),
+    st.none(),
+    st.integers(),
+    st.lists(
+        st.one_of(
+            st.integers(max_value=0), st.floats(0.5, 3.5), st.booleans(), st.text(max_size=2)
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+bad_vector_2 = st.one_of(
+    st.just([]),
+    st.text(max_size=3),
+    st.none(),
+    st.just([[0.0, 1.0]]),
+    st.just([math.nan, 0.0]),
+    st.just(["a", "b"]),
+)
+bad_stds_2 = st.one_of(
+    nonpositive,
+    nonfinite,
+    st.text(max_size=3),
+    st.just([1.0, 1.0, 1.0]),
+    st.just([1.0, -1.0]),
+    st.just([0.0, 1.0]),
+)
+bad_covariance_2 = st.one_of(
+    st.just([[1.0, 2.0], [2.0, 1.0]]),
+    st.just([[1.0]]),
+    st.just([[1.0, 0.0], [0.0, -1.0]]),
+    st.text(max_size=3),
+    st.just([[math.nan, 0.0], [0.0, 1.0]]),
+)
+bad_weights_2 = st.one_of(
+    st.just([1.0]),
+    st.just([1.0, 1.0, 1.0]),
+    st.just([1.0, -1.0]),
+    st.just([0.0, 1.0]),
+    st.just([math.nan, 1.0]),
+    st.text(max_size=3),
+)
+bad_means = st.one_of(
+    st.just([]),
+    st.just([[0.0, 0.0], [1.0]]),
+    st.text(max_size=3),
+    st.just([[math.inf, 0.0]]),
+    st.none(),
+)
 
 #: (kind, name) -> (required arguments, {argument: strategy of values it must refuse})
 INVALID = {
-    ("sampler", "langevin"): ({}, {"step_size": bad_positive, "noise_scale": bad_nonnegative,
-                                   "clip": bad_box}),
+    ("sampler", "langevin"): (
+        {},
+        {"step_size": bad_positive, "noise_scale": bad_nonnegative, "clip": bad_box},
+    ),
     ("sampler", "mala"): ({}, {"step_size": bad_positive}),
-    ("sampler", "hmc"): ({}, {"step_size": bad_positive, "n_leapfrog": bad_count(1),
-                              "adapt_steps": bad_count(0), "target_accept": bad_probability}),
-    ("sampler", "annealed-langevin"): ({}, {
-        "noise_schedule": bad_sigmas, "n_levels": bad_count(1),
-        "steps_per_level": bad_count(1), "epsilon": bad_positive, "denoise": bad_bool}),
-    ("energy", "mlp"): ({}, {
-        "dim": bad_count(1), "widths": bad_widths, "activation": bad_choice(ACTIVATIONS),
-        "noise_conditional": bad_bool, "sigma_embedding": bad_choice(["log", "fourier", "none"]),
-        "scale_by_sigma": bad_bool}),
-    ("energy", "gaussian"): ({"mean": [0.0, 1.0]}, {
-        "mean": bad_vector_2, "std": bad_stds_2, "covariance": bad_covariance_2,
-        "noise_conditional": bad_bool}),
-    ("energy", "gmm"): ({"means": [[0.0, 0.0], [2.0, 2.0]]}, {
-        "means": bad_means, "stds": bad_stds_2, "weights": bad_weights_2,
-        "noise_conditional": bad_bool}),
-    ("noise_schedule", "geometric"): ({}, {"sigma_min": bad_positive,
-                                           "sigma_max": bad_positive}),
-    ("noise_schedule", "karras"): ({}, {
-        "sigma_min": bad_positive, "sigma_max": bad_positive, "rho": bad_positive,
-        "p_mean": st.one_of(not_a_number, nonfinite), "p_std": bad_positive}),
-    ("noise_schedule", "vp-linear"): ({}, {
-        "beta_min": bad_nonnegative, "beta_max": bad_positive,
-        "t_eps": st.one_of(bad_positive, st.floats(1.0, 10.0))}),
-    ("noise_schedule", "vp-cosine"): ({}, {
-        "s": bad_positive, "beta_max": bad_positive,
-        "t_eps": st.one_of(bad_positive, st.floats(1.0, 10.0))}),
+    ("sampler", "hmc"): (
+        {},
+        {
+            "step_size": bad_positive,
+            "n_leapfrog": bad_count(1),
+            "adapt_steps": bad_count(0),
+            "target_accept": bad_probability,
+        },
+    ),
+    ("sampler", "annealed-langevin"): (
+        {},
+        {
+            "noise_schedule": bad_sigmas,
+            "n_levels": bad_count(1),
+            "steps_per_level": bad_count(1),
+            "epsilon": bad_positive,
+            "denoise": bad_bool,
+        },
+    ),
+    ("energy", "mlp"): (
+        {},
+        {
+            "dim": bad_count(1),
+            "widths": bad_widths,
+            "activation": bad_choice(ACTIVATIONS),
+            "noise_conditional": bad_bool,
+            "sigma_embedding": bad_choice(["log", "fourier", "none"]),
+            "scale_by_sigma": bad_bool,
+        },
+    ),
+    ("energy", "gaussian"): (
+        {"mean": [0.0, 1.0]},
+        {
+            "mean": bad_vector_2,
+            "std": bad_stds_2,
+            "covariance": bad_covariance_2,
+            "noise_conditional": bad_bool,
+        },
+    ),
+    ("energy", "gmm"): (
+        {"means": [[0.0, 0.0], [2.0, 2.0]]},
+        {
+            "means": bad_means,
+            "stds": bad_stds_2,
+            "weights": bad_weights_2,
+            "noise_conditional": bad_bool,
+        },
+    ),
+    ("noise_schedule", "geometric"): ({}, {"sigma_min": bad_positive, "sigma_max": bad_positive}),
+    ("noise_schedule", "karras"): (
+        {},
+        {
+            "sigma_min": bad_positive,
+            "sigma_max": bad_positive,
+            "rho": bad_positive,
+            "p_mean": st.one_of(not_a_number, nonfinite),
+            "p_std": bad_positive,
+        },
+    ),
+    ("noise_schedule", "vp-linear"): (
+        {},
+        {
+            "beta_min": bad_nonnegative,
+            "beta_max": bad_positive,
+            "t_eps": st.one_of(bad_positive, st.floats(1.0, 10.0)),
+        },
+    ),
+    ("noise_schedule", "vp-cosine"): (
+        {},
+        {
+            "s": bad_positive,
+            "beta_max": bad_positive,
+            "t_eps": st.one_of(bad_positive, st.floats(1.0, 10.0)),
+        },
+    ),
 }
 
 
@@ -312,8 +458,10 @@ def test_invalid_argument_values_raise_an_ebmflow_error_naming_the_argument(case
 
 
 @SETTINGS
-@given(kind_name=st.sampled_from(sorted(INVALID)),
-       keyword=st.text(string.ascii_lowercase + "_", min_size=1, max_size=12))
+@given(
+    kind_name=st.sampled_from(sorted(INVALID)),
+    keyword=st.text(string.ascii_lowercase + "_", min_size=1, max_size=12),
+)
 def test_unknown_keywords_raise_an_error_listing_the_accepted_ones(kind_name, keyword):
     kind, name = kind_name
     required, arguments = INVALID[kind, name]
@@ -321,8 +469,7 @@ def test_unknown_keywords_raise_an_error_listing_the_accepted_ones(kind_name, ke
         return  # a real argument (or the config's own keys), not an unknown one
     with pytest.raises(ebmflow.ComponentArgumentError) as caught:
         HOST.create(kind, {"name": name, **required, keyword: 1})
-    assert_ebmflow_error_naming(caught.value, repr(keyword), "Accepted arguments: ",
-                                *arguments)
+    assert_ebmflow_error_naming(caught.value, repr(keyword), "Accepted arguments: ", *arguments)
 
 
 @SETTINGS
@@ -344,12 +491,12 @@ class Bowl(ebmflow.Energy):
         super().__init__()
         self.event_shape = tuple(event_shape)
         self.a, self.labelled = a, labelled
-        self.register_buffer("c", torch.linspace(-1.0, 1.0, math.prod(event_shape))
-                             .reshape(event_shape))
+        self.register_buffer(
+            "c", torch.linspace(-1.0, 1.0, math.prod(event_shape)).reshape(event_shape)
+        )
 
     def forward(self, x, sigma=None, y=None):
-        centre = self.c if y is None else y.to(x.dtype).reshape(-1, *[1] * len(
-            self.event_shape))
+        centre = self.c if y is None else y.to(x.dtype).reshape(-1, *[1] * len(self.event_shape))
         return 0.5 * self.a * (x - centre).flatten(1).square().sum(1)
 
 
@@ -368,8 +515,9 @@ def leaves(draw, event_shape, batch):
         return ebmflow.MLPEnergy(dim=d, widths=widths, activation="tanh")
     if choice == "bowl":
         return Bowl(event_shape, a=draw(st.floats(0.2, 3.0)))
-    label = draw(st.one_of(st.integers(0, 3),
-                           st.lists(st.integers(0, 3), min_size=batch, max_size=batch)))
+    label = draw(
+        st.one_of(st.integers(0, 3), st.lists(st.integers(0, 3), min_size=batch, max_size=batch))
+    )
     return ebmflow.condition(Bowl(event_shape, labelled=True), torch.tensor(label))
 
 
@@ -377,8 +525,9 @@ def composed(draw, event_shape, batch, depth):
     """A random composition tree of leaves."""
     if depth == 0 or draw(st.integers(0, 3)) == 0:
         return draw(leaves(event_shape, batch))
-    op = draw(st.sampled_from(["sum", "scale", "temper", "negate", "difference", "mixture",
-                               "guidance"]))
+    op = draw(
+        st.sampled_from(["sum", "scale", "temper", "negate", "difference", "mixture", "guidance"])
+    )
 
     def sub():
         return composed(draw, event_shape, batch, depth - 1)
@@ -396,8 +545,11 @@ def composed(draw, event_shape, batch, depth):
     if op == "guidance":
         return ebmflow.guidance(sub(), sub(), draw(st.floats(0.0, 5.0)))
     parts = [sub() for _ in range(draw(st.integers(2, 3)))]
-    weights = draw(st.one_of(st.none(), st.lists(st.floats(0.1, 5.0), min_size=len(parts),
-                                                 max_size=len(parts))))
+    weights = draw(
+        st.one_of(
+            st.none(), st.lists(st.floats(0.1, 5.0), min_size=len(parts), max_size=len(parts))
+        )
+    )
     return ebmflow.mixture(parts, weights)
 
 
@@ -406,8 +558,7 @@ event_shapes = st.lists(st.integers(1, 3), min_size=1, max_size=3).map(tuple)
 
 @SETTINGS
 @given(data=st.data(), event_shape=event_shapes, batch=st.integers(1, 6))
-def test_compositions_give_one_energy_per_sample_and_the_autograd_score(data, event_shape,
-                                                                       batch):
+def test_compositions_give_one_energy_per_sample_and_the_autograd_score(data, event_shape, batch):
     with float64_and_seeded():
         energy = composed(data.draw, event_shape, batch, depth=3)
         x = torch.randn(batch, *event_shape, generator=torch.Generator().manual_seed(3))
@@ -424,16 +575,22 @@ def test_compositions_give_one_energy_per_sample_and_the_autograd_score(data, ev
 
 @SETTINGS
 @given(data=st.data(), first=event_shapes, second=event_shapes)
-def test_composing_energies_with_different_event_shapes_raises_at_composition(
-        data, first, second):
+def test_composing_energies_with_different_event_shapes_raises_at_composition(data, first, second):
     if first == second:
         return
     with float64_and_seeded():
         a = data.draw(leaves(first, 1))
         b = data.draw(leaves(second, 1))
-    combine = data.draw(st.sampled_from([
-        lambda a, b: a + b, lambda a, b: a - 0.5 * b,
-        lambda a, b: ebmflow.mixture([a, b]), lambda a, b: ebmflow.guidance(a, b, 2.0)]))
+    combine = data.draw(
+        st.sampled_from(
+            [
+                lambda a, b: a + b,
+                lambda a, b: a - 0.5 * b,
+                lambda a, b: ebmflow.mixture([a, b]),
+                lambda a, b: ebmflow.guidance(a, b, 2.0),
+            ]
+        )
+    )
     with pytest.raises(ValueError, match="different event shapes"):
         combine(a, b)
 

@@ -38,8 +38,12 @@ def energy_sum(energies):
 
 def toy_objective(sampler=None, energies=None, base_energy=None, helper=None, data=None):
     return {
-        "made": "objective", "sampler": sampler, "energies": energies,
-        "base_energy": base_energy, "helper": helper, "data": data,
+        "made": "objective",
+        "sampler": sampler,
+        "energies": energies,
+        "base_energy": base_energy,
+        "helper": helper,
+        "data": data,
     }
 
 
@@ -64,10 +68,11 @@ def toy_host(bare_host, make_plugin):
     """Plugin ``toy``: sampler ``rw``, energies ``well`` and ``sum``, objective ``obj``."""
     bare_host.register(
         make_plugin(
-            samplers=[Component("rw", rw_sampler, "random walk"),
-                      Component("other", other_sampler)],
-            energies=[Component("well", well_energy, "a well"),
-                      Component("sum", energy_sum)],
+            samplers=[
+                Component("rw", rw_sampler, "random walk"),
+                Component("other", other_sampler),
+            ],
+            energies=[Component("well", well_energy, "a well"), Component("sum", energy_sum)],
             objectives=[Component("obj", toy_objective)],
         ),
         name="toy",
@@ -82,7 +87,11 @@ def test_component_is_reachable_by_bare_and_by_qualified_name(toy_host):
     bare = toy_host.get("sampler", "rw")
     assert toy_host.get("sampler", "toy:rw") is bare
     assert (bare.kind, bare.name, bare.plugin, bare.qualified_name) == (
-        "sampler", "rw", "toy", "toy:rw")
+        "sampler",
+        "rw",
+        "toy",
+        "toy:rw",
+    )
     assert toy_host.create("sampler", "toy:rw")["made"] == "rw"
 
 
@@ -91,7 +100,11 @@ def test_core_components_come_from_the_ebmflow_plugin_and_only_when_builtins_are
 ):
     assert core_host.get("sampler", "mala").qualified_name == "ebmflow:mala"
     assert {c.name for c in core_host.components("sampler")} >= {
-        "langevin", "mala", "hmc", "annealed-langevin"}
+        "langevin",
+        "mala",
+        "hmc",
+        "annealed-langevin",
+    }
     assert bare_host.components() == []
     assert bare_host.plugins() == []
 
@@ -100,13 +113,18 @@ def test_same_bare_name_in_two_plugins_is_ambiguous_only_at_lookup(bare_host, ma
     # registering both emits no warning (the suite turns PluginWarning into an error)
     for name in ("alpha", "beta"):
         info = bare_host.register(
-            make_plugin(samplers=[Component("shared", rw_sampler),
-                                  Component(f"{name}-only", other_sampler)]),
+            make_plugin(
+                samplers=[Component("shared", rw_sampler), Component(f"{name}-only", other_sampler)]
+            ),
             name=name,
         )
         assert info.status == "ok"
     assert [c.qualified_name for c in bare_host.components("sampler")] == [
-        "alpha:alpha-only", "beta:beta-only", "alpha:shared", "beta:shared"]
+        "alpha:alpha-only",
+        "beta:beta-only",
+        "alpha:shared",
+        "beta:shared",
+    ]
     with pytest.raises(ebmflow.AmbiguousComponentError) as caught:
         bare_host.get("sampler", "shared")
     assert "alpha:shared" in str(caught.value) and "beta:shared" in str(caught.value)
@@ -128,8 +146,11 @@ def test_unknown_name_lists_available_names_and_close_matches(core_host):
 
 
 def test_unknown_name_without_close_match_still_lists_what_exists(toy_host):
-    with pytest.raises(ebmflow.UnknownComponentError, match=r"unknown sampler 'zzzz'\. "
-                       r"Available samplers: other, rw"):
+    with pytest.raises(
+        ebmflow.UnknownComponentError,
+        match=r"unknown sampler 'zzzz'\. "
+        r"Available samplers: other, rw",
+    ):
         toy_host.get("sampler", "zzzz")
 
 
@@ -159,9 +180,15 @@ def test_bad_kind_raises_unknown_kind_error_listing_the_kinds(toy_host, call):
 
 @pytest.mark.parametrize(
     ("spelling", "kind"),
-    [("sampler", "sampler"), ("samplers", "sampler"), ("Sampler", "sampler"),
-     ("noise_schedule", "noise_schedule"), ("noise-schedule", "noise_schedule"),
-     ("noise-schedules", "noise_schedule"), ("energies", "energy")],
+    [
+        ("sampler", "sampler"),
+        ("samplers", "sampler"),
+        ("Sampler", "sampler"),
+        ("noise_schedule", "noise_schedule"),
+        ("noise-schedule", "noise_schedule"),
+        ("noise-schedules", "noise_schedule"),
+        ("energies", "energy"),
+    ],
 )
 def test_kind_spellings_are_accepted(core_host, spelling, kind):
     found = core_host.components(spelling)
@@ -171,23 +198,39 @@ def test_kind_spellings_are_accepted(core_host, spelling, kind):
 def test_components_lists_every_kind_sorted_with_public_fields(toy_host):
     found = toy_host.components()
     assert [(c.kind, c.name) for c in found] == [
-        ("energy", "sum"), ("energy", "well"), ("objective", "obj"),
-        ("sampler", "other"), ("sampler", "rw")]
+        ("energy", "sum"),
+        ("energy", "well"),
+        ("objective", "obj"),
+        ("sampler", "other"),
+        ("sampler", "rw"),
+    ]
     assert toy_host.get("energy", "well").to_dict() == {
-        "kind": "energy", "name": "well", "plugin": "toy", "qualified_name": "toy:well",
-        "summary": "a well"}
+        "kind": "energy",
+        "name": "well",
+        "plugin": "toy",
+        "qualified_name": "toy:well",
+        "summary": "a well",
+    }
 
 
 def test_plugins_lists_name_distribution_version_status_and_components(bare_host, make_plugin):
     info = bare_host.register(
-        make_plugin(samplers=[Component("rw", rw_sampler)],
-                    energies=[Component("well", well_energy)]),
-        name="toy", distribution="toy-dist", version="2.1",
+        make_plugin(
+            samplers=[Component("rw", rw_sampler)], energies=[Component("well", well_energy)]
+        ),
+        name="toy",
+        distribution="toy-dist",
+        version="2.1",
     )
     assert info == bare_host.plugins()[0]
     assert info.to_dict() == {
-        "name": "toy", "distribution": "toy-dist", "version": "2.1", "status": "ok",
-        "components": {"energy": ["well"], "sampler": ["rw"]}, "error": None}
+        "name": "toy",
+        "distribution": "toy-dist",
+        "version": "2.1",
+        "status": "ok",
+        "components": {"energy": ["well"], "sampler": ["rw"]},
+        "error": None,
+    }
 
 
 def test_unregister_removes_a_plugin_and_its_components(toy_host):
@@ -201,7 +244,8 @@ def test_unregister_removes_a_plugin_and_its_components(toy_host):
 
 def test_a_hook_returning_none_or_a_tuple_is_accepted(bare_host, make_plugin):
     bare_host.register(
-        make_plugin(samplers=None, energies=(Component("well", well_energy),)), name="p")
+        make_plugin(samplers=None, energies=(Component("well", well_energy),)), name="p"
+    )
     assert [c.qualified_name for c in bare_host.components()] == ["p:well"]
 
 
@@ -241,14 +285,17 @@ def test_missing_required_argument_is_a_component_argument_error(toy_host):
 
 
 def test_nested_configs_are_built_recursively(toy_host):
-    built = toy_host.create("objective", {
-        "name": "obj",
-        "sampler": {"name": "rw", "step_size": 0.2},
-        "energies": [{"name": "well"}, {"name": "toy:well", "a": 2.0}],
-        "base_energy": {"name": "sum", "energies": [{"name": "well", "a": 3.0}]},
-        "helper": {"kind": "sampler", "name": "other"},
-        "data": {"name": "left-alone", "size": 3},  # "data" names no kind: a plain dict
-    })
+    built = toy_host.create(
+        "objective",
+        {
+            "name": "obj",
+            "sampler": {"name": "rw", "step_size": 0.2},
+            "energies": [{"name": "well"}, {"name": "toy:well", "a": 2.0}],
+            "base_energy": {"name": "sum", "energies": [{"name": "well", "a": 3.0}]},
+            "helper": {"kind": "sampler", "name": "other"},
+            "data": {"name": "left-alone", "size": 3},  # "data" names no kind: a plain dict
+        },
+    )
     assert built["sampler"] == {"made": "rw", "step_size": 0.2, "n_steps": 10}
     assert built["energies"] == [{"made": "well", "a": 1.0}, {"made": "well", "a": 2.0}]
     assert built["base_energy"] == {"made": "sum", "energies": [{"made": "well", "a": 3.0}]}
@@ -257,8 +304,9 @@ def test_nested_configs_are_built_recursively(toy_host):
 
 
 def test_nested_config_given_as_kwarg_overrides_and_is_built(toy_host):
-    built = toy_host.create("objective", {"name": "obj", "sampler": {"name": "rw"}},
-                            sampler={"name": "other"})
+    built = toy_host.create(
+        "objective", {"name": "obj", "sampler": {"name": "rw"}}, sampler={"name": "other"}
+    )
     assert built["sampler"] == {"made": "other"}
 
 
@@ -282,8 +330,7 @@ def lazy_module(tmp_path, monkeypatch):
 
 
 def test_lazy_factory_is_not_imported_until_create(bare_host, make_plugin, lazy_module):
-    bare_host.register(
-        make_plugin(samplers=[Component("lazy", f"{lazy_module}:make")]), name="p")
+    bare_host.register(make_plugin(samplers=[Component("lazy", f"{lazy_module}:make")]), name="p")
     assert [c.name for c in bare_host.components()] == ["lazy"]
     component = bare_host.get("sampler", "lazy")
     assert lazy_module not in sys.modules
@@ -294,9 +341,11 @@ def test_lazy_factory_is_not_imported_until_create(bare_host, make_plugin, lazy_
 
 @pytest.mark.parametrize(
     ("factory", "expected"),
-    [("ebmflow_no_such_module_xyz:make", "ModuleNotFoundError"),
-     ("{module}:missing_attr", "AttributeError"),
-     ("{module}:not_callable", "is a int, not a callable")],
+    [
+        ("ebmflow_no_such_module_xyz:make", "ModuleNotFoundError"),
+        ("{module}:missing_attr", "AttributeError"),
+        ("{module}:not_callable", "is a int, not a callable"),
+    ],
 )
 def test_unimportable_lazy_factory_is_a_plugin_error_naming_the_component(
     bare_host, make_plugin, lazy_module, factory, expected
@@ -313,11 +362,10 @@ def test_unimportable_lazy_factory_is_a_plugin_error_naming_the_component(
 # -- isolation -----------------------------------------------------------------------------
 
 
-def test_plugin_whose_hook_raises_is_listed_failed_and_others_keep_working(
-    toy_host, make_plugin
-):
-    broken = make_plugin(energies=[Component("fine", well_energy)],
-                         samplers=RuntimeError("hook exploded"))
+def test_plugin_whose_hook_raises_is_listed_failed_and_others_keep_working(toy_host, make_plugin):
+    broken = make_plugin(
+        energies=[Component("fine", well_energy)], samplers=RuntimeError("hook exploded")
+    )
     with pytest.warns(ebmflow.PluginWarning, match="'broken'.*RuntimeError: hook exploded") as rec:
         info = toy_host.register(broken, name="broken")
     assert len(rec) == 1
@@ -342,8 +390,10 @@ MALFORMED = {
     "a non-string name": ([Component(None, rw_sampler)], "invalid sampler name None"),
     "a non-callable factory": ([Component("rw", 42)], "factory of type int"),
     "a factory string without attr": ([Component("rw", "some.module")], "'module:attr'"),
-    "duplicate names": ([Component("rw", rw_sampler), Component("rw", other_sampler)],
-                        "'rw' is registered twice"),
+    "duplicate names": (
+        [Component("rw", rw_sampler), Component("rw", other_sampler)],
+        "'rw' is registered twice",
+    ),
     "a non-string summary": ([Component("rw", rw_sampler, summary=3)], "summary is not a string"),
 }
 
@@ -385,8 +435,9 @@ def test_plugin_name_already_taken_is_recorded_failed_and_the_first_keeps_workin
 
 def test_invalid_plugin_name_is_recorded_failed(bare_host, make_plugin):
     with pytest.warns(ebmflow.PluginWarning, match="invalid plugin name"):
-        info = bare_host.register(make_plugin(samplers=[Component("x", rw_sampler)]),
-                                  name="has space")
+        info = bare_host.register(
+            make_plugin(samplers=[Component("x", rw_sampler)]), name="has space"
+        )
     assert info.status == "failed"
     assert bare_host.components() == []
 
@@ -404,15 +455,17 @@ def test_hookimpl_with_wrong_arguments_is_recorded_failed(bare_host):
 
 @pytest.mark.parametrize("value", ["1", "true", "YES", "on"])
 def test_strict_plugins_reraises_the_original_hook_error(make_plugin, value):
-    host = ebmflow.PluginHost(builtins=False, entry_points=False,
-                              environ={"EBMFLOW_STRICT_PLUGINS": value})
+    host = ebmflow.PluginHost(
+        builtins=False, entry_points=False, environ={"EBMFLOW_STRICT_PLUGINS": value}
+    )
     with pytest.raises(KeyError, match="original"):
         host.register(make_plugin(samplers=KeyError("original")), name="broken")
 
 
 def test_strict_plugins_raises_plugin_error_for_malformed_records_and_names(make_plugin):
-    host = ebmflow.PluginHost(builtins=False, entry_points=False,
-                              environ={"EBMFLOW_STRICT_PLUGINS": "1"})
+    host = ebmflow.PluginHost(
+        builtins=False, entry_points=False, environ={"EBMFLOW_STRICT_PLUGINS": "1"}
+    )
     with pytest.raises(ebmflow.PluginError, match="invalid sampler name 'Bad Name'"):
         host.register(make_plugin(samplers=[Component("Bad Name", rw_sampler)]), name="p")
     with pytest.raises(ebmflow.PluginError, match="invalid plugin name"):
@@ -420,8 +473,9 @@ def test_strict_plugins_raises_plugin_error_for_malformed_records_and_names(make
 
 
 def test_strict_plugins_off_values_only_warn(make_plugin):
-    host = ebmflow.PluginHost(builtins=False, entry_points=False,
-                              environ={"EBMFLOW_STRICT_PLUGINS": "0"})
+    host = ebmflow.PluginHost(
+        builtins=False, entry_points=False, environ={"EBMFLOW_STRICT_PLUGINS": "0"}
+    )
     with pytest.warns(ebmflow.PluginWarning):
         host.register(make_plugin(samplers=KeyError("original")), name="broken")
 
@@ -430,7 +484,11 @@ def test_strict_plugins_off_values_only_warn(make_plugin):
 
 
 def test_import_ebmflow_loads_no_plugin_no_torch_and_no_entry_points(fake_site):
-    fake_site.add("fake-marker", {"marker": "fake_marker_plugin"}, {"fake_marker_plugin.py": """
+    fake_site.add(
+        "fake-marker",
+        {"marker": "fake_marker_plugin"},
+        {
+            "fake_marker_plugin.py": """
         import ebmflow
 
         @ebmflow.hookimpl
@@ -439,7 +497,9 @@ def test_import_ebmflow_loads_no_plugin_no_torch_and_no_entry_points(fake_site):
 
         def make():
             return "made"
-    """})
+    """
+        },
+    )
     out = fake_site.python("""
         import json, sys
         import ebmflow
@@ -466,8 +526,12 @@ def test_import_ebmflow_loads_no_plugin_no_torch_and_no_entry_points(fake_site):
 
 # -- names (property) ----------------------------------------------------------------------
 
-_settings = settings(max_examples=75, deadline=None, database=None,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+_settings = settings(
+    max_examples=75,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 @_settings

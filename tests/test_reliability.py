@@ -163,24 +163,32 @@ def picky_factory(level: int = 1):
 @pytest.fixture
 def fragile_host(make_plugin):
     host = ebmflow.PluginHost(entry_points=False)
-    host.register(make_plugin(samplers=[Component("crashy", crashing_factory),
-                                        Component("picky", picky_factory)]),
-                  name="fragile", distribution="ebmflow-fragile", version="2.0")
+    host.register(
+        make_plugin(
+            samplers=[Component("crashy", crashing_factory), Component("picky", picky_factory)]
+        ),
+        name="fragile",
+        distribution="ebmflow-fragile",
+        version="2.0",
+    )
     return host
 
 
-def test_a_factory_that_raises_keeps_its_error_names_the_component_and_breaks_nothing(
-        fragile_host):
+def test_a_factory_that_raises_keeps_its_error_names_the_component_and_breaks_nothing(fragile_host):
     with pytest.raises(RuntimeError, match="kernel library is missing") as caught:
         fragile_host.create("sampler", "crashy")
     assert caught.value.__notes__ == [
         "while building sampler 'fragile:crashy' (plugin 'fragile', distribution "
-        "ebmflow-fragile 2.0)"]
+        "ebmflow-fragile 2.0)"
+    ]
     # a value the component rejects becomes an ebmflow error of the same family, naming it
     with pytest.raises(ConfigError, match=r"^sampler 'fragile:picky': level must be at most 3"):
         fragile_host.create("sampler", "picky", level=7)
-    with pytest.raises(ebmflow.ComponentArgumentError, match=r"^sampler 'fragile:picky': '>' not "
-                                                                r"supported"):
+    with pytest.raises(
+        ebmflow.ComponentArgumentError,
+        match=r"^sampler 'fragile:picky': '>' not "
+        r"supported",
+    ):
         fragile_host.create("sampler", "picky", level="2")
     # the plugin is still ok (one component's construction failed), and everything works
     status = {p.name: p.status for p in fragile_host.plugins()}
@@ -190,15 +198,26 @@ def test_a_factory_that_raises_keeps_its_error_names_the_component_and_breaks_no
 
 
 def test_cli_reports_a_crashing_factory_on_one_line_naming_its_distribution(
-        fragile_host, tmp_path, capsys):
+    fragile_host, tmp_path, capsys
+):
     ebmflow.save(ebmflow.GMMEnergy.ring(), tmp_path / "gmm")
-    argv = ["sample", str(tmp_path / "gmm"), "--sampler", "fragile:crashy", "--n", "4",
-            "--out", str(tmp_path / "s.safetensors")]
+    argv = [
+        "sample",
+        str(tmp_path / "gmm"),
+        "--sampler",
+        "fragile:crashy",
+        "--n",
+        "4",
+        "--out",
+        str(tmp_path / "s.safetensors"),
+    ]
     assert main(argv, host=fragile_host) == 1
     line = one_error_line(capsys)
     assert line.startswith("ebmflow: internal error: RuntimeError: the GPU kernel library")
-    assert "sampler 'fragile:crashy' (plugin 'fragile', distribution ebmflow-fragile 2.0)" \
-        in line and line.endswith("(run with --debug for the traceback)")
+    assert (
+        "sampler 'fragile:crashy' (plugin 'fragile', distribution ebmflow-fragile 2.0)" in line
+        and line.endswith("(run with --debug for the traceback)")
+    )
     with pytest.raises(RuntimeError, match="kernel library"):
         main([*argv, "--debug"], host=fragile_host)
 
@@ -206,8 +225,12 @@ def test_cli_reports_a_crashing_factory_on_one_line_naming_its_distribution(
 def _first_party_plugin_modules() -> dict[str, str]:
     """entry-point module -> distribution, read from every first-party pyproject.toml."""
     modules = {}
-    for pyproject in sorted([*REPO.glob("plugins/*/pyproject.toml"),
-                             REPO / "examples" / "ebmflow-example-plugin" / "pyproject.toml"]):
+    for pyproject in sorted(
+        [
+            *REPO.glob("plugins/*/pyproject.toml"),
+            REPO / "examples" / "ebmflow-example-plugin" / "pyproject.toml",
+        ]
+    ):
         project = tomllib.loads(pyproject.read_text())["project"]
         for target in project.get("entry-points", {}).get("ebmflow", {}).values():
             modules[target.partition(":")[0]] = project["name"]
@@ -247,12 +270,16 @@ def test_first_party_plugin_modules_import_fast_and_load_nothing_heavy():
     # lookup: it must hand over "module:attr" strings and import no torch (the 1.5 s
     # budget of `ebmflow --help` is shared by all installed plugins).
     modules = _first_party_plugin_modules()
-    assert {"ebmflow_cd.plugin", "ebmflow_score.plugin", "ebmflow_tempering.plugin"} <= set(
-        modules)
+    assert {"ebmflow_cd.plugin", "ebmflow_score.plugin", "ebmflow_tempering.plugin"} <= set(modules)
     installed = [m for m in modules if importlib.util.find_spec(m.partition(".")[0])]
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBMFLOW_")}
-    result = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *installed], env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, *installed],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     for module, facts in report.items():
@@ -295,11 +322,14 @@ NONPOSITIVE = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "name", "kwargs", "argument"), NONPOSITIVE,
-                         ids=[f"{n}-{a}={v}" for _, n, kw, a in NONPOSITIVE
-                              for v in [kw[a]]])
+@pytest.mark.parametrize(
+    ("kind", "name", "kwargs", "argument"),
+    NONPOSITIVE,
+    ids=[f"{n}-{a}={v}" for _, n, kw, a in NONPOSITIVE for v in [kw[a]]],
+)
 def test_zero_or_negative_step_sizes_chain_counts_and_noise_levels_fail_at_construction(
-        kind, name, kwargs, argument):
+    kind, name, kwargs, argument
+):
     host = ebmflow.default_host()  # the installed plugins: pcd, dsm and PT are first-party
     if not any(c.name == name for c in host.components(kind)):
         pytest.skip(f"{kind} {name!r} is not installed")
@@ -323,21 +353,24 @@ def test_an_energy_returning_the_wrong_shape_is_named_wherever_it_is_called(host
         energy.score(x)
     with pytest.raises(ValueError, match=message):  # in a composition, before broadcasting
         (energy + ebmflow.GaussianEnergy(mean=[0.0, 0.0]))(x)
-    trainer = ebmflow.Trainer(energy, MeanEnergy(), x.repeat(4, 1), batch_size=4, steps=2,
-                              progress=False, host=host)
+    trainer = ebmflow.Trainer(
+        energy, MeanEnergy(), x.repeat(4, 1), batch_size=4, steps=2, progress=False, host=host
+    )
     with pytest.raises(ValueError, match=message):
         trainer.fit()
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_nan_or_inf_in_a_data_batch_stops_training_at_that_step_and_never_reaches_the_weights(
-        host, value):
+    host, value
+):
     def run(data, steps=5):
         with torch.random.fork_rng():
             torch.manual_seed(0)
             energy = host.create("energy", "mlp", dim=2, widths=[8])
-        trainer = ebmflow.Trainer(energy, MeanEnergy(), data, batch_size=16, steps=steps,
-                                  progress=False, host=host)
+        trainer = ebmflow.Trainer(
+            energy, MeanEnergy(), data, batch_size=16, steps=steps, progress=False, host=host
+        )
         return trainer
 
     spoiled = run(Spoiled(bad_draw=3, value=value))
@@ -355,8 +388,9 @@ def test_a_nonfinite_data_batch_is_diagnosed_as_the_data(host):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         energy = host.create("energy", "mlp", dim=2, widths=[8])
-    trainer = ebmflow.Trainer(energy, MeanEnergy(), Spoiled(bad_draw=3), batch_size=16,
-                              steps=5, progress=False, host=host)
+    trainer = ebmflow.Trainer(
+        energy, MeanEnergy(), Spoiled(bad_draw=3), batch_size=16, steps=5, progress=False, host=host
+    )
     with pytest.raises(EbmflowError, match=r"step 3 of 5.*batch.*(non-finite|NaN)"):
         trainer.fit()
 
@@ -366,27 +400,46 @@ def test_tensor_data_with_nonfinite_rows_is_refused_when_the_trainer_is_built(ho
     data[5, 0] = math.nan
     data[40, 1] = -math.inf
     with pytest.raises(ConfigError, match=r"non-finite.* 2 of 64 rows.*row 5"):
-        ebmflow.Trainer(host.create("energy", "mlp", dim=2, widths=[8]), MeanEnergy(), data,
-                        batch_size=16, steps=2, progress=False, host=host)
+        ebmflow.Trainer(
+            host.create("energy", "mlp", dim=2, widths=[8]),
+            MeanEnergy(),
+            data,
+            batch_size=16,
+            steps=2,
+            progress=False,
+            host=host,
+        )
 
 
 def test_an_energy_diverging_mid_run_stops_the_trainer_and_the_last_checkpoint_loads(
-        host, tmp_path):
+    host, tmp_path
+):
     data = torch.ones(16, 2)  # ‖x‖² = 2: each SGD step (lr 0.5) lowers c by exactly 0.5
     sampler = host.create("sampler", "langevin", step_size=0.5)
     trainer = ebmflow.Trainer(
-        Quadratic(), PushDown(sampler), data, optimizer={"name": "sgd", "lr": 0.5},
-        batch_size=16, steps=40, seed=0, checkpoint_dir=tmp_path / "ckpt",
-        checkpoint_every=2, progress=False, host=host)
+        Quadratic(),
+        PushDown(sampler),
+        data,
+        optimizer={"name": "sgd", "lr": 0.5},
+        batch_size=16,
+        steps=40,
+        seed=0,
+        checkpoint_dir=tmp_path / "ckpt",
+        checkpoint_every=2,
+        progress=False,
+        host=host,
+    )
     with pytest.raises(ebmflow.SamplerDivergedError) as caught:
         trainer.fit()
     message = str(caught.value)
-    found = re.match(r"training step (\d+) of 40: langevin diverged at step (\d+): non-finite "
-                     r"energy in (\d+) of 8 chains", message)
+    found = re.match(
+        r"training step (\d+) of 40: langevin diverged at step (\d+): non-finite "
+        r"energy in (\d+) of 8 chains",
+        message,
+    )
     assert found, message
     step = int(found.group(1))
-    assert caught.value.step == int(found.group(2)) and caught.value.n_chains == int(
-        found.group(3))
+    assert caught.value.step == int(found.group(2)) and caught.value.n_chains == int(found.group(3))
     # c < 0 from step 3 on; the chains need a few steps to overflow, then they do
     assert 4 <= step < 40 and trainer.step == step - 1
     saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())
@@ -395,8 +448,15 @@ def test_an_energy_diverging_mid_run_stops_the_trainer_and_the_last_checkpoint_l
     loaded = ebmflow.load(tmp_path / "ckpt", host=host)
     assert loaded.c.item() == 1.0 - 0.5 * last_good  # its weights, exactly
     resumed = ebmflow.Trainer(
-        Quadratic(), PushDown(sampler), data, optimizer={"name": "sgd", "lr": 0.5},
-        batch_size=16, steps=40, progress=False, host=host)
+        Quadratic(),
+        PushDown(sampler),
+        data,
+        optimizer={"name": "sgd", "lr": 0.5},
+        batch_size=16,
+        steps=40,
+        progress=False,
+        host=host,
+    )
     assert resumed.load_checkpoint(tmp_path / "ckpt") == last_good  # and it resumes
 
 
@@ -412,8 +472,9 @@ def test_float64_batches_for_a_float32_energy_are_named_not_cast(host):
         energy.energy_and_score(x)
     with pytest.raises(ValueError, match=r"x is torch.float64 .* MLPEnergy is torch.float32"):
         host.create("sampler", "langevin").run(energy, x, 1)
-    trainer = ebmflow.Trainer(energy, MeanEnergy(), x.repeat(4, 1), batch_size=8, steps=2,
-                              progress=False, host=host)
+    trainer = ebmflow.Trainer(
+        energy, MeanEnergy(), x.repeat(4, 1), batch_size=8, steps=2, progress=False, host=host
+    )
     with pytest.raises(ConfigError, match=r"training step 1 of 2: " + message):
         trainer.fit()
     assert all(p.dtype == torch.float32 for p in energy.parameters())  # nothing was cast
@@ -423,8 +484,11 @@ def test_samples_on_another_device_than_the_energy_are_named():
     # the meta device stands in for a GPU: same placement check, no accelerator needed
     energy = ebmflow.MLPEnergy(dim=2, widths=[8])
     x = torch.zeros(3, 2, device="meta")
-    with pytest.raises(ConfigError, match=r"x is torch.float32 on meta but the energy's "
-                                          r"weights are torch.float32 on cpu"):
+    with pytest.raises(
+        ConfigError,
+        match=r"x is torch.float32 on meta but the energy's "
+        r"weights are torch.float32 on cpu",
+    ):
         energy(x)
     with pytest.raises(ValueError, match=r"on meta but MLPEnergy is .* on cpu"):
         ebmflow.MALA(0.1).run(energy, x, 1)
@@ -442,8 +506,9 @@ def test_cli_samples_a_float64_checkpoint(tmp_path):
         torch.manual_seed(0)
         ebmflow.save(ebmflow.MLPEnergy(dim=2, widths=[8]).double(), tmp_path / "f64")
     out = tmp_path / "s.safetensors"
-    assert main(["sample", str(tmp_path / "f64"), "--steps", "3", "--n", "4",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["sample", str(tmp_path / "f64"), "--steps", "3", "--n", "4", "--out", str(out)]) == 0
+    )
     assert load_file(str(out))["samples"].dtype == torch.float64
 
 
@@ -489,10 +554,15 @@ def test_load_never_unpickles_a_torch_pickle_in_place_of_safetensors(host, tmp_p
     (tmp_path / "c" / "model.safetensors").write_bytes(payload)
     config = json.loads((tmp_path / "c" / "config.json").read_text())
     config["files"]["model.safetensors"] = {
-        "sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "size": len(payload),
+    }
     (tmp_path / "c" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"model\.safetensors is not a readable "
-                                              r"safetensors file"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"model\.safetensors is not a readable "
+        r"safetensors file",
+    ):
         ebmflow.load(tmp_path / "c", host=host)
     assert not marker.exists()
 
@@ -512,17 +582,25 @@ def no_unpickling(monkeypatch):
 
 
 def test_checkpoints_and_training_state_round_trip_with_unpickling_disabled(
-        host, tmp_path, no_unpickling):
+    host, tmp_path, no_unpickling
+):
     data = torch.randn(32, 2, generator=seeded(3))
-    kwargs = {"batch_size": 8, "steps": 4, "ema": 0.5, "progress": False, "host": host,
-              "checkpoint_dir": tmp_path / "run"}
+    kwargs = {
+        "batch_size": 8,
+        "steps": 4,
+        "ema": 0.5,
+        "progress": False,
+        "host": host,
+        "checkpoint_dir": tmp_path / "run",
+    }
     with torch.random.fork_rng():
         torch.manual_seed(0)
         energy = host.create("energy", "mlp", dim=2, widths=[8])
     ebmflow.Trainer(energy, MeanEnergy(), data, **kwargs).fit(until=2)
     assert isinstance(ebmflow.load(tmp_path / "run", host=host), ebmflow.MLPEnergy)
-    resumed = ebmflow.Trainer.resume(tmp_path / "run", host=host, objective=MeanEnergy(),
-                                     data=data, progress=False)
+    resumed = ebmflow.Trainer.resume(
+        tmp_path / "run", host=host, objective=MeanEnergy(), data=data, progress=False
+    )
     assert resumed.step == 2 and resumed.fit()[-1]["step"] == 4
 
 
@@ -532,13 +610,20 @@ def test_no_shipped_module_uses_another_route_to_unpickling():
     # pickle imported by name.
     forbidden = re.compile(
         r"\b(cloudpickle|dill|joblib|shelve|marshal)\b|torch\.jit\.load|read_pickle"
-        r"|__import__\(\s*['\"]c?pickle|import_module\(\s*['\"]c?pickle|\bUnpickler\b")
-    sources = [path for folder in ("ebmflow", "plugins", "examples", "benchmarks", "scripts")
-               for path in sorted((REPO / folder).rglob("*.py"))
-               if "tests" not in path.relative_to(REPO).parts]
+        r"|__import__\(\s*['\"]c?pickle|import_module\(\s*['\"]c?pickle|\bUnpickler\b"
+    )
+    sources = [
+        path
+        for folder in ("ebmflow", "plugins", "examples", "benchmarks", "scripts")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if "tests" not in path.relative_to(REPO).parts
+    ]
     assert len(sources) > 30
-    offenders = [f"{path.relative_to(REPO)}: {match.group(0)}" for path in sources
-                 for match in forbidden.finditer(path.read_text(encoding="utf-8"))]
+    offenders = [
+        f"{path.relative_to(REPO)}: {match.group(0)}"
+        for path in sources
+        for match in forbidden.finditer(path.read_text(encoding="utf-8"))
+    ]
     assert offenders == []
 
 
@@ -590,13 +675,19 @@ def test_resume_after_sigkill_continues_bit_identically(tmp_path):
     command = [*_ebmflow(), "train", str(config), "--no-progress", "--out"]
 
     # the uninterrupted run
-    straight = subprocess.run([*command, str(tmp_path / "a")], env=env, capture_output=True,
-                              text=True, timeout=300)
+    straight = subprocess.run(
+        [*command, str(tmp_path / "a")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     # the same run, SIGKILLed between checkpoints once it has one at step ≥ 10
-    process = subprocess.Popen([*command, str(tmp_path / "b")], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*command, str(tmp_path / "b")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     saved = tmp_path / "b" / "checkpoint" / "config.json"
     step, deadline = 0, time.monotonic() + 240
     while step < 10 and process.poll() is None and time.monotonic() < deadline:
@@ -609,18 +700,27 @@ def test_resume_after_sigkill_continues_bit_identically(tmp_path):
     killed_at = json.loads(saved.read_text())["metadata"]["training"]["step"]
     assert 10 <= killed_at < steps
 
-    resumed = subprocess.run([*command, str(tmp_path / "b"), "--resume"], env=env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [*command, str(tmp_path / "b"), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"step {steps} of {steps}" in resumed.stdout
     a, b = tmp_path / "a" / "checkpoint", tmp_path / "b" / "checkpoint"
     for name in ("model.safetensors", "training.safetensors", "objective.safetensors"):
         ta, tb = load_file(str(a / name)), load_file(str(b / name))
         assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), name
-    assert (tmp_path / "b" / "metrics.jsonl").read_text() == \
-        (tmp_path / "a" / "metrics.jsonl").read_text()
+    assert (tmp_path / "b" / "metrics.jsonl").read_text() == (
+        tmp_path / "a" / "metrics.jsonl"
+    ).read_text()
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
-        "checkpoint", "config.toml", "metrics.jsonl"]  # the killed save left nothing behind
+        "checkpoint",
+        "config.toml",
+        "metrics.jsonl",
+    ]  # the killed save left nothing behind
 
 
 def test_a_toml_error_at_the_end_of_the_file_still_names_a_line(tmp_path):
@@ -659,18 +759,27 @@ def checkpoints(tmp_path_factory, host):
 
 
 TOML_FAULTS = {
-    "syntax": (lambda t: t.replace('name = "mlp"', 'name = "mlp'),
-               r"TOML syntax error: .*line 6"),
-    "missing-table": (lambda t: t.replace('[data]\nname = "8gaussians"\n', ""),
-                      r"missing table \[data\]"),
-    "unknown-component": (lambda t: t.replace('"mlp"', '"mpl"'),
-                          r"\[energy\]: unknown energy 'mpl'; did you mean 'mlp'"),
-    "unknown-argument": (lambda t: t.replace("widths", "width"),
-                         r"\[energy\]: .*did you mean 'widths'.*Accepted arguments: dim"),
-    "ill-typed-argument": (lambda t: t.replace("dim = 2", 'dim = "2"'),
-                           r"\[energy\]: MLPEnergy: dim must be an integer ≥ 1, got '2'"),
-    "zero-step-size": (lambda t: t.replace("step_size = 0.01", "step_size = 0.0"),
-                       r"\[sampler\]: langevin: step_size must be a number > 0, got 0.0"),
+    "syntax": (lambda t: t.replace('name = "mlp"', 'name = "mlp'), r"TOML syntax error: .*line 6"),
+    "missing-table": (
+        lambda t: t.replace('[data]\nname = "8gaussians"\n', ""),
+        r"missing table \[data\]",
+    ),
+    "unknown-component": (
+        lambda t: t.replace('"mlp"', '"mpl"'),
+        r"\[energy\]: unknown energy 'mpl'; did you mean 'mlp'",
+    ),
+    "unknown-argument": (
+        lambda t: t.replace("widths", "width"),
+        r"\[energy\]: .*did you mean 'widths'.*Accepted arguments: dim",
+    ),
+    "ill-typed-argument": (
+        lambda t: t.replace("dim = 2", 'dim = "2"'),
+        r"\[energy\]: MLPEnergy: dim must be an integer ≥ 1, got '2'",
+    ),
+    "zero-step-size": (
+        lambda t: t.replace("step_size = 0.01", "step_size = 0.0"),
+        r"\[sampler\]: langevin: step_size must be a number > 0, got 0.0",
+    ),
 }
 
 
@@ -690,23 +799,45 @@ CHECKPOINT_FAULTS = {
     "truncated": ("truncated", [], r"model\.safetensors is \d+ bytes.*truncated"),
     "tampered": ("tampered", [], r"config\.json is not valid JSON: .*line 2"),
     "newer-format": ("newer", [], r"written by a newer ebmflow \(9\.9"),
-    "plugin-not-installed": ("foreign", [], r"plugin 'rel', which is not installed; install "
-                                            r"it: pip install ebmflow-rel"),
-    "unknown-sampler": ("gmm", ["--sampler", "mlaa"], r"unknown sampler 'mlaa'; did you mean "
-                                                      r"'mala'"),
-    "bad-sampler-value": ("gmm", ["--sampler-arg", "step_size=-1"],
-                          r"langevin: step_size must be a number > 0, got -1"),
-    "diverging-sampler": ("gmm", ["--sampler-arg", "step_size=1e30", "--steps", "20"],
-                          r"langevin diverged at step \d+: non-finite energy in \d+ of 16"),
+    "plugin-not-installed": (
+        "foreign",
+        [],
+        r"plugin 'rel', which is not installed; install "
+        r"it: pip install ebmflow-rel",
+    ),
+    "unknown-sampler": (
+        "gmm",
+        ["--sampler", "mlaa"],
+        r"unknown sampler 'mlaa'; did you mean "
+        r"'mala'",
+    ),
+    "bad-sampler-value": (
+        "gmm",
+        ["--sampler-arg", "step_size=-1"],
+        r"langevin: step_size must be a number > 0, got -1",
+    ),
+    "diverging-sampler": (
+        "gmm",
+        ["--sampler-arg", "step_size=1e30", "--steps", "20"],
+        r"langevin diverged at step \d+: non-finite energy in \d+ of 16",
+    ),
 }
 
 
 @pytest.mark.parametrize("fault", CHECKPOINT_FAULTS)
-def test_cli_sample_reports_a_bad_checkpoint_or_sampler_on_one_line(checkpoints, tmp_path,
-                                                                     capsys, fault):
+def test_cli_sample_reports_a_bad_checkpoint_or_sampler_on_one_line(
+    checkpoints, tmp_path, capsys, fault
+):
     folder, extra, message = CHECKPOINT_FAULTS[fault]
-    argv = ["sample", str(checkpoints / folder), "--n", "16", *extra,
-            "--out", str(tmp_path / "s.safetensors")]
+    argv = [
+        "sample",
+        str(checkpoints / folder),
+        "--n",
+        "16",
+        *extra,
+        "--out",
+        str(tmp_path / "s.safetensors"),
+    ]
     assert main(argv) == 1
     line = one_error_line(capsys)
     assert line.startswith("ebmflow: error: "), line
@@ -721,12 +852,14 @@ def test_console_script_user_error_is_one_line_and_debug_shows_the_traceback(tmp
     command = [*_ebmflow(), "train", str(tmp_path / "run.toml"), "--out", str(tmp_path / "o")]
     plain = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert plain.returncode == 1
-    lines = [line for line in plain.stderr.splitlines()
-             if not line.startswith("ebmflow: warning:")]  # a broken installed plugin
+    lines = [
+        line for line in plain.stderr.splitlines() if not line.startswith("ebmflow: warning:")
+    ]  # a broken installed plugin
     assert len(lines) == 1 and lines[0].startswith("ebmflow: error: "), plain.stderr
     assert "TOML syntax error" in lines[0] and "line 2" in lines[0]
-    debug = subprocess.run([*command, "--debug"], env=env, capture_output=True, text=True,
-                           timeout=120)
+    debug = subprocess.run(
+        [*command, "--debug"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
     assert "ebmflow.errors.ConfigError" in debug.stderr and "TOML syntax error" in debug.stderr
@@ -738,6 +871,4 @@ def test_argparse_errors_are_usage_plus_one_error_line(capsys):
     assert caught.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert err.splitlines()[-1] == "ebmflow sample: error: argument --n: invalid int value: " \
-                                   "'many'"
-
+    assert err.splitlines()[-1] == "ebmflow sample: error: argument --n: invalid int value: 'many'"

@@ -21,11 +21,15 @@ class Quadratic(ebmflow.Energy):
 @pytest.mark.parametrize("sampler", [Langevin(0.1), MALA(0.3)], ids=["langevin", "mala"])
 def test_trajectory_holds_every_thin_th_state_seen_by_the_callback(sampler, thin, n_steps):
     seen = []
-    result = sampler.run(Quadratic(), torch.randn(6, 2, generator=torch.Generator()
-                                                   .manual_seed(0)),
-                         n_steps, generator=torch.Generator().manual_seed(1), thin=thin,
-                         callback=lambda state: seen.append(state.x.clone()))
-    expected = seen[thin - 1::thin]
+    result = sampler.run(
+        Quadratic(),
+        torch.randn(6, 2, generator=torch.Generator().manual_seed(0)),
+        n_steps,
+        generator=torch.Generator().manual_seed(1),
+        thin=thin,
+        callback=lambda state: seen.append(state.x.clone()),
+    )
+    expected = seen[thin - 1 :: thin]
     if not expected:  # fewer steps than thin: nothing kept
         assert result.trajectory is None
         return

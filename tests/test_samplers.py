@@ -94,7 +94,8 @@ def test_mala_acceptance_tends_to_one_as_step_size_shrinks():
     gen = seeded(2)
     x0 = torch.randn(2000, 10, generator=gen)
     rates = [
-        MALA(step_size=eta).run(IsoGaussian(dim=10), x0, 20, generator=gen)
+        MALA(step_size=eta)
+        .run(IsoGaussian(dim=10), x0, 20, generator=gen)
         .diagnostics["acceptance_rate"]
         for eta in (0.5, 0.1, 0.01, 1e-4)
     ]
@@ -123,8 +124,11 @@ def test_one_ula_step_from_exact_samples_inflates_variance_by_eta_squared():
     # x' = (1 − η)x + √(2η)ε with x ~ N(0, 1): Var x' = (1 − η)² + 2η = 1 + η².
     n, eta = 100_000, 0.5
     gen = seeded(4)
-    x1 = Langevin(step_size=eta).run(IsoGaussian(), torch.randn(n, 1, generator=gen), 1,
-                                     generator=gen).samples
+    x1 = (
+        Langevin(step_size=eta)
+        .run(IsoGaussian(), torch.randn(n, 1, generator=gen), 1, generator=gen)
+        .samples
+    )
     assert abs(x1.var().item() - (1 + eta**2)) < four_se(1 + eta**2, n)
 
 
@@ -141,8 +145,10 @@ def test_clipped_ula_step_piles_the_gaussian_tails_on_the_faces_of_the_box():
     assert bool(((x1 >= low) & (x1 <= high)).all())
     sd = math.sqrt(1 + eta**2)
     normal = torch.distributions.Normal(0.0, sd)
-    for at_face, p in ((x1 == low, float(normal.cdf(torch.tensor(low)))),
-                       (x1 == high, 1.0 - float(normal.cdf(torch.tensor(high))))):
+    for at_face, p in (
+        (x1 == low, float(normal.cdf(torch.tensor(low)))),
+        (x1 == high, 1.0 - float(normal.cdf(torch.tensor(high)))),
+    ):
         assert abs(at_face.double().mean().item() - p) < 4 * math.sqrt(p * (1 - p) / n)
     # the cached energy and score are those of the clamped positions
     e, s = energy.energy_and_score(x1)
@@ -236,8 +242,9 @@ def test_exploding_chain_raises_instead_of_returning_inf(name):
 
 def test_mala_rejects_infinite_energy_proposals_without_diverging():
     # +∞ energy is zero density: MH rejects such proposals, which is correct, not divergence
-    result = MALA(step_size=5.0).run(Quartic(), torch.tensor([[0.1], [3.0]]), 20,
-                                     generator=seeded(7))
+    result = MALA(step_size=5.0).run(
+        Quartic(), torch.tensor([[0.1], [3.0]]), 20, generator=seeded(7)
+    )
     assert torch.isfinite(result.samples).all()
 
 
@@ -255,7 +262,11 @@ def test_seeded_runs_are_reproducible_and_leave_global_rng_alone(name):
 def test_thin_keeps_trajectory_and_callback_sees_every_state():
     seen = []
     result = Langevin(0.1).run(
-        IsoGaussian(), torch.zeros(4, 1), 10, thin=3, generator=seeded(10),
+        IsoGaussian(),
+        torch.zeros(4, 1),
+        10,
+        thin=3,
+        generator=seeded(10),
         callback=lambda state: seen.append(state.step),
     )
     assert result.trajectory.shape == (3, 4, 1)
@@ -286,8 +297,7 @@ def test_continue_run_from_a_state_matches_one_long_run():
         (lambda: HMC(n_leapfrog=0), "n_leapfrog must be an integer ≥ 1, got 0"),
         (lambda: HMC(target_accept=1.5), "target_accept must lie in"),
         (lambda: AnnealedLangevin(noise_schedule=[0.1, 1.0]), "strictly decreasing"),
-        (lambda: AnnealedLangevin(noise_schedule=[1.0, 0.1], steps_per_level=0),
-         "steps_per_level"),
+        (lambda: AnnealedLangevin(noise_schedule=[1.0, 0.1], steps_per_level=0), "steps_per_level"),
     ],
 )
 def test_bad_hyperparameters_are_rejected_at_construction(factory, message):
@@ -357,5 +367,8 @@ def test_samplers_are_created_from_registry_with_config_recorded():
     sampler = ebmflow.create("sampler", {"name": "hmc", "step_size": 0.2}, n_leapfrog=3)
     assert isinstance(sampler, HMC)
     assert sampler.get_config() == {
-        "step_size": 0.2, "n_leapfrog": 3, "adapt_steps": 0, "target_accept": 0.8,
+        "step_size": 0.2,
+        "n_leapfrog": 3,
+        "adapt_steps": 0,
+        "target_accept": 0.8,
     }

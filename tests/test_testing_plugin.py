@@ -57,11 +57,11 @@ def test_gaussian_check_catches_a_sqrt_eta_noise_bug():
             super().__init__(step_size, noise_scale=step_size**0.5)
 
     with pytest.raises(AssertionError, match="variance"):
-        testing.check_sampler_preserves_gaussian(HalfNoiseLangevin(0.1), n_steps=50,
-                                                 n_chains=5000)
+        testing.check_sampler_preserves_gaussian(HalfNoiseLangevin(0.1), n_steps=50, n_chains=5000)
     # the correct sampler passes with its known one-step variance 1 + η²
-    testing.check_sampler_preserves_gaussian(ebmflow.Langevin(0.1), n_steps=1,
-                                             expected_variance=1.01, n_chains=20000)
+    testing.check_sampler_preserves_gaussian(
+        ebmflow.Langevin(0.1), n_steps=1, expected_variance=1.01, n_chains=20000
+    )
 
 
 def test_energy_check_catches_a_wrong_closed_form_score():

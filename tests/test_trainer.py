@@ -59,7 +59,9 @@ class Scripted(ebmflow.Objective):
             elif self.failure == "sampler":
                 raise ebmflow.SamplerDivergedError(
                     "langevin diverged at step 7: non-finite energy in 3 of 32 chains",
-                    step=7, n_chains=3)
+                    step=7,
+                    n_chains=3,
+                )
         return ebmflow.ObjectiveOutput(loss, {"mean_energy": float(loss.detach())})
 
 
@@ -107,8 +109,13 @@ def test_same_seed_same_run_other_seed_other_run(host):
 
 
 RESUMABLE = {
-    "optimizer": {"name": "adam", "lr": 3e-3}, "lr_schedule": {"name": "cosine", "warmup": 2},
-    "grad_clip": 0.5, "ema": 0.8, "log_every": 3, "checkpoint_every": 2, "steps": 8,
+    "optimizer": {"name": "adam", "lr": 3e-3},
+    "lr_schedule": {"name": "cosine", "warmup": 2},
+    "grad_clip": 0.5,
+    "ema": 0.8,
+    "log_every": 3,
+    "checkpoint_every": 2,
+    "steps": 8,
 }
 
 
@@ -123,10 +130,13 @@ def test_stopping_and_resuming_is_bit_identical_to_a_straight_run(host, tmp_path
     straight.fit()
     # k = 5 steps: mid-epoch (tensor data) and mid-logging-interval (log_every = 3)
     trainer(host, data=data(), checkpoint_dir=tmp_path / "b", **RESUMABLE).fit(until=5)
-    assert json.loads((tmp_path / "b" / "config.json").read_text())[
-        "metadata"]["training"]["step"] == 5
-    resumed = Trainer.resume(tmp_path / "b", host=host, progress=False,
-                             data=None if data_kind == "dataset" else data())
+    assert (
+        json.loads((tmp_path / "b" / "config.json").read_text())["metadata"]["training"]["step"]
+        == 5
+    )
+    resumed = Trainer.resume(
+        tmp_path / "b", host=host, progress=False, data=None if data_kind == "dataset" else data()
+    )
     assert resumed.step == 5
     resumed.fit()
     assert resumed.history == straight.history  # losses, grad norms, lrs, metrics
@@ -152,22 +162,44 @@ def test_checkpoint_is_an_energy_checkpoint_holding_the_ema_weights(host, tmp_pa
     t.fit()
     folder = tmp_path / "ckpt"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "config.json", "metrics.jsonl", "model.safetensors", "objective.safetensors",
-        "training.json", "training.safetensors"]  # JSON and safetensors only: no pickle
+        "config.json",
+        "metrics.jsonl",
+        "model.safetensors",
+        "objective.safetensors",
+        "training.json",
+        "training.safetensors",
+    ]  # JSON and safetensors only: no pickle
     energy = ebmflow.load(folder, host=host)
     ema = t.ema_state_dict()
     assert all(torch.equal(v, ema[k]) for k, v in energy.state_dict().items())
     assert not torch.equal(ema["net.0.weight"], t.energy.state_dict()["net.0.weight"])
     raw = load_file(str(folder / "training.safetensors"))
     assert torch.equal(raw["weights.net.0.weight"], t.energy.net[0].weight)
-    assert main(["evaluate", str(folder), "--data", "8gaussians", "--n", "100",
-                 "--resolution", "64", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(folder),
+                "--data",
+                "8gaussians",
+                "--n",
+                "100",
+                "--resolution",
+                "64",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert math.isfinite(json.loads(capsys.readouterr().out)["nll"])
 
 
 def test_optimizer_state_round_trips_exactly(host, tmp_path):
-    a = trainer(host, optimizer={"name": "adamw", "lr": 1e-2, "betas": [0.8, 0.9]},
-                checkpoint_dir=tmp_path / "c")
+    a = trainer(
+        host,
+        optimizer={"name": "adamw", "lr": 1e-2, "betas": [0.8, 0.9]},
+        checkpoint_dir=tmp_path / "c",
+    )
     a.fit()
     b = trainer(host, optimizer={"name": "adamw", "lr": 1e-2, "betas": [0.8, 0.9]})
     b.load_checkpoint(tmp_path / "c")
@@ -179,15 +211,16 @@ def test_optimizer_state_round_trips_exactly(host, tmp_path):
 
 
 def test_nonfinite_loss_raises_naming_the_step_and_keeps_the_last_checkpoint(host, tmp_path):
-    t = trainer(host, Scripted("nan-loss", at=4), checkpoint_dir=tmp_path / "c",
-                checkpoint_every=2)
+    t = trainer(host, Scripted("nan-loss", at=4), checkpoint_dir=tmp_path / "c", checkpoint_every=2)
     with pytest.raises(TrainingDivergedError, match="step 4 of 6") as info:
         t.fit()
     assert info.value.step == 4 and "at step 2, is intact" in str(info.value)
     good = trainer(host, Scripted())
     good.fit(until=2)
-    assert all(torch.equal(p, q) for p, q in zip(
-        params(good), ebmflow.load(tmp_path / "c", host=host).parameters()))
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(params(good), ebmflow.load(tmp_path / "c", host=host).parameters())
+    )
     good.fit(until=3)
     assert t.step == 3  # the update of step 4 was not applied
     assert all(torch.equal(p, q) for p, q in zip(params(good), params(t)))
@@ -202,8 +235,9 @@ def test_nonfinite_gradient_with_a_finite_loss_raises(host, grad_clip):
 
 
 def test_sampler_divergence_names_the_training_step(host):
-    with pytest.raises(ebmflow.SamplerDivergedError,
-                       match=r"training step 3 of 6: langevin diverged at step 7") as info:
+    with pytest.raises(
+        ebmflow.SamplerDivergedError, match=r"training step 3 of 6: langevin diverged at step 7"
+    ) as info:
         trainer(host, Scripted("sampler", at=3)).fit()
     assert (info.value.step, info.value.n_chains) == (7, 3)
 
@@ -214,11 +248,17 @@ def test_an_objectives_own_error_names_the_training_step(host):
 
 
 def test_batched_checks_on_accelerators_still_name_the_step_and_spare_the_checkpoint(
-        host, tmp_path):
+    host, tmp_path
+):
     # on accelerators the NaN check is read at log and checkpoint steps (no device sync per
     # step); emulate that on the CPU
-    t = trainer(host, Scripted("nan-loss", at=3), log_every=4, checkpoint_every=2,
-                checkpoint_dir=tmp_path / "c")
+    t = trainer(
+        host,
+        Scripted("nan-loss", at=3),
+        log_every=4,
+        checkpoint_every=2,
+        checkpoint_dir=tmp_path / "c",
+    )
     t._monitor.check_every_step = False
     with pytest.raises(TrainingDivergedError, match="step 3 of 6") as info:
         t.fit()
@@ -229,8 +269,7 @@ def test_batched_checks_on_accelerators_still_name_the_step_and_spare_the_checkp
 
 def test_grad_clip_bounds_the_gradient_norm(host):
     # SGD with lr 1: the update is the (clipped) gradient itself
-    t = trainer(host, Scripted(), optimizer={"name": "sgd", "lr": 1.0}, grad_clip=1e-3,
-                steps=1)
+    t = trainer(host, Scripted(), optimizer={"name": "sgd", "lr": 1.0}, grad_clip=1e-3, steps=1)
     before = params(t)
     t.fit()
     step = torch.cat([(b - a).reshape(-1) for a, b in zip(params(t), before)])
@@ -257,10 +296,16 @@ def test_lr_schedules_follow_their_formulas(host):
     warmup = LRSchedule({"name": "linear-warmup", "warmup": 4}, steps=10)
     assert [warmup(i) for i in (0, 3, 9)] == [0.25, 1.0, 1.0]
     assert LRSchedule("constant", steps=10)(5) == 1.0
-    t = trainer(host, Scripted(), optimizer={"name": "sgd", "lr": 0.2},
-                lr_schedule={"name": "cosine", "warmup": 2, "min_factor": 0.1})
-    assert [r["lr"] for r in t.fit()] == [0.2 * cosine.__class__(
-        {"name": "cosine", "warmup": 2, "min_factor": 0.1}, steps=6)(i) for i in range(6)]
+    t = trainer(
+        host,
+        Scripted(),
+        optimizer={"name": "sgd", "lr": 0.2},
+        lr_schedule={"name": "cosine", "warmup": 2, "min_factor": 0.1},
+    )
+    assert [r["lr"] for r in t.fit()] == [
+        0.2 * cosine.__class__({"name": "cosine", "warmup": 2, "min_factor": 0.1}, steps=6)(i)
+        for i in range(6)
+    ]
 
 
 def test_tensor_data_visits_every_row_once_per_epoch(host):
@@ -273,15 +318,13 @@ def test_tensor_data_visits_every_row_once_per_epoch(host):
     assert rows[:3] != rows[3:]  # a new permutation per epoch
 
 
-def test_metrics_are_means_over_the_logging_interval_and_go_to_the_metrics_file(
-        host, tmp_path):
+def test_metrics_are_means_over_the_logging_interval_and_go_to_the_metrics_file(host, tmp_path):
     every = trainer(host, log_every=1).fit()
     t = trainer(host, log_every=4, metrics_file=tmp_path / "m.jsonl")
     records = t.fit()
     assert [r["step"] for r in records] == [4, 6]
     assert records[0]["loss"] == pytest.approx(sum(r["loss"] for r in every[:4]) / 4)
-    assert records[1]["energy_gap"] == pytest.approx(
-        sum(r["energy_gap"] for r in every[4:]) / 2)
+    assert records[1]["energy_gap"] == pytest.approx(sum(r["energy_gap"] for r in every[4:]) / 2)
     lines = (tmp_path / "m.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == records
 
@@ -326,10 +369,17 @@ def test_checkpoints_need_a_registered_energy(host, tmp_path):
             return (x * self.w).sum(-1)
 
     with pytest.raises(ebmflow.ConfigError, match="checkpoints need a registered energy"):
-        Trainer(Adhoc(), Scripted(), torch.zeros(64, 2), host=host, batch_size=8,
-                checkpoint_dir=tmp_path)
-    Trainer(Adhoc(), Scripted(), torch.zeros(64, 2), host=host, batch_size=8, steps=2,
-            progress=False).fit()  # without checkpoints it trains
+        Trainer(
+            Adhoc(),
+            Scripted(),
+            torch.zeros(64, 2),
+            host=host,
+            batch_size=8,
+            checkpoint_dir=tmp_path,
+        )
+    Trainer(
+        Adhoc(), Scripted(), torch.zeros(64, 2), host=host, batch_size=8, steps=2, progress=False
+    ).fit()  # without checkpoints it trains
 
 
 def test_resuming_from_a_plain_energy_checkpoint_is_refused(host, tmp_path):

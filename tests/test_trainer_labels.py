@@ -54,8 +54,7 @@ def labelled_rows(n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
 def test_tensor_pair_gives_matching_rows_and_same_order_as_unlabelled(host):
     x, y = labelled_rows()
     objective = Recording()
-    Trainer(mlp(host), objective, (x, y), batch_size=8, steps=12, progress=False,
-            host=host).fit()
+    Trainer(mlp(host), objective, (x, y), batch_size=8, steps=12, progress=False, host=host).fit()
     plain = Recording(needs_labels=False)
     Trainer(mlp(host), plain, x, batch_size=8, steps=12, progress=False, host=host).fit()
     assert len(objective.batches) == 12
@@ -68,11 +67,11 @@ def test_dataset_batches_come_from_sample_with_labels(host):
     data = ebmflow.create("dataset", "digits")
     objective = Recording()
     energy = ebmflow.create("energy", "convnet", widths=[4])
-    Trainer(energy, objective, data, batch_size=16, steps=3, seed=5, progress=False,
-            host=host).fit()
+    Trainer(
+        energy, objective, data, batch_size=16, steps=3, seed=5, progress=False, host=host
+    ).fit()
     plain = Recording(needs_labels=False)
-    Trainer(energy, plain, data, batch_size=16, steps=3, seed=5, progress=False,
-            host=host).fit()
+    Trainer(energy, plain, data, batch_size=16, steps=3, seed=5, progress=False, host=host).fit()
     images, labels = data.tensors()
     for (bx, by), px in zip(objective.batches, plain.batches):
         assert by.dtype == torch.int64 and by.shape == (16,)
@@ -86,8 +85,7 @@ def test_dataset_batches_come_from_sample_with_labels(host):
 def test_labels_given_to_an_objective_that_does_not_ask_are_dropped(host):
     x, y = labelled_rows()
     objective = Recording(needs_labels=False)
-    Trainer(mlp(host), objective, (x, y), batch_size=8, steps=2, progress=False,
-            host=host).fit()
+    Trainer(mlp(host), objective, (x, y), batch_size=8, steps=2, progress=False, host=host).fit()
     assert all(isinstance(b, torch.Tensor) for b in objective.batches)
 
 
@@ -100,8 +98,14 @@ def test_unlabelled_data_for_a_labelled_objective_is_refused(host):
     with pytest.raises(ebmflow.ConfigError, match="'8gaussians' has no sample_with_labels"):
         Trainer(energy, Recording(), gaussians, batch_size=8, progress=False, host=host)
     with pytest.raises(ebmflow.ConfigError, match="labels of shape \\(40,\\)"):
-        Trainer(mlp(host), Recording(), (x, torch.zeros(39, dtype=torch.long)), batch_size=8,
-                progress=False, host=host)
+        Trainer(
+            mlp(host),
+            Recording(),
+            (x, torch.zeros(39, dtype=torch.long)),
+            batch_size=8,
+            progress=False,
+            host=host,
+        )
 
 
 def test_ranks_shard_images_and_labels_alike():
@@ -123,14 +127,22 @@ def test_ranks_shard_images_and_labels_alike():
 def test_resume_with_labelled_tensor_data_is_bit_identical(host, tmp_path):
     x, y = labelled_rows()
     straight = Recording()
-    Trainer(mlp(host), straight, (x, y), batch_size=8, steps=9, progress=False,
-            host=host).fit()
+    Trainer(mlp(host), straight, (x, y), batch_size=8, steps=9, progress=False, host=host).fit()
     first = Recording()
-    Trainer(mlp(host), first, (x, y), batch_size=8, steps=9, progress=False, host=host,
-            checkpoint_dir=tmp_path / "ckpt").fit(until=4)
+    Trainer(
+        mlp(host),
+        first,
+        (x, y),
+        batch_size=8,
+        steps=9,
+        progress=False,
+        host=host,
+        checkpoint_dir=tmp_path / "ckpt",
+    ).fit(until=4)
     second = Recording()
-    trainer = Trainer.resume(tmp_path / "ckpt", objective=second, data=(x, y), host=host,
-                             progress=False)
+    trainer = Trainer.resume(
+        tmp_path / "ckpt", objective=second, data=(x, y), host=host, progress=False
+    )
     assert trainer.step == 4
     trainer.fit()
     for (ax, ay), (bx, by) in zip(straight.batches, first.batches + second.batches):

@@ -116,68 +116,101 @@ def rewrite(folder, edit):
 
 def _set(path, value):
     """An edit that sets ``state[path[0]][path[1]]... = value``."""
+
     def edit(state, tensors):
         target = state
         for key in path[:-1]:
             target = target[key]
         target[path[-1]] = value
+
     return edit
 
 
 def _tensor(key, value):
     def edit(state, tensors):
         tensors[key] = value
+
     return edit
 
 
 def _drop_tensor(key):
     def edit(state, tensors):
         del tensors[key]
+
     return edit
 
 
-AIS = {"__component__": {"kind": "log_z_estimator", "plugin": "ebmflow", "name": "ais",
-                         "arguments": {}}}
+AIS = {
+    "__component__": {
+        "kind": "log_z_estimator",
+        "plugin": "ebmflow",
+        "name": "ais",
+        "arguments": {},
+    }
+}
 
 TAMPERED = {
-    "generator-too-short": (_tensor("generator.data", torch.zeros(16, dtype=torch.uint8)),
-                            "generator.data"),
-    "generator-not-bytes": (_tensor("generator.objective.rank0", torch.zeros(5056)),
-                            "generator.objective.rank0"),
-    "optimizer-tensor-shape": (_tensor("optimizer.state.0.exp_avg", torch.zeros(3)),
-                               "optimizer.state.0.exp_avg"),
+    "generator-too-short": (
+        _tensor("generator.data", torch.zeros(16, dtype=torch.uint8)),
+        "generator.data",
+    ),
+    "generator-not-bytes": (
+        _tensor("generator.objective.rank0", torch.zeros(5056)),
+        "generator.objective.rank0",
+    ),
+    "optimizer-tensor-shape": (
+        _tensor("optimizer.state.0.exp_avg", torch.zeros(3)),
+        "optimizer.state.0.exp_avg",
+    ),
     "optimizer-tensor-complex": (
         _tensor("optimizer.state.0.exp_avg_sq", torch.zeros(8, 2, dtype=torch.complex64)),
-        "optimizer.state.0.exp_avg_sq"),
-    "optimizer-tensor-missing": (_drop_tensor("optimizer.state.1.exp_avg"),
-                                 "optimizer.state.1.exp_avg"),
-    "optimizer-step-a-string": (_set(["optimizer", "state", "0", "step"], "many"),
-                                "optimizer.state.0.step"),
+        "optimizer.state.0.exp_avg_sq",
+    ),
+    "optimizer-tensor-missing": (
+        _drop_tensor("optimizer.state.1.exp_avg"),
+        "optimizer.state.1.exp_avg",
+    ),
+    "optimizer-step-a-string": (
+        _set(["optimizer", "state", "0", "step"], "many"),
+        "optimizer.state.0.step",
+    ),
     "optimizer-state-index": (_set(["optimizer", "state", "99"], {}), "optimizer.state"),
-    "optimizer-groups-not-a-list": (_set(["optimizer", "param_groups"], "adam"),
-                                    "optimizer.param_groups"),
-    "optimizer-group-params": (_set(["optimizer", "param_groups", 0, "params"], [0]),
-                               "optimizer.param_groups"),
+    "optimizer-groups-not-a-list": (
+        _set(["optimizer", "param_groups"], "adam"),
+        "optimizer.param_groups",
+    ),
+    "optimizer-group-params": (
+        _set(["optimizer", "param_groups", 0, "params"], [0]),
+        "optimizer.param_groups",
+    ),
     "optimizer-not-an-object": (_set(["optimizer"], [1, 2]), "optimizer"),
     "pending-loss-strings": (_set(["pending", "loss"], ["x"]), "pending.loss"),
-    "pending-metrics-object": (_set(["pending", "metrics_by_rank"], {"a": 1}),
-                               "pending.metrics_by_rank"),
-    "pending-metric-value": (_set(["pending", "metrics_by_rank"], [[{"gap": "big"}]]),
-                             "pending.metrics_by_rank"),
+    "pending-metrics-object": (
+        _set(["pending", "metrics_by_rank"], {"a": 1}),
+        "pending.metrics_by_rank",
+    ),
+    "pending-metric-value": (
+        _set(["pending", "metrics_by_rank"], [[{"gap": "big"}]]),
+        "pending.metrics_by_rank",
+    ),
     "pending-a-component": (_set(["pending", "loss"], [AIS]), "__component__"),
     "data-a-list": (_set(["data"], [1]), "data"),
     "step-negative": (_set(["step"], -3), "step"),
-    "ema-raw-weights-shape": (_tensor("weights.net.0.weight", torch.zeros(2, 2)),
-                              "weights.net.0.weight"),
+    "ema-raw-weights-shape": (
+        _tensor("weights.net.0.weight", torch.zeros(2, 2)),
+        "weights.net.0.weight",
+    ),
     "ema-raw-weights-integers": (
         _tensor("weights.net.0.bias", torch.zeros(8, dtype=torch.int64)),
-        "weights.net.0.bias"),
+        "weights.net.0.bias",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(TAMPERED))
 def test_resume_from_a_tampered_training_state_is_one_error_naming_file_and_key(
-        host, run, capsys, case):
+    host, run, capsys, case
+):
     edit, key = TAMPERED[case]
     rewrite(run / "checkpoint", edit)
     capsys.readouterr()
@@ -185,15 +218,21 @@ def test_resume_from_a_tampered_training_state_is_one_error_naming_file_and_key(
     one_error_line(capsys, "training.", key)
 
 
-def test_a_tampered_permutation_of_tensor_data_is_refused_naming_the_key(tmp_path,
-                                                                         tinyobj_plugin):
+def test_a_tampered_permutation_of_tensor_data_is_refused_naming_the_key(tmp_path, tinyobj_plugin):
     data = torch.randn(64, 2)
     energy = ebmflow.create("energy", "mlp", dim=2, widths=[8])
     objective = tinyobj_plugin.TinyPCD(n_chains=8, k=1)
 
     def trainer():
-        return Trainer(energy, objective, data, batch_size=16, steps=4, progress=False,
-                       checkpoint_dir=tmp_path / "ckpt")
+        return Trainer(
+            energy,
+            objective,
+            data,
+            batch_size=16,
+            steps=4,
+            progress=False,
+            checkpoint_dir=tmp_path / "ckpt",
+        )
 
     trainer().fit(until=2)
     rewrite(tmp_path / "ckpt", _tensor("data.permutation", torch.full((64,), 10**6)))
@@ -224,7 +263,8 @@ def test_resume_refuses_other_widths_in_one_line_naming_the_key(host, run, capsy
 
 
 def test_resume_refuses_a_new_seed_which_the_saved_generators_would_silently_override(
-        host, run, capsys):
+    host, run, capsys
+):
     edited(run, "seed = 1", "seed = 2")
     assert train(host, "--resume", "--out", run) == 1
     one_error_line(capsys, "train.seed", "1", "2")
@@ -257,8 +297,15 @@ def test_trainer_fit_resume_refuses_a_changed_trainer_argument(tmp_path, tinyobj
     def trainer(**kwargs):
         energy = ebmflow.create("energy", "mlp", dim=2, widths=[8])
         objective = tinyobj_plugin.TinyPCD(n_chains=8, k=1)
-        return Trainer(energy, objective, data, steps=4, progress=False,
-                       checkpoint_dir=tmp_path / "ckpt", **{"batch_size": 16, **kwargs})
+        return Trainer(
+            energy,
+            objective,
+            data,
+            steps=4,
+            progress=False,
+            checkpoint_dir=tmp_path / "ckpt",
+            **{"batch_size": 16, **kwargs},
+        )
 
     trainer().fit(until=2)
     with pytest.raises(ebmflow.ConfigError, match=r"train.batch_size: 16 → 32"):
@@ -293,7 +340,8 @@ def test_resume_with_no_checkpoint_yet_starts_from_scratch_and_says_so(host, tmp
     ids=["dim", "digits-with-2d-mlp"],
 )
 def test_an_energy_that_does_not_fit_the_data_is_refused_before_training(
-        host, tmp_path, capsys, old, new, fragments):
+    host, tmp_path, capsys, old, new, fragments
+):
     path = write(tmp_path, RUN.replace(old, new))
     with pytest.raises(ebmflow.ConfigError):
         build(load_run_config(path), host=host, progress=False)
@@ -312,8 +360,13 @@ def test_a_cuda_device_on_a_cpu_only_torch_is_one_error_naming_the_key(host, tmp
 def test_integer_tensor_data_is_refused_naming_its_dtype(tinyobj_plugin):
     energy = ebmflow.create("energy", "mlp", dim=2, widths=[8])
     with pytest.raises(ebmflow.ConfigError, match=r"torch.int64.*floating"):
-        Trainer(energy, tinyobj_plugin.TinyPCD(n_chains=8, k=1), torch.randint(0, 5, (64, 2)),
-                batch_size=16, progress=False)
+        Trainer(
+            energy,
+            tinyobj_plugin.TinyPCD(n_chains=8, k=1),
+            torch.randint(0, 5, (64, 2)),
+            batch_size=16,
+            progress=False,
+        )
 
 
 def test_a_run_file_with_a_utf8_byte_order_mark_is_read_like_one_without(tmp_path):
@@ -330,23 +383,41 @@ def test_a_run_file_with_a_utf8_byte_order_mark_is_read_like_one_without(tmp_pat
     [
         ("seed = 1", 'seed = 1\nprogress = "yes"', ["progress", "'yes'", "true or false"]),
         ("dim = 2", 'dim = 2\nkind = "sampler"', ["[energy]", "kind", "'sampler'", "'energy'"]),
-        ("seed = 1", "seed = 1180591620717411303424", ["seed", "1180591620717411303424",
-                                                      "18446744073709551615"]),
-        ("steps = 4", "steps = 1000000000000000000000000000000",
-         ["steps", "1000000000000000000000000000000", "9007199254740992"]),
-        ("batch_size = 16", "batch_size = 1000000000000000000000000000000",
-         ["batch_size", "2147483647"]),
+        (
+            "seed = 1",
+            "seed = 1180591620717411303424",
+            ["seed", "1180591620717411303424", "18446744073709551615"],
+        ),
+        (
+            "steps = 4",
+            "steps = 1000000000000000000000000000000",
+            ["steps", "1000000000000000000000000000000", "9007199254740992"],
+        ),
+        (
+            "batch_size = 16",
+            "batch_size = 1000000000000000000000000000000",
+            ["batch_size", "2147483647"],
+        ),
         ("widths = [8]", "widths = [100000000000]", ["[energy]", "memory"]),
-        ("lr = 1e-2 }", "lr = 1e-2, betas = [0.9] }", ["[train]", "optimizer 'adam'",
-                                                       "betas"]),
+        ("lr = 1e-2 }", "lr = 1e-2, betas = [0.9] }", ["[train]", "optimizer 'adam'", "betas"]),
         ("lr = 1e-2", "lr = inf", ["[train]", "lr must be finite", "inf"]),
         ("seed = 1", 'seed = 1\ndevice = "meta"', ["[train]", "device", "'meta'"]),
     ],
-    ids=["progress-a-string", "kind-of-another-table", "huge-seed", "huge-steps",
-         "huge-batch", "huge-widths", "betas-too-short", "infinite-lr", "meta-device"],
+    ids=[
+        "progress-a-string",
+        "kind-of-another-table",
+        "huge-seed",
+        "huge-steps",
+        "huge-batch",
+        "huge-widths",
+        "betas-too-short",
+        "infinite-lr",
+        "meta-device",
+    ],
 )
 def test_run_file_values_of_the_wrong_type_or_size_are_one_error_naming_the_key(
-        host, tmp_path, capsys, old, new, fragments):
+    host, tmp_path, capsys, old, new, fragments
+):
     path = write(tmp_path, RUN.replace(old, new))
     assert train(host, path, "--out", tmp_path / "run", "--until", 0) == 1
     one_error_line(capsys, *fragments)
@@ -354,35 +425,58 @@ def test_run_file_values_of_the_wrong_type_or_size_are_one_error_naming_the_key(
 
 def test_a_kind_key_equal_to_the_tables_kind_is_accepted(host, tmp_path):
     path = write(tmp_path, RUN.replace("dim = 2", 'dim = 2\nkind = "energy"'))
-    trainer = build(load_run_config(path), host=host, progress=False,
-                    checkpoint_dir=tmp_path / "ckpt")
+    trainer = build(
+        load_run_config(path), host=host, progress=False, checkpoint_dir=tmp_path / "ckpt"
+    )
     assert trainer.energy.event_shape == (2,)
 
 
 @pytest.mark.parametrize(
     ("argv", "fragments"),
     [
-        (["evaluate", "{ckpt}", "--data", "8gaussians", "--resolution", "1000000000"],
-         ["--resolution", "1000000000"]),
-        (["evaluate", "{ckpt}", "--data", "8gaussians", "--seed", str(2**70)],
-         ["--seed", "18446744073709551615"]),
+        (
+            ["evaluate", "{ckpt}", "--data", "8gaussians", "--resolution", "1000000000"],
+            ["--resolution", "1000000000"],
+        ),
+        (
+            ["evaluate", "{ckpt}", "--data", "8gaussians", "--seed", str(2**70)],
+            ["--seed", "18446744073709551615"],
+        ),
         (["evaluate", "{ckpt}", "--data", "8gaussians", "--n", str(10**12)], ["--n"]),
-        (["evaluate", "{ckpt}", "--data", "8gaussians", "--log-z", "ais", "--ais-chains",
-          str(10**11)], ["--ais-chains"]),
-        (["sample", "{ckpt}", "--out", "{tmp}/s.safetensors", "--seed", str(2**70)],
-         ["--seed"]),
-        (["sample", "{ckpt}", "--out", "{tmp}/s.safetensors", "--steps", str(10**30)],
-         ["--steps"]),
+        (
+            [
+                "evaluate",
+                "{ckpt}",
+                "--data",
+                "8gaussians",
+                "--log-z",
+                "ais",
+                "--ais-chains",
+                str(10**11),
+            ],
+            ["--ais-chains"],
+        ),
+        (["sample", "{ckpt}", "--out", "{tmp}/s.safetensors", "--seed", str(2**70)], ["--seed"]),
+        (["sample", "{ckpt}", "--out", "{tmp}/s.safetensors", "--steps", str(10**30)], ["--steps"]),
         (["sample", "{ckpt}", "--out", "{tmp}/s.safetensors", "--n", str(10**12)], ["--n"]),
         (["demo", "--quick", "--out", "{tmp}/demo", "--seed", str(2**70)], ["--seed"]),
-        (["train", "{tmp}/run.toml", "--out", "{tmp}/new", "--steps", str(10**30)],
-         ["--steps"]),
+        (["train", "{tmp}/run.toml", "--out", "{tmp}/new", "--steps", str(10**30)], ["--steps"]),
     ],
-    ids=["evaluate-resolution", "evaluate-seed", "evaluate-n", "evaluate-ais-chains",
-         "sample-seed", "sample-steps", "sample-n", "demo-seed", "train-steps"],
+    ids=[
+        "evaluate-resolution",
+        "evaluate-seed",
+        "evaluate-n",
+        "evaluate-ais-chains",
+        "sample-seed",
+        "sample-steps",
+        "sample-n",
+        "demo-seed",
+        "train-steps",
+    ],
 )
 def test_huge_command_line_numbers_are_one_error_naming_the_option_and_range(
-        host, trained, tmp_path, capsys, argv, fragments):
+    host, trained, tmp_path, capsys, argv, fragments
+):
     write(tmp_path, RUN)
     argv = [a.format(ckpt=trained / "checkpoint", tmp=tmp_path) for a in argv]
     capsys.readouterr()
@@ -391,8 +485,7 @@ def test_huge_command_line_numbers_are_one_error_naming_the_option_and_range(
 
 
 @pytest.mark.parametrize("kind", ["dev-zero", "fifo", "huge"])
-def test_a_run_file_that_is_a_device_a_fifo_or_huge_is_refused_without_reading_it(
-        tmp_path, kind):
+def test_a_run_file_that_is_a_device_a_fifo_or_huge_is_refused_without_reading_it(tmp_path, kind):
     import os
     import subprocess
     import sys
@@ -406,7 +499,9 @@ def test_a_run_file_that_is_a_device_a_fifo_or_huge_is_refused_without_reading_i
         path.write_text("# " + "x" * (2 << 20) + "\n")
     result = subprocess.run(
         [sys.executable, "-m", "ebmflow", "train", str(path), "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     err = result.stderr

@@ -175,11 +175,29 @@ from ebmflow.errors import CheckpointError, ConfigError
 from ebmflow.registry import PluginHost, default_host
 
 __all__ = [
-    "ARGUMENTS_FILE", "BUILD_BYTES_PER_FILE_BYTE", "CHECKPOINT_KINDS", "CONFIG_FILE",
-    "FORMAT_VERSION", "MARKERS", "MAX_ARGUMENT_VALUES", "MAX_BUILD_EXTRA_BYTES",
-    "MAX_CONFIG_BYTES", "MAX_JSON_DEPTH", "WEIGHTS_FILE", "WEIGHT_FLOAT_DTYPES",
-    "component_config", "component_of", "encode_component", "encode_value", "load",
-    "read_bytes", "read_json", "read_tensors", "resolve", "save", "write_checkpoint_folder",
+    "ARGUMENTS_FILE",
+    "BUILD_BYTES_PER_FILE_BYTE",
+    "CHECKPOINT_KINDS",
+    "CONFIG_FILE",
+    "FORMAT_VERSION",
+    "MARKERS",
+    "MAX_ARGUMENT_VALUES",
+    "MAX_BUILD_EXTRA_BYTES",
+    "MAX_CONFIG_BYTES",
+    "MAX_JSON_DEPTH",
+    "WEIGHTS_FILE",
+    "WEIGHT_FLOAT_DTYPES",
+    "component_config",
+    "component_of",
+    "encode_component",
+    "encode_value",
+    "load",
+    "read_bytes",
+    "read_json",
+    "read_tensors",
+    "resolve",
+    "save",
+    "write_checkpoint_folder",
 ]
 
 
@@ -295,8 +313,9 @@ def _pinned(folder: Path) -> Any:
     """
     fd = None
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(
+            folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+        )
     try:
         if fd is None:
             yield _identity(folder)
@@ -333,8 +352,11 @@ def _load_folder(
     )
     qualified = f"{config['kind']} '{config['plugin']}:{config['name']}'"
     # The budget counts the weights file's size before it is read, so the size must be real
-    files_bytes = sum(listed_size(folder, name, config) for name in files
-                      if name in (WEIGHTS_FILE, ARGUMENTS_FILE))
+    files_bytes = sum(
+        listed_size(folder, name, config)
+        for name in files
+        if name in (WEIGHTS_FILE, ARGUMENTS_FILE)
+    )
     with AllocationBudget(files_bytes, qualified, where):
         obj = build_component(config, host, arg_tensors, where=where)
     if isinstance(obj, nn.Module):

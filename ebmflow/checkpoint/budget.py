@@ -45,8 +45,7 @@ class AllocationBudget(TorchFunctionMode):
         self.total = 0
         self.refusal: CheckpointError | None = None
 
-    def __torch_function__(self, func: Any, types: Any, args: Any = (),
-                           kwargs: Any = None) -> Any:
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if func in _FACTORIES or func in _TENSOR_FACTORIES:
             self._charge(func, args, kwargs)
@@ -73,14 +72,37 @@ class AllocationBudget(TorchFunctionMode):
 
 
 _FACTORIES = {
-    torch.empty, torch.empty_strided, torch.zeros, torch.ones, torch.full, torch.rand,
-    torch.randn, torch.randint, torch.randperm, torch.arange, torch.linspace,
-    torch.logspace, torch.eye, torch.empty_like, torch.zeros_like, torch.ones_like,
-    torch.full_like, torch.rand_like, torch.randn_like, torch.randint_like,
+    torch.empty,
+    torch.empty_strided,
+    torch.zeros,
+    torch.ones,
+    torch.full,
+    torch.rand,
+    torch.randn,
+    torch.randint,
+    torch.randperm,
+    torch.arange,
+    torch.linspace,
+    torch.logspace,
+    torch.eye,
+    torch.empty_like,
+    torch.zeros_like,
+    torch.ones_like,
+    torch.full_like,
+    torch.rand_like,
+    torch.randn_like,
+    torch.randint_like,
 }
 _TENSOR_FACTORIES = {
-    Tensor.new_empty, Tensor.new_zeros, Tensor.new_ones, Tensor.new_full, Tensor.repeat,
-    Tensor.tile, Tensor.repeat_interleave, torch.tile, torch.repeat_interleave,
+    Tensor.new_empty,
+    Tensor.new_zeros,
+    Tensor.new_ones,
+    Tensor.new_full,
+    Tensor.repeat,
+    Tensor.tile,
+    Tensor.repeat_interleave,
+    torch.tile,
+    torch.repeat_interleave,
 }
 _NOT_ON_META = ("device", "generator", "out", "pin_memory", "requires_grad")
 

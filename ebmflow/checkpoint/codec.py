@@ -98,8 +98,7 @@ def _table(record: dict[str, Any]) -> Any:
     arguments = record["arguments"]
     if "name" in arguments or "kind" in arguments:
         return _UNREPRESENTABLE
-    out: dict[str, Any] = {"kind": record["kind"],
-                           "name": f"{record['plugin']}:{record['name']}"}
+    out: dict[str, Any] = {"kind": record["kind"], "name": f"{record['plugin']}:{record['name']}"}
     for key, value in arguments.items():
         plain = _plain(value)
         if plain is _UNREPRESENTABLE:
@@ -164,11 +163,16 @@ def encode_value(
     if isinstance(value, torch.dtype):
         return {"__dtype__": str(value).removeprefix("torch.")}
     if isinstance(value, list):
-        return [encode_value(v, f"{where}.{i}", owner, host, tensors, root)
-                for i, v in enumerate(value)]
+        return [
+            encode_value(v, f"{where}.{i}", owner, host, tensors, root) for i, v in enumerate(value)
+        ]
     if isinstance(value, tuple):
-        return {"__tuple__": [encode_value(v, f"{where}.{i}", owner, host, tensors, root)
-                              for i, v in enumerate(value)]}
+        return {
+            "__tuple__": [
+                encode_value(v, f"{where}.{i}", owner, host, tensors, root)
+                for i, v in enumerate(value)
+            ]
+        }
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
@@ -182,8 +186,10 @@ def encode_value(
     if isinstance(value, Configurable):
         component = component_of(value, host, f" (argument {where!r} of {owner})")
         check_savable_kind(component, type(value), f" (argument {where!r} of {owner})")
-        if isinstance(value, nn.Module) and len(value.state_dict()) > 0 and not (
-            isinstance(root, nn.Module) and any(m is value for m in root.modules())
+        if (
+            isinstance(value, nn.Module)
+            and len(value.state_dict()) > 0
+            and not (isinstance(root, nn.Module) and any(m is value for m in root.modules()))
         ):
             raise CheckpointError(
                 f"cannot save argument {where!r} of {owner}: it is a module with weights that "
@@ -191,8 +197,7 @@ def encode_value(
                 f"assign it as an attribute (or inside an nn.ModuleList) of {owner}"
             )
         record = component_record(component, host)
-        record["arguments"] = _encode_arguments(value, host, tensors, root=root,
-                                                prefix=f"{where}.")
+        record["arguments"] = _encode_arguments(value, host, tensors, root=root, prefix=f"{where}.")
         return {"__component__": record}
     raise CheckpointError(
         f"cannot save argument {where!r} of {owner}: a {type(value).__module__}."
@@ -221,8 +226,7 @@ def check_argument_count(arguments: Any, where: str) -> None:
             stack.extend(item)
 
 
-def build_component(record: dict, host: PluginHost, tensors: dict[str, Tensor],
-                    where: str) -> Any:
+def build_component(record: dict, host: PluginHost, tensors: dict[str, Tensor], where: str) -> Any:
     """Rebuild the component ``record`` (checked by
     :func:`~ebmflow.checkpoint.components.check_component_record`) through its plugin's
     factory, with its arguments decoded (nested components first) and tensor arguments
@@ -231,8 +235,10 @@ def build_component(record: dict, host: PluginHost, tensors: dict[str, Tensor],
     info = installed_plugin(record, host, where)
     kind = normalize_kind(record["kind"])
     qualified = f"{record['plugin']}:{record['name']}"
-    arguments = {key: _decode(value, f"argument {key!r}", host, tensors, where)
-                 for key, value in record["arguments"].items()}
+    arguments = {
+        key: _decode(value, f"argument {key!r}", host, tensors, where)
+        for key, value in record["arguments"].items()
+    }
     try:
         return host.construct(kind, qualified, arguments)
     except CheckpointError:
@@ -246,8 +252,7 @@ def build_component(record: dict, host: PluginHost, tensors: dict[str, Tensor],
         ) from exc
 
 
-def _decode(value: Any, what: str, host: PluginHost, tensors: dict[str, Tensor],
-            where: str) -> Any:
+def _decode(value: Any, what: str, host: PluginHost, tensors: dict[str, Tensor], where: str) -> Any:
     if isinstance(value, list):
         return [_decode(v, what, host, tensors, where) for v in value]
     if not isinstance(value, dict):
@@ -280,7 +285,8 @@ def _decode(value: Any, what: str, host: PluginHost, tensors: dict[str, Tensor],
         if marker != "__component__":  # pragma: no cover - MARKERS lists exactly these
             raise ValueError(f"unknown marker {marker!r}")
     except (TypeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"{where}: {what}: malformed {marker} value "
-                              f"{content!r} ({exc})") from None
+        raise CheckpointError(
+            f"{where}: {what}: malformed {marker} value {content!r} ({exc})"
+        ) from None
     check_component_record(content, f"{where}: {what}")
     return build_component(content, host, tensors, f"{where}: {what}")

@@ -32,8 +32,12 @@ from ebmflow.registry import (
 CHECKPOINT_KINDS = ("energy", "objective", "sampler", "noise_schedule")
 #: The keys of a component record and the JSON types each holds.
 _COMPONENT_KEYS: dict[str, type | tuple[type, ...]] = {
-    "kind": str, "name": str, "plugin": str, "distribution": (str, type(None)),
-    "plugin_version": (str, type(None)), "arguments": dict,
+    "kind": str,
+    "name": str,
+    "plugin": str,
+    "distribution": (str, type(None)),
+    "plugin_version": (str, type(None)),
+    "arguments": dict,
 }
 
 
@@ -85,10 +89,13 @@ def component_of(obj: Any, host: PluginHost, where: str = "") -> Component:
         owner = _package_of(cls.__module__)
         objects = host.plugin_objects()
         exact = f"{cls.__module__}:{cls.__qualname__}"
-        return min(matches, key=lambda c: (
-            _package_of(_module_of(objects.get(c.plugin or ""))) != owner,
-            not (c.factory is cls or c.factory == exact),
-        ))
+        return min(
+            matches,
+            key=lambda c: (
+                _package_of(_module_of(objects.get(c.plugin or ""))) != owner,
+                not (c.factory is cls or c.factory == exact),
+            ),
+        )
     kind_text = kind or "component"
     registered = ", ".join(sorted({c.qualified_name for c in candidates})) or "none"
     if cls.__module__ == "ebmflow.compose":
@@ -122,8 +129,9 @@ def component_record(component: Component, host: PluginHost) -> dict[str, Any]:
     """What a checkpoint records about ``component``: its kind, name and plugin, and the
     distribution and version that provide the plugin in ``host`` (``None`` when it was
     registered in-process); ``arguments`` are added by the codec."""
-    info = next((p for p in host.plugins()
-                 if p.name == component.plugin and p.status == "ok"), None)
+    info = next(
+        (p for p in host.plugins() if p.name == component.plugin and p.status == "ok"), None
+    )
     return {
         "kind": component.kind,
         "name": component.name,
@@ -138,8 +146,9 @@ def check_component_record(record: Any, where: str) -> None:
     every key of a record with the right JSON type and a kind of :data:`CHECKPOINT_KINDS`;
     checked before any plugin code runs."""
     if not isinstance(record, dict):
-        raise CheckpointError(f"{where}: a component record must be an object, got "
-                              f"{type(record).__name__}")
+        raise CheckpointError(
+            f"{where}: a component record must be an object, got {type(record).__name__}"
+        )
     missing = [key for key in _COMPONENT_KEYS if key not in record]
     if missing:
         raise CheckpointError(
@@ -153,8 +162,9 @@ def check_component_record(record: Any, where: str) -> None:
                 f"{type(record[key]).__name__} {record[key]!r}"
             )
     if "metadata" in record and not isinstance(record["metadata"], dict):
-        raise CheckpointError(f"{where}: 'metadata' must be an object, got "
-                              f"{type(record['metadata']).__name__}")
+        raise CheckpointError(
+            f"{where}: 'metadata' must be an object, got {type(record['metadata']).__name__}"
+        )
     try:
         kind = normalize_kind(record["kind"])
     except EbmflowError as exc:
@@ -166,8 +176,10 @@ def check_component_record(record: Any, where: str) -> None:
         )
 
 
-_KINDS_TEXT = (f"a checkpoint holds only {', '.join(CHECKPOINT_KINDS[:-1])} and "
-               f"{CHECKPOINT_KINDS[-1]} components")
+_KINDS_TEXT = (
+    f"a checkpoint holds only {', '.join(CHECKPOINT_KINDS[:-1])} and "
+    f"{CHECKPOINT_KINDS[-1]} components"
+)
 
 
 def check_savable_kind(component: Component, cls: type, where: str = "") -> None:
@@ -222,13 +234,17 @@ def installed_plugin(record: dict, host: PluginHost, where: str) -> PluginInfo:
     info = next((p for p in claimants if p.status == "ok"), claimants[0] if claimants else None)
     if info is None:
         if distribution is None:
-            how = ("it was registered in-process (no distribution), so register that plugin "
-                   "on the host you load with")
+            how = (
+                "it was registered in-process (no distribution), so register that plugin "
+                "on the host you load with"
+            )
         elif _DISTRIBUTION_NAME.fullmatch(distribution):
             how = f"install it: pip install {distribution}"
         else:  # never copy checkpoint text into a command someone might paste
-            how = (f"the checkpoint records distribution {distribution!r}, which is not a "
-                   f"valid distribution name")
+            how = (
+                f"the checkpoint records distribution {distribution!r}, which is not a "
+                f"valid distribution name"
+            )
         raise CheckpointError(
             f"{where}: the checkpoint needs {what} from plugin {plugin!r}, which is not "
             f"installed; {how} (the checkpoint was written with {written})"
@@ -238,15 +254,30 @@ def installed_plugin(record: dict, host: PluginHost, where: str) -> PluginInfo:
             f"{where}: the checkpoint needs {what}, but plugin {plugin!r} is {info.status}: "
             f"{info.error} (see `ebmflow plugins`)"
         )
-    if distribution is not None and (info.distribution is None or normalize_plugin_name(
-            info.distribution) != normalize_plugin_name(distribution)):
+    if distribution is not None and (
+        info.distribution is None
+        or normalize_plugin_name(info.distribution) != normalize_plugin_name(distribution)
+    ):
         # another distribution's plugin under the same name: never run its code instead
-        provider = (f"distribution {info.distribution!r} {info.version or ''}".rstrip()
-                    if info.distribution else "a plugin registered in-process (no distribution)")
-        recorded = next((p for p in claimants if p.distribution and normalize_plugin_name(
-            p.distribution) == normalize_plugin_name(distribution)), None)
-        status = (f"; {recorded.distribution} is installed but {recorded.status}: "
-                  f"{recorded.error}" if recorded else "")
+        provider = (
+            f"distribution {info.distribution!r} {info.version or ''}".rstrip()
+            if info.distribution
+            else "a plugin registered in-process (no distribution)"
+        )
+        recorded = next(
+            (
+                p
+                for p in claimants
+                if p.distribution
+                and normalize_plugin_name(p.distribution) == normalize_plugin_name(distribution)
+            ),
+            None,
+        )
+        status = (
+            f"; {recorded.distribution} is installed but {recorded.status}: {recorded.error}"
+            if recorded
+            else ""
+        )
         raise CheckpointError(
             f"{where}: the checkpoint needs {what} from distribution {distribution!r}, but "
             f"plugin {plugin!r} is provided by {provider}; refusing to rebuild it with "

@@ -119,8 +119,12 @@ def write_checkpoint_folder(
             records[name] = _write_file(tmp / name, content)
         from ebmflow import __version__
 
-        full = {"format_version": FORMAT_VERSION, "ebmflow_version": __version__, **body,
-                "files": records}
+        full = {
+            "format_version": FORMAT_VERSION,
+            "ebmflow_version": __version__,
+            **body,
+            "files": records,
+        }
         data = (json.dumps(full, indent=2, allow_nan=False) + "\n").encode("utf-8")
         if len(data) > MAX_CONFIG_BYTES:
             raise CheckpointError(
@@ -318,9 +322,13 @@ def _clean_leftovers(target: Path) -> None:
     for entry in entries:
         stale = entry.startswith(trash_prefix)
         if entry.startswith(tmp_prefix) and os.name != "nt":
-            parts = entry[len(tmp_prefix):].split(".")
-            stale = (len(parts) == 3 and parts[0] == here and parts[1].isdigit()
-                     and not _pid_alive(int(parts[1])))
+            parts = entry[len(tmp_prefix) :].split(".")
+            stale = (
+                len(parts) == 3
+                and parts[0] == here
+                and parts[1].isdigit()
+                and not _pid_alive(int(parts[1]))
+            )
         if stale:
             shutil.rmtree(target.parent / entry, ignore_errors=True)
 

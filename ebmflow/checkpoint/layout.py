@@ -99,8 +99,7 @@ def check_json_depth(value: Any, where: str) -> None:
         children = item.values() if isinstance(item, dict) else item
         if depth > MAX_JSON_DEPTH:
             raise too_deep(where)
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, (dict, list)))
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
 def check_folder_config(config: Any, file: Path) -> None:
@@ -117,8 +116,7 @@ def check_folder_config(config: Any, file: Path) -> None:
             )
     version = config["format_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise CheckpointError(f"{file}: 'format_version' must be an integer ≥ 1, got "
-                              f"{version!r}")
+        raise CheckpointError(f"{file}: 'format_version' must be an integer ≥ 1, got {version!r}")
     if version > FORMAT_VERSION:
         from ebmflow import __version__
 
@@ -131,18 +129,26 @@ def check_folder_config(config: Any, file: Path) -> None:
         raise CheckpointError(f"{file}: 'ebmflow_version' must be a string")
     files = config["files"]
     if not isinstance(files, dict):
-        raise CheckpointError(f"{file}: 'files' must be an object of file name -> "
-                              f"{{sha256, size}}, got {type(files).__name__}")
+        raise CheckpointError(
+            f"{file}: 'files' must be an object of file name -> "
+            f"{{sha256, size}}, got {type(files).__name__}"
+        )
     for name, record in files.items():
         if not FILE_NAME.fullmatch(name) or name == CONFIG_FILE:
-            raise CheckpointError(f"{file}: 'files' lists {name!r}, which is not a plain "
-                                  f"file name of the checkpoint folder")
-        ok = (isinstance(record, dict) and isinstance(record.get("sha256"), str)
-              and _SHA256.fullmatch(record["sha256"]) is not None
-              and isinstance(record.get("size"), int) and not isinstance(record["size"], bool)
-              and record["size"] >= 0)
+            raise CheckpointError(
+                f"{file}: 'files' lists {name!r}, which is not a plain "
+                f"file name of the checkpoint folder"
+            )
+        ok = (
+            isinstance(record, dict)
+            and isinstance(record.get("sha256"), str)
+            and _SHA256.fullmatch(record["sha256"]) is not None
+            and isinstance(record.get("size"), int)
+            and not isinstance(record["size"], bool)
+            and record["size"] >= 0
+        )
         if not ok:
             raise CheckpointError(
                 f"{file}: the 'files' entry of {name!r} must be {{\"sha256\": 64 hex digits, "
-                f"\"size\": bytes}}, got {record!r}"
+                f'"size": bytes}}, got {record!r}'
             )

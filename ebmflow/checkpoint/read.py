@@ -110,9 +110,7 @@ def read_tensors(
 # -- component records ---------------------------------------------------------------------
 
 
-def read_bytes(
-    path: PathLike, name: str, *, config: Mapping[str, Any] | None = None
-) -> bytes:
+def read_bytes(path: PathLike, name: str, *, config: Mapping[str, Any] | None = None) -> bytes:
     """The content of one file of the checkpoint at ``path``, verified against the size and
     SHA-256 that ``config.json`` (or ``config``, to save reading it again) records for it."""
     folder = resolve(path)
@@ -136,10 +134,14 @@ def _open_regular(file: Path) -> tuple[int, os.stat_result]:
     try:
         return open_regular_file(file, error=CheckpointError)
     except CheckpointError as exc:
-        hint = (" (copy the file itself into the folder)"
-                if str(exc).endswith("is a symbolic link") else "")
-        raise CheckpointError(f"{exc}; a checkpoint folder holds regular files only{hint}"
-                              ) from None
+        hint = (
+            " (copy the file itself into the folder)"
+            if str(exc).endswith("is a symbolic link")
+            else ""
+        )
+        raise CheckpointError(
+            f"{exc}; a checkpoint folder holds regular files only{hint}"
+        ) from None
 
 
 def _read_file(file: Path, limit: int) -> bytes:
@@ -161,8 +163,10 @@ def _read_file(file: Path, limit: int) -> bytes:
 
 
 def _too_large(file: Path, size: int, limit: int) -> str:
-    return (f"{file} is {size} bytes; a checkpoint's {file.name} may hold at most {limit} "
-            f"bytes ({limit >> 20} MiB)")
+    return (
+        f"{file} is {size} bytes; a checkpoint's {file.name} may hold at most {limit} "
+        f"bytes ({limit >> 20} MiB)"
+    )
 
 
 def _file_record(folder: Path, name: str, config: Mapping[str, Any] | None) -> dict:
@@ -219,9 +223,7 @@ def listed_size(folder: Path, name: str, config: Mapping[str, Any]) -> int:
     return record["size"]
 
 
-def _verify_file(
-    folder: Path, name: str, config: Mapping[str, Any] | None
-) -> tuple[int, int]:
+def _verify_file(folder: Path, name: str, config: Mapping[str, Any] | None) -> tuple[int, int]:
     """Check size and SHA-256 of ``folder/name``; return the (device, inode) checked, so
     that a reader can tell whether a later open found the same file."""
     record = _file_record(folder, name, config)

@@ -30,12 +30,16 @@ def load_weights(
     unexpected = [k for k in state if k not in expected]
     mismatched = [
         f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected if k in state and state[k].shape != expected[k].shape
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
     ]
     if missing or unexpected or mismatched:
         problems = []
-        for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                             ("shape mismatches", mismatched)):
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        ):
             if items:
                 problems.append(f"{label}: {', '.join(items)}")
         raise CheckpointError(
@@ -55,24 +59,27 @@ def load_weights(
     try:
         obj.load_state_dict(state, strict=True)
     except Exception as exc:
-        raise CheckpointError(f"{file}: loading the weights into the {what} failed: {exc}") \
-            from exc
+        raise CheckpointError(f"{file}: loading the weights into the {what} failed: {exc}") from exc
 
 
 #: The dtypes a floating-point parameter or buffer loads from (keeping the saved one).
 WEIGHT_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _check_dtypes(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], file: Path,
-                  kind: str) -> None:
+def _check_dtypes(
+    state: Mapping[str, Tensor], expected: Mapping[str, Tensor], file: Path, kind: str
+) -> None:
     """The dtype rule of loading: a floating-point tensor of the model loads from any of
     WEIGHT_FLOAT_DTYPES and keeps the saved one (a float64 model stays float64); every other
     tensor (integer counters, boolean masks) loads only from exactly its own dtype. Integer,
     complex or float8 weights for a float32 layer would fail inside torch or much later."""
     for key, tensor in state.items():
         want = expected[key].dtype
-        fits = (tensor.dtype in WEIGHT_FLOAT_DTYPES if want in WEIGHT_FLOAT_DTYPES
-                else tensor.dtype == want)
+        fits = (
+            tensor.dtype in WEIGHT_FLOAT_DTYPES
+            if want in WEIGHT_FLOAT_DTYPES
+            else tensor.dtype == want
+        )
         if not fits:
             raise CheckpointError(
                 f"{file}: {key!r} is {dtype_name(tensor.dtype)} but the {kind}'s tensor is "

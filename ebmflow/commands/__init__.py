@@ -22,6 +22,11 @@ CommandAdder = Callable[[Any], None]
 
 #: The core's sub-commands, in the order ``--help`` lists them.
 CORE_COMMANDS: list[CommandAdder] = [
-    add_demo, add_plugins, add_components, add_sample, add_evaluate, add_train,
+    add_demo,
+    add_plugins,
+    add_components,
+    add_sample,
+    add_evaluate,
+    add_train,
     add_convert,
 ]

@@ -44,14 +44,19 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 def add_component_options(parser: argparse.ArgumentParser, kind: str, default: str) -> None:
     """``--KIND NAME`` and repeated ``--KIND-arg KEY=VALUE`` options."""
     parser.add_argument(
-        f"--{kind}", default=default, metavar="NAME",
+        f"--{kind}",
+        default=default,
+        metavar="NAME",
         help=f"registered {kind} name or plugin:name (default: {default})",
     )
     parser.add_argument(
-        f"--{kind}-arg", dest=f"{kind}_args", action="append", type=parse_assignment,
-        default=[], metavar="KEY=VALUE",
-        help=f"an argument for the {kind}, repeatable; VALUE is JSON or a string "
-        "(default: none)",
+        f"--{kind}-arg",
+        dest=f"{kind}_args",
+        action="append",
+        type=parse_assignment,
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"an argument for the {kind}, repeatable; VALUE is JSON or a string (default: none)",
     )
 
 

@@ -28,14 +28,19 @@ def add_convert(subparsers: Any) -> None:
     parser.add_argument("source", metavar="SRC", help="what to convert (e.g. a pipeline folder)")
     parser.add_argument("out", metavar="OUT", help="the ebmflow checkpoint folder to write")
     parser.add_argument(
-        "--converter", default=None, metavar="NAME",
+        "--converter",
+        default=None,
+        metavar="NAME",
         help="registered converter name or plugin:name (default: the only one installed)",
     )
     parser.add_argument(
-        "--converter-arg", dest="converter_args", action="append", type=parse_assignment,
-        default=[], metavar="KEY=VALUE",
-        help="an option for the converter, repeatable; VALUE is JSON or a string "
-        "(default: none)",
+        "--converter-arg",
+        dest="converter_args",
+        action="append",
+        type=parse_assignment,
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option for the converter, repeatable; VALUE is JSON or a string (default: none)",
     )
     parser.set_defaults(func=run_convert)
 
@@ -58,8 +63,20 @@ def run_convert(args: argparse.Namespace) -> int:
     obj = host.create("converter", name, source=args.source, **options)
     import ebmflow
 
-    folder = ebmflow.save(obj, Path(args.out), host=host,
-                          metadata={"converted_from": str(args.source), "converter": name})
-    print(json.dumps({"source": str(args.source), "converter": name,
-                      "component": type(obj).__name__, "out": str(folder)}))
+    folder = ebmflow.save(
+        obj,
+        Path(args.out),
+        host=host,
+        metadata={"converted_from": str(args.source), "converter": name},
+    )
+    print(
+        json.dumps(
+            {
+                "source": str(args.source),
+                "converter": name,
+                "component": type(obj).__name__,
+                "out": str(folder),
+            }
+        )
+    )
     return 0

@@ -91,8 +91,18 @@ class DemoSettings:
 
 FULL = DemoSettings()
 QUICK = DemoSettings(
-    steps=40, batch_size=256, warmup=5, log_every=5, n_eval=2000, resolution=128, al_chains=300,
-    al_levels=4, al_steps_per_level=5, pt_chains=200, pt_replicas=4, pt_steps=20,
+    steps=40,
+    batch_size=256,
+    warmup=5,
+    log_every=5,
+    n_eval=2000,
+    resolution=128,
+    al_chains=300,
+    al_levels=4,
+    al_steps_per_level=5,
+    pt_chains=200,
+    pt_replicas=4,
+    pt_steps=20,
     landscape_resolution=64,
 )
 
@@ -116,32 +126,60 @@ def add_demo(subparsers: Any) -> None:
         "minute on 2 CPU cores; --quick runs every stage in a few seconds. Figures need "
         "matplotlib (pip install 'ebmflow[plot]'); without it everything else still runs.",
     )
-    parser.add_argument("--data", default=DEFAULT_DATA, metavar="NAME",
-                        help="a 2-D dataset with an exact density: 8gaussians, "
-                        f"checkerboard, rings, moons, 2spirals (default: {DEFAULT_DATA})")
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                        help="folder for the checkpoint, metrics, summary.json and figures "
-                        f"(default: {DEFAULT_OUT})")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny settings that still run every stage, for tests and a "
-                        "first look (default: off; the full run)")
-    parser.add_argument("--steps", type=int, default=None, metavar="N",
-                        help=f"training steps (default: {FULL.steps}, or {QUICK.steps} with "
-                        "--quick)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="seed of every random draw (default: 0)")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
-                        help="torch CPU threads; more rarely help these small tensors "
-                        f"(default: {DEFAULT_THREADS})")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bars (default: show them)")
+    parser.add_argument(
+        "--data",
+        default=DEFAULT_DATA,
+        metavar="NAME",
+        help="a 2-D dataset with an exact density: 8gaussians, "
+        f"checkerboard, rings, moons, 2spirals (default: {DEFAULT_DATA})",
+    )
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help="folder for the checkpoint, metrics, summary.json and figures "
+        f"(default: {DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny settings that still run every stage, for tests and a "
+        "first look (default: off; the full run)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"training steps (default: {FULL.steps}, or {QUICK.steps} with --quick)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="seed of every random draw (default: 0)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help="torch CPU threads; more rarely help these small tensors "
+        f"(default: {DEFAULT_THREADS})",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (default: show them)"
+    )
     parser.set_defaults(func=run_demo_command)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     run_demo(
-        data=args.data, out=args.out, quick=args.quick, steps=args.steps, seed=args.seed,
-        threads=args.threads, progress=not args.no_progress, host=args.host,
+        data=args.data,
+        out=args.out,
+        quick=args.quick,
+        steps=args.steps,
+        seed=args.seed,
+        threads=args.threads,
+        progress=not args.no_progress,
+        host=args.host,
     )
     return 0
 
@@ -159,12 +197,14 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 
 def _check_int(option: str, value: Any, minimum: int, maximum: int) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                              or value < minimum):
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or value < minimum
+    ):
         raise ConfigError(f"ebmflow demo: {option} must be an integer ≥ {minimum}, got {value!r}")
     if value is not None and value > maximum:
-        raise ConfigError(f"ebmflow demo: {option} must be an integer from {minimum} to "
-                          f"{maximum}, got {value!r}")
+        raise ConfigError(
+            f"ebmflow demo: {option} must be an integer from {minimum} to {maximum}, got {value!r}"
+        )
 
 
 def _two_d_datasets(host: Any) -> list[str]:
@@ -179,9 +219,11 @@ def _two_d_datasets(host: Any) -> list[str]:
 
 
 def _is_two_d(dataset: Any) -> bool:
-    return (tuple(getattr(dataset, "event_shape", ()) or ()) == (2,)
-            and getattr(dataset, "bounds", None) is not None
-            and bool(getattr(dataset, "has_log_prob", False)))
+    return (
+        tuple(getattr(dataset, "event_shape", ()) or ()) == (2,)
+        and getattr(dataset, "bounds", None) is not None
+        and bool(getattr(dataset, "has_log_prob", False))
+    )
 
 
 def _require(host: Any, kind: str, name: str) -> None:
@@ -251,32 +293,49 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     seconds: dict[str, float] = {}
     out.mkdir(parents=True, exist_ok=True)
     n_stages = 5
-    print(f"ebmflow demo: {data_name}, seed {seed}, {threads} torch thread(s), run folder "
-          f"{out}", flush=True)
+    print(
+        f"ebmflow demo: {data_name}, seed {seed}, {threads} torch thread(s), run folder {out}",
+        flush=True,
+    )
 
     def stage(i: int, text: str) -> float:
         print(f"[{i}/{n_stages}] {text}", flush=True)
         return time.perf_counter()
 
     # 1. training -----------------------------------------------------------------------
-    t = stage(1, f"training a noise-conditional MLP energy E(x, σ) with multiscale-dsm, "
-                 f"{s.steps} steps")
+    t = stage(
+        1, f"training a noise-conditional MLP energy E(x, σ) with multiscale-dsm, {s.steps} steps"
+    )
     with torch.random.fork_rng(devices=[]):
         # the initial weights, from the stream a run file with this seed uses; the
         # caller's RNG state is restored
         torch.manual_seed(derive_seed(seed, "init"))
-        energy = host.create("energy", "mlp", dim=2, widths=list(s.widths),
-                             activation="silu", noise_conditional=True)
-    schedule = {"name": "karras", "sigma_min": s.sigma_min, "sigma_max": s.sigma_max,
-                "p_mean": s.p_mean}
-    objective = host.create("objective", "multiscale-dsm", noise_schedule=schedule,
-                            weighting=1.0)
+        energy = host.create(
+            "energy", "mlp", dim=2, widths=list(s.widths), activation="silu", noise_conditional=True
+        )
+    schedule = {
+        "name": "karras",
+        "sigma_min": s.sigma_min,
+        "sigma_max": s.sigma_max,
+        "p_mean": s.p_mean,
+    }
+    objective = host.create("objective", "multiscale-dsm", noise_schedule=schedule, weighting=1.0)
     trainer = Trainer(
-        energy, objective, dataset, optimizer={"name": "adam", "lr": s.lr},
-        lr_schedule={"name": "cosine", "warmup": min(s.warmup, s.steps)}, ema=s.ema,
-        grad_clip=s.grad_clip, steps=s.steps, batch_size=s.batch_size, seed=seed,
-        log_every=min(s.log_every, s.steps), progress=progress,
-        checkpoint_dir=out / "checkpoint", metrics_file=out / "metrics.jsonl", host=host,
+        energy,
+        objective,
+        dataset,
+        optimizer={"name": "adam", "lr": s.lr},
+        lr_schedule={"name": "cosine", "warmup": min(s.warmup, s.steps)},
+        ema=s.ema,
+        grad_clip=s.grad_clip,
+        steps=s.steps,
+        batch_size=s.batch_size,
+        seed=seed,
+        log_every=min(s.log_every, s.steps),
+        progress=progress,
+        checkpoint_dir=out / "checkpoint",
+        metrics_file=out / "metrics.jsonl",
+        host=host,
     )
     history = trainer.fit()
     energy.load_state_dict(trainer.ema_state_dict())  # the EMA weights, when EMA is on
@@ -284,8 +343,11 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     seconds["train"] = time.perf_counter() - t
 
     # 2. exact NLL ----------------------------------------------------------------------
-    t = stage(2, f"exact NLL: grid quadrature of exp(−E(x, σ = {s.sigma_min:g})) over the box "
-                 f"{[list(b) for b in dataset.bounds]}, {s.resolution}² cells")
+    t = stage(
+        2,
+        f"exact NLL: grid quadrature of exp(−E(x, σ = {s.sigma_min:g})) over the box "
+        f"{[list(b) for b in dataset.bounds]}, {s.resolution}² cells",
+    )
     test = dataset.sample(s.n_eval, _generator(seed, "held-out"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -294,26 +356,37 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     seconds["nll"] = time.perf_counter() - t
 
     # 3. annealed Langevin ----------------------------------------------------------------
-    t = stage(3, f"annealed Langevin: {s.al_chains} chains, {s.al_levels} levels "
-                 f"σ = {s.sigma_max:g} → {s.sigma_min:g}, {s.al_steps_per_level} steps each")
+    t = stage(
+        3,
+        f"annealed Langevin: {s.al_chains} chains, {s.al_levels} levels "
+        f"σ = {s.sigma_max:g} → {s.sigma_min:g}, {s.al_steps_per_level} steps each",
+    )
     gen = _generator(seed, "annealed-langevin")
     annealed = host.create(
-        "sampler", "annealed-langevin",
-        noise_schedule={"name": "geometric", "sigma_max": s.sigma_max,
-                        "sigma_min": s.sigma_min},
-        n_levels=s.al_levels, steps_per_level=s.al_steps_per_level, epsilon=s.al_epsilon,
+        "sampler",
+        "annealed-langevin",
+        noise_schedule={"name": "geometric", "sigma_max": s.sigma_max, "sigma_min": s.sigma_min},
+        n_levels=s.al_levels,
+        steps_per_level=s.al_steps_per_level,
+        epsilon=s.al_epsilon,
     )
     x0 = s.sigma_max * torch.randn(s.al_chains, 2, generator=gen)
     al_samples = annealed.run(energy, x0, generator=gen, progress=progress).samples.detach()
     reference = dataset.sample(s.al_chains, _generator(seed, "annealed-langevin", "reference"))
-    al_report = {"chains": s.al_chains, "steps": annealed.total_steps,
-                 "mmd2": evaluate.mmd(al_samples, reference)}
+    al_report = {
+        "chains": s.al_chains,
+        "steps": annealed.total_steps,
+        "mmd2": evaluate.mmd(al_samples, reference),
+    }
     seconds["annealed_langevin"] = time.perf_counter() - t
 
     # 4. parallel tempering ---------------------------------------------------------------
-    t = stage(4, f"parallel tempering at σ = {s.sigma_min:g}: {s.pt_chains} chains × "
-                 f"{s.pt_replicas} replicas, {s.pt_steps} steps, every chain started at one "
-                 "data point")
+    t = stage(
+        4,
+        f"parallel tempering at σ = {s.sigma_min:g}: {s.pt_chains} chains × "
+        f"{s.pt_replicas} replicas, {s.pt_steps} steps, every chain started at one "
+        "data point",
+    )
     pt_samples, pt_report = _parallel_tempering(host, energy, dataset, s, seed, progress)
     seconds["parallel_tempering"] = time.perf_counter() - t
 
@@ -322,25 +395,44 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     figures: list[str] = []
     figure_note = None
     if matplotlib_available():
-        figures = _figures(energy, dataset, data_name, out, s, result, true_nll, history,
-                           test, {"annealed Langevin": al_samples, "parallel tempering":
-                                  pt_samples})
+        figures = _figures(
+            energy,
+            dataset,
+            data_name,
+            out,
+            s,
+            result,
+            true_nll,
+            history,
+            test,
+            {"annealed Langevin": al_samples, "parallel tempering": pt_samples},
+        )
     else:
         figure_note = f"figures skipped: matplotlib is not installed; {INSTALL_HINT}"
         print(figure_note, flush=True)
     seconds["figures"] = time.perf_counter() - t
 
     summary: dict[str, Any] = {
-        "data": data_name, "seed": seed, "threads": threads, "settings": asdict(s),
+        "data": data_name,
+        "seed": seed,
+        "threads": threads,
+        "settings": asdict(s),
         "sigma_min": s.sigma_min,
-        "nll": result.nll, "nll_stderr": result.stderr, "true_nll": true_nll,
-        "nll_gap": result.nll - true_nll, "log_z": result.log_z, "n_eval": s.n_eval,
+        "nll": result.nll,
+        "nll_stderr": result.stderr,
+        "true_nll": true_nll,
+        "nll_gap": result.nll - true_nll,
+        "log_z": result.log_z,
+        "n_eval": s.n_eval,
         "quadrature_warnings": [str(w.message) for w in caught],
         "final_loss": history[-1]["loss"] if history else None,
-        "annealed_langevin": al_report, "parallel_tempering": pt_report,
+        "annealed_langevin": al_report,
+        "parallel_tempering": pt_report,
         "mmd2_reference": _reference_mmd(dataset, s.al_chains, seed),
-        "figures": figures, "figure_note": figure_note,
-        "checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"),
+        "figures": figures,
+        "figure_note": figure_note,
+        "checkpoint": str(out / "checkpoint"),
+        "metrics": str(out / "metrics.jsonl"),
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "wall_seconds": round(time.perf_counter() - wall0, 2),
         "cpu_seconds": round(time.process_time() - cpu0, 2),
@@ -348,8 +440,6 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _print_summary(summary, out)
     return summary
-
-
 
 
 def _generator(seed: int, *labels: str | int) -> Any:
@@ -373,22 +463,27 @@ def _parallel_tempering(host, energy, dataset, s: DemoSettings, seed: int, progr
         return None, {"skipped": note}
     gen = _generator(seed, "parallel-tempering")
     sampler = host.create(
-        "sampler", "parallel-tempering", n_replicas=s.pt_replicas, beta_min=s.pt_beta_min,
+        "sampler",
+        "parallel-tempering",
+        n_replicas=s.pt_replicas,
+        beta_min=s.pt_beta_min,
         local_sampler={"name": "mala", "step_size": s.pt_step_size},
     )
     start = dataset.sample(1, gen)
     x0 = start.expand(s.pt_chains, 2).clone()
-    run = sampler.run(energy, x0, s.pt_steps, sigma=s.sigma_min, generator=gen,
-                      progress=progress)
+    run = sampler.run(energy, x0, s.pt_steps, sigma=s.sigma_min, generator=gen, progress=progress)
     samples = run.samples.detach()
     reference = dataset.sample(s.pt_chains, _generator(seed, "parallel-tempering", "reference"))
     diagnostics = run.diagnostics
     swap = [float(v) for v in torch.as_tensor(diagnostics["swap_acceptance"]).flatten()]
     report = {
-        "chains": s.pt_chains, "replicas": s.pt_replicas, "steps": s.pt_steps,
+        "chains": s.pt_chains,
+        "replicas": s.pt_replicas,
+        "steps": s.pt_steps,
         "start": [round(float(v), 4) for v in start[0]],
         "betas": [float(v) for v in torch.as_tensor(diagnostics["betas"]).flatten()],
-        "swap_acceptance": swap, "swap_acceptance_mean": sum(swap) / len(swap),
+        "swap_acceptance": swap,
+        "swap_acceptance_mean": sum(swap) / len(swap),
         "mala_acceptance": float(diagnostics["acceptance_rate"]),
         "round_trip_rate": float(diagnostics.get("round_trip_rate", math.nan)),
         "mmd2": evaluate.mmd(samples, reference),
@@ -426,18 +521,28 @@ def _figures(energy, dataset, data_name, out, s, result, true_nll, history, test
     true = dataset.log_prob(grid).exp().reshape(n, n)
     paths = [
         plotting.plot_landscape(
-            e.reshape(n, n), learned, true, dataset.bounds, out / "landscape.png",
+            e.reshape(n, n),
+            learned,
+            true,
+            dataset.bounds,
+            out / "landscape.png",
             title=f"{data_name}: the learned energy landscape beside the true density",
-            names=(f"learned energy E(x, σ={s.sigma_min:g})",
-                   f"learned density exp(−E)/Z: NLL {result.nll:.3f}",
-                   f"true density: NLL {true_nll:.3f}"),
+            names=(
+                f"learned energy E(x, σ={s.sigma_min:g})",
+                f"learned density exp(−E)/Z: NLL {result.nll:.3f}",
+                f"true density: NLL {true_nll:.3f}",
+            ),
         ),
         plotting.plot_samples_over_data(
-            shown, test[: max(len(v) for v in shown.values())], out / "samples.png",
-            title=f"{data_name}: samples (red) over data (grey)", bounds=dataset.bounds,
+            shown,
+            test[: max(len(v) for v in shown.values())],
+            out / "samples.png",
+            title=f"{data_name}: samples (red) over data (grey)",
+            bounds=dataset.bounds,
         ),
         plotting.plot_training_curve(
-            history, out / "training.png",
+            history,
+            out / "training.png",
             title=f"multiscale-dsm loss (λ(σ) = σ; means over {min(s.log_every, s.steps)} "
             f"steps), {s.steps} steps",
         ),
@@ -458,21 +563,27 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     for message in summary["quadrature_warnings"]:
         lines.append(f"  warning: {message}")
     al = summary["annealed_langevin"]
-    lines.append(f"  annealed Langevin: {al['chains']} chains, {al['steps']} steps, MMD² to "
-                 f"the data {al['mmd2']:.2e} (two data sets: {summary['mmd2_reference']:.2e})")
+    lines.append(
+        f"  annealed Langevin: {al['chains']} chains, {al['steps']} steps, MMD² to "
+        f"the data {al['mmd2']:.2e} (two data sets: {summary['mmd2_reference']:.2e})"
+    )
     pt = summary["parallel_tempering"]
     if "skipped" in pt:
         lines.append(f"  {pt['skipped']}")
     else:
         rates = ", ".join(f"{r:.2f}" for r in pt["swap_acceptance"])
-        lines.append(f"  parallel tempering: swap acceptance {pt['swap_acceptance_mean']:.2f} "
-                     f"(pairs {rates}), MALA acceptance {pt['mala_acceptance']:.2f}, MMD² to "
-                     f"the data {pt['mmd2']:.2e}")
+        lines.append(
+            f"  parallel tempering: swap acceptance {pt['swap_acceptance_mean']:.2f} "
+            f"(pairs {rates}), MALA acceptance {pt['mala_acceptance']:.2f}, MMD² to "
+            f"the data {pt['mmd2']:.2e}"
+        )
     if summary["figures"]:
         lines.append(f"  figures: {', '.join(summary['figures'])}")
     else:
         lines.append(f"  {summary['figure_note']}")
-    lines.append(f"  checkpoint: {summary['checkpoint']}  (try: ebmflow evaluate "
-                 f"{summary['checkpoint']} --data {summary['data']} --sigma "
-                 f"{summary['sigma_min']:g}); summary: {out / 'summary.json'}")
+    lines.append(
+        f"  checkpoint: {summary['checkpoint']}  (try: ebmflow evaluate "
+        f"{summary['checkpoint']} --data {summary['data']} --sigma "
+        f"{summary['sigma_min']:g}); summary: {out / 'summary.json'}"
+    )
     print("\n".join(lines), flush=True)

@@ -62,37 +62,75 @@ def add_evaluate(subparsers: Any) -> None:
         "classifier energy on the held-out split); --nll asks for the NLL anyway.",
     )
     parser.add_argument("checkpoint", help="an energy checkpoint folder (ebmflow.save)")
-    parser.add_argument("--data", required=True, metavar="NAME",
-                        help="registered dataset name, e.g. 8gaussians, digits")
-    parser.add_argument("--n", type=int, default=20_000,
-                        help="dataset samples to average over (default: 20000)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="NAME",
+        help="registered dataset name, e.g. 8gaussians, digits",
+    )
+    parser.add_argument(
+        "--n", type=int, default=20_000, help="dataset samples to average over (default: 20000)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
-    parser.add_argument("--sigma", type=float, default=None,
-                        help="noise level for a noise-conditional energy (default: none)")
-    parser.add_argument("--resolution", type=int, default=None,
-                        help="grid cells per dimension (default: 512 in 2-D)")
-    parser.add_argument("--ais-chains", type=int, default=1024,
-                        help="AIS chains when log Z is not exact (default: 1024)")
-    parser.add_argument("--ais-temps", type=int, default=500,
-                        help="AIS temperatures (default: 500)")
-    parser.add_argument("--log-z", default="auto", metavar="METHOD",
-                        help="log Z estimator: auto (grid quadrature when the dataset has a "
-                        "box and the energy is 1-3-D, else ais), or any registered "
-                        "log_z_estimator: grid, ais, stepping-stone, ... (default: auto)")
-    parser.add_argument("--log-z-arg", dest="log_z_args", action="append",
-                        type=parse_assignment, default=[], metavar="KEY=VALUE",
-                        help="an argument for the log Z estimator, repeatable; VALUE is JSON "
-                        "or a string, e.g. n_replicas=16 (default: none)")
-    parser.add_argument("--data-arg", dest="data_args", action="append",
-                        type=parse_assignment, default=[], metavar="KEY=VALUE",
-                        help="an argument for the dataset, repeatable; VALUE is JSON or a "
-                        "string, e.g. split=test (default: none; a plugin's evaluator may "
-                        "start from the training run's [data] arguments)")
-    parser.add_argument("--nll", action="store_true",
-                        help="report the NLL even for an energy that a plugin's evaluator "
-                        "claims (e.g. ebmflow-jem's classifier energies) (default: off)")
-    parser.add_argument("--json", action="store_true",
-                        help="print JSON instead of text (default: text)")
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="noise level for a noise-conditional energy (default: none)",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="grid cells per dimension (default: 512 in 2-D)",
+    )
+    parser.add_argument(
+        "--ais-chains",
+        type=int,
+        default=1024,
+        help="AIS chains when log Z is not exact (default: 1024)",
+    )
+    parser.add_argument(
+        "--ais-temps", type=int, default=500, help="AIS temperatures (default: 500)"
+    )
+    parser.add_argument(
+        "--log-z",
+        default="auto",
+        metavar="METHOD",
+        help="log Z estimator: auto (grid quadrature when the dataset has a "
+        "box and the energy is 1-3-D, else ais), or any registered "
+        "log_z_estimator: grid, ais, stepping-stone, ... (default: auto)",
+    )
+    parser.add_argument(
+        "--log-z-arg",
+        dest="log_z_args",
+        action="append",
+        type=parse_assignment,
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument for the log Z estimator, repeatable; VALUE is JSON "
+        "or a string, e.g. n_replicas=16 (default: none)",
+    )
+    parser.add_argument(
+        "--data-arg",
+        dest="data_args",
+        action="append",
+        type=parse_assignment,
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument for the dataset, repeatable; VALUE is JSON or a "
+        "string, e.g. split=test (default: none; a plugin's evaluator may "
+        "start from the training run's [data] arguments)",
+    )
+    parser.add_argument(
+        "--nll",
+        action="store_true",
+        help="report the NLL even for an energy that a plugin's evaluator "
+        "claims (e.g. ebmflow-jem's classifier energies) (default: off)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON instead of text (default: text)"
+    )
     parser.set_defaults(func=run_evaluate)
 
 
@@ -115,25 +153,38 @@ def run_evaluate(args: argparse.Namespace) -> int:
     dataset = args.host.create("dataset", args.data, **dict(args.data_args))
     gen = torch.Generator().manual_seed(args.seed)
     data = dataset.sample(args.n, gen)
-    report: dict[str, Any] = {"checkpoint": str(args.checkpoint), "data": args.data,
-                              "n": args.n, "seed": args.seed, "sigma": args.sigma}
+    report: dict[str, Any] = {
+        "checkpoint": str(args.checkpoint),
+        "data": args.data,
+        "n": args.n,
+        "seed": args.seed,
+        "sigma": args.sigma,
+    }
     dim = math.prod(data.shape[1:])
     # the largest resolution whose grid has at most MAX_GRID_CELLS cells in dim-D (smaller
     # than 2 is refused by the quadrature itself)
     largest = max(2, int(MAX_GRID_CELLS ** (1 / dim) + 1e-9))
     if args.resolution is not None and args.resolution > largest:
-        check_int_option(f"--resolution (for a {dim}-D energy, at most {MAX_GRID_CELLS} grid "
-                         f"cells)", args.resolution, 2, largest)
+        check_int_option(
+            f"--resolution (for a {dim}-D energy, at most {MAX_GRID_CELLS} grid cells)",
+            args.resolution,
+            2,
+            largest,
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         method = args.log_z
         if method == "auto":
             method = "grid" if dim <= 3 and dataset.bounds is not None else "ais"
         if method == "grid" and not args.log_z_args:
-            result = evaluate.nll(energy, data, dataset.bounds, args.resolution,
-                                  sigma=args.sigma)
-            report.update(method="grid quadrature", nll=result.nll, stderr=result.stderr,
-                          log_z=result.log_z, log_z_error=result.grid.error_estimate)
+            result = evaluate.nll(energy, data, dataset.bounds, args.resolution, sigma=args.sigma)
+            report.update(
+                method="grid quadrature",
+                nll=result.nll,
+                stderr=result.stderr,
+                log_z=result.log_z,
+                log_z_error=result.grid.error_estimate,
+            )
         else:
             options = _estimator_options(args, method, dataset, data, gen)
             estimate = evaluate.log_z(energy, method, host=args.host, **options)
@@ -141,9 +192,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 e = torch.cat([energy(chunk, args.sigma) for chunk in data.split(4096)])
             stderr = float(getattr(estimate, "stderr", 0.0) or 0.0)
             report.update(
-                method=_METHOD_NAMES.get(method, method), nll=float(e.mean()) + estimate.log_z,
+                method=_METHOD_NAMES.get(method, method),
+                nll=float(e.mean()) + estimate.log_z,
                 stderr=math.sqrt(float(e.var()) / len(e) + stderr**2),
-                log_z=estimate.log_z, log_z_stderr=stderr,
+                log_z=estimate.log_z,
+                log_z_stderr=stderr,
             )
             if hasattr(estimate, "ess"):
                 report["ais_ess"] = estimate.ess
@@ -155,8 +208,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{args.data}: NLL {report['nll']:.4f} ± {report['stderr']:.4f} nats "
-          f"({report['method']}, log Z {report['log_z']:.4f})")
+    print(
+        f"{args.data}: NLL {report['nll']:.4f} ± {report['stderr']:.4f} nats "
+        f"({report['method']}, log Z {report['log_z']:.4f})"
+    )
     if "true_nll" in report:
         print(f"true density on the same samples: {report['true_nll']:.4f} nats")
     for message in report["warnings"]:
@@ -167,8 +222,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 _METHOD_NAMES = {"grid": "grid quadrature", "ais": "annealed importance sampling"}
 
 
-def _estimator_options(args: argparse.Namespace, method: str, dataset: Any, data: Any,
-                       generator: Any) -> dict[str, Any]:
+def _estimator_options(
+    args: argparse.Namespace, method: str, dataset: Any, data: Any, generator: Any
+) -> dict[str, Any]:
     """The estimator's keyword arguments: the command's settings that its signature takes
     (event shape, σ, generator, a Gaussian base fitted to the data, AIS sizes), then
     ``--log-z-arg`` on top."""
@@ -177,14 +233,19 @@ def _estimator_options(args: argparse.Namespace, method: str, dataset: Any, data
     factory = args.host.get("log_z_estimator", method).load()
     accepted = inspect.signature(factory).parameters
     settings: dict[str, Any] = {
-        "bounds": dataset.bounds, "resolution": args.resolution,
-        "event_shape": tuple(data.shape[1:]), "sigma": args.sigma, "generator": generator,
-        "base_mean": float(data.mean()), "base_std": float(data.std()),
+        "bounds": dataset.bounds,
+        "resolution": args.resolution,
+        "event_shape": tuple(data.shape[1:]),
+        "sigma": args.sigma,
+        "generator": generator,
+        "base_mean": float(data.mean()),
+        "base_std": float(data.std()),
     }
     if method == "ais":
         settings.update(n_chains=args.ais_chains, n_temps=args.ais_temps)
-    options = {key: value for key, value in settings.items()
-               if key in accepted and value is not None}
+    options = {
+        key: value for key, value in settings.items() if key in accepted and value is not None
+    }
     options.update(dict(args.log_z_args))
     return options
 
@@ -200,9 +261,14 @@ def _claiming_evaluator(host: Any, energy: Any) -> Any:
 
 def _request(args: argparse.Namespace) -> EvaluationRequest:
     return EvaluationRequest(
-        checkpoint=str(args.checkpoint), data=args.data, data_args=dict(args.data_args),
-        run_data_args=_run_data_arguments(args.checkpoint, args.data), n=args.n,
-        seed=args.seed, sigma=args.sigma, host=args.host,
+        checkpoint=str(args.checkpoint),
+        data=args.data,
+        data_args=dict(args.data_args),
+        run_data_args=_run_data_arguments(args.checkpoint, args.data),
+        n=args.n,
+        seed=args.seed,
+        sigma=args.sigma,
+        host=args.host,
     )
 
 

@@ -17,8 +17,9 @@ def add_plugins(subparsers: Any) -> None:
         description="List every plugin ebmflow found: name, distribution, version, status "
         "(ok, failed or disabled), its components and, for failures, the error.",
     )
-    parser.add_argument("--json", action="store_true",
-                        help="print JSON instead of a table (default: a table)")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table (default: a table)"
+    )
     parser.set_defaults(func=_run_plugins)
 
 
@@ -29,10 +30,15 @@ def _run_plugins(args: argparse.Namespace) -> int:
         return 0
     rows = [("PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "COMPONENTS")]
     for info in infos:
-        rows.append((
-            info.name, info.distribution or "-", info.version or "-", info.status,
-            str(len(info.components)) if info.status == "ok" else (info.error or ""),
-        ))
+        rows.append(
+            (
+                info.name,
+                info.distribution or "-",
+                info.version or "-",
+                info.status,
+                str(len(info.components)) if info.status == "ok" else (info.error or ""),
+            )
+        )
     _print_table(rows)
     return 0
 
@@ -47,11 +53,14 @@ def add_components(subparsers: Any) -> None:
     # not argparse `choices`: the registry accepts the same spellings as ebmflow.components
     # ("samplers", "noise-schedule") and reports an unknown kind as one line
     parser.add_argument(
-        "--kind", metavar="KIND", default=None,
+        "--kind",
+        metavar="KIND",
+        default=None,
         help=f"only this kind: {', '.join(KINDS)} (default: all kinds)",
     )
-    parser.add_argument("--json", action="store_true",
-                        help="print JSON instead of a table (default: a table)")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table (default: a table)"
+    )
     parser.set_defaults(func=_run_components)
 
 

@@ -33,21 +33,38 @@ def add_sample(subparsers: Any) -> None:
     )
     parser.add_argument("checkpoint", help="an energy checkpoint folder (ebmflow.save)")
     add_component_options(parser, "sampler", "langevin")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="sampler steps (default: the sampler's own run length, "
-                        "else 1000)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="sampler steps (default: the sampler's own run length, else 1000)",
+    )
     parser.add_argument("--n", type=int, default=1000, help="number of chains (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
-    parser.add_argument("--sigma", type=float, default=None,
-                        help="noise level for a noise-conditional energy (default: none)")
-    parser.add_argument("--init", choices=("gaussian", "uniform"), default="gaussian",
-                        help="starting distribution: N(0, s²) or U(−s, s) (default: gaussian)")
-    parser.add_argument("--init-scale", type=float, default=1.0,
-                        help="s of the starting distribution (default: 1.0)")
-    parser.add_argument("--progress", action="store_true",
-                        help="show a progress bar (default: off)")
-    parser.add_argument("--out", required=True,
-                        help=f"output file, one of {', '.join(OUTPUT_SUFFIXES)}")
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="noise level for a noise-conditional energy (default: none)",
+    )
+    parser.add_argument(
+        "--init",
+        choices=("gaussian", "uniform"),
+        default="gaussian",
+        help="starting distribution: N(0, s²) or U(−s, s) (default: gaussian)",
+    )
+    parser.add_argument(
+        "--init-scale",
+        type=float,
+        default=1.0,
+        help="s of the starting distribution (default: 1.0)",
+    )
+    parser.add_argument(
+        "--progress", action="store_true", help="show a progress bar (default: off)"
+    )
+    parser.add_argument(
+        "--out", required=True, help=f"output file, one of {', '.join(OUTPUT_SUFFIXES)}"
+    )
     parser.set_defaults(func=run_sample)
 
 
@@ -74,25 +91,36 @@ def run_sample(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     shape = (args.n, *energy.event_shape)
     # starting points in the energy's own dtype (a float64 checkpoint samples in float64)
-    dtype = next((t.dtype for t in (*energy.parameters(), *energy.buffers())
-                  if t.is_floating_point()), torch.get_default_dtype())
-    x0 = torch.randn(shape, generator=gen, dtype=dtype) if args.init == "gaussian" else (
-        2 * torch.rand(shape, generator=gen, dtype=dtype) - 1
+    dtype = next(
+        (t.dtype for t in (*energy.parameters(), *energy.buffers()) if t.is_floating_point()),
+        torch.get_default_dtype(),
+    )
+    x0 = (
+        torch.randn(shape, generator=gen, dtype=dtype)
+        if args.init == "gaussian"
+        else (2 * torch.rand(shape, generator=gen, dtype=dtype) - 1)
     )
     x0 = args.init_scale * x0
     run_kwargs: dict[str, Any] = {"generator": gen, "progress": args.progress}
     if args.sigma is not None:
         run_kwargs["sigma"] = args.sigma
-    steps = args.steps if args.steps is not None else (
-        None if hasattr(sampler, "total_steps") else 1000
+    steps = (
+        args.steps
+        if args.steps is not None
+        else (None if hasattr(sampler, "total_steps") else 1000)
     )
     start = time.perf_counter()
     result = sampler.run(energy, x0, steps, **run_kwargs)
     seconds = time.perf_counter() - start
     summary = {
-        "checkpoint": str(args.checkpoint), "sampler": args.sampler,
-        "sampler_args": dict(args.sampler_args), "steps": result.state.step, "n": args.n,
-        "seed": args.seed, "sigma": args.sigma, "seconds": round(seconds, 3),
+        "checkpoint": str(args.checkpoint),
+        "sampler": args.sampler,
+        "sampler_args": dict(args.sampler_args),
+        "steps": result.state.step,
+        "n": args.n,
+        "seed": args.seed,
+        "sigma": args.sigma,
+        "seconds": round(seconds, 3),
     }
     if "acceptance_rate" in result.diagnostics:
         summary["acceptance_rate"] = round(result.diagnostics["acceptance_rate"], 4)
@@ -101,8 +129,9 @@ def run_sample(args: argparse.Namespace) -> int:
     if out.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        save_file({"samples": samples}, str(out),
-                  metadata={k: json.dumps(v) for k, v in summary.items()})
+        save_file(
+            {"samples": samples}, str(out), metadata={k: json.dumps(v) for k, v in summary.items()}
+        )
     else:
         from ebmflow.plotting import plot_samples
 

@@ -49,21 +49,38 @@ def add_train(subparsers: Any) -> None:
         "DIR/checkpoint` works on it) and DIR/metrics.jsonl. Runs under torchrun too "
         "(`torchrun --nproc_per_node N -m ebmflow train ...`).",
     )
-    parser.add_argument("config", nargs="?", default=None,
-                        help="the TOML run file (default with --resume: DIR/config.toml)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="the TOML run file (default with --resume: DIR/config.toml)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="the run folder")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in DIR from its checkpoint (bit-identical on "
-                        "the CPU; default: start a new run)")
-    parser.add_argument("--steps", type=int, default=None, metavar="N",
-                        help="total steps to train to, replacing [train] steps (default: the "
-                        "run file's)")
-    parser.add_argument("--until", type=int, default=None, metavar="N",
-                        help="stop after step N without changing the run (its length and "
-                        "learning-rate schedule); continue later with --resume "
-                        "(default: train to the end)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar (default: show it)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in DIR from its checkpoint (bit-identical on "
+        "the CPU; default: start a new run)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="total steps to train to, replacing [train] steps (default: the run file's)",
+    )
+    parser.add_argument(
+        "--until",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after step N without changing the run (its length and "
+        "learning-rate schedule); continue later with --resume "
+        "(default: train to the end)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: show it)"
+    )
     parser.set_defaults(func=run_train)
 
 
@@ -79,8 +96,9 @@ def run_train(args: argparse.Namespace) -> int:
     config_path = args.config
     if config_path is None:
         if not args.resume:
-            raise ConfigError("give the TOML run file (CONFIG), or --resume to continue the "
-                              "run in --out")
+            raise ConfigError(
+                "give the TOML run file (CONFIG), or --resume to continue the run in --out"
+            )
         config_path = out / CONFIG_COPY
     run_config = load_run_config(config_path)
     has_checkpoint = checkpoint.is_dir() or (out / f".{CHECKPOINT}.ebmflow-old").is_dir()
@@ -88,8 +106,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume and not has_checkpoint and rank == 0:
         # as Trainer.fit(resume=True): a job preempted before its first checkpoint is
         # simply restarted with the same command
-        print(f"ebmflow: no checkpoint at {checkpoint} yet; starting the run from scratch",
-              file=sys.stderr)
+        print(
+            f"ebmflow: no checkpoint at {checkpoint} yet; starting the run from scratch",
+            file=sys.stderr,
+        )
     if not args.resume and has_checkpoint:
         raise ConfigError(
             f"{out} already holds a run ({checkpoint} exists); continue it with --resume, or "
@@ -116,6 +136,8 @@ def run_train(args: argparse.Namespace) -> int:
     if trainer.rank == 0:
         last = history[-1] if history else {}
         loss = f", loss {last['loss']:.5g}" if "loss" in last else ""
-        print(f"step {trainer.step} of {trainer.steps}{loss}; checkpoint {checkpoint}, "
-              f"metrics {out / METRICS}")
+        print(
+            f"step {trainer.step} of {trainer.steps}{loss}; checkpoint {checkpoint}, "
+            f"metrics {out / METRICS}"
+        )
     return 0

@@ -29,8 +29,10 @@ def _load_digits() -> tuple[Tensor, Tensor]:
             "pip install scikit-learn  (or: pip install 'ebmflow[digits]')"
         ) from exc
     bunch: Any = load_digits()
-    return (torch.as_tensor(bunch.data, dtype=torch.float64),
-            torch.as_tensor(bunch.target, dtype=torch.int64))
+    return (
+        torch.as_tensor(bunch.data, dtype=torch.float64),
+        torch.as_tensor(bunch.target, dtype=torch.int64),
+    )
 
 
 def _splitmix64(x: int) -> int:
@@ -54,8 +56,9 @@ def _stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[
         n_test = round(test_fraction * len(rows))
         test.extend(rows[:n_test])
         train.extend(rows[n_test:])
-    return torch.tensor(sorted(train), dtype=torch.int64), torch.tensor(sorted(test),
-                                                                        dtype=torch.int64)
+    return torch.tensor(sorted(train), dtype=torch.int64), torch.tensor(
+        sorted(test), dtype=torch.int64
+    )
 
 
 class Digits(Dataset):
@@ -146,8 +149,9 @@ class Digits(Dataset):
         return (x, y) if device is None else (x.to(device), y.to(device))
 
     def _rows(self, n: int, generator: torch.Generator | None) -> Tensor:
-        rows = torch.randint(0, len(self), (n,), generator=generator,
-                             device=generator_device(generator))
+        rows = torch.randint(
+            0, len(self), (n,), generator=generator, device=generator_device(generator)
+        )
         return rows.cpu()
 
     def _sample(self, n, generator):

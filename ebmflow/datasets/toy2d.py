@@ -128,8 +128,9 @@ class Toy2D(Dataset):
         and returned in ``x``'s floating dtype. Points outside the support give −inf."""
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != 2:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ConfigError(f"{self.name} dataset: log_prob expects a tensor of shape (n, 2), "
-                              f"got {shape}")
+            raise ConfigError(
+                f"{self.name} dataset: log_prob expects a tensor of shape (n, 2), got {shape}"
+            )
         dtype = x.dtype if torch.is_floating_point(x) else torch.float32
         return self._log_prob(x.to(torch.float64)).to(dtype)
 
@@ -170,8 +171,11 @@ class EightGaussians(Toy2D):
     def _log_prob(self, x):
         sigma = self.noise_std / self.divisor
         d2 = (x[:, None, :] - self._centers(x.device)).pow(2).sum(-1)
-        return (torch.logsumexp(-d2 / (2 * sigma**2), 1) - math.log(8.0)
-                - math.log(2 * math.pi * sigma**2))
+        return (
+            torch.logsumexp(-d2 / (2 * sigma**2), 1)
+            - math.log(8.0)
+            - math.log(2 * math.pi * sigma**2)
+        )
 
 
 class Checkerboard(Toy2D):
@@ -243,7 +247,7 @@ class Rings(Toy2D):
         sigma2 = self.noise_std**2
         radii = torch.tensor(self.radii, dtype=torch.float64, device=x.device)
         rho = x.norm(dim=1, keepdim=True)
-        log_terms = -(rho - radii) ** 2 / (2 * sigma2) + torch.log(
+        log_terms = -((rho - radii) ** 2) / (2 * sigma2) + torch.log(
             torch.special.i0e(rho * radii / sigma2)
         )
         return torch.logsumexp(log_terms, 1) - math.log(4.0) - math.log(2 * math.pi * sigma2)
@@ -306,15 +310,16 @@ class Moons(Toy2D):
 
     def _log_prob(self, x):
         sigma2 = self.noise_std**2
-        edges = torch.linspace(0.0, math.pi, self.quadrature_nodes // _GL_ORDER + 1,
-                               dtype=torch.float64)
+        edges = torch.linspace(
+            0.0, math.pi, self.quadrature_nodes // _GL_ORDER + 1, dtype=torch.float64
+        )
         t, w = composite_gauss_legendre(edges)
         arc = torch.cat([torch.zeros_like(t), torch.ones_like(t)])
         centres = self._arc(torch.cat([t, t]), arc).to(x.device)  # c_k(t_i), (2q, 2)
         # −‖x − c‖² / (2σ²) = x·c / σ² − ‖c‖² / (2σ²) − ‖x‖² / (2σ²): one matrix product
-        bias = torch.log(torch.cat([w, w]).to(x.device) / (2 * math.pi)) - centres.pow(2).sum(
-            1
-        ) / (2 * sigma2)
+        bias = torch.log(torch.cat([w, w]).to(x.device) / (2 * math.pi)) - centres.pow(2).sum(1) / (
+            2 * sigma2
+        )
         weight = centres.T / sigma2
 
         def log_terms(block: Tensor) -> Tensor:
@@ -442,7 +447,7 @@ class TwoSpirals(Toy2D):
         total, bounds = [], []
         for sign in (1.0, -1.0):
             y = sign * x
-            r2 = (y.pow(2).sum(1, keepdim=True) - 2 * y @ coarse.T + coarse.pow(2).sum(1))
+            r2 = y.pow(2).sum(1, keepdim=True) - 2 * y @ coarse.T + coarse.pow(2).sum(1)
             r = r2.clamp_min(0).sqrt()  # distances to the coarse nodes, (m, q / stride)
             q_sum = torch.zeros(len(x), dtype=x.dtype, device=x.device)
             covered = torch.zeros_like(r, dtype=torch.bool)  # coarse nodes inside a window
@@ -478,9 +483,13 @@ class TwoSpirals(Toy2D):
         """log p summing every node, in linear space, then in log space where it underflows."""
         every = torch.arange(q, device=x.device)
         chunk = max(1, _CHUNK_ELEMENTS // q)
-        p = torch.cat(
-            [0.5 * (kernel(y, every).sum(1) + kernel(-y, every).sum(1)) for y in x.split(chunk)]
-        ) if len(x) else x.new_empty(0)
+        p = (
+            torch.cat(
+                [0.5 * (kernel(y, every).sum(1) + kernel(-y, every).sum(1)) for y in x.split(chunk)]
+            )
+            if len(x)
+            else x.new_empty(0)
+        )
         log_p = p.log()
         tiny = p < _TINY
         if tiny.any():

@@ -77,9 +77,11 @@ def make_activation(owner: str, name: str) -> nn.Module:
 
 def check_widths(owner: str, widths: Any, *, allow_empty: bool = False) -> list[int]:
     """Validate a list of layer widths (positive integers)."""
-    ok = isinstance(widths, (list, tuple)) and all(
-        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
-    ) and (allow_empty or len(widths) > 0)
+    ok = (
+        isinstance(widths, (list, tuple))
+        and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)
+        and (allow_empty or len(widths) > 0)
+    )
     if not ok:
         empty = "" if allow_empty else "non-empty "
         raise ConfigError(
@@ -127,8 +129,9 @@ class SigmaEmbedding(nn.Module):
         return f"kind={self.kind!r}, out_features={self.out_features}"
 
 
-def check_sigma_embedding(owner: str, kind: Any, noise_conditional: bool,
-                          scale_by_sigma: bool) -> str:
+def check_sigma_embedding(
+    owner: str, kind: Any, noise_conditional: bool, scale_by_sigma: bool
+) -> str:
     """Validate the ``sigma_embedding`` / ``scale_by_sigma`` pair of a network energy."""
     if kind not in SIGMA_EMBEDDINGS:
         raise ConfigError(
@@ -151,8 +154,9 @@ def check_sigma_embedding(owner: str, kind: Any, noise_conditional: bool,
     return kind
 
 
-def resolve_sigma(energy: Energy, sigma: Sigma, x: Tensor, *,
-                  none_is_clean: bool = False) -> Tensor | None:
+def resolve_sigma(
+    energy: Energy, sigma: Sigma, x: Tensor, *, none_is_clean: bool = False
+) -> Tensor | None:
     """The noise level for ``energy.forward``: a ``(B,)`` tensor, or ``None`` for clean.
 
     - Clean energy (``energy.noise_conditional`` false): ``sigma`` must be ``None``.
@@ -180,8 +184,11 @@ def resolve_sigma(energy: Energy, sigma: Sigma, x: Tensor, *,
             "> 0 or a (B,) tensor of noise levels in VE coordinates; got None"
         )
     if isinstance(sigma, numbers.Real):
-        bad = isinstance(sigma, bool) or not math.isfinite(sigma) or sigma < 0 or (
-            sigma == 0 and not none_is_clean
+        bad = (
+            isinstance(sigma, bool)
+            or not math.isfinite(sigma)
+            or sigma < 0
+            or (sigma == 0 and not none_is_clean)
         )
         if bad:
             accepted = "≥ 0" if none_is_clean else "> 0"

@@ -69,8 +69,10 @@ class ConvNetEnergy(Energy):
         channels = check_positive_int(owner, "channels", channels)
         image_size = check_positive_int(owner, "image_size", image_size)
         widths = check_widths(owner, widths)
-        for flag_name, flag in (("spectral_norm", spectral_norm),
-                                ("noise_conditional", noise_conditional)):
+        for flag_name, flag in (
+            ("spectral_norm", spectral_norm),
+            ("noise_conditional", noise_conditional),
+        ):
             if not isinstance(flag, bool):
                 raise ConfigError(f"{owner}: {flag_name} must be True or False, got {flag!r}")
         check_sigma_embedding(owner, sigma_embedding, noise_conditional, scale_by_sigma)
@@ -96,9 +98,9 @@ class ConvNetEnergy(Energy):
                 self.sigma_bias = nn.Linear(self.embed.out_features, sum(widths))
 
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
-        sigma_t = resolve_sigma(self, sigma, x) if (
-            self.noise_conditional or sigma is not None
-        ) else None
+        sigma_t = (
+            resolve_sigma(self, sigma, x) if (self.noise_conditional or sigma is not None) else None
+        )
         h = x
         if self.sigma_bias is None:
             for conv in self.convs:

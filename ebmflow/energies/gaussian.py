@@ -62,9 +62,7 @@ def eigen_covariance(owner: str, name: str, cov: Tensor) -> tuple[Tensor, Tensor
         where = f"{name}[{k}]" if cov.ndim == 3 else name
         scale = float(matrix.abs().max())
         if float((matrix - matrix.T).abs().max()) > 1e-10 * max(scale, 1e-300):
-            raise ConfigError(
-                f"{owner}: {where} must be a symmetric matrix, got {matrix.tolist()}"
-            )
+            raise ConfigError(f"{owner}: {where} must be a symmetric matrix, got {matrix.tolist()}")
     cov = 0.5 * (cov + cov.transpose(-1, -2))
     eigvals, eigvecs = torch.linalg.eigh(cov)
     for k, vals in enumerate(eigvals.reshape(-1, cov.shape[-1])):
@@ -92,8 +90,14 @@ class GaussianFamily(Energy):
     eigvecs: Tensor
     log_weights: Tensor
 
-    def _set_components(self, loc: Tensor, eigvals: Tensor, eigvecs: Tensor,
-                        weights: Tensor, noise_conditional: bool) -> None:
+    def _set_components(
+        self,
+        loc: Tensor,
+        eigvals: Tensor,
+        eigvecs: Tensor,
+        weights: Tensor,
+        noise_conditional: bool,
+    ) -> None:
         dtype = torch.get_default_dtype()
         self.event_shape = (loc.shape[-1],)
         self.noise_conditional = noise_conditional
@@ -158,8 +162,9 @@ class GaussianFamily(Energy):
         """log ∫ exp(−E(x, σ)) dx = 0 for every σ: the energy is normalised."""
         return 0.0
 
-    def sample(self, n: int, generator: torch.Generator | None = None, *,
-               sigma: float | None = None) -> Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, sigma: float | None = None
+    ) -> Tensor:
         """``n`` exact samples ``(n, d)``: k ~ Categorical(w), x = μₖ + Uₖ (√(λₖ + σ²) ⊙ ε),
         ε ~ N(0, I), on the energy's device and dtype, drawn only from ``generator``.
 
@@ -179,10 +184,8 @@ class GaussianFamily(Energy):
         if n_components == 1:
             k = torch.zeros(n, dtype=torch.long, device=loc.device)
         else:
-            k = torch.multinomial(self.log_weights.exp(), n, replacement=True,
-                                  generator=generator)
-        eps = torch.randn(n, loc.shape[-1], generator=generator, device=loc.device,
-                          dtype=loc.dtype)
+            k = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
+        eps = torch.randn(n, loc.shape[-1], generator=generator, device=loc.device, dtype=loc.dtype)
         var = self.eigvals[k] if sigma is None else self.eigvals[k] + float(sigma) ** 2
         z = eps * var.sqrt()
         offset = z if self.diagonal else torch.einsum("nj,nij->ni", z, self.eigvecs[k])
@@ -240,8 +243,13 @@ class GaussianEnergy(GaussianFamily):
             raise ConfigError(
                 f"{owner}: noise_conditional must be True or False, got {noise_conditional!r}"
             )
-        self._set_components(loc[None], eigvals[None], eigvecs[None],
-                             torch.ones(1, dtype=torch.float64), noise_conditional)
+        self._set_components(
+            loc[None],
+            eigvals[None],
+            eigvecs[None],
+            torch.ones(1, dtype=torch.float64),
+            noise_conditional,
+        )
 
     @property
     def mean(self) -> Tensor:

@@ -53,8 +53,13 @@ class GMMEnergy(GaussianFamily):
         if stds is not None and covariances is not None:
             raise ConfigError(f"{owner}: give stds or covariances, not both (got both)")
         if covariances is not None:
-            cov = as_float64(owner, "covariances", covariances, 3,
-                             f"a {k}×{d}×{d} nested list (one d×d matrix per component)")
+            cov = as_float64(
+                owner,
+                "covariances",
+                covariances,
+                3,
+                f"a {k}×{d}×{d} nested list (one d×d matrix per component)",
+            )
             if cov.shape != (k, d, d):
                 raise ConfigError(
                     f"{owner}: covariances must be {k}×{d}×{d} to match means ({k} "
@@ -95,8 +100,10 @@ class GMMEnergy(GaussianFamily):
         radius = check_positive("GMMEnergy.ring", "radius", radius, allow_zero=True)
         std = check_positive("GMMEnergy.ring", "std", std)
         means = [
-            [radius * math.cos(2 * math.pi * i / n_modes),
-             radius * math.sin(2 * math.pi * i / n_modes)]
+            [
+                radius * math.cos(2 * math.pi * i / n_modes),
+                radius * math.sin(2 * math.pi * i / n_modes),
+            ]
             for i in range(n_modes)
         ]
         return cls(means=means, stds=std, noise_conditional=noise_conditional)

@@ -96,9 +96,8 @@ class MLPEnergy(Energy):
         sigma_t = resolve_sigma(self, sigma, x)
         # noise-conditional: __init__ built the embedding and resolve_sigma refuses None
         assert self.embed is not None and sigma_t is not None
-        inp = x if self.embed.out_features == 0 else torch.cat(
-            [x, self.embed(sigma_t.log())], dim=-1
+        inp = (
+            x if self.embed.out_features == 0 else torch.cat([x, self.embed(sigma_t.log())], dim=-1)
         )
         energy = self.net(inp).squeeze(-1)
         return energy / sigma_t if self.scale_by_sigma else energy
-

@@ -149,8 +149,9 @@ def _schedule(schedule: Any, n_temps: int) -> tuple[Tensor, str]:
             return k / n_temps, schedule
         if schedule == "geometric":
             betas = torch.zeros(n_temps + 1, dtype=torch.float64)
-            betas[1:] = torch.logspace(math.log10(GEOMETRIC_BETA_MIN), 0.0, n_temps,
-                                       dtype=torch.float64)
+            betas[1:] = torch.logspace(
+                math.log10(GEOMETRIC_BETA_MIN), 0.0, n_temps, dtype=torch.float64
+            )
             betas[-1] = 1.0
             return betas, schedule
         if schedule == "sigmoid":
@@ -159,8 +160,11 @@ def _schedule(schedule: Any, n_temps: int) -> tuple[Tensor, str]:
     elif isinstance(schedule, (Sequence, Tensor)) and not isinstance(schedule, (str, bytes)):
         betas = torch.as_tensor(schedule, dtype=torch.float64).flatten()
         if (
-            betas.numel() >= 2 and bool(torch.isfinite(betas).all()) and float(betas[0]) == 0.0
-            and float(betas[-1]) == 1.0 and bool((betas[1:] > betas[:-1]).all())
+            betas.numel() >= 2
+            and bool(torch.isfinite(betas).all())
+            and float(betas[0]) == 0.0
+            and float(betas[-1]) == 1.0
+            and bool((betas[1:] > betas[:-1]).all())
         ):
             return betas, "custom"
     raise ConfigError(
@@ -179,8 +183,7 @@ def _resolve_sampler(sampler: Any) -> Sampler:
         if isinstance(built, Sampler):
             return built
         raise ComponentArgumentError(
-            f"ais_log_z: sampler {sampler!r} built a {type(built).__name__}, not an "
-            "ebmflow.Sampler"
+            f"ais_log_z: sampler {sampler!r} built a {type(built).__name__}, not an ebmflow.Sampler"
         )
     raise ComponentArgumentError(
         "ais_log_z: sampler must be a registered sampler name, a config dict with a 'name' "
@@ -269,8 +272,9 @@ def ais_log_z(
         math.prod(shape)
     )
 
-    x = mean + std * torch.randn((n_chains, *shape), generator=generator, device=device,
-                                 dtype=dtype)
+    x = mean + std * torch.randn(
+        (n_chains, *shape), generator=generator, device=device, dtype=dtype
+    )
     e0 = base(x).to(torch.float64)
     state = kernel.init(_path(base, energy, float(betas[1])), x, sigma)
     log_w = e0 - _energy(state).to(torch.float64)  # (β_1 − β_0)(E₀ − E₁) = E₀ − E_{β_1}

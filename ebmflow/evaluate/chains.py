@@ -48,7 +48,7 @@ def _split(x: Tensor) -> Tensor:
     """Split each chain in two halves (the middle draw of an odd-length chain is dropped):
     ``(N, M, D) -> (N // 2, 2M, D)``."""
     half = x.shape[0] // 2
-    return torch.cat([x[:half], x[x.shape[0] - half:]], dim=1)
+    return torch.cat([x[:half], x[x.shape[0] - half :]], dim=1)
 
 
 def _autocovariance(x: Tensor) -> Tensor:

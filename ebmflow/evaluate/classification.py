@@ -29,16 +29,22 @@ from ebmflow.errors import ConfigError
 
 def _check_labels(owner: str, labels: Tensor, n: int) -> Tensor:
     if not isinstance(labels, Tensor) or labels.shape != (n,) or labels.is_floating_point():
-        got = (f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, Tensor)
-               else type(labels).__name__)
+        got = (
+            f"{labels.dtype} {tuple(labels.shape)}"
+            if isinstance(labels, Tensor)
+            else type(labels).__name__
+        )
         raise ConfigError(f"{owner}: labels must be an integer tensor of shape ({n},), got {got}")
     return labels
 
 
 def _check_probs(owner: str, probs: Tensor) -> Tensor:
     if not isinstance(probs, Tensor) or probs.ndim != 2 or not probs.is_floating_point():
-        got = (f"{probs.dtype} {tuple(probs.shape)}" if isinstance(probs, Tensor)
-               else type(probs).__name__)
+        got = (
+            f"{probs.dtype} {tuple(probs.shape)}"
+            if isinstance(probs, Tensor)
+            else type(probs).__name__
+        )
         raise ConfigError(
             f"{owner}: probs must be a floating-point tensor (N, n_classes) of class "
             f"probabilities, got {got}"
@@ -46,8 +52,9 @@ def _check_probs(owner: str, probs: Tensor) -> Tensor:
     if probs.shape[0] == 0:
         raise ConfigError(f"{owner}: probs is empty (N = 0)")
     if not bool(torch.isfinite(probs).all()):
-        raise ConfigError(f"{owner}: probs holds {int((~torch.isfinite(probs)).sum())} "
-                          f"non-finite values")
+        raise ConfigError(
+            f"{owner}: probs holds {int((~torch.isfinite(probs)).sum())} non-finite values"
+        )
     return probs
 
 
@@ -57,8 +64,9 @@ def accuracy(predictions: Tensor, labels: Tensor) -> float:
     if isinstance(predictions, Tensor) and predictions.ndim == 2:
         predictions = _check_probs("accuracy", predictions).argmax(dim=1)
     if not isinstance(predictions, Tensor) or predictions.ndim != 1 or predictions.numel() == 0:
-        raise ConfigError("accuracy: predictions must be (N,) class indices or (N, n_classes) "
-                          "scores with N ≥ 1")
+        raise ConfigError(
+            "accuracy: predictions must be (N,) class indices or (N, n_classes) scores with N ≥ 1"
+        )
     labels = _check_labels("accuracy", labels, predictions.shape[0])
     return float((predictions.to(labels.device) == labels).double().mean())
 
@@ -95,8 +103,9 @@ def auroc(in_scores: Tensor, out_scores: Tensor) -> float:
     order = torch.argsort(scores, stable=True)
     sorted_scores = scores[order]
     # average ranks (1-based) over runs of equal scores
-    _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True,
-                                                  return_counts=True)
+    _, inverse, counts = torch.unique_consecutive(
+        sorted_scores, return_inverse=True, return_counts=True
+    )
     ends = counts.cumsum(0).double()
     average_rank = ends - (counts.double() - 1) / 2
     ranks = torch.empty_like(scores)

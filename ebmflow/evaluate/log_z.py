@@ -23,8 +23,9 @@ from ebmflow.registry import PluginHost, current_host
 KIND = "log_z_estimator"
 
 
-def log_z(energy: Energy, method: str = "ais", *, host: PluginHost | None = None,
-          **options: Any) -> Any:
+def log_z(
+    energy: Energy, method: str = "ais", *, host: PluginHost | None = None, **options: Any
+) -> Any:
     """log Z of ``energy`` by the registered estimator ``method``.
 
     Args:

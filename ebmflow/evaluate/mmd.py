@@ -60,9 +60,9 @@ def _kernel_sum(a: Tensor, b: Tensor, bandwidths: Sequence[float], batch_size: i
     total = torch.zeros((), dtype=torch.float64, device=a.device)
     inv = [1.0 / (2.0 * h * h) for h in bandwidths]
     for i in range(0, a.shape[0], batch_size):
-        ai = a[i:i + batch_size]
+        ai = a[i : i + batch_size]
         for j in range(0, b.shape[0], batch_size):
-            d2 = torch.cdist(ai, b[j:j + batch_size]).pow(2)
+            d2 = torch.cdist(ai, b[j : j + batch_size]).pow(2)
             for c in inv:
                 total = total + torch.exp(-c * d2).sum()
     return float(total)
@@ -92,8 +92,9 @@ def mmd(
         MMD²_u as a Python float (float64 arithmetic); its null distribution is centred at 0.
     """
     if kernel not in KERNELS:
-        raise ConfigError(f"mmd: kernel must be one of {', '.join(map(repr, KERNELS))}, "
-                          f"got {kernel!r}")
+        raise ConfigError(
+            f"mmd: kernel must be one of {', '.join(map(repr, KERNELS))}, got {kernel!r}"
+        )
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ConfigError(f"mmd: batch_size must be an integer ≥ 1, got {batch_size!r}")
     a, b = _as_matrix("x", x), _as_matrix("y", y)

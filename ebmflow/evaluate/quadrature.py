@@ -89,8 +89,7 @@ class GridResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (lists for tuples; non-finite floats become ``None``)."""
         out = asdict(self)
-        for key in ("log_z", "cell_volume", "edge_mass", "sigma", "log_z_coarse",
-                    "error_estimate"):
+        for key in ("log_z", "cell_volume", "edge_mass", "sigma", "log_z_coarse", "error_estimate"):
             out[key] = json_float(out[key])
         out["bounds"] = [list(pair) for pair in self.bounds]
         out["resolution"] = list(self.resolution)
@@ -141,8 +140,10 @@ def _check_sigma(owner: str, sigma: Any) -> float | None:
         return None
     if isinstance(sigma, Tensor) and sigma.numel() == 1:
         sigma = float(sigma)
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (
-        math.isfinite(sigma) and sigma >= 0
+    if (
+        isinstance(sigma, bool)
+        or not isinstance(sigma, (int, float))
+        or not (math.isfinite(sigma) and sigma >= 0)
     ):
         raise ConfigError(
             f"{owner}: sigma must be None or one number ≥ 0 (the same noise level for every "
@@ -188,9 +189,7 @@ def _check_resolution(owner: str, resolution: Any, dim: int) -> tuple[int, ...]:
         return (DEFAULT_RESOLUTION[dim],) * dim
     try:
         values = (resolution,) * dim if not hasattr(resolution, "__len__") else resolution
-        values = tuple(
-            operator.index(n) if not isinstance(n, bool) else 0 for n in values
-        )
+        values = tuple(operator.index(n) if not isinstance(n, bool) else 0 for n in values)
     except TypeError:
         values = ()
     if len(values) != dim or any(n < 2 for n in values):
@@ -218,9 +217,7 @@ def _check_batch_size(owner: str, batch_size: Any) -> int:
 # -- the grid sum ------------------------------------------------------------------------
 
 
-def _energies(
-    owner: str, energy: Energy, x: Tensor, sigma: float | None, what: str
-) -> Tensor:
+def _energies(owner: str, energy: Energy, x: Tensor, sigma: float | None, what: str) -> Tensor:
     """E(x, σ) as float64 ``(B,)``; raise on NaN or −∞ (+∞ is zero density, allowed)."""
     e = energy(x, broadcast_sigma(sigma, x))
     if e.shape != (x.shape[0],):
@@ -256,10 +253,11 @@ def _grid_pass(
     highs = torch.tensor([b[1] for b in bounds], dtype=torch.float64, device=device)
     ns = torch.tensor(resolution, dtype=torch.int64, device=device)
     h = (highs - lows) / ns.to(torch.float64)
-    widths = torch.tensor([max(1, round(EDGE_FRACTION * n)) for n in resolution],
-                          dtype=torch.int64, device=device)
+    widths = torch.tensor(
+        [max(1, round(EDGE_FRACTION * n)) for n in resolution], dtype=torch.int64, device=device
+    )
     # strides to unravel a flat cell index into per-dimension indices (last dim fastest)
-    strides = [math.prod(resolution[d + 1:]) for d in range(len(resolution))]
+    strides = [math.prod(resolution[d + 1 :]) for d in range(len(resolution))]
     total = math.prod(resolution)
     log_sums, shell_sums = [], []
     for start in range(0, total, batch_size):
@@ -334,9 +332,17 @@ def _grid_log_z(
             "off at the box edge, so log Z is underestimated: widen bounds"
         )
     result = GridResult(
-        log_z=log_z, bounds=pairs, resolution=ns, cell_volume=volume,
-        n_points=math.prod(ns), edge_mass=edge_mass, sigma=sigma, log_z_coarse=log_z_coarse,
-        error_estimate=error, converged=converged, warnings=tuple(messages),
+        log_z=log_z,
+        bounds=pairs,
+        resolution=ns,
+        cell_volume=volume,
+        n_points=math.prod(ns),
+        edge_mass=edge_mass,
+        sigma=sigma,
+        log_z_coarse=log_z_coarse,
+        error_estimate=error,
+        converged=converged,
+        warnings=tuple(messages),
     )
     return result, event_shape, dtype, device
 
@@ -378,8 +384,17 @@ def grid_log_z(
         QuadratureWarning: not converged, or non-negligible mass at the box edge.
     """
     result = _grid_log_z(
-        "grid_log_z", energy, bounds, resolution, sigma=sigma, batch_size=batch_size,
-        check=check, tol=tol, edge_tol=edge_tol, dtype=dtype, device=device,
+        "grid_log_z",
+        energy,
+        bounds,
+        resolution,
+        sigma=sigma,
+        batch_size=batch_size,
+        check=check,
+        tol=tol,
+        edge_tol=edge_tol,
+        dtype=dtype,
+        device=device,
     )[0]
     for message in result.warnings:
         warnings.warn(message, QuadratureWarning, stacklevel=2)
@@ -416,8 +431,17 @@ def nll(
     """
     owner = "nll"
     grid, event_shape, dtype, device = _grid_log_z(
-        owner, energy, bounds, resolution, sigma=sigma, batch_size=batch_size, check=check,
-        tol=tol, edge_tol=edge_tol, dtype=dtype, device=device,
+        owner,
+        energy,
+        bounds,
+        resolution,
+        sigma=sigma,
+        batch_size=batch_size,
+        check=check,
+        tol=tol,
+        edge_tol=edge_tol,
+        dtype=dtype,
+        device=device,
     )
     data = torch.as_tensor(data)
     dim = math.prod(event_shape)
@@ -436,9 +460,10 @@ def nll(
     energies = []
     with torch.no_grad():
         for start in range(0, data.shape[0], batch_size):
-            x = data[start:start + batch_size].to(device=device, dtype=dtype)
-            energies.append(_energies(owner, energy, x.reshape(-1, *event_shape), grid.sigma,
-                                      "data points"))
+            x = data[start : start + batch_size].to(device=device, dtype=dtype)
+            energies.append(
+                _energies(owner, energy, x.reshape(-1, *event_shape), grid.sigma, "data points")
+            )
     e = torch.cat(energies)
     n = e.shape[0]
     mean_energy = float(e.mean())
@@ -453,6 +478,11 @@ def nll(
     for message in messages:
         warnings.warn(message, QuadratureWarning, stacklevel=2)
     return NLLResult(
-        nll=mean_energy + grid.log_z, stderr=stderr, log_z=grid.log_z,
-        mean_energy=mean_energy, n_samples=n, n_outside=n_outside, grid=grid,
+        nll=mean_energy + grid.log_z,
+        stderr=stderr,
+        log_z=grid.log_z,
+        mean_energy=mean_energy,
+        n_samples=n,
+        n_outside=n_outside,
+        grid=grid,
     )

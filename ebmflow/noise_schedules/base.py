@@ -37,8 +37,9 @@ def like_input(result: Tensor, value: Any) -> Any:
     return result if isinstance(value, Tensor) else float(result)
 
 
-def _check_number(function: str, name: str, value: Any, low: float, high: float,
-                  accepted: str) -> None:
+def _check_number(
+    function: str, name: str, value: Any, low: float, high: float, accepted: str
+) -> None:
     """Validate a Python-number argument of a conversion function (tensors are not checked,
     to avoid a device synchronisation; out-of-domain entries give nan or inf)."""
     if isinstance(value, Tensor):
@@ -55,11 +56,12 @@ def sigma_from_alpha_bar(alpha_bar: Scalar) -> Scalar:
     the same floating dtype; ᾱ = 0 gives inf). In float64 the round trip
     σ → ᾱ → σ is exact to about 1e-16 / σ² relative, i.e. better than 1e-10 for σ ≥ 1e-3.
     """
-    _check_number("sigma_from_alpha_bar", "alpha_bar", alpha_bar, 0.0, 1.0,
-                  "a number in (0, 1]")
+    _check_number("sigma_from_alpha_bar", "alpha_bar", alpha_bar, 0.0, 1.0, "a number in (0, 1]")
     if not isinstance(alpha_bar, Tensor) and alpha_bar == 0:
-        raise ConfigError("sigma_from_alpha_bar: alpha_bar must be a number in (0, 1], got 0 "
-                          "(σ would be infinite)")
+        raise ConfigError(
+            "sigma_from_alpha_bar: alpha_bar must be a number in (0, 1], got 0 "
+            "(σ would be infinite)"
+        )
     a = as_float64(alpha_bar)
     return like_input(torch.sqrt((1.0 - a) / a), alpha_bar)
 
@@ -75,16 +77,18 @@ def alpha_bar_from_sigma(sigma: Scalar) -> Scalar:
     return like_input(1.0 / (1.0 + s * s), sigma)
 
 
-def uniform_draws(batch_size: int, generator: torch.Generator | None,
-                  device: torch.device | str | None) -> Tensor:
+def uniform_draws(
+    batch_size: int, generator: torch.Generator | None, device: torch.device | str | None
+) -> Tensor:
     """U[0, 1) float64 draws on the generator's device, moved to ``device``."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(batch_size, generator=generator, dtype=torch.float64, device=gen_device)
     return u if device is None else u.to(device)
 
 
-def normal_draws(batch_size: int, generator: torch.Generator | None,
-                 device: torch.device | str | None) -> Tensor:
+def normal_draws(
+    batch_size: int, generator: torch.Generator | None, device: torch.device | str | None
+) -> Tensor:
     """N(0, 1) float64 draws on the generator's device, moved to ``device``."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
     z = torch.randn(batch_size, generator=generator, dtype=torch.float64, device=gen_device)
@@ -139,8 +143,9 @@ class NoiseSchedule(Configurable):
 
         ``dtype`` defaults to torch's default floating dtype (float32 unless changed).
         """
-        batch_size = check_positive_int(f"{self.name} schedule", "batch_size", batch_size,
-                                        minimum=0)
+        batch_size = check_positive_int(
+            f"{self.name} schedule", "batch_size", batch_size, minimum=0
+        )
         sigma = self._sample(batch_size, generator, device)
         sigma = sigma.clamp(self.sigma_min, self.sigma_max)
         return sigma.to(torch.get_default_dtype() if dtype is None else dtype)
@@ -148,8 +153,9 @@ class NoiseSchedule(Configurable):
     def _sigmas(self, n: int) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement _sigmas(n)")
 
-    def _sample(self, batch_size: int, generator: torch.Generator | None,
-                device: torch.device | str | None) -> Tensor:  # pragma: no cover - abstract
+    def _sample(
+        self, batch_size: int, generator: torch.Generator | None, device: torch.device | str | None
+    ) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement _sample(...)")
 
 

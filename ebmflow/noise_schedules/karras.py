@@ -43,8 +43,10 @@ class KarrasSchedule(NoiseSchedule):
         owner = "karras schedule"
         self.sigma_min, self.sigma_max = check_sigma_range(owner, sigma_min, sigma_max)
         self.rho = check_positive(owner, "rho", rho)
-        if isinstance(p_mean, bool) or not isinstance(p_mean, (int, float)) or not (
-            math.isfinite(p_mean)
+        if (
+            isinstance(p_mean, bool)
+            or not isinstance(p_mean, (int, float))
+            or not (math.isfinite(p_mean))
         ):
             raise ConfigError(f"{owner}: p_mean must be a finite number, got {p_mean!r}")
         self.p_mean = float(p_mean)

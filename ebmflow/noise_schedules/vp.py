@@ -175,12 +175,15 @@ class VPCosineSchedule(_VPSchedule):
         self.t_eps = _check_t_eps(owner, t_eps)
         self.beta_max = check_positive(owner, "beta_max", beta_max)
         self._theta0 = self.s / (1.0 + self.s) * math.pi / 2
-        self.t_max = math.atan(self.beta_max * (1.0 + self.s) / math.pi) * 2.0 * (
-            1.0 + self.s
-        ) / math.pi - self.s
+        self.t_max = (
+            math.atan(self.beta_max * (1.0 + self.s) / math.pi) * 2.0 * (1.0 + self.s) / math.pi
+            - self.s
+        )
         if not self.t_max > self.t_eps:
-            beta_at_eps = math.pi / (1.0 + self.s) * math.tan(
-                (self.t_eps + self.s) / (1.0 + self.s) * math.pi / 2
+            beta_at_eps = (
+                math.pi
+                / (1.0 + self.s)
+                * math.tan((self.t_eps + self.s) / (1.0 + self.s) * math.pi / 2)
             )
             raise ConfigError(
                 f"{owner}: beta_max={beta_max!r} is reached before t_eps={t_eps!r}; "

@@ -23,12 +23,14 @@ def check_arguments(component: Component, factory: Callable[..., Any], arguments
         signature.bind(**arguments)
     except TypeError as exc:
         params = [
-            p for p in signature.parameters.values()
+            p
+            for p in signature.parameters.values()
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
-        accepted = ", ".join(
-            p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params
-        ) or "none"
+        accepted = (
+            ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params)
+            or "none"
+        )
         names = [p.name for p in params]
         hints = []
         for key in arguments:
@@ -50,8 +52,11 @@ def construction_error(
     :class:`ComponentArgumentError` (still a ``TypeError``) or a :class:`ConfigError` (still
     a ``ValueError``), with the message kept, prefixed by the component unless it names it."""
     message = str(exc)
-    names = {component.name, getattr(factory, "__name__", None),
-             getattr(factory, "__qualname__", None)}
+    names = {
+        component.name,
+        getattr(factory, "__name__", None),
+        getattr(factory, "__qualname__", None),
+    }
     if not any(name and name in message for name in names):
         message = f"{component.kind} {component.qualified_name!r}: {message}"
     error_type = ComponentArgumentError if isinstance(exc, TypeError) else ConfigError

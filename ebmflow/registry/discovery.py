@@ -49,11 +49,22 @@ def entry_point_claims(
         version = dist.version if dist is not None else None
         names = {normalize_plugin_name(n) for n in (ep.name, dist_name) if n}
         if names & blocked:
-            disabled.append(PluginEntry(ep.name, None, dist_name, version, "disabled",
-                                        "blocked by EBMFLOW_BLOCK_PLUGINS"))
+            disabled.append(
+                PluginEntry(
+                    ep.name,
+                    None,
+                    dist_name,
+                    version,
+                    "disabled",
+                    "blocked by EBMFLOW_BLOCK_PLUGINS",
+                )
+            )
         elif only is not None and not names & only:
-            disabled.append(PluginEntry(ep.name, None, dist_name, version, "disabled",
-                                        "not listed in EBMFLOW_PLUGINS"))
+            disabled.append(
+                PluginEntry(
+                    ep.name, None, dist_name, version, "disabled", "not listed in EBMFLOW_PLUGINS"
+                )
+            )
         else:
             claims.setdefault(ep.name, []).append(Claim(ep, dist_name, version))
     return claims, disabled
@@ -65,9 +76,11 @@ def shared_name_error(name: str, claims: list[Claim]) -> str | None:
     if len({normalize_plugin_name(claim.distribution or "") for claim in claims}) <= 1:
         return None
     listed = ", ".join(sorted(f"{claim.distribution} {claim.version}" for claim in claims))
-    return (f"the plugin name {name!r} is claimed by {len(claims)} distributions: "
-            f"{listed}; none of them is loaded. Uninstall one, or disable it with "
-            f"EBMFLOW_BLOCK_PLUGINS=<its distribution>")
+    return (
+        f"the plugin name {name!r} is claimed by {len(claims)} distributions: "
+        f"{listed}; none of them is loaded. Uninstall one, or disable it with "
+        f"EBMFLOW_BLOCK_PLUGINS=<its distribution>"
+    )
 
 
 def env_list(value: str | None) -> set[str] | None:

@@ -113,8 +113,12 @@ class PluginHost:
                     for name, module_name in DEFAULT_PLUGINS.items():
                         from ebmflow import __version__
 
-                        self._add(name, functools.partial(importlib.import_module, module_name),
-                                  distribution="ebmflow", version=__version__)
+                        self._add(
+                            name,
+                            functools.partial(importlib.import_module, module_name),
+                            distribution="ebmflow",
+                            version=__version__,
+                        )
                 if self._entry_points:
                     self._load_entry_points()
             except BaseException:  # the user's Ctrl-C: start over on the next lookup
@@ -137,8 +141,12 @@ class PluginHost:
                 self._refuse(name, claimants, error)
             else:
                 claim = claimants[0]
-                self._add(name, claim.entry_point.load, distribution=claim.distribution,
-                          version=claim.version)
+                self._add(
+                    name,
+                    claim.entry_point.load,
+                    distribution=claim.distribution,
+                    version=claim.version,
+                )
         for plugin in disabled:  # after the enabled ones: a disabled plugin claims no name
             self._plugins[self._free_key(plugin.name, plugin.distribution)] = plugin
 
@@ -151,6 +159,7 @@ class PluginHost:
 
     def _free_key(self, name: str, distribution: str | None) -> str:
         return name if name not in self._plugins else f"{name} ({distribution})"
+
     def _add(
         self,
         name: str,
@@ -282,7 +291,6 @@ class PluginHost:
             self._index = index
             return index
 
-
     @property
     def hook(self) -> Any:
         """pluggy's hook caller, for hooks that are not component lists (CLI commands)."""
@@ -413,8 +421,7 @@ class PluginHost:
         Errors are those of :meth:`create`."""
         return self._construct(kind, name, dict(arguments), nested=False)
 
-    def _construct(self, kind: str, name: str, arguments: dict[str, Any], *,
-                   nested: bool) -> Any:
+    def _construct(self, kind: str, name: str, arguments: dict[str, Any], *, nested: bool) -> Any:
         """Build ``name`` from ``arguments``; with ``nested=False`` no dict or list argument
         is read as a nested component config. ``ebmflow.load`` builds that way: a
         checkpoint tags its nested components explicitly, so a plain dict argument that
@@ -440,8 +447,10 @@ class PluginHost:
             raise construction_error(component, factory, exc) from exc
         except Exception as exc:
             # anything else is the component's own failure: keep its type, say where it was
-            exc.add_note(f"while building {component.kind} {component.qualified_name!r} "
-                         f"({self._provenance(component)})")
+            exc.add_note(
+                f"while building {component.kind} {component.qualified_name!r} "
+                f"({self._provenance(component)})"
+            )
             raise
         finally:
             _BUILDING_HOST.reset(building)

@@ -45,9 +45,7 @@ def normalize_kind(kind: str) -> str:
     """Return the canonical kind for ``kind`` (``"samplers"`` and ``"noise-schedule"`` work too)."""
     if isinstance(kind, str) and kind.lower() in _KIND_SPELLINGS:
         return _KIND_SPELLINGS[kind.lower()]
-    raise UnknownKindError(
-        f"unknown component kind {kind!r}; accepted kinds: {', '.join(KINDS)}"
-    )
+    raise UnknownKindError(f"unknown component kind {kind!r}; accepted kinds: {', '.join(KINDS)}")
 
 
 def normalize_plugin_name(name: str) -> str:
@@ -63,4 +61,3 @@ def kind_of_argument(key: str) -> str | None:
         if key == spelling or key.endswith("_" + spelling):
             return kind
     return None
-

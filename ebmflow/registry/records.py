@@ -111,7 +111,11 @@ class PluginEntry:
 
     def info(self) -> PluginInfo:
         return PluginInfo(
-            self.name, self.distribution, self.version, self.status, self.error,
+            self.name,
+            self.distribution,
+            self.version,
+            self.status,
+            self.error,
             tuple(self.components),
         )
 
@@ -126,16 +130,14 @@ def validate_records(plugin: str, kind: str, hook_name: str, records: Any) -> li
         return []
     if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
         raise PluginError(
-            f"{where} returned a {type(records).__name__}; expected a list of "
-            f"ebmflow.Component"
+            f"{where} returned a {type(records).__name__}; expected a list of ebmflow.Component"
         )
     seen: set[str] = set()
     out = []
     for record in records:
         if not isinstance(record, Component):
             raise PluginError(
-                f"{where} returned {record!r}; expected ebmflow.Component(name, factory, "
-                f"summary)"
+                f"{where} returned {record!r}; expected ebmflow.Component(name, factory, summary)"
             )
         if not isinstance(record.name, str) or not NAME_PATTERN.fullmatch(record.name):
             raise PluginError(
@@ -160,4 +162,3 @@ def validate_records(plugin: str, kind: str, hook_name: str, records: Any) -> li
             raise PluginError(f"{where}: {kind} {record.name!r} summary is not a string")
         out.append(replace(record, kind=kind, plugin=plugin))
     return out
-

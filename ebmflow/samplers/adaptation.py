@@ -57,7 +57,8 @@ class StepSizeAdaptation:
             return state
         gain = (t + 1) ** -self.decay
         log_eps = state.extras[self.key] + gain * (
-            float(state.accept_prob.mean()) - self.target_accept)
+            float(state.accept_prob.mean()) - self.target_accept
+        )
         return state.replace(extras={**state.extras, self.key: log_eps})
 
     def step_size(self, state: SamplerState) -> float:

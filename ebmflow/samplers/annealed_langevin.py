@@ -52,8 +52,10 @@ def _resolve_sigmas(noise_schedule: Any, n_levels: int) -> list[float]:
         sigmas = [float(s) for s in torch.as_tensor(sigmas, dtype=torch.float64).flatten()]
     except (TypeError, ValueError, RuntimeError):
         sigmas = []  # not numbers: reported below with what was given
-    if not sigmas or any(not math.isfinite(s) or s <= 0 for s in sigmas) or any(
-        a <= b for a, b in zip(sigmas, sigmas[1:])
+    if (
+        not sigmas
+        or any(not math.isfinite(s) or s <= 0 for s in sigmas)
+        or any(a <= b for a, b in zip(sigmas, sigmas[1:]))
     ):
         raise ConfigError(
             f"annealed-langevin: noise_schedule must give noise levels that are positive and "
@@ -85,8 +87,9 @@ class AnnealedLangevin(Sampler):
         self.n_levels = check_positive_int("annealed-langevin", "n_levels", n_levels)
         self.sigmas = _resolve_sigmas(noise_schedule, self.n_levels)
         self.n_levels = len(self.sigmas)
-        self.steps_per_level = check_positive_int("annealed-langevin", "steps_per_level",
-                                            steps_per_level)
+        self.steps_per_level = check_positive_int(
+            "annealed-langevin", "steps_per_level", steps_per_level
+        )
         self.epsilon = check_positive("annealed-langevin", "epsilon", epsilon)
         if not isinstance(denoise, bool):
             raise ConfigError(f"annealed-langevin: denoise must be True or False, got {denoise!r}")

@@ -93,7 +93,8 @@ def check_finite(owner: str, step: int, energy: Tensor | None, x: Tensor) -> Non
     raise SamplerDivergedError(
         f"{owner} diverged at step {step}: non-finite {what} in {n_bad} of "
         f"{x.shape[0]} chains (try a smaller step size)",
-        step=step, n_chains=n_bad,
+        step=step,
+        n_chains=n_bad,
     )
 
 
@@ -331,9 +332,9 @@ class Sampler(Configurable):
         param: Tensor | None = next(energy.parameters(), None)
         if param is None:
             param = next(energy.buffers(), None)
-        if param is not None and (param.device != x.device or (
-            param.is_floating_point() and param.dtype != x.dtype
-        )):
+        if param is not None and (
+            param.device != x.device or (param.is_floating_point() and param.dtype != x.dtype)
+        ):
             raise ConfigError(
                 f"{self.name}: x is {x.dtype} on {x.device} but {type(energy).__name__} is "
                 f"{param.dtype} on {param.device}; move one with .to()"
@@ -378,7 +379,12 @@ class Sampler(Configurable):
             energy = compile_energy(energy, mode)
         state = self.init(energy, x0, sigma)
         return self.continue_run(
-            energy, state, n_steps, generator=generator, thin=thin, progress=progress,
+            energy,
+            state,
+            n_steps,
+            generator=generator,
+            thin=thin,
+            progress=progress,
             callback=callback,
         )
 
@@ -446,7 +452,10 @@ class Sampler(Configurable):
 
 
 def build_sampler(
-    owner: str, sampler: Any, default: str | Mapping[str, Any] = "langevin", *,
+    owner: str,
+    sampler: Any,
+    default: str | Mapping[str, Any] = "langevin",
+    *,
     host: PluginHost | None = None,
 ) -> Sampler:
     """The sampler a component runs, from an ``ebmflow.Sampler``, a registered name or a
@@ -460,8 +469,7 @@ def build_sampler(
         built = host.create("sampler", dict(spec) if isinstance(spec, Mapping) else spec)
         if not isinstance(built, Sampler):
             raise ComponentArgumentError(
-                f"{owner}: sampler {spec!r} built a {type(built).__name__}, not an "
-                "ebmflow.Sampler"
+                f"{owner}: sampler {spec!r} built a {type(built).__name__}, not an ebmflow.Sampler"
             )
         return built
     if isinstance(spec, Sampler):

@@ -106,4 +106,3 @@ def _move_only(sampler: Langevin, state: SamplerState, generator: Any) -> Sample
     check_finite(sampler.name, state.step, None, x)
     # the one state whose score is empty, as Chains.state documents: nothing reads it
     return SamplerState(x, None, None, state.sigma, state.step + 1)  # type: ignore[arg-type]
-

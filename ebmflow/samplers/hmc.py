@@ -47,8 +47,11 @@ class HMC(Sampler):
         self.step_size = check_positive("hmc", "step_size", step_size)
         self.n_leapfrog = check_positive_int("hmc", "n_leapfrog", n_leapfrog)
         self.adapt_steps = check_positive_int("hmc", "adapt_steps", adapt_steps, minimum=0)
-        if not (isinstance(target_accept, (int, float)) and not isinstance(target_accept, bool)
-                and 0.0 < target_accept < 1.0):
+        if not (
+            isinstance(target_accept, (int, float))
+            and not isinstance(target_accept, bool)
+            and 0.0 < target_accept < 1.0
+        ):
             raise ConfigError(f"hmc: target_accept must lie in (0, 1), got {target_accept!r}")
         self.target_accept = float(target_accept)
         self.adaptation = StepSizeAdaptation(self.adapt_steps, self.target_accept)

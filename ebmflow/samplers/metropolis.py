@@ -62,12 +62,14 @@ def metropolis_accept(
             raise SamplerDivergedError(
                 f"{owner} diverged at step {step}: NaN or −∞ energy (or NaN score) proposed "
                 f"in {n_bad} of {proposal_energy.shape[0]} chains",
-                step=step, n_chains=n_bad,
+                step=step,
+                n_chains=n_bad,
             )
         log_alpha = log_alpha.masked_fill(zero_density, -math.inf)
     accept_prob = log_alpha.clamp(max=0.0).exp_()
-    u = torch.rand(log_alpha.shape, generator=generator, device=log_alpha.device,
-                   dtype=log_alpha.dtype)
+    u = torch.rand(
+        log_alpha.shape, generator=generator, device=log_alpha.device, dtype=log_alpha.dtype
+    )
     return u < accept_prob, accept_prob
 
 

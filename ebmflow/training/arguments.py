@@ -39,24 +39,35 @@ def check_components(energy: Any, objective: Any) -> None:
     from ebmflow.objective import Objective
 
     if not isinstance(energy, Energy):
-        raise ConfigError(f"Trainer: energy must be an ebmflow.Energy, got "
-                          f"{type(energy).__name__}")
+        raise ConfigError(f"Trainer: energy must be an ebmflow.Energy, got {type(energy).__name__}")
     if not isinstance(objective, Objective):
-        raise ConfigError(f"Trainer: objective must be an ebmflow.Objective, got "
-                          f"{type(objective).__name__}")
+        raise ConfigError(
+            f"Trainer: objective must be an ebmflow.Objective, got {type(objective).__name__}"
+        )
 
 
-def check_trainer_arguments(*, batch_size: Any, steps: Any, seed: Any, grad_clip: Any,
-                            ema: Any, compile: Any, checkpoint_every: Any, log_every: Any,
-                            progress: Any, checkpoint_dir: Any) -> TrainerArguments:
+def check_trainer_arguments(
+    *,
+    batch_size: Any,
+    steps: Any,
+    seed: Any,
+    grad_clip: Any,
+    ema: Any,
+    compile: Any,
+    checkpoint_every: Any,
+    log_every: Any,
+    progress: Any,
+    checkpoint_dir: Any,
+) -> TrainerArguments:
     """Check the Trainer's scalar arguments (see :class:`~ebmflow.Trainer` for each), in
     the order of its signature, and return them as the Trainer keeps them."""
     batch_size = int_arg("batch_size", batch_size, 1, maximum=MAX_BATCH_SIZE)
     steps = int_arg("steps", steps, 0)
     seed = int_arg("seed", seed, 0, maximum=MAX_SEED)
     grad_clip = positive_arg("grad_clip", grad_clip)
-    if ema is not None and not (isinstance(ema, (int, float)) and not isinstance(ema, bool)
-                                and 0.0 < ema < 1.0):
+    if ema is not None and not (
+        isinstance(ema, (int, float)) and not isinstance(ema, bool) and 0.0 < ema < 1.0
+    ):
         raise ConfigError(f"Trainer: ema must be a decay in (0, 1) or None, got {ema!r}")
     if not isinstance(compile, bool):
         raise ConfigError(f"Trainer: compile must be true or false, got {compile!r}")
@@ -66,8 +77,15 @@ def check_trainer_arguments(*, batch_size: Any, steps: Any, seed: Any, grad_clip
         raise ConfigError(f"Trainer: progress must be true or false, got {progress!r}")
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ConfigError("Trainer: checkpoint_every needs a checkpoint_dir")
-    return TrainerArguments(batch_size, steps, seed, grad_clip,
-                            None if ema is None else float(ema), checkpoint_every, log_every)
+    return TrainerArguments(
+        batch_size,
+        steps,
+        seed,
+        grad_clip,
+        None if ema is None else float(ema),
+        checkpoint_every,
+        log_every,
+    )
 
 
 def check_divisible(batch_size: int, world_size: int) -> None:
@@ -80,15 +98,23 @@ def check_divisible(batch_size: int, world_size: int) -> None:
 
 
 @overload
-def int_arg(name: str, value: Any, minimum: int, *, optional: Literal[False] = False,
-            maximum: int = MAX_STEPS) -> int: ...
+def int_arg(
+    name: str,
+    value: Any,
+    minimum: int,
+    *,
+    optional: Literal[False] = False,
+    maximum: int = MAX_STEPS,
+) -> int: ...
 @overload
-def int_arg(name: str, value: Any, minimum: int, *, optional: bool,
-            maximum: int = MAX_STEPS) -> int | None: ...
+def int_arg(
+    name: str, value: Any, minimum: int, *, optional: bool, maximum: int = MAX_STEPS
+) -> int | None: ...
 
 
-def int_arg(name: str, value: Any, minimum: int, *, optional: bool = False,
-            maximum: int = MAX_STEPS) -> int | None:
+def int_arg(
+    name: str, value: Any, minimum: int, *, optional: bool = False, maximum: int = MAX_STEPS
+) -> int | None:
     """``value`` if it is an integer from ``minimum`` to ``maximum`` (or ``None`` when
     ``optional``), else raise."""
     if value is None and optional:
@@ -97,8 +123,9 @@ def int_arg(name: str, value: Any, minimum: int, *, optional: bool = False,
         accepted = f"an integer ≥ {minimum}" + (" or None" if optional else "")
         raise ConfigError(f"Trainer: {name} must be {accepted}, got {value!r}")
     if value > maximum:
-        raise ConfigError(f"Trainer: {name} must be an integer from {minimum} to {maximum}, "
-                          f"got {value!r}")
+        raise ConfigError(
+            f"Trainer: {name} must be an integer from {minimum} to {maximum}, got {value!r}"
+        )
     return value
 
 
@@ -140,13 +167,11 @@ def named_spec(what: str, spec: Any, names: Sequence[str]) -> tuple[str, dict[st
     if name not in names:
         close = difflib.get_close_matches(name, list(names), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"Trainer: unknown {what} {name!r}{hint} Accepted: {', '.join(names)}"
-        )
+        raise ConfigError(f"Trainer: unknown {what} {name!r}{hint} Accepted: {', '.join(names)}")
     return name, arguments
 
 
 def shown(value: Any, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters, for error messages."""
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."

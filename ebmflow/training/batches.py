@@ -37,8 +37,16 @@ class DatasetBatches:
     ``data.sample_with_labels(batch_size, g)``, an ``(x, y)`` pair); this rank keeps rows
     ``rank::world``."""
 
-    def __init__(self, data: Any, batch_size: int, rank: int, world: int,
-                 generator: torch.Generator, device: torch.device, labels: bool = False) -> None:
+    def __init__(
+        self,
+        data: Any,
+        batch_size: int,
+        rank: int,
+        world: int,
+        generator: torch.Generator,
+        device: torch.device,
+        labels: bool = False,
+    ) -> None:
         self.data, self.batch_size, self.rank, self.world = data, batch_size, rank, world
         self.generator, self.device, self.labels = generator, device, labels
 
@@ -46,18 +54,19 @@ class DatasetBatches:
         if self.labels:
             x, y = self.data.sample_with_labels(self.batch_size, self.generator)
             if self.world > 1:
-                x, y = x[self.rank::self.world].contiguous(), y[self.rank::self.world]
+                x, y = x[self.rank :: self.world].contiguous(), y[self.rank :: self.world]
             return x.to(self.device), y.to(self.device)
         x = self.data.sample(self.batch_size, self.generator)
         if self.world > 1:
-            x = x[self.rank::self.world].contiguous()
+            x = x[self.rank :: self.world].contiguous()
         return x.to(self.device)
 
     def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         return {"kind": "dataset"}, {}
 
-    def load_state(self, state: Mapping[str, Any], tensors: Mapping[str, Tensor],
-                   where: str, tensors_file: str) -> None:
+    def load_state(
+        self, state: Mapping[str, Any], tensors: Mapping[str, Tensor], where: str, tensors_file: str
+    ) -> None:
         _check_source_kind(state, "dataset", where)
 
 
@@ -67,9 +76,16 @@ class TensorBatches:
     rows ``rank::world`` of each. With ``labels`` (``(N,)``), batches are ``(x, y)`` pairs
     of the same rows."""
 
-    def __init__(self, data: Tensor, batch_size: int, rank: int, world: int,
-                 generator: torch.Generator, device: torch.device,
-                 labels: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        data: Tensor,
+        batch_size: int,
+        rank: int,
+        world: int,
+        generator: torch.Generator,
+        device: torch.device,
+        labels: Tensor | None = None,
+    ) -> None:
         self.data, self.batch_size, self.rank, self.world = data, batch_size, rank, world
         self.generator, self.device, self.labels = generator, device, labels
         self.permutation: Tensor | None = None
@@ -80,21 +96,24 @@ class TensorBatches:
         if self.permutation is None or self.position + self.batch_size > n:
             self.permutation = torch.randperm(n, generator=self.generator).to(self.data.device)
             self.position = 0
-        index = self.permutation[self.position:self.position + self.batch_size]
+        index = self.permutation[self.position : self.position + self.batch_size]
         self.position += self.batch_size
         if self.world > 1:
-            index = index[self.rank::self.world]
+            index = index[self.rank :: self.world]
         if self.labels is not None:
-            return (self.data[index].to(self.device),
-                    self.labels[index.to(self.labels.device)].to(self.device))
+            return (
+                self.data[index].to(self.device),
+                self.labels[index.to(self.labels.device)].to(self.device),
+            )
         return self.data[index].to(self.device)
 
     def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         tensors = {} if self.permutation is None else {"data.permutation": self.permutation}
         return {"kind": "tensor", "rows": self.data.shape[0], "position": self.position}, tensors
 
-    def load_state(self, state: Mapping[str, Any], tensors: Mapping[str, Tensor],
-                   where: str, tensors_file: str) -> None:
+    def load_state(
+        self, state: Mapping[str, Any], tensors: Mapping[str, Tensor], where: str, tensors_file: str
+    ) -> None:
         _check_source_kind(state, "tensor", where)
         if state.get("rows") != self.data.shape[0]:
             raise CheckpointError(
@@ -104,7 +123,8 @@ class TensorBatches:
         rows = self.data.shape[0]
         permutation = tensors.get("data.permutation")
         if permutation is not None and not (
-            permutation.dtype == torch.int64 and permutation.shape == (rows,)
+            permutation.dtype == torch.int64
+            and permutation.shape == (rows,)
             and torch.equal(permutation.sort().values, torch.arange(rows))
         ):
             raise CheckpointError(
@@ -114,24 +134,37 @@ class TensorBatches:
                 f"not"
             )
         position = state.get("position", 0)
-        if not isinstance(position, int) or isinstance(position, bool) or not (
-                0 <= position <= rows):
-            raise CheckpointError(f"{where}: data.position must be an integer from 0 to "
-                                  f"{rows}, got {shown(position)}")
+        if (
+            not isinstance(position, int)
+            or isinstance(position, bool)
+            or not (0 <= position <= rows)
+        ):
+            raise CheckpointError(
+                f"{where}: data.position must be an integer from 0 to {rows}, got {shown(position)}"
+            )
         self.permutation = None if permutation is None else permutation.to(self.data.device)
         self.position = position
 
 
-def make_batches(data: Any, objective: Any, batch_size: int, rank: int, world: int,
-                 generator: torch.Generator, device: torch.device
-                 ) -> DatasetBatches | TensorBatches:
+def make_batches(
+    data: Any,
+    objective: Any,
+    batch_size: int,
+    rank: int,
+    world: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> DatasetBatches | TensorBatches:
     """The batch source for ``data``; ``(x, y)`` batches when the objective says
     ``needs_labels``."""
     needs_labels = bool(getattr(objective, "needs_labels", False))
     name = type(objective).__name__
     args = (batch_size, rank, world, generator, device)
-    labelled = (isinstance(data, (tuple, list)) and len(data) == 2
-                and all(isinstance(t, Tensor) for t in data))
+    labelled = (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(t, Tensor) for t in data)
+    )
     if isinstance(data, Tensor) or labelled:
         x, y = (data[0], data[1]) if labelled else (data, None)
         if not x.is_floating_point():
@@ -187,8 +220,9 @@ def event_shape_mismatch(energy: Any, data: Any) -> tuple[tuple, tuple] | None:
     expected = getattr(energy, "event_shape", None)
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor):
         data = data[0]
-    given = tuple(data.shape[1:]) if isinstance(data, Tensor) else getattr(
-        data, "event_shape", None)
+    given = (
+        tuple(data.shape[1:]) if isinstance(data, Tensor) else getattr(data, "event_shape", None)
+    )
     if expected is None or given is None or tuple(expected) == tuple(given):
         return None
     return tuple(expected), tuple(given)

@@ -74,8 +74,9 @@ def resolve_device(energy: nn.Module, device: Any, world_size: int) -> torch.dev
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"Trainer: device {device!r} is not a torch device "
-                          f"(e.g. 'cpu', 'cuda', 'cuda:1')") from None
+        raise ConfigError(
+            f"Trainer: device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')"
+        ) from None
     if device.type == "cuda" and device.index is None and world_size > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     try:  # a device this torch or this machine lacks fails here, not inside .to()
@@ -122,8 +123,9 @@ class Collective:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        dist.init_process_group(backend=backend, init_method="env://",
-                                rank=self.rank, world_size=self.world_size)
+        dist.init_process_group(
+            backend=backend, init_method="env://", rank=self.rank, world_size=self.world_size
+        )
         return True
 
     @staticmethod
@@ -158,8 +160,7 @@ class Collective:
         flat = self.flat
         if flat is None:
             dtype = promoted_dtype([p.dtype for p in params])
-            flat = torch.empty(sum(p.numel() for p in params) + 1, dtype=dtype,
-                               device=self.device)
+            flat = torch.empty(sum(p.numel() for p in params) + 1, dtype=dtype, device=self.device)
             self.flat = flat
             self._views = list(flat[:-1].split([p.numel() for p in params]))
         with torch.no_grad():
@@ -224,11 +225,11 @@ class Collective:
         dist.all_reduce(longest, op=dist.ReduceOp.MAX)
         padded = torch.zeros(int(longest.item()), dtype=torch.uint8)
         if data:
-            padded[:len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            padded[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         lengths, parts = self.gather(length), self.gather(padded)
         if lengths is None or parts is None:
             return None
-        return [bytes(p[:int(n.item())].tolist()) for n, p in zip(lengths, parts)]
+        return [bytes(p[: int(n.item())].tolist()) for n, p in zip(lengths, parts)]
 
     def first_failed(self, failed: bool) -> bool:
         """Whether rank 0 reports ``failed`` (``failed`` is rank 0's own outcome)."""

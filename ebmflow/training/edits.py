@@ -27,8 +27,16 @@ if TYPE_CHECKING:
 #: they shape the rest of the run, not the state saved so far, so the checkpoint continues
 #: exactly under the new values. The optimizer's ``lr`` may change too (it is applied to the
 #: parameter groups). Any other change is refused, naming the keys.
-RESUMABLE_TRAIN_KEYS = ("steps", "lr_schedule", "grad_clip", "checkpoint_every", "log_every",
-                        "progress", "compile")
+RESUMABLE_TRAIN_KEYS = (
+    "steps",
+    "lr_schedule",
+    "grad_clip",
+    "checkpoint_every",
+    "log_every",
+    "progress",
+    "compile",
+)
+
 
 def json_form(value: Any) -> Any:
     """``value`` as JSON would give it back (tuples as lists), for comparisons."""
@@ -46,8 +54,9 @@ def differences(prefix: str, old: Any, new: Any) -> dict[str, str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out: dict[str, str] = {}
         for key in [*old, *(k for k in new if k not in old)]:
-            out.update(differences(f"{prefix}.{key}", old.get(key, _NOT_SET),
-                                    new.get(key, _NOT_SET)))
+            out.update(
+                differences(f"{prefix}.{key}", old.get(key, _NOT_SET), new.get(key, _NOT_SET))
+            )
         return out
     if old == new and type(old) is type(new):
         return {}
@@ -80,26 +89,35 @@ def _comparable_table(table: Any, kind: str, host: PluginHost) -> Any:
     return table
 
 
-_TABLE_KINDS = {"data": "dataset", "energy": "energy", "objective": "objective",
-                "sampler": "sampler"}
+_TABLE_KINDS = {
+    "data": "dataset",
+    "energy": "energy",
+    "objective": "objective",
+    "sampler": "sampler",
+}
 
 
-def run_changes(saved: Mapping[str, Any], current: Mapping[str, Any],
-                 host: PluginHost) -> dict[str, str]:
+def run_changes(
+    saved: Mapping[str, Any], current: Mapping[str, Any], host: PluginHost
+) -> dict[str, str]:
     """The changes from the run record ``saved`` to ``current`` that a resume cannot
     honour: every difference except the keys of :data:`RESUMABLE_TRAIN_KEYS` and the
     optimizer's ``lr``."""
     changes: dict[str, str] = {}
     for table, kind in _TABLE_KINDS.items():
         old, new = saved.get(table), current.get(table)
-        if isinstance(old, dict) and isinstance(new, dict) and (
-                ("kind" in old) != ("kind" in new)):
+        if isinstance(old, dict) and isinstance(new, dict) and (("kind" in old) != ("kind" in new)):
             # one run was described by a run file, the other by component records (a
             # Trainer built from objects, which lists every argument): not comparable key by
             # key; the energy's arguments are still compared through config.json
             continue
-        changes.update(differences(table, json_form(_comparable_table(old, kind, host)),
-                                    json_form(_comparable_table(new, kind, host))))
+        changes.update(
+            differences(
+                table,
+                json_form(_comparable_table(old, kind, host)),
+                json_form(_comparable_table(new, kind, host)),
+            )
+        )
     old_train = dict(saved.get("train") or {}) if isinstance(saved.get("train"), dict) else {}
     new_train = dict(current.get("train") or {})
     for key in RESUMABLE_TRAIN_KEYS:
@@ -111,8 +129,7 @@ def run_changes(saved: Mapping[str, Any], current: Mapping[str, Any],
     return changes
 
 
-def group_changes(saved_groups: list[Any], optimizer: Any
-                   ) -> dict[str, str]:
+def group_changes(saved_groups: list[Any], optimizer: Any) -> dict[str, str]:
     """Differences in the optimizer's hyperparameters (other than ``lr``) between the saved
     parameter groups and ``optimizer``'s: catches a changed optimizer that the run record
     cannot describe (an optimizer factory). Keys only one side has (another torch version)
@@ -128,17 +145,28 @@ def group_changes(saved_groups: list[Any], optimizer: Any
             changes["optimizer"] = (
                 f"optimizer: the saved state is for an optimizer with the hyperparameters "
                 f"{sorted(old_keys)}, this Trainer's {type(optimizer).__name__} has "
-                f"{sorted(new_keys)}")
+                f"{sorted(new_keys)}"
+            )
             return changes
         for key in sorted(old_keys & new_keys):
-            changes.update(differences(f"optimizer.param_groups[{i}].{key}",
-                                        json_form(old[key]), json_form(new[key])))
+            changes.update(
+                differences(
+                    f"optimizer.param_groups[{i}].{key}", json_form(old[key]), json_form(new[key])
+                )
+            )
     return changes
 
 
-def check_resumable(folder: Any, saved_run: Mapping[str, Any], current_run: Mapping[str, Any],
-                    host: PluginHost, saved_energy: Any, current_energy: Any,
-                    saved_optimizer: Any, optimizer: Any) -> None:
+def check_resumable(
+    folder: Any,
+    saved_run: Mapping[str, Any],
+    current_run: Mapping[str, Any],
+    host: PluginHost,
+    saved_energy: Any,
+    current_energy: Any,
+    saved_optimizer: Any,
+    optimizer: Any,
+) -> None:
     """Raise :class:`~ebmflow.ConfigError` listing every change from the checkpoint's run
     to the current one that a resume cannot honour: the run records ``saved_run`` and
     ``current_run``, the energy's arguments as config.json records them (``None`` when
@@ -148,8 +176,11 @@ def check_resumable(folder: Any, saved_run: Mapping[str, Any], current_run: Mapp
     # runs were described (a run file, or a Trainer built from objects)
     if saved_energy is not None and current_energy is not None:
         changes.update(differences("energy", json_form(saved_energy), json_form(current_energy)))
-    if not any(k.startswith("train.optimizer") for k in changes) and isinstance(
-            saved_optimizer, dict) and isinstance(saved_optimizer.get("param_groups"), list):
+    if (
+        not any(k.startswith("train.optimizer") for k in changes)
+        and isinstance(saved_optimizer, dict)
+        and isinstance(saved_optimizer.get("param_groups"), list)
+    ):
         changes.update(group_changes(saved_optimizer["param_groups"], optimizer))
     if changes:
         raise ConfigError(
@@ -160,16 +191,29 @@ def check_resumable(folder: Any, saved_run: Mapping[str, Any], current_run: Mapp
         )
 
 
-def check_resumable_checkpoint(saved: TrainingCheckpoint, current_run: Mapping[str, Any],
-                               host: PluginHost, current_energy: Any, optimizer: Any) -> None:
+def check_resumable_checkpoint(
+    saved: TrainingCheckpoint,
+    current_run: Mapping[str, Any],
+    host: PluginHost,
+    current_energy: Any,
+    optimizer: Any,
+) -> None:
     """:func:`check_resumable` for the checkpoint ``saved``: its run record, its energy's
     arguments from config.json and its optimizer state, each checked to be of the right
     kind first."""
     saved_run = saved.state.get("run")
     if not isinstance(saved_run, dict):
-        raise CheckpointError(f"{saved.where}: run must be an object (the run's tables), "
-                              f"got {shown(saved_run)}")
+        raise CheckpointError(
+            f"{saved.where}: run must be an object (the run's tables), got {shown(saved_run)}"
+        )
     saved_arguments = saved.config.get("arguments")
-    check_resumable(saved.folder, saved_run, current_run, host,
-                    saved_arguments if isinstance(saved_arguments, dict) else None,
-                    current_energy, saved.state.get("optimizer"), optimizer)
+    check_resumable(
+        saved.folder,
+        saved_run,
+        current_run,
+        host,
+        saved_arguments if isinstance(saved_arguments, dict) else None,
+        current_energy,
+        saved.state.get("optimizer"),
+        optimizer,
+    )

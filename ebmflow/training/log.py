@@ -26,8 +26,9 @@ def interval_means(pending_metrics: list[Mapping[str, Any]]) -> dict[str, float]
     return {key: sums[key] / counts[key] for key in sorted(sums)}
 
 
-def log_record(step: int, losses: list[float], norm: Any, lr: float,
-               means: Mapping[str, float]) -> dict[str, Any]:
+def log_record(
+    step: int, losses: list[float], norm: Any, lr: float, means: Mapping[str, float]
+) -> dict[str, Any]:
     """The record of the interval ending at ``step``: the mean loss, the last gradient norm
     and lr, and the objective's metric means."""
     record: dict[str, Any] = {
@@ -43,8 +44,9 @@ def log_record(step: int, losses: list[float], norm: Any, lr: float,
 
 def show_on_bar(bar: Any, record: Mapping[str, Any]) -> None:
     """The record's floats (but step and lr) as the progress bar's postfix."""
-    shown = {k: f"{v:.4g}" for k, v in record.items()
-             if k not in ("step", "lr") and isinstance(v, float)}
+    shown = {
+        k: f"{v:.4g}" for k, v in record.items() if k not in ("step", "lr") and isinstance(v, float)
+    }
     bar.set_postfix(shown, refresh=False)
 
 

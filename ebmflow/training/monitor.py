@@ -53,8 +53,7 @@ def check_output(out: Any, objective: Any) -> None:
     loss = out.loss
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-        raise EbmflowError(f"{name} returned a loss of shape {shape}; expected a scalar "
-                           f"tensor")
+        raise EbmflowError(f"{name} returned a loss of shape {shape}; expected a scalar tensor")
     if not loss.requires_grad:
         raise EbmflowError(
             f"{name} returned a loss that does not depend on any trainable parameter "
@@ -94,9 +93,14 @@ class NonFiniteMonitor:
     ``last_checkpoint`` gives the last checkpoint written (folder, step) for the message.
     """
 
-    def __init__(self, device: torch.device, steps: int, what: str,
-                 params: list[nn.Parameter],
-                 last_checkpoint: Callable[[], tuple[Path, int] | None]) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        steps: int,
+        what: str,
+        params: list[nn.Parameter],
+        last_checkpoint: Callable[[], tuple[Path, int] | None],
+    ) -> None:
         # the CPU reads a scalar for free: check every step before the update. On
         # accelerators a read is a device sync, so checks are batched at log steps.
         self.check_every_step = device.type == "cpu"
@@ -132,8 +136,9 @@ class NonFiniteMonitor:
             if bad or not math.isfinite(loss.item()):
                 self.diverged(step, loss, float(grad_norm(self.params)))
         else:  # 0 when all is finite, else 1 or NaN; read at the next flush
-            self.pending.append((step, (flag * 0 if is_norm else flag).reshape(())
-                                 + loss * 0, loss))
+            self.pending.append(
+                (step, (flag * 0 if is_norm else flag).reshape(()) + loss * 0, loss)
+            )
 
     def flush(self) -> None:
         """Run the batched NaN/inf checks (accelerators): one device sync."""
@@ -151,14 +156,17 @@ class NonFiniteMonitor:
         gradient ``norm`` when the check ran before the update (which was then not
         applied), without when the check was batched."""
         last = self.last_checkpoint()
-        where = (f"; the last checkpoint, {last[0]} at step {last[1]}, is intact"
-                 if last else "")
+        where = f"; the last checkpoint, {last[0]} at step {last[1]}, is intact" if last else ""
         if norm is None:
-            detail = (f"the loss ({float(loss):.6g}) or a gradient is NaN or infinite "
-                      f"({self.what}){where}")
+            detail = (
+                f"the loss ({float(loss):.6g}) or a gradient is NaN or infinite "
+                f"({self.what}){where}"
+            )
         else:
-            detail = (f"loss {float(loss):.6g}, gradient norm {norm:.6g} ({self.what}); the "
-                      f"update was not applied{where}")
+            detail = (
+                f"loss {float(loss):.6g}, gradient norm {norm:.6g} ({self.what}); the "
+                f"update was not applied{where}"
+            )
         raise TrainingDivergedError(
             f"training diverged at step {step} of {self.steps}: {detail}. Try a smaller "
             f"learning rate, grad_clip, or a smaller sampler step size",

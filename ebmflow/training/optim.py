@@ -30,8 +30,9 @@ LR_SCHEDULES: dict[str, dict[str, Any]] = {
 }
 
 
-def trainable_parameters(energy: nn.Module, objective: nn.Module
-                         ) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+def trainable_parameters(
+    energy: nn.Module, objective: nn.Module
+) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """``(the energy's trainable parameters, those and the objective's)``, each parameter
     once; an energy with none cannot be trained."""
     energy_params = [p for p in energy.parameters() if p.requires_grad]
@@ -67,13 +68,14 @@ def make_optimizer(spec: Any, params: list[nn.Parameter]) -> torch.optim.Optimiz
     for key, value in arguments.items():  # torch takes lr = inf and diverges at step 1
         values = value if isinstance(value, tuple) else (value,)
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            raise ConfigError(f"Trainer: optimizer {name!r}: {key} must be finite, got "
-                              f"{value!r}")
+            raise ConfigError(f"Trainer: optimizer {name!r}: {key} must be finite, got {value!r}")
     try:
         return cls(params, **arguments)
     except (TypeError, ValueError, IndexError, KeyError) as exc:  # e.g. betas = [0.9]
-        raise ConfigError(f"Trainer: optimizer {name!r}: {type(exc).__name__}: "
-                          f"{first_line(exc)} (arguments {arguments})") from None
+        raise ConfigError(
+            f"Trainer: optimizer {name!r}: {type(exc).__name__}: "
+            f"{first_line(exc)} (arguments {arguments})"
+        ) from None
 
 
 class LRSchedule:
@@ -93,11 +95,13 @@ class LRSchedule:
         self.name = name
         self.warmup = int_arg("lr_schedule warmup", values.get("warmup", 0), 0)
         min_factor = values.get("min_factor", 0.0)
-        if not (isinstance(min_factor, (int, float)) and not isinstance(min_factor, bool)
-                and 0.0 <= min_factor <= 1.0):
+        if not (
+            isinstance(min_factor, (int, float))
+            and not isinstance(min_factor, bool)
+            and 0.0 <= min_factor <= 1.0
+        ):
             raise ConfigError(
-                f"Trainer: lr_schedule min_factor must be a number in [0, 1], got "
-                f"{min_factor!r}"
+                f"Trainer: lr_schedule min_factor must be a number in [0, 1], got {min_factor!r}"
             )
         self.min_factor = float(min_factor)
         total = values.get("steps")

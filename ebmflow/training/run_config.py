@@ -97,8 +97,18 @@ TABLES: dict[str, str | None] = {
 REQUIRED_TABLES = ("data", "energy", "objective")
 #: The keys ``[train]`` accepts: the Trainer's keyword arguments a run file may set.
 TRAIN_KEYS = (
-    "optimizer", "lr_schedule", "batch_size", "steps", "seed", "grad_clip", "ema",
-    "compile", "checkpoint_every", "log_every", "progress", "device",
+    "optimizer",
+    "lr_schedule",
+    "batch_size",
+    "steps",
+    "seed",
+    "grad_clip",
+    "ema",
+    "compile",
+    "checkpoint_every",
+    "log_every",
+    "progress",
+    "device",
 )
 
 #: The [train] keys that take a boolean (TOML ``true``/``false``; no strings such as "yes").
@@ -124,18 +134,29 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The tables as a JSON-friendly dict (absent tables left out)."""
-        tables = {"data": self.data, "energy": self.energy, "objective": self.objective,
-                  "sampler": self.sampler, "train": self.train}
+        tables = {
+            "data": self.data,
+            "energy": self.energy,
+            "objective": self.objective,
+            "sampler": self.sampler,
+            "train": self.train,
+        }
         return {k: v for k, v in tables.items() if v is not None}
 
     @classmethod
-    def from_dict(cls, tables: Mapping[str, Any], *, source: str = "<run config>",
-                  require: tuple[str, ...] = ()) -> RunConfig:
+    def from_dict(
+        cls,
+        tables: Mapping[str, Any],
+        *,
+        source: str = "<run config>",
+        require: tuple[str, ...] = (),
+    ) -> RunConfig:
         """Validate ``tables`` (what TOML parsing gives) into a RunConfig; ``require`` lists
         the tables that must be present."""
         if not isinstance(tables, Mapping):
-            raise ConfigError(f"{source}: a run config is a set of tables, got "
-                              f"{type(tables).__name__}")
+            raise ConfigError(
+                f"{source}: a run config is a set of tables, got {type(tables).__name__}"
+            )
         for key, value in tables.items():
             if key not in TABLES:
                 close = difflib.get_close_matches(key, list(TABLES), n=1)
@@ -159,26 +180,35 @@ class RunConfig:
         if train is None:
             train = {}
         if not isinstance(train, Mapping):
-            raise ConfigError(f"{source}: [train] must be a table of Trainer arguments, got "
-                              f"{type(train).__name__} {train!r}")
+            raise ConfigError(
+                f"{source}: [train] must be a table of Trainer arguments, got "
+                f"{type(train).__name__} {train!r}"
+            )
         train = dict(train)
         for key in train:
             if key not in TRAIN_KEYS:
                 close = difflib.get_close_matches(key, list(TRAIN_KEYS), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                extra = ("; checkpoints and metrics go where the caller says (ebmflow train "
-                         "--out DIR)" if key in ("checkpoint_dir", "metrics_file") else "")
+                extra = (
+                    "; checkpoints and metrics go where the caller says (ebmflow train --out DIR)"
+                    if key in ("checkpoint_dir", "metrics_file")
+                    else ""
+                )
                 raise ConfigError(
                     f"{source} [train]: unknown key {key!r}{hint}; accepted: "
                     f"{', '.join(TRAIN_KEYS)}{extra}"
                 )
         for key in BOOLEAN_TRAIN_KEYS:  # checked here too: --no-progress replaces the value
             if key in train and not isinstance(train[key], bool):
-                raise ConfigError(f"{source} [train]: {key} must be true or false, got "
-                                  f"{train[key]!r}")
+                raise ConfigError(
+                    f"{source} [train]: {key} must be true or false, got {train[key]!r}"
+                )
         _check_json(train, "train", source)
-        if parsed["sampler"] is not None and parsed["objective"] is not None \
-                and "sampler" in parsed["objective"]:
+        if (
+            parsed["sampler"] is not None
+            and parsed["objective"] is not None
+            and "sampler" in parsed["objective"]
+        ):
             raise ConfigError(
                 f"{source}: the sampler is given twice, as [sampler] and as [objective] "
                 f"sampler; keep one"
@@ -217,8 +247,9 @@ def _component_table(value: Any, table: str, source: str) -> dict[str, Any] | No
 def _check_json(value: Any, table: str, source: str, key: str = "") -> None:
     """TOML dates and times have no JSON form (run configs are stored in checkpoints)."""
     if isinstance(value, (datetime.date, datetime.time)):
-        raise ConfigError(f"{source} [{table}] {key}: dates and times are not accepted, got "
-                          f"{value!r}")
+        raise ConfigError(
+            f"{source} [{table}] {key}: dates and times are not accepted, got {value!r}"
+        )
     if isinstance(value, Mapping):
         for k, v in value.items():
             _check_json(v, table, source, f"{key}.{k}" if key else str(k))
@@ -239,8 +270,9 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
 
     path = Path(path)
     try:
-        data = read_regular_file(path, max_bytes=MAX_RUN_FILE_BYTES, follow_symlinks=True,
-                                 error=ConfigError)
+        data = read_regular_file(
+            path, max_bytes=MAX_RUN_FILE_BYTES, follow_symlinks=True, error=ConfigError
+        )
         text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"run config {path} does not exist") from None
@@ -259,6 +291,7 @@ def parse_run_config(text: str, *, source: str = "<string>") -> RunConfig:
     """
     text = text.removeprefix("\ufeff")
     import tomllib
+
     try:
         tables = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -268,17 +301,30 @@ def parse_run_config(text: str, *, source: str = "<string>") -> RunConfig:
             message += f" (the file ends at line {last} without closing it)"
         raise ConfigError(f"{source}: TOML syntax error: {message}") from None
     config = RunConfig.from_dict(tables, source=source, require=REQUIRED_TABLES)
-    return RunConfig(source=config.source, data=config.data, energy=config.energy,
-                     objective=config.objective, sampler=config.sampler, train=config.train,
-                     text=text)
+    return RunConfig(
+        source=config.source,
+        data=config.data,
+        energy=config.energy,
+        objective=config.objective,
+        sampler=config.sampler,
+        train=config.train,
+        text=text,
+    )
 
 
-_REPREFIXED = (ComponentArgumentError, UnknownComponentError, AmbiguousComponentError,
-               UnknownKindError, PluginError, ConfigError)
+_REPREFIXED = (
+    ComponentArgumentError,
+    UnknownComponentError,
+    AmbiguousComponentError,
+    UnknownKindError,
+    PluginError,
+    ConfigError,
+)
 
 
-def create_from_table(host: PluginHost, table: str, config: Mapping[str, Any], source: str,
-                      **extra: Any) -> Any:
+def create_from_table(
+    host: PluginHost, table: str, config: Mapping[str, Any], source: str, **extra: Any
+) -> Any:
     """``host.create(kind of table, config, **extra)`` with errors prefixed by
     ``SOURCE [table]:``."""
     kind = TABLES[table]
@@ -287,9 +333,12 @@ def create_from_table(host: PluginHost, table: str, config: Mapping[str, Any], s
         return host.create(kind, config, **extra)
     except _REPREFIXED as exc:
         message = f"{source} [{table}]: {exc}"
-        if table == "objective" and "sampler" in extra and isinstance(
-            exc, ComponentArgumentError
-        ) and "sampler" in str(exc):
+        if (
+            table == "objective"
+            and "sampler" in extra
+            and isinstance(exc, ComponentArgumentError)
+            and "sampler" in str(exc)
+        ):
             message += " ([sampler] is passed to the objective as its sampler= argument)"
         raise type(exc)(message) from None
     except (ValueError, TypeError, OverflowError, MemoryError, RuntimeError) as exc:
@@ -354,10 +403,8 @@ def build_components(
         if objective is None:
             extra = {}
             if run_config.sampler is not None:
-                extra["sampler"] = create_from_table(host, "sampler", run_config.sampler,
-                                                     source)
-            objective = create_from_table(host, "objective", table("objective"), source,
-                                          **extra)
+                extra["sampler"] = create_from_table(host, "sampler", run_config.sampler, source)
+            objective = create_from_table(host, "objective", table("objective"), source, **extra)
     mismatch = event_shape_mismatch(energy, data)
     if mismatch is not None:
         energy_name = (run_config.energy or {}).get("name", type(energy).__name__)

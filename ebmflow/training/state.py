@@ -80,11 +80,12 @@ OBJECTIVE_FILE = "objective.safetensors"
 METRICS_FILE = "metrics.jsonl"
 
 
-
-def rank_local_state(objective: nn.Module, generator: torch.Generator,
-                     pending_metrics: list[Mapping[str, Any]], collective: Collective | None
-                     ) -> tuple[dict[str, Tensor], dict[str, Tensor],
-                                list[list[dict[str, float]]] | None]:
+def rank_local_state(
+    objective: nn.Module,
+    generator: torch.Generator,
+    pending_metrics: list[Mapping[str, Any]],
+    collective: Collective | None,
+) -> tuple[dict[str, Tensor], dict[str, Tensor], list[list[dict[str, float]]] | None]:
     """This rank's objective buffers and generator, and the objective's metrics of the
     logging interval in progress (averaged over ranks when logged): ``(training tensors,
     objective tensors, metrics by rank)``. With a ``collective`` (several ranks) they are
@@ -111,8 +112,7 @@ def rank_local_state(objective: nn.Module, generator: torch.Generator,
     return tensors, objective_tensors, metrics_by_rank
 
 
-def energy_record(energy: nn.Module, host: PluginHost
-                  ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+def energy_record(energy: nn.Module, host: PluginHost) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """The energy's config.json record and its tensor arguments (what ``ebmflow.save``
     writes); an energy the registry cannot rebuild is an error in the Trainer's
     configuration, raised as :class:`~ebmflow.ConfigError`."""
@@ -127,9 +127,14 @@ def energy_record(energy: nn.Module, host: PluginHost
     return encode_component(energy, host, tensors), tensors
 
 
-def run_record(run_config: Mapping[str, Any] | None, host: PluginHost, data: Any,
-               energy: nn.Module, objective: nn.Module,
-               train_arguments: Mapping[str, Any]) -> dict[str, Any]:
+def run_record(
+    run_config: Mapping[str, Any] | None,
+    host: PluginHost,
+    data: Any,
+    energy: nn.Module,
+    objective: nn.Module,
+    train_arguments: Mapping[str, Any],
+) -> dict[str, Any]:
     """The run record a checkpoint stores: the run's tables (``run_config``, or else the
     components' configs; tensor data and an unregistered component are ``None``) with
     ``train`` updated by the Trainer's arguments, each made JSON or ``None``."""
@@ -137,7 +142,8 @@ def run_record(run_config: Mapping[str, Any] | None, host: PluginHost, data: Any
         run = dict(run_config)
     else:
         run = {
-            "data": None if isinstance(data, (Tensor, tuple, list))
+            "data": None
+            if isinstance(data, (Tensor, tuple, list))
             else component_config(data, host),
             "energy": component_config(energy, host),
             "objective": component_config(objective, host),
@@ -152,12 +158,18 @@ def run_record(run_config: Mapping[str, Any] | None, host: PluginHost, data: Any
     return run
 
 
-def encode_training_state(tensors: dict[str, Tensor], host: PluginHost, *, step: int,
-                          world_size: int, run: Mapping[str, Any],
-                          optimizer: Mapping[str, Any], data: Mapping[str, Any],
-                          pending_loss: list[float],
-                          metrics_by_rank: list[list[dict[str, float]]] | None
-                          ) -> dict[str, Any]:
+def encode_training_state(
+    tensors: dict[str, Tensor],
+    host: PluginHost,
+    *,
+    step: int,
+    world_size: int,
+    run: Mapping[str, Any],
+    optimizer: Mapping[str, Any],
+    data: Mapping[str, Any],
+    pending_loss: list[float],
+    metrics_by_rank: list[list[dict[str, float]]] | None,
+) -> dict[str, Any]:
     """``training.json``'s content: JSON for everything but tensors, which
     :func:`~ebmflow.checkpoint.encode_value` moves to ``tensors`` (``training.safetensors``)
     as ``{"__tensor__": key}``, the same tagging as config.json's arguments."""
@@ -165,25 +177,44 @@ def encode_training_state(tensors: dict[str, Tensor], host: PluginHost, *, step:
         "step": step,
         "world_size": world_size,
         "run": run,
-        "optimizer": encode_value({
-            "state": {str(k): v for k, v in optimizer["state"].items()},
-            "param_groups": optimizer["param_groups"],
-        }, "optimizer", "optimizer", host, tensors, None),
+        "optimizer": encode_value(
+            {
+                "state": {str(k): v for k, v in optimizer["state"].items()},
+                "param_groups": optimizer["param_groups"],
+            },
+            "optimizer",
+            "optimizer",
+            host,
+            tensors,
+            None,
+        ),
         "data": data,
-        "pending": encode_value({
-            "loss": pending_loss,
-            "metrics_by_rank": metrics_by_rank,
-        }, "pending", "metrics", host, tensors, None),
+        "pending": encode_value(
+            {
+                "loss": pending_loss,
+                "metrics_by_rank": metrics_by_rank,
+            },
+            "pending",
+            "metrics",
+            host,
+            tensors,
+            None,
+        ),
     }
 
 
-def write_training_checkpoint(target: Path, *, record: dict[str, Any],
-                              argument_tensors: Mapping[str, Tensor],
-                              weights: Mapping[str, Tensor], state: Mapping[str, Any],
-                              tensors: Mapping[str, Tensor],
-                              objective_tensors: Mapping[str, Tensor],
-                              history: list[dict[str, Any]],
-                              training: Mapping[str, Any]) -> Path:
+def write_training_checkpoint(
+    target: Path,
+    *,
+    record: dict[str, Any],
+    argument_tensors: Mapping[str, Tensor],
+    weights: Mapping[str, Tensor],
+    state: Mapping[str, Any],
+    tensors: Mapping[str, Tensor],
+    objective_tensors: Mapping[str, Tensor],
+    history: list[dict[str, Any]],
+    training: Mapping[str, Any],
+) -> Path:
     """Write the training checkpoint folder ``target`` atomically: the energy's
     ``record`` (with ``metadata.training`` = ``training``), its ``weights`` and tensor
     arguments, the JSON ``state`` with its ``tensors``, the objective's tensors and the
@@ -191,8 +222,7 @@ def write_training_checkpoint(target: Path, *, record: dict[str, Any],
     files: dict[str, bytes | Mapping[str, Tensor]] = {WEIGHTS_FILE: weights}
     if argument_tensors:
         files[ARGUMENTS_FILE] = argument_tensors
-    files[TRAINING_STATE_FILE] = (json.dumps(state, indent=1, allow_nan=False)
-                                  + "\n").encode()
+    files[TRAINING_STATE_FILE] = (json.dumps(state, indent=1, allow_nan=False) + "\n").encode()
     files[TRAINING_TENSORS_FILE] = tensors
     files[OBJECTIVE_FILE] = objective_tensors
     files[METRICS_FILE] = "".join(json.dumps(r) + "\n" for r in history).encode()
@@ -228,13 +258,16 @@ class TrainingCheckpoint:
     def need(self, mapping: Mapping[str, Any], key: str, file: str) -> Any:
         """``mapping[key]``, read from ``file``; raise if it is missing."""
         if key not in mapping:
-            raise CheckpointError(f"{self.folder / file} has no {key!r}: the training "
-                                  f"checkpoint is incomplete or from another run")
+            raise CheckpointError(
+                f"{self.folder / file} has no {key!r}: the training "
+                f"checkpoint is incomplete or from another run"
+            )
         return mapping[key]
 
 
-def open_training_checkpoint(path: str | Path, energy: nn.Module, host: PluginHost,
-                             world_size: int) -> TrainingCheckpoint:
+def open_training_checkpoint(
+    path: str | Path, energy: nn.Module, host: PluginHost, world_size: int
+) -> TrainingCheckpoint:
     """The training checkpoint at ``path`` for a run of ``energy`` on ``world_size`` ranks;
     raises :class:`~ebmflow.CheckpointError` if it is not one, holds another energy, or was
     written by a run on another number of ranks."""
@@ -252,15 +285,17 @@ def open_training_checkpoint(path: str | Path, energy: nn.Module, host: PluginHo
     except CheckpointError:
         component = None
     if component is not None and (config.get("plugin"), config.get("name")) != (
-        component.plugin, component.name
+        component.plugin,
+        component.name,
     ):
         raise CheckpointError(
             f"{folder} holds a {config.get('plugin')}:{config.get('name')} energy, but this "
             f"Trainer trains a {component.qualified_name} energy"
         )
     if TRAINING_STATE_FILE not in config["files"]:
-        raise CheckpointError(f"{folder} has no {TRAINING_STATE_FILE}: the training "
-                              f"checkpoint is incomplete")
+        raise CheckpointError(
+            f"{folder} has no {TRAINING_STATE_FILE}: the training checkpoint is incomplete"
+        )
     where = str(folder / TRAINING_STATE_FILE)
     tensors_file = str(folder / TRAINING_TENSORS_FILE)
     state = read_json(folder, TRAINING_STATE_FILE, config=config)
@@ -268,8 +303,9 @@ def open_training_checkpoint(path: str | Path, energy: nn.Module, host: PluginHo
         raise CheckpointError(f"{where}: not a training state (not a JSON object)")
     step = state.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEPS:
-        raise CheckpointError(f"{where}: step must be an integer from 0 to {MAX_STEPS}, "
-                              f"got {step!r}")
+        raise CheckpointError(
+            f"{where}: step must be an integer from 0 to {MAX_STEPS}, got {step!r}"
+        )
     if state.get("world_size") != world_size:
         raise CheckpointError(
             f"{folder} was written by a run on {state.get('world_size')} rank(s); this run "
@@ -299,8 +335,14 @@ def read_run_config(checkpoint_dir: PathLike) -> tuple[Path, RunConfig]:
     return folder, RunConfig.from_dict(run, source=str(folder / TRAINING_STATE_FILE))
 
 
-def restore_weights(saved: TrainingCheckpoint, model: Mapping[str, Tensor], energy: nn.Module,
-                    params: list[nn.Parameter], *, ema: bool) -> list[Tensor] | None:
+def restore_weights(
+    saved: TrainingCheckpoint,
+    model: Mapping[str, Tensor],
+    energy: nn.Module,
+    params: list[nn.Parameter],
+    *,
+    ema: bool,
+) -> list[Tensor] | None:
     """Load the raw weights θ into ``energy`` (``model`` is ``model.safetensors``: θ̄ when
     the run kept an EMA, else θ) and return the EMA weights θ̄ of its trainable ``params``
     (``None`` without ``ema``); a checkpoint without EMA gives θ̄ = θ."""
@@ -312,28 +354,37 @@ def restore_weights(saved: TrainingCheckpoint, model: Mapping[str, Tensor], ener
         for name, p in named.items():
             if p.requires_grad:
                 key = f"weights.{name}"
-                raw[name] = checked_like(saved.need(tensors, key, TRAINING_TENSORS_FILE),
-                                         p, tensors_file, key)
+                raw[name] = checked_like(
+                    saved.need(tensors, key, TRAINING_TENSORS_FILE), p, tensors_file, key
+                )
     load_module(energy, raw, folder / WEIGHTS_FILE, "energy")
     if not ema:
         return None
     by_id = {id(p): name for name, p in named.items()}
     source = model if ema_saved else raw
     return [
-        checked_like(saved.need(source, by_id[id(p)], WEIGHTS_FILE), p,
-                     str(folder / WEIGHTS_FILE), by_id[id(p)]).to(p.device, p.dtype).clone()
+        checked_like(
+            saved.need(source, by_id[id(p)], WEIGHTS_FILE),
+            p,
+            str(folder / WEIGHTS_FILE),
+            by_id[id(p)],
+        )
+        .to(p.device, p.dtype)
+        .clone()
         for p in params
     ]
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, saved: Any, where: str,
-                      tensors_file: str) -> None:
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, saved: Any, where: str, tensors_file: str
+) -> None:
     """Load the saved optimizer state into ``optimizer`` after checking it against its
     groups, then put back ``optimizer``'s hyperparameters (a new lr included), so the run
     uses what its run record says."""
     checked = checked_optimizer_state(saved, optimizer, where, tensors_file)
-    hyperparameters = [{k: v for k, v in group.items() if k != "params"}
-                       for group in optimizer.param_groups]
+    hyperparameters = [
+        {k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups
+    ]
     try:
         optimizer.load_state_dict(checked)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -345,27 +396,40 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, saved: Any, where: str,
         group.update(values)
 
 
-def restore_rank_local(saved: TrainingCheckpoint, objective_tensors: Mapping[str, Tensor],
-                       objective: nn.Module, objective_generator: torch.Generator,
-                       data_generator: torch.Generator, batches: Any, rank: int,
-                       world_size: int) -> None:
+def restore_rank_local(
+    saved: TrainingCheckpoint,
+    objective_tensors: Mapping[str, Tensor],
+    objective: nn.Module,
+    objective_generator: torch.Generator,
+    data_generator: torch.Generator,
+    batches: Any,
+    rank: int,
+    world_size: int,
+) -> None:
     """Put back what :func:`rank_local_state` and the batch source saved: the data
     generator, this rank's objective generator and objective buffers (``objective_tensors``
     is ``objective.safetensors``), and the data cursor."""
     tensors, tensors_file, where = saved.tensors, saved.tensors_file, saved.where
-    set_generator(data_generator, saved.need(tensors, "generator.data", TRAINING_TENSORS_FILE),
-                  tensors_file, "generator.data")
+    set_generator(
+        data_generator,
+        saved.need(tensors, "generator.data", TRAINING_TENSORS_FILE),
+        tensors_file,
+        "generator.data",
+    )
     key = f"generator.objective.rank{rank}"
-    set_generator(objective_generator, saved.need(tensors, key, TRAINING_TENSORS_FILE),
-                  tensors_file, key)
+    set_generator(
+        objective_generator, saved.need(tensors, key, TRAINING_TENSORS_FILE), tensors_file, key
+    )
     prefix = f"rank{rank}." if world_size > 1 else ""
-    objective_state = {k[len(prefix):]: v for k, v in objective_tensors.items()
-                       if k.startswith(prefix)}
+    objective_state = {
+        k[len(prefix) :]: v for k, v in objective_tensors.items() if k.startswith(prefix)
+    }
     load_module(objective, objective_state, saved.folder / OBJECTIVE_FILE, "objective")
     data_state = saved.state.get("data", {})
     if not isinstance(data_state, dict):
-        raise CheckpointError(f"{where}: data must be an object (the data cursor), got "
-                              f"{shown(data_state)}")
+        raise CheckpointError(
+            f"{where}: data must be an object (the data cursor), got {shown(data_state)}"
+        )
     batches.load_state(data_state, tensors, where, tensors_file)
 
 
@@ -375,8 +439,9 @@ def floats(values: list[Any]) -> list[float]:
     floats = [v for v in values if not isinstance(v, Tensor)]
     tensors = [v for v in values if isinstance(v, Tensor)]
     if tensors:
-        floats += torch.stack([t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-                               for t in tensors]).tolist()
+        floats += torch.stack(
+            [t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in tensors]
+        ).tolist()
     return floats
 
 

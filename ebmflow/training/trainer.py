@@ -150,9 +150,17 @@ class Trainer:
         check_components(energy, objective)
         self.host = default_host() if host is None else host
         checked = check_trainer_arguments(
-            batch_size=batch_size, steps=steps, seed=seed, grad_clip=grad_clip, ema=ema,
-            compile=compile, checkpoint_every=checkpoint_every, log_every=log_every,
-            progress=progress, checkpoint_dir=checkpoint_dir)
+            batch_size=batch_size,
+            steps=steps,
+            seed=seed,
+            grad_clip=grad_clip,
+            ema=ema,
+            compile=compile,
+            checkpoint_every=checkpoint_every,
+            log_every=log_every,
+            progress=progress,
+            checkpoint_dir=checkpoint_dir,
+        )
         self.batch_size, self.steps, self.seed = checked.batch_size, checked.steps, checked.seed
         self.grad_clip, self.ema_decay = checked.grad_clip, checked.ema_decay
         self.checkpoint_every, self.log_every = checked.checkpoint_every, checked.log_every
@@ -171,9 +179,17 @@ class Trainer:
         self.data = data
         self._data_generator = torch.Generator().manual_seed(derive_seed(self.seed, "data"))
         self._objective_generator = torch.Generator(device=self.device).manual_seed(
-            derive_seed(self.seed, "objective", self.rank))
-        self._batches = make_batches(data, self.objective, self.batch_size, self.rank,
-                                     self.world_size, self._data_generator, self.device)
+            derive_seed(self.seed, "objective", self.rank)
+        )
+        self._batches = make_batches(
+            data,
+            self.objective,
+            self.batch_size,
+            self.rank,
+            self.world_size,
+            self._data_generator,
+            self.device,
+        )
         check_event_shape(self.energy, data)
 
         self._energy_params, self._params = trainable_parameters(self.energy, self.objective)
@@ -183,9 +199,15 @@ class Trainer:
 
         self._train_arguments = {
             "optimizer": optimizer if isinstance(optimizer, (str, Mapping)) else None,
-            "lr_schedule": lr_schedule, "batch_size": self.batch_size, "steps": self.steps,
-            "seed": self.seed, "grad_clip": grad_clip, "ema": ema, "compile": compile,
-            "checkpoint_every": self.checkpoint_every, "log_every": self.log_every,
+            "lr_schedule": lr_schedule,
+            "batch_size": self.batch_size,
+            "steps": self.steps,
+            "seed": self.seed,
+            "grad_clip": grad_clip,
+            "ema": ema,
+            "compile": compile,
+            "checkpoint_every": self.checkpoint_every,
+            "log_every": self.log_every,
         }
         self._run_config = None if run_config is None else dict(run_config)
         self._energy_files: tuple[dict[str, Any], dict[str, Tensor]] | None = None
@@ -200,8 +222,12 @@ class Trainer:
         self._pending_metrics: list[Mapping[str, Any]] = []
         self._last_checkpoint: tuple[Path, int] | None = None
         self._monitor = NonFiniteMonitor(
-            self.device, self.steps, f"{type(objective).__name__} on {type(energy).__name__}",
-            self._params, lambda: self._last_checkpoint)
+            self.device,
+            self.steps,
+            f"{type(objective).__name__} on {type(energy).__name__}",
+            self._params,
+            lambda: self._last_checkpoint,
+        )
         self._collective = Collective(self.rank, self.world_size, self.device)
         self._metrics: MetricsFile | None = None
         self._last_norm: Tensor | None = None
@@ -216,8 +242,14 @@ class Trainer:
         """The run's tables (``data``, ``energy``, ``objective``, [``sampler``], ``train``)
         as stored in checkpoints; a component that is not registered, or has arguments JSON
         cannot hold, is ``None`` (pass it to :meth:`resume` yourself)."""
-        return run_record(self._run_config, self.host, self.data, self.energy, self.objective,
-                          self._train_arguments)
+        return run_record(
+            self._run_config,
+            self.host,
+            self.data,
+            self.energy,
+            self.objective,
+            self._train_arguments,
+        )
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -249,23 +281,31 @@ class Trainer:
                 if has_checkpoint(self.checkpoint_dir):
                     self.load_checkpoint(self.checkpoint_dir)
             if self.world_size > 1:
-                self._collective.broadcast_from_first([
-                    *self.energy.parameters(), *self.energy.buffers(),
-                    *self.objective.parameters()])
+                self._collective.broadcast_from_first(
+                    [
+                        *self.energy.parameters(),
+                        *self.energy.buffers(),
+                        *self.objective.parameters(),
+                    ]
+                )
             if self.ema_decay is not None and self._ema is None:
                 self._ema = [p.clone() for p in self._param_data]
             if self.metrics_file is not None and self.rank == 0:
                 self._metrics = MetricsFile(self.metrics_file)
                 self._metrics.open(self.history)
-            stop = self.steps if until is None else min(
-                self.steps, int_arg("until", until, 0))
+            stop = self.steps if until is None else min(self.steps, int_arg("until", until, 0))
             if self.step >= stop:
                 return self.history
             if self.progress and self.rank == 0:
                 from tqdm import tqdm
 
-                bar = tqdm(total=self.steps, initial=self.step, desc="train", unit="step",
-                           dynamic_ncols=True)
+                bar = tqdm(
+                    total=self.steps,
+                    initial=self.step,
+                    desc="train",
+                    unit="step",
+                    dynamic_ncols=True,
+                )
             try:
                 self._loop(bar, stop)
             except (MemoryError, RuntimeError) as exc:
@@ -315,8 +355,11 @@ class Trainer:
             if i == start:
                 check_output(out, objective)
             out.loss.backward()
-            loss = (collective.average_gradients(params, out.loss, i) if distributed
-                    else out.loss.detach())
+            loss = (
+                collective.average_gradients(params, out.loss, i)
+                if distributed
+                else out.loss.detach()
+            )
             # NaN/inf check of the loss and the gradients: with clipping the norm tells;
             # without, a flag set by one fused kernel
             if clip is not None:
@@ -324,8 +367,12 @@ class Trainer:
             else:
                 flag = torch.zeros(1, device=self.device)
                 flat = collective.flat if distributed else None  # all gradients, reduced
-                monitor.mark([flat] if flat is not None
-                             else [g for p in params if (g := p.grad) is not None], flag)
+                monitor.mark(
+                    [flat]
+                    if flat is not None
+                    else [g for p in params if (g := p.grad) is not None],
+                    flag,
+                )
             monitor.observe(i + 1, flag, loss, is_norm=clip is not None)
             optimizer.step()
             if ema is not None and ema_weight is not None:
@@ -337,8 +384,11 @@ class Trainer:
                 bar.update(1)
             if step % self.log_every == 0 or step == total:
                 self._log(bar)
-            if self.checkpoint_every is not None and step % self.checkpoint_every == 0 and (
-                    step < stop):
+            if (
+                self.checkpoint_every is not None
+                and step % self.checkpoint_every == 0
+                and (step < stop)
+            ):
                 self.save_checkpoint()
 
     # -- logging ---------------------------------------------------------------------------
@@ -379,37 +429,66 @@ class Trainer:
         self._monitor.flush()  # never checkpoint a diverged state
         record, argument_tensors = self._energy_checkpoint_record()
         tensors, objective_tensors, metrics_by_rank = rank_local_state(
-            self.objective, self._objective_generator, self._pending_metrics,
-            self._collective if self.world_size > 1 else None)
+            self.objective,
+            self._objective_generator,
+            self._pending_metrics,
+            self._collective if self.world_size > 1 else None,
+        )
 
         self._collective.on_first_rank(
-            lambda: self._write_checkpoint(target, record, argument_tensors, tensors,
-                                           objective_tensors, metrics_by_rank),
-            f"write the checkpoint {target} at step {self.step}")
+            lambda: self._write_checkpoint(
+                target, record, argument_tensors, tensors, objective_tensors, metrics_by_rank
+            ),
+            f"write the checkpoint {target} at step {self.step}",
+        )
         self._last_checkpoint = (target, self.step)
         return resolve(target) if self.rank == 0 else target
 
-    def _write_checkpoint(self, target: Path, record: dict[str, Any],
-                          argument_tensors: dict[str, Tensor], tensors: dict[str, Tensor],
-                          objective_tensors: dict[str, Tensor],
-                          metrics_by_rank: list[list[dict[str, float]]] | None) -> Path:
+    def _write_checkpoint(
+        self,
+        target: Path,
+        record: dict[str, Any],
+        argument_tensors: dict[str, Tensor],
+        tensors: dict[str, Tensor],
+        objective_tensors: dict[str, Tensor],
+        metrics_by_rank: list[list[dict[str, float]]] | None,
+    ) -> Path:
         data_state, data_tensors = self._batches.state()
         tensors.update(data_tensors)
         tensors["generator.data"] = self._data_generator.get_state()
         state = encode_training_state(
-            tensors, self.host, step=self.step, world_size=self.world_size,
-            run=self.run_config(), optimizer=self.optimizer.state_dict(), data=data_state,
-            pending_loss=floats(self._pending_loss), metrics_by_rank=metrics_by_rank)
+            tensors,
+            self.host,
+            step=self.step,
+            world_size=self.world_size,
+            run=self.run_config(),
+            optimizer=self.optimizer.state_dict(),
+            data=data_state,
+            pending_loss=floats(self._pending_loss),
+            metrics_by_rank=metrics_by_rank,
+        )
         if self._ema is not None:
             for name, p in self.energy.named_parameters():
                 if p.requires_grad:
                     tensors[f"weights.{name}"] = p.detach()
-        training = {"step": self.step, "steps": self.steps, "world_size": self.world_size,
-                    "weights": "ema" if self._ema is not None else "raw", "ema": self.ema_decay}
+        training = {
+            "step": self.step,
+            "steps": self.steps,
+            "world_size": self.world_size,
+            "weights": "ema" if self._ema is not None else "raw",
+            "ema": self.ema_decay,
+        }
         return write_training_checkpoint(
-            target, record=record, argument_tensors=argument_tensors,
-            weights=self.ema_state_dict(), state=state, tensors=tensors,
-            objective_tensors=objective_tensors, history=self.history, training=training)
+            target,
+            record=record,
+            argument_tensors=argument_tensors,
+            weights=self.ema_state_dict(),
+            state=state,
+            tensors=tensors,
+            objective_tensors=objective_tensors,
+            history=self.history,
+            training=training,
+        )
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> int:
         """Restore the training state saved at ``path`` (default ``checkpoint_dir``): weights,
@@ -436,11 +515,20 @@ class Trainer:
         folder, state, where = saved.folder, saved.state, saved.where
         self._check_unchanged(saved)
         model, objective_tensors = saved.read(WEIGHTS_FILE), saved.read(OBJECTIVE_FILE)
-        self._ema = restore_weights(saved, model, self.energy, self._energy_params,
-                                    ema=self.ema_decay is not None)
+        self._ema = restore_weights(
+            saved, model, self.energy, self._energy_params, ema=self.ema_decay is not None
+        )
         restore_optimizer(self.optimizer, state.get("optimizer"), where, saved.tensors_file)
-        restore_rank_local(saved, objective_tensors, self.objective, self._objective_generator,
-                           self._data_generator, self._batches, self.rank, self.world_size)
+        restore_rank_local(
+            saved,
+            objective_tensors,
+            self.objective,
+            self._objective_generator,
+            self._data_generator,
+            self._batches,
+            self.rank,
+            self.world_size,
+        )
         # progress
         loss, metrics = checked_pending(state.get("pending", {}), self.world_size, where)
         self.step = saved.step
@@ -458,9 +546,13 @@ class Trainer:
             record, _ = self._energy_checkpoint_record()
         except (ConfigError, CheckpointError):  # not registered: nothing to compare
             record = None
-        check_resumable_checkpoint(saved, self.run_config(), self.host,
-                                   None if record is None else record["arguments"],
-                                   self.optimizer)
+        check_resumable_checkpoint(
+            saved,
+            self.run_config(),
+            self.host,
+            None if record is None else record["arguments"],
+            self.optimizer,
+        )
 
     @classmethod
     def resume(
@@ -491,8 +583,15 @@ class Trainer:
             )
         if energy is None:
             energy = load(folder, host=host)
-        trainer = build(run_config, host=host, energy=energy, objective=objective, data=data,
-                        checkpoint_dir=checkpoint_dir, **overrides)
+        trainer = build(
+            run_config,
+            host=host,
+            energy=energy,
+            objective=objective,
+            data=data,
+            checkpoint_dir=checkpoint_dir,
+            **overrides,
+        )
         trainer.load_checkpoint(checkpoint_dir)
         return trainer
 
@@ -516,9 +615,11 @@ def build(
     """
     host = default_host() if host is None else host
     energy, objective, data, arguments = build_components(
-        run_config, host, energy=energy, objective=objective, data=data, **overrides)
+        run_config, host, energy=energy, objective=objective, data=data, **overrides
+    )
     try:
-        return Trainer(energy, objective, data, host=host, run_config=run_config.to_dict(),
-                       **arguments)
+        return Trainer(
+            energy, objective, data, host=host, run_config=run_config.to_dict(), **arguments
+        )
     except ConfigError as exc:
         raise ConfigError(f"{run_config.source} [train]: {exc}") from None

@@ -26,10 +26,16 @@ def tiny_unet(seed: int = 0):
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return UNet2DModel(sample_size=8, in_channels=1, out_channels=1,
-                           block_out_channels=(8, 16), layers_per_block=1,
-                           down_block_types=("DownBlock2D", "DownBlock2D"),
-                           up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4).eval()
+        return UNet2DModel(
+            sample_size=8,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
+        ).eval()
 
 
 def figures() -> None:
@@ -49,6 +55,7 @@ def figures() -> None:
         def call(x, t):
             with torch.no_grad():
                 return net(x, t).sample
+
         return call
 
     def loop(scheduler, call, dtype, kwargs=None, teacher=None):
@@ -78,14 +85,21 @@ def figures() -> None:
     print("equivalence, 50 steps, batch 4 (max |Δ|)")
     for label, ref, ours, kw in (
         ("DDPM", lambda: DDPMScheduler(), lambda c: EBMScheduler.from_config(c), None),
-        ("DDIM η=0", lambda: DDIMScheduler(),
-         lambda c: EBMScheduler.from_config(c, predictor="ddim", eta=0.0), {"eta": 0.0}),
-        ("DDIM η=1", lambda: DDIMScheduler(),
-         lambda c: EBMScheduler.from_config(c, predictor="ddim", eta=1.0), {"eta": 1.0}),
+        (
+            "DDIM η=0",
+            lambda: DDIMScheduler(),
+            lambda c: EBMScheduler.from_config(c, predictor="ddim", eta=0.0),
+            {"eta": 0.0},
+        ),
+        (
+            "DDIM η=1",
+            lambda: DDIMScheduler(),
+            lambda c: EBMScheduler.from_config(c, predictor="ddim", eta=1.0),
+            {"eta": 1.0},
+        ),
     ):
         r = ref()
-        _, forced = loop(r, model(unet, torch.float32), torch.float32, kw,
-                         teacher=ours(r.config))
+        _, forced = loop(r, model(unet, torch.float32), torch.float32, kw, teacher=ours(r.config))
         r = ref()
         gauss = model(GaussianDenoiser(sample_size=8, mean=0.3, std=0.5), torch.float32)
         a, _ = loop(r, gauss, torch.float32, kw)
@@ -96,18 +110,23 @@ def figures() -> None:
         r32 = ref()
         e, _ = loop(r32, model(unet, torch.float32), torch.float32, kw)
         f, _ = loop(ours(r32.config), model(unet, torch.float32), torch.float32)
-        print(f"  {label:9s} float32 per step (UNet, teacher-forced) {forced:.1e}; "
-              f"float32 free-running (exact Gaussian denoiser) {float((a - b).abs().max()):.1e}; "
-              f"float64 free-running (UNet) {float((c - d).abs().max()):.1e}; "
-              f"float32 free-running (random UNet) {float((e - f).abs().max()):.1e}")
+        print(
+            f"  {label:9s} float32 per step (UNet, teacher-forced) {forced:.1e}; "
+            f"float32 free-running (exact Gaussian denoiser) {float((a - b).abs().max()):.1e}; "
+            f"float64 free-running (UNet) {float((c - d).abs().max()):.1e}; "
+            f"float32 free-running (random UNet) {float((e - f).abs().max()):.1e}"
+        )
         unet.to(torch.float32)
 
-    print("segment-integral ΔE error, 8-mode ring (σ_k = 0.5), 4000 segments x₀ ~ target,"
-          " x₁ = x₀ + 0.3 z (RMS / max)")
+    print(
+        "segment-integral ΔE error, 8-mode ring (σ_k = 0.5), 4000 segments x₀ ~ target,"
+        " x₁ = x₀ + 0.3 z (RMS / max)"
+    )
     means = [[2 * math.cos(k * math.pi / 4), 2 * math.sin(k * math.pi / 4)] for k in range(8)]
     gmm = ebmflow.create("energy", "gmm", means=means, stds=0.5).to(torch.float64)
-    gauss = ebmflow.create("energy", "gaussian", mean=[0.3] * 10,
-                           std=[0.5 + 0.1 * i for i in range(10)]).to(torch.float64)
+    gauss = ebmflow.create(
+        "energy", "gaussian", mean=[0.3] * 10, std=[0.5 + 0.1 * i for i in range(10)]
+    ).to(torch.float64)
     for name, target, step in (("gaussian 10-D", gauss, 1.0), ("gmm ring", gmm, 0.3)):
         gen = torch.Generator().manual_seed(0)
         x0 = target.sample(4000, generator=gen)
@@ -119,12 +138,20 @@ def figures() -> None:
                 return _t.score(x, sigma)
 
         row = []
-        for rule, n in (("trapezoid", 2), ("trapezoid", 3), ("trapezoid", 9),
-                        ("simpson", 3), ("simpson", 5), ("simpson", 9)):
+        for rule, n in (
+            ("trapezoid", 2),
+            ("trapezoid", 3),
+            ("trapezoid", 9),
+            ("simpson", 3),
+            ("simpson", 5),
+            ("simpson", 9),
+        ):
             delta, _ = segment_difference(ScoreOnly(), x0, x1, n_points=n, rule=rule)
             err = delta - exact
-            row.append(f"{rule[:4]}-{n}: {float(err.pow(2).mean().sqrt()):.1e} / "
-                       f"{float(err.abs().max()):.1e}")
+            row.append(
+                f"{rule[:4]}-{n}: {float(err.pow(2).mean().sqrt()):.1e} / "
+                f"{float(err.abs().max()):.1e}"
+            )
         print(f"  {name}: " + "; ".join(row))
 
 

@@ -104,8 +104,9 @@ def test_rwm_on_double_well_matches_the_second_moment_by_quadrature(host):
     second_moment = float((grid**2 * weights).sum() / weights.sum())
     energy = host.create("energy", {"name": "double-well", "a": a, "dim": 1})
     sampler = host.create("sampler", {"name": "example:rwm", "step_size": 1.0})
-    result = sampler.run(energy, torch.zeros(4000, 1, dtype=torch.float64), 300,
-                         generator=seeded(2))
+    result = sampler.run(
+        energy, torch.zeros(4000, 1, dtype=torch.float64), 300, generator=seeded(2)
+    )
     x2 = result.samples.pow(2).squeeze(1)
     # 4 standard errors of the mean of x² over independent chains
     assert abs(float(x2.mean()) - second_moment) < 4 * float(x2.std()) / math.sqrt(x2.numel())

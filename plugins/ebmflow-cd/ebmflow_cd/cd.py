@@ -95,19 +95,19 @@ class ContrastiveObjective(ebmflow.Objective):
                     "step_size to take it from; pass kl_step_size, a number > 0"
                 )
         self.kl_step_size = (
-            None if kl_step_size is None
+            None
+            if kl_step_size is None
             else ebmflow.check_positive(owner, "kl_step_size", kl_step_size)
         )
 
     def extra_repr(self) -> str:
-        return f"sampler={self.sampler!r}, k={self.k}, alpha={self.alpha}, " \
-               f"kl_weight={self.kl_weight}"
+        return (
+            f"sampler={self.sampler!r}, k={self.k}, alpha={self.alpha}, kl_weight={self.kl_weight}"
+        )
 
     # -- the steps a subclass may change ----------------------------------------------------
 
-    def chain_starts(
-        self, batch: Tensor, generator: torch.Generator | None
-    ) -> tuple[Tensor, Any]:
+    def chain_starts(self, batch: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Any]:
         """Where the negative chains start (given the detached data batch), and what
         :meth:`chains_done` needs back."""
         raise NotImplementedError
@@ -130,14 +130,15 @@ class ContrastiveObjective(ebmflow.Objective):
         x0, token = self.chain_starts(data, generator)
         track = self.kl_weight > 0
         # the loss evaluates E(x⁻) itself; only the KL term reads the score there
-        chains = run_chains(self.sampler, energy, x0, self.k, generator=generator,
-                            evaluate_last=track)
+        chains = run_chains(
+            self.sampler, energy, x0, self.k, generator=generator, evaluate_last=track
+        )
         x_neg = chains.x.detach()
         self.chains_done(x_neg, token, generator)
 
         # E(x⁺) and E(x⁻) with their graphs in θ, from one batched forward pass
         energies = energy(torch.cat([batch, x_neg]))
-        e_data, e_neg = energies[: batch.shape[0]], energies[batch.shape[0]:]
+        e_data, e_neg = energies[: batch.shape[0]], energies[batch.shape[0] :]
         mean_data, mean_neg = e_data.mean(), e_neg.mean()
         loss = mean_data - mean_neg
         terms: dict[str, Tensor] = {"e_data": mean_data, "e_neg": mean_neg}
@@ -210,9 +211,7 @@ class ContrastiveDivergence(ContrastiveObjective):
         self._setup(sampler, k, alpha, kl_weight, kl_step_size)
         self.init_noise = check_weight(self.owner, "init_noise", init_noise)
 
-    def chain_starts(
-        self, batch: Tensor, generator: torch.Generator | None
-    ) -> tuple[Tensor, Any]:
+    def chain_starts(self, batch: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Any]:
         """The data batch, plus N(0, init_noise²) noise when ``init_noise`` > 0."""
         if self.init_noise > 0:
             return batch + self.init_noise * ebmflow.gaussian_like(batch, generator), None

@@ -89,8 +89,14 @@ class PersistentContrastiveDivergence(ContrastiveObjective):
             )
         try:
             self.buffer = ebmflow.ReplayBuffer(
-                capacity, event_shape, reinit_prob=reinit_prob, replacement=replacement,
-                init=init, init_low=init_low, init_high=init_high, init_std=init_std,
+                capacity,
+                event_shape,
+                reinit_prob=reinit_prob,
+                replacement=replacement,
+                init=init,
+                init_low=init_low,
+                init_high=init_high,
+                init_std=init_std,
             )
         except ValueError as exc:
             raise ebmflow.ConfigError(str(exc).replace("ReplayBuffer:", "pcd:", 1)) from None
@@ -98,9 +104,7 @@ class PersistentContrastiveDivergence(ContrastiveObjective):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, write_back={self.write_back!r}"
 
-    def chain_starts(
-        self, batch: Tensor, generator: torch.Generator | None
-    ) -> tuple[Tensor, Any]:
+    def chain_starts(self, batch: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Any]:
         if tuple(batch.shape[1:]) != self.buffer.event_shape:
             raise ebmflow.ConfigError(
                 f"pcd: the batch has event shape {tuple(batch.shape[1:])} but the replay "

@@ -100,14 +100,16 @@ def test_importing_the_plugin_module_imports_no_torch():
         "import sys, ebmflow_cd.plugin; "
         "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
     )
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_sampler_config_dict_builds_a_registered_sampler(host):
-    objective = host.create("objective", {"name": "cd", "sampler": {"name": "mala",
-                                                                    "step_size": 0.03}})
+    objective = host.create(
+        "objective", {"name": "cd", "sampler": {"name": "mala", "step_size": 0.03}}
+    )
     assert isinstance(objective.sampler, ebmflow.MALA) and objective.sampler.step_size == 0.03
     direct = ContrastiveDivergence(sampler={"name": "hmc", "n_leapfrog": 3})
     assert isinstance(direct.sampler, ebmflow.HMC) and direct.sampler.n_leapfrog == 3
@@ -145,8 +147,9 @@ def test_loss_gradient_is_the_cd_gradient_for_fixed_negatives(host, name):
     energy = mlp()
     data = batch()
     box = {"init_low": -3.0, "init_high": 3.0} if name == "pcd" else {}
-    objective = host.create("objective", name, sampler={"name": "langevin", "step_size": 0.05},
-                            k=5, **box)
+    objective = host.create(
+        "objective", name, sampler={"name": "langevin", "step_size": 0.05}, k=5, **box
+    )
     starts = None
     if name == "pcd":
         starts, _ = objective.buffer.sample(64, seeded(1))  # the same draw forward makes
@@ -163,10 +166,8 @@ def test_loss_gradient_is_the_cd_gradient_for_fixed_negatives(host, name):
     reference = energy(data).mean() - energy(negatives).mean()
     for a, b in zip(got, loss_grads(energy, reference)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert math.isclose(out.metrics["energy_gap"], reference.item(), rel_tol=1e-5,
-                        abs_tol=1e-6)
-    assert out.metrics["energy_gap"] == pytest.approx(
-        out.metrics["e_data"] - out.metrics["e_neg"])
+    assert math.isclose(out.metrics["energy_gap"], reference.item(), rel_tol=1e-5, abs_tol=1e-6)
+    assert out.metrics["energy_gap"] == pytest.approx(out.metrics["e_data"] - out.metrics["e_neg"])
 
 
 @pytest.mark.parametrize("sampler", ["langevin", "mala", "hmc"])
@@ -189,8 +190,9 @@ def test_negatives_are_detached_from_the_chain():
     through the chain's score terms would need."""
     energy = mlp()
     for init_noise, products in ((0.0, 3), (0.1, 3)):
-        objective = ContrastiveDivergence(sampler=ebmflow.Langevin(0.05), k=4,
-                                          init_noise=init_noise)
+        objective = ContrastiveDivergence(
+            sampler=ebmflow.Langevin(0.05), k=4, init_noise=init_noise
+        )
         out = objective(energy, batch(), generator=seeded(3))
         seen, stack, names = set(), [out.loss.grad_fn], []
         while stack:
@@ -219,8 +221,9 @@ def test_l2_regulariser_adds_alpha_times_mean_squared_energies():
     l2 = e_data.square().mean() + e_neg.square().mean()
     torch.testing.assert_close(out1.loss, out0.loss + 0.5 * l2)
     assert out1.metrics["l2"] == pytest.approx(float(l2.detach()), rel=1e-5)
-    for a, b in zip(loss_grads(energy, out1.loss),
-                    loss_grads(energy, e_data.mean() - e_neg.mean() + 0.5 * l2)):
+    for a, b in zip(
+        loss_grads(energy, out1.loss), loss_grads(energy, e_data.mean() - e_neg.mean() + 0.5 * l2)
+    ):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -248,8 +251,7 @@ def test_kl_term_is_the_last_langevin_step_differentiated_with_frozen_energy():
     x_k = x_prev - eta * grad_e + math.sqrt(2 * eta) * xi
     frozen = {name: p.detach() for name, p in energy.named_parameters()}
     kl = torch.func.functional_call(energy, frozen, (x_k,)).mean()
-    expected = [a + lam * b for a, b in zip(loss_grads(energy, out0.loss),
-                                            loss_grads(energy, kl))]
+    expected = [a + lam * b for a, b in zip(loss_grads(energy, out0.loss), loss_grads(energy, kl))]
     for a, b in zip(loss_grads(energy, out1.loss), expected):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
@@ -258,8 +260,10 @@ def test_kl_term_needs_a_step_size_from_the_sampler_or_the_arguments():
     annealed = {"name": "annealed-langevin", "noise_schedule": {"name": "geometric"}}
     with pytest.raises(ValueError, match=r"cd: kl_weight=0\.5 needs kl_step_size"):
         ContrastiveDivergence(sampler=annealed, kl_weight=0.5)
-    assert ContrastiveDivergence(sampler=annealed, kl_weight=0.5,
-                                 kl_step_size=0.01).kl_step_size == 0.01
+    assert (
+        ContrastiveDivergence(sampler=annealed, kl_weight=0.5, kl_step_size=0.01).kl_step_size
+        == 0.01
+    )
     assert ContrastiveDivergence(sampler=ebmflow.MALA(0.02), kl_weight=1.0).kl_step_size == 0.02
 
 
@@ -267,11 +271,14 @@ def test_kl_term_needs_a_step_size_from_the_sampler_or_the_arguments():
 
 
 @pytest.mark.parametrize("name", ["cd", "pcd"])
-@pytest.mark.parametrize("sampler", [
-    {"name": "langevin", "step_size": 0.02},
-    {"name": "mala", "step_size": 0.02},
-    {"name": "hmc", "step_size": 0.05, "n_leapfrog": 3},
-])
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        {"name": "langevin", "step_size": 0.02},
+        {"name": "mala", "step_size": 0.02},
+        {"name": "hmc", "step_size": 0.05, "n_leapfrog": 3},
+    ],
+)
 def test_any_registered_sampler_runs_inside(host, name, sampler):
     energy = mlp()
     objective = host.create("objective", name, sampler=sampler, k=3, alpha=0.1, kl_weight=0.5)
@@ -311,8 +318,9 @@ def test_hmc_warm_up_adapts_the_step_size_during_the_objectives_chains(host, nam
 def test_non_finite_loss_raises_instead_of_being_replaced(host, name):
     # E ≈ 1e20 is finite while sampling (tiny steps), but α·E² overflows float32 in the loss
     energy = ScaledQuadratic(1e20)
-    objective = host.create("objective", name, sampler={"name": "langevin",
-                                                        "step_size": 1e-30}, k=2, alpha=1.0)
+    objective = host.create(
+        "objective", name, sampler={"name": "langevin", "step_size": 1e-30}, k=2, alpha=1.0
+    )
     with pytest.raises(ebmflow.NonFiniteLossError, match=rf"{name}: the loss is not finite \(inf"):
         objective(energy, batch(), generator=seeded(7))
 
@@ -321,8 +329,14 @@ def test_non_finite_loss_raises_instead_of_being_replaced(host, name):
 def test_seeded_generator_makes_training_steps_reproducible(host, name):
     def train(seed):
         energy = mlp()
-        objective = host.create("objective", name, sampler={"name": "mala", "step_size": 0.05},
-                                k=3, alpha=0.1, kl_weight=0.2)
+        objective = host.create(
+            "objective",
+            name,
+            sampler={"name": "mala", "step_size": 0.05},
+            k=3,
+            alpha=0.1,
+            kl_weight=0.2,
+        )
         optimizer = torch.optim.Adam(energy.parameters(), lr=1e-2)
         gen = seeded(seed)
         losses = []
@@ -383,8 +397,7 @@ def test_unknown_sampler_name_lists_what_exists():
 
 def test_pcd_chains_persist_in_the_buffer_across_steps():
     energy = mlp()
-    objective = PersistentContrastiveDivergence(k=2, capacity=100, init_low=-3.0,
-                                                init_high=3.0)
+    objective = PersistentContrastiveDivergence(k=2, capacity=100, init_low=-3.0, init_high=3.0)
     gen = seeded(10)
     snapshots = []
     for _ in range(3):
@@ -396,8 +409,9 @@ def test_pcd_chains_persist_in_the_buffer_across_steps():
 
 
 def test_pcd_push_write_back_fills_the_buffer_as_a_stream():
-    objective = PersistentContrastiveDivergence(k=1, capacity=100, write_back="push",
-                                                replacement="fifo")
+    objective = PersistentContrastiveDivergence(
+        k=1, capacity=100, write_back="push", replacement="fifo"
+    )
     energy = mlp()
     for step in range(1, 3):
         objective(energy, batch(), generator=seeded(step))
@@ -407,8 +421,11 @@ def test_pcd_push_write_back_fills_the_buffer_as_a_stream():
 
 def test_pcd_event_shape_mismatch_names_the_fix():
     objective = PersistentContrastiveDivergence(event_shape=3)
-    with pytest.raises(ValueError, match=r"pcd: the batch has event shape \(2,\).*"
-                                         r"event_shape=\[2\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"pcd: the batch has event shape \(2,\).*"
+        r"event_shape=\[2\]",
+    ):
         objective(mlp(), batch(), generator=seeded(0))
 
 
@@ -419,25 +436,33 @@ def _continue(objective, energy, seed, steps=2):
 
 def test_pcd_state_dict_round_trip_continues_identically():
     energy = mlp()
-    original = PersistentContrastiveDivergence(sampler={"name": "mala", "step_size": 0.05},
-                                               k=3, capacity=200, init_low=-4.0,
-                                               init_high=4.0)
+    original = PersistentContrastiveDivergence(
+        sampler={"name": "mala", "step_size": 0.05}, k=3, capacity=200, init_low=-4.0, init_high=4.0
+    )
     _continue(original, energy, 11, steps=3)
     state = original.state_dict()
     assert set(state) == {"buffer.samples", "buffer.filled", "buffer.n_pushed"}
-    restored = PersistentContrastiveDivergence(sampler={"name": "mala", "step_size": 0.05},
-                                               k=3, capacity=200, init_low=-4.0,
-                                               init_high=4.0)
+    restored = PersistentContrastiveDivergence(
+        sampler={"name": "mala", "step_size": 0.05}, k=3, capacity=200, init_low=-4.0, init_high=4.0
+    )
     restored.load_state_dict(state)
     assert _continue(original, energy, 12) == _continue(restored, energy, 12)
 
 
 def test_pcd_saves_and_loads_with_its_buffer_and_nested_sampler(host, tmp_path):
     energy = mlp()
-    original = host.create("objective", "pcd", sampler={"name": "hmc", "step_size": 0.04,
-                                                        "n_leapfrog": 2},
-                           k=2, capacity=150, init="gaussian", init_std=2.0, alpha=0.1,
-                           replacement="reservoir", write_back="push")
+    original = host.create(
+        "objective",
+        "pcd",
+        sampler={"name": "hmc", "step_size": 0.04, "n_leapfrog": 2},
+        k=2,
+        capacity=150,
+        init="gaussian",
+        init_std=2.0,
+        alpha=0.1,
+        replacement="reservoir",
+        write_back="push",
+    )
     _continue(original, energy, 13, steps=3)
     ebmflow.save(original, tmp_path / "pcd", host=host)
     loaded = ebmflow.load(tmp_path / "pcd", host=host)
@@ -451,8 +476,14 @@ def test_pcd_saves_and_loads_with_its_buffer_and_nested_sampler(host, tmp_path):
 
 
 def test_cd_saves_and_loads_with_its_nested_sampler(host, tmp_path):
-    original = host.create("objective", "cd", sampler={"name": "mala", "step_size": 0.03},
-                           k=7, init_noise=0.01, kl_weight=0.5)
+    original = host.create(
+        "objective",
+        "cd",
+        sampler={"name": "mala", "step_size": 0.03},
+        k=7,
+        init_noise=0.01,
+        kl_weight=0.5,
+    )
     ebmflow.save(original, tmp_path / "cd", host=host)
     loaded = ebmflow.load(tmp_path / "cd", host=host)
     assert isinstance(loaded.sampler, ebmflow.MALA) and loaded.sampler.step_size == 0.03

@@ -56,13 +56,23 @@ def test_short_pcd_run_separates_the_eight_modes(one_thread):
         torch.manual_seed(0)
         energy = ebmflow.create("energy", "mlp", dim=2, widths=[128, 128])
     objective = ebmflow.create(
-        "objective", "pcd", sampler={"name": "langevin", "step_size": 0.01}, k=10,
-        init_low=-4.0, init_high=4.0, alpha=0.1,
+        "objective",
+        "pcd",
+        sampler={"name": "langevin", "step_size": 0.01},
+        k=10,
+        init_low=-4.0,
+        init_high=4.0,
+        alpha=0.1,
     )
     trainer = ebmflow.Trainer(
-        energy, objective, ebmflow.create("dataset", "8gaussians"),
+        energy,
+        objective,
+        ebmflow.create("dataset", "8gaussians"),
         optimizer={"name": "adam", "lr": 3e-3, "betas": [0.0, 0.999]},
-        batch_size=256, steps=800, seed=0, progress=False,
+        batch_size=256,
+        steps=800,
+        seed=0,
+        progress=False,
     )
     trainer.fit()
     nll = heldout_nll(energy, "8gaussians")
@@ -87,13 +97,23 @@ def test_example_run_files_train_and_evaluate(config, tmp_path):
     command = [str(script)] if script.exists() else [sys.executable, "-m", "ebmflow"]
     out = tmp_path / config
     done = subprocess.run(
-        [*command, "train", str(CONFIGS / f"{config}.toml"), "--out", str(out), "--steps", "3",
-         "--no-progress"], capture_output=True, text=True, timeout=300,
+        [
+            *command,
+            "train",
+            str(CONFIGS / f"{config}.toml"),
+            "--out",
+            str(out),
+            "--steps",
+            "3",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     energy = ebmflow.load(out / "checkpoint")
-    data = ebmflow.create("dataset", "checkerboard" if "checkerboard" in config
-                          else "8gaussians")
+    data = ebmflow.create("dataset", "checkerboard" if "checkerboard" in config else "8gaussians")
     x = data.sample(1000, torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # after 3 steps the energy is still nearly flat

@@ -54,12 +54,18 @@ class GaussianDenoiser(ModelMixin, ConfigMixin):
         super().__init__()
         if not std > 0:
             raise ConfigError(f"GaussianDenoiser: std must be > 0, got {std!r}")
-        self.table = NoiseTable({
-            "schedule": schedule, "prediction_type": prediction_type,
-            "num_train_timesteps": num_train_timesteps, "beta_start": beta_start,
-            "beta_end": beta_end, "beta_schedule": beta_schedule,
-            "sigma_min": 1e-3, "sigma_max": 1e3,
-        })
+        self.table = NoiseTable(
+            {
+                "schedule": schedule,
+                "prediction_type": prediction_type,
+                "num_train_timesteps": num_train_timesteps,
+                "beta_start": beta_start,
+                "beta_end": beta_end,
+                "beta_schedule": beta_schedule,
+                "sigma_min": 1e-3,
+                "sigma_max": 1e3,
+            }
+        )
         # the parameters as a buffer: saved with the model, and what sets its dtype
         self.register_buffer("moments", torch.tensor([mean, std], dtype=torch.float32))
 

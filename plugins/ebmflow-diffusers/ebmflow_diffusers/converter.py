@@ -68,23 +68,24 @@ def _regular_file(file: Path, what: str) -> bool:
 def _read_json(file: Path, what: str) -> dict[str, Any]:
     """The JSON object in ``file``: a regular file of at most ``MAX_CONFIG_BYTES``."""
     try:
-        data = ebmflow.read_regular_file(file, max_bytes=MAX_CONFIG_BYTES,
-                                         follow_symlinks=True, error=ConversionError)
+        data = ebmflow.read_regular_file(
+            file, max_bytes=MAX_CONFIG_BYTES, follow_symlinks=True, error=ConversionError
+        )
     except FileNotFoundError:
-        raise ConversionError(f"diffusers converter: {file} is missing ({what}); {_supported()}"
-                              ) from None
+        raise ConversionError(
+            f"diffusers converter: {file} is missing ({what}); {_supported()}"
+        ) from None
     except ConversionError as exc:
         raise ConversionError(f"diffusers converter: {what}: {exc}") from None
     try:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise ConversionError(f"diffusers converter: {file} is not valid JSON ({reason})"
-                              ) from None
+        raise ConversionError(f"diffusers converter: {file} is not valid JSON ({reason})") from None
     if not isinstance(value, dict):
         raise ConversionError(
             f"diffusers converter: {file} ({what}) must hold a JSON object "
-            f"({{\"key\": value, ...}}), got {type(value).__name__} {_short(value)}"
+            f'({{"key": value, ...}}), got {type(value).__name__} {_short(value)}'
         )
     return value
 
@@ -116,12 +117,13 @@ def convert(
             prediction type that is not supported (the message lists what is).
     """
     if source is not None and (unet is not None or scheduler is not None):
-        raise ConversionError("diffusers converter: pass a source, or unet and scheduler, "
-                              "not both")
+        raise ConversionError("diffusers converter: pass a source, or unet and scheduler, not both")
     if source is None:
         if unet is None or scheduler is None:
-            raise ConversionError("diffusers converter: pass a pipeline folder or object, or "
-                                  f"both unet and scheduler; {_supported()}")
+            raise ConversionError(
+                "diffusers converter: pass a pipeline folder or object, or "
+                f"both unet and scheduler; {_supported()}"
+            )
         return _from_objects(unet, scheduler, prediction_type)
     if isinstance(source, (str, os.PathLike)):
         return _from_folder(Path(source), prediction_type)
@@ -158,8 +160,9 @@ def _model(unet_config, scheduler_config, network_class, prediction_type, where)
     except ValueError as exc:
         raise ConversionError(f"diffusers converter: {where[0]}: {exc}") from None
     try:
-        return DiffusersScoreModel(unet_config, scheduler_config, network_class,
-                                   prediction_type=prediction_type)
+        return DiffusersScoreModel(
+            unet_config, scheduler_config, network_class, prediction_type=prediction_type
+        )
     except ValueError as exc:
         raise ConversionError(f"diffusers converter: {where[1]}: {exc}") from None
 
@@ -168,9 +171,13 @@ def _from_objects(unet, scheduler, prediction_type) -> DiffusersScoreModel:
     network_class = type(unet).__name__
     scheduler_class = type(scheduler).__name__
     _check_classes(network_class, scheduler_class, "the pipeline")
-    _model(plain_config(unet.config), plain_config(scheduler.config), network_class,
-           prediction_type, ("the pipeline's scheduler", "the pipeline's unet")
-           )  # validates before wrapping
+    _model(
+        plain_config(unet.config),
+        plain_config(scheduler.config),
+        network_class,
+        prediction_type,
+        ("the pipeline's scheduler", "the pipeline's unet"),
+    )  # validates before wrapping
     return DiffusersScoreModel.from_unet(unet, scheduler, prediction_type).eval()
 
 
@@ -182,8 +189,14 @@ def _from_folder(folder: Path, prediction_type) -> DiffusersScoreModel:
     for name in ("unet", "scheduler"):
         entry = index.get(name)
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str)):
-            listed = ", ".join(k for k, v in index.items() if not k.startswith("_")
-                               and isinstance(v, list) and v and v[0]) or "none"
+            listed = (
+                ", ".join(
+                    k
+                    for k, v in index.items()
+                    if not k.startswith("_") and isinstance(v, list) and v and v[0]
+                )
+                or "none"
+            )
             raise ConversionError(
                 f"diffusers converter: {folder / 'model_index.json'} has no {name!r} component "
                 f"(it lists: {listed}); {_supported()}"
@@ -198,28 +211,46 @@ def _from_folder(folder: Path, prediction_type) -> DiffusersScoreModel:
     weights = folder / "unet" / WEIGHTS
     if not _regular_file(weights, "the network's weights"):
         found = sorted(p.name for p in (folder / "unet").iterdir())
-        hint = (" (a .bin file is a pickle, which ebmflow never loads: re-save the model with "
-                "safe_serialization=True)" if any(n.endswith(".bin") for n in found) else "")
+        hint = (
+            " (a .bin file is a pickle, which ebmflow never loads: re-save the model with "
+            "safe_serialization=True)"
+            if any(n.endswith(".bin") for n in found)
+            else ""
+        )
         raise ConversionError(
             f"diffusers converter: {weights} is missing; unet/ holds {', '.join(found)}{hint}; "
             f"{_supported()}"
         )
-    model = _model(plain_config(unet_config), plain_config(scheduler_config), parts["unet"],
-                   prediction_type, (scheduler_file, unet_file))
+    model = _model(
+        plain_config(unet_config),
+        plain_config(scheduler_config),
+        parts["unet"],
+        prediction_type,
+        (scheduler_file, unet_file),
+    )
     state = _read_weights(weights)
     expected = model.unet.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
-              for k in expected if k in state and state[k].shape != expected[k].shape]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
     if missing or unexpected or shapes:
-        problems = "; ".join(f"{label}: {', '.join(items[:8])}"
-                             + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
-                             for label, items in (("missing", missing),
-                                                  ("unexpected", unexpected),
-                                                  ("shape mismatches", shapes)) if items)
-        raise ConversionError(f"diffusers converter: {weights} does not fit unet/config.json "
-                              f"({problems})")
+        problems = "; ".join(
+            f"{label}: {', '.join(items[:8])}"
+            + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
+            for label, items in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape mismatches", shapes),
+            )
+            if items
+        )
+        raise ConversionError(
+            f"diffusers converter: {weights} does not fit unet/config.json ({problems})"
+        )
     model.unet.load_state_dict(state, strict=True)
     # keep the saved dtype (a float16 checkpoint stays float16)
     dtype = next(iter(state.values())).dtype if state else None
@@ -238,8 +269,10 @@ def _read_weights(weights: Path) -> dict[str, Any]:
     try:
         state = safetensors.torch.load_file(weights)
     except Exception as exc:
-        raise ConversionError(f"diffusers converter: {weights} is not a readable safetensors "
-                              f"file ({type(exc).__name__}: {exc})") from None
+        raise ConversionError(
+            f"diffusers converter: {weights} is not a readable safetensors "
+            f"file ({type(exc).__name__}: {exc})"
+        ) from None
     for key in sorted(state):
         dtype = str(state[key].dtype).removeprefix("torch.")
         if dtype not in WEIGHT_DTYPES:

@@ -56,7 +56,9 @@ def snr_step_size(score: Tensor, snr: float) -> float:
     if not math.isfinite(norm) or norm == 0.0:
         raise ebmflow.SamplerDivergedError(
             f"corrector: the score norm at the start of the level is {norm}; the snr step-size "
-            f"rule needs a finite, non-zero score", step=0, n_chains=score.shape[0],
+            f"rule needs a finite, non-zero score",
+            step=0,
+            n_chains=score.shape[0],
         )
     return 2.0 * (snr * math.sqrt(d) / norm) ** 2
 
@@ -69,7 +71,9 @@ def sampler_factory(name: str, host: ebmflow.PluginHost | None = None) -> Any:
 
 
 def build_sampler(
-    name: str, args: Mapping[str, Any], step_size: float,
+    name: str,
+    args: Mapping[str, Any],
+    step_size: float,
     host: ebmflow.PluginHost | None = None,
 ) -> ebmflow.Sampler:
     """The registered sampler ``name`` with step size η: passed as ``step_size`` (for HMC the
@@ -135,8 +139,9 @@ def run_corrector(
         state = sampler.init(path.anchored(x, zeros, None), x, sigma)
         accept = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
         for _ in range(n_steps):
-            state = sampler.step_and_adapt(path.anchored(state.x, state.energy, state.score),
-                                           state, generator)
+            state = sampler.step_and_adapt(
+                path.anchored(state.x, state.energy, state.score), state, generator
+            )
             accept += state.accept_prob
         rate = float(accept.mean()) / n_steps if n_steps else None
         return state.x, rate

@@ -46,8 +46,9 @@ class NetworkEnergy(ebmflow.Energy):
                 f"model), got {type(model).__name__}"
             )
         if form not in FORMS:
-            raise ebmflow.ConfigError(f"unet-energy: form must be one of {', '.join(FORMS)}, got "
-                                      f"{form!r}")
+            raise ebmflow.ConfigError(
+                f"unet-energy: form must be one of {', '.join(FORMS)}, got {form!r}"
+            )
         self.model = model
         self.form = form
         self.event_shape = model.event_shape

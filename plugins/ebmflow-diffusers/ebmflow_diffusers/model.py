@@ -50,8 +50,7 @@ def plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
             return value.tolist()
         return value
 
-    return {k: plain(v) for k, v in config.items()
-            if not k.startswith("_") or k == "_class_name"}
+    return {k: plain(v) for k, v in config.items() if not k.startswith("_") or k == "_class_name"}
 
 
 def build_network(network_class: str, config: Mapping[str, Any]) -> nn.Module:
@@ -121,12 +120,20 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
         self.log_sigmas = self.table.log_sigmas if self.table.kind == "vp" else None
 
     @classmethod
-    def from_unet(cls, unet: nn.Module, scheduler: Any, prediction_type: str | None = None,
-                  ) -> DiffusersScoreModel:
+    def from_unet(
+        cls,
+        unet: nn.Module,
+        scheduler: Any,
+        prediction_type: str | None = None,
+    ) -> DiffusersScoreModel:
         """Wrap an existing network (its weights are used as they are, not copied)."""
         unet_config: Any = unet.config  # ConfigMixin's FrozenDict, untyped here
-        model = cls(plain_config(unet_config), plain_config(scheduler.config),
-                    network_class=type(unet).__name__, prediction_type=prediction_type)
+        model = cls(
+            plain_config(unet_config),
+            plain_config(scheduler.config),
+            network_class=type(unet).__name__,
+            prediction_type=prediction_type,
+        )
         model.unet = unet
         return model
 

@@ -114,8 +114,11 @@ class EBMPipeline(DiffusionPipeline):
         else:
             param = next(iter(list(model.parameters()) + list(model.buffers())), None)
             device = param.device if param is not None else torch.device("cpu")
-            dtype = param.dtype if param is not None and param.is_floating_point() else (
-                torch.get_default_dtype())
+            dtype = (
+                param.dtype
+                if param is not None and param.is_floating_point()
+                else (torch.get_default_dtype())
+            )
         shape = (batch_size, *model.event_shape)
         sample = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         sample = sample * scheduler.init_noise_sigma

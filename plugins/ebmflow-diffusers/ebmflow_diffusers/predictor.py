@@ -12,8 +12,9 @@ from torch import Tensor
 from ebmflow_diffusers.scheduler_arguments import fail
 
 
-def ancestral_std(kind: str, posterior: float, beta: float,
-                  predicted: Tensor | None) -> float | Tensor:
+def ancestral_std(
+    kind: str, posterior: float, beta: float, predicted: Tensor | None
+) -> float | Tensor:
     """The ``ddpm`` predictor's noise scale: √max(posterior, 1e-20) for ``"fixed_small"``
     (and ``"fixed_small_log"``), √β for ``"fixed_large"``, and from the model's variance
     channels ``predicted`` for ``"learned"`` (the variance) and ``"learned_range"`` (an
@@ -24,8 +25,10 @@ def ancestral_std(kind: str, posterior: float, beta: float,
     if kind == "fixed_large":
         return math.sqrt(beta)
     if predicted is None:
-        raise fail(f"variance_type {kind!r} needs a model output with twice the sample's "
-                   f"channels (the second half predicts the variance)")
+        raise fail(
+            f"variance_type {kind!r} needs a model output with twice the sample's "
+            f"channels (the second half predicts the variance)"
+        )
     if kind == "learned":
         return predicted.sqrt()
     frac = (predicted + 1) / 2  # learned_range: interpolate log variances

@@ -42,9 +42,16 @@ PREDICTION_TYPES = {
 }
 #: diffusers scheduler classes whose config describes a discrete DDPM (VP) training schedule.
 VP_SCHEDULER_CLASSES = (
-    "DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "DPMSolverMultistepScheduler",
-    "DPMSolverSinglestepScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
-    "LMSDiscreteScheduler", "HeunDiscreteScheduler", "UniPCMultistepScheduler",
+    "DDPMScheduler",
+    "DDIMScheduler",
+    "PNDMScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "UniPCMultistepScheduler",
     "DEISMultistepScheduler",
 )
 #: diffusers scheduler classes with a continuous variance-exploding schedule.
@@ -77,8 +84,11 @@ def _trained_betas(value: Any) -> list[float]:
     """The betas of a list, tuple or 1-D array (NumPy or torch) of numbers."""
     plain = value.tolist() if hasattr(value, "tolist") else value
     numbers = list(plain) if isinstance(plain, (list, tuple)) else None
-    if (not numbers or len(numbers) > MAX_TIMESTEPS or not all(
-            isinstance(b, (int, float)) and not isinstance(b, bool) for b in numbers)):
+    if (
+        not numbers
+        or len(numbers) > MAX_TIMESTEPS
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in numbers)
+    ):
         raise ConfigError(
             f"trained_betas must be a list of 1 to {MAX_TIMESTEPS} numbers in (0, 1), got "
             f"{_short(value)}"
@@ -140,40 +150,45 @@ def vp_betas(
     )
 
     if not isinstance(rescale_betas_zero_snr, bool):
-        raise ConfigError(f"rescale_betas_zero_snr must be True or False, got "
-                          f"{rescale_betas_zero_snr!r}")
+        raise ConfigError(
+            f"rescale_betas_zero_snr must be True or False, got {rescale_betas_zero_snr!r}"
+        )
     if trained_betas is not None:
         betas = torch.tensor(_trained_betas(trained_betas), dtype=torch.float32)
         where = "trained_betas"
     else:
-        num_train_timesteps = _integer("num_train_timesteps", num_train_timesteps, 1,
-                                       MAX_TIMESTEPS)
+        num_train_timesteps = _integer("num_train_timesteps", num_train_timesteps, 1, MAX_TIMESTEPS)
         if beta_schedule in ("linear", "scaled_linear", "sigmoid"):  # the others ignore them
             beta_start = _finite("beta_start", beta_start, unit=True)
             beta_end = _finite("beta_end", beta_end, unit=True)
-        betas = _scheduled_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
-                                 betas_for_alpha_bar)
-        where = (f"beta_schedule {beta_schedule!r} with num_train_timesteps = "
-                 f"{num_train_timesteps}")
+        betas = _scheduled_betas(
+            num_train_timesteps, beta_start, beta_end, beta_schedule, betas_for_alpha_bar
+        )
+        where = f"beta_schedule {beta_schedule!r} with num_train_timesteps = {num_train_timesteps}"
     if rescale_betas_zero_snr:
         betas = rescale_zero_terminal_snr(betas)
     return check_vp_table(betas, where, zero_terminal_snr=rescale_betas_zero_snr)
 
 
-def _scheduled_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
-                     betas_for_alpha_bar) -> Tensor:
+def _scheduled_betas(
+    num_train_timesteps, beta_start, beta_end, beta_schedule, betas_for_alpha_bar
+) -> Tensor:
     if beta_schedule == "linear":
         betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
     elif beta_schedule == "scaled_linear":
-        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps,
-                               dtype=torch.float32) ** 2
+        betas = (
+            torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32)
+            ** 2
+        )
     elif beta_schedule == "squaredcos_cap_v2":
         betas = betas_for_alpha_bar(num_train_timesteps)
     elif beta_schedule == "laplace":
         betas = betas_for_alpha_bar(num_train_timesteps, alpha_transform_type="laplace")
     elif beta_schedule == "sigmoid":
-        betas = torch.sigmoid(torch.linspace(-6, 6, num_train_timesteps)) * (
-            beta_end - beta_start) + beta_start
+        betas = (
+            torch.sigmoid(torch.linspace(-6, 6, num_train_timesteps)) * (beta_end - beta_start)
+            + beta_start
+        )
     else:
         raise ConfigError(
             f"unsupported beta_schedule {beta_schedule!r}; supported: "
@@ -186,8 +201,9 @@ def ve_sigmas(n: int, sigma_min: float, sigma_max: float) -> Tensor:
     """n noise levels geometric from σ_max down to σ_min (float64)."""
     if n == 1:
         return torch.tensor([sigma_max], dtype=torch.float64)
-    return torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), n,
-                                    dtype=torch.float64))
+    return torch.exp(
+        torch.linspace(math.log(sigma_max), math.log(sigma_min), n, dtype=torch.float64)
+    )
 
 
 def alphas_cumprod_at(alphas_cumprod: Tensor, timesteps: Tensor, like: Tensor) -> Tensor:
@@ -199,8 +215,11 @@ def alphas_cumprod_at(alphas_cumprod: Tensor, timesteps: Tensor, like: Tensor) -
 
 
 def split_output(
-    model_output: Tensor, sample: Tensor,
-    a: float | Tensor, v: float | Tensor, prediction_type: str,
+    model_output: Tensor,
+    sample: Tensor,
+    a: float | Tensor,
+    v: float | Tensor,
+    prediction_type: str,
 ) -> tuple[Tensor, Tensor]:
     """(x̂₀, ε̂) from a model output at a level with signal scale ``a`` and noise scale
     ``v`` (see the module docstring)."""
@@ -217,8 +236,11 @@ def split_output(
 
 
 def score_from_output(
-    model_output: Tensor, sample: Tensor,
-    a: float | Tensor, v: float | Tensor, prediction_type: str,
+    model_output: Tensor,
+    sample: Tensor,
+    a: float | Tensor,
+    v: float | Tensor,
+    prediction_type: str,
 ) -> Tensor:
     """The VE score s(x_ve, σ) = −ε̂ / σ, σ = v / a, of a raw model output (no clipping)."""
     if prediction_type == "score":
@@ -232,8 +254,11 @@ def score_from_output(
 
 
 def output_from_score(
-    score: Tensor, sample: Tensor,
-    a: float | Tensor, v: float | Tensor, prediction_type: str,
+    score: Tensor,
+    sample: Tensor,
+    a: float | Tensor,
+    v: float | Tensor,
+    prediction_type: str,
 ) -> Tensor:
     """The model output of ``prediction_type`` that a VE score ``score`` at x_t = ``sample``
     corresponds to (the inverse of :func:`score_from_output`)."""
@@ -288,8 +313,10 @@ class NoiseTable:
         if kind is None:
             if class_name in VE_SCHEDULER_CLASSES:
                 kind = "ve"
-            elif class_name in VP_SCHEDULER_CLASSES or class_name == "EBMScheduler" or (
-                class_name is None and "beta_schedule" in config
+            elif (
+                class_name in VP_SCHEDULER_CLASSES
+                or class_name == "EBMScheduler"
+                or (class_name is None and "beta_schedule" in config)
             ):
                 kind = "vp"
             else:
@@ -310,9 +337,12 @@ class NoiseTable:
         self.learned_variance = config.get("variance_type") in ("learned", "learned_range")
         if kind == "vp":
             betas = vp_betas(
-                config.get("num_train_timesteps", 1000), config.get("beta_start", 1e-4),
-                config.get("beta_end", 0.02), config.get("beta_schedule", "linear"),
-                config.get("trained_betas"), config.get("rescale_betas_zero_snr", False),
+                config.get("num_train_timesteps", 1000),
+                config.get("beta_start", 1e-4),
+                config.get("beta_end", 0.02),
+                config.get("beta_schedule", "linear"),
+                config.get("trained_betas"),
+                config.get("rescale_betas_zero_snr", False),
             )
             self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
             ac = self.alphas_cumprod.to(torch.float64)

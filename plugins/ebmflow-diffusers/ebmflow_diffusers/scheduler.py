@@ -145,32 +145,50 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         energy_points: int = 2,
     ):
         check_arguments(
-            schedule=schedule, prediction_type=prediction_type, predictor=predictor,
-            variance_type=variance_type, timestep_spacing=timestep_spacing,
-            step_size_rule=step_size_rule, energy_rule=energy_rule, energy_points=energy_points,
-            corrector_steps=corrector_steps, eta=eta, snr=snr, step_size_scale=step_size_scale,
-            corrector_args=corrector_args)
+            schedule=schedule,
+            prediction_type=prediction_type,
+            predictor=predictor,
+            variance_type=variance_type,
+            timestep_spacing=timestep_spacing,
+            step_size_rule=step_size_rule,
+            energy_rule=energy_rule,
+            energy_points=energy_points,
+            corrector_steps=corrector_steps,
+            eta=eta,
+            snr=snr,
+            step_size_scale=step_size_scale,
+            corrector_args=corrector_args,
+        )
         self._corrector_factory = _corrector.sampler_factory(corrector)
         if corrector_steps:  # build one now so that bad arguments fail here, not mid-run
             self.make_corrector(1e-3)
 
         if schedule == "vp":
             try:
-                self.betas = vp_betas(num_train_timesteps, beta_start, beta_end, beta_schedule,
-                                      trained_betas, rescale_betas_zero_snr)
+                self.betas = vp_betas(
+                    num_train_timesteps,
+                    beta_start,
+                    beta_end,
+                    beta_schedule,
+                    trained_betas,
+                    rescale_betas_zero_snr,
+                )
             except ValueError as exc:  # name the scheduler, as its other checks do
                 raise fail(str(exc)) from None
             self.alphas = 1.0 - self.betas
             self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
             self._ac = self.alphas_cumprod.to(torch.float64)  # the tables the arithmetic uses
-            self.final_alpha_cumprod = (torch.tensor(1.0) if set_alpha_to_one
-                                        else self.alphas_cumprod[0])
+            self.final_alpha_cumprod = (
+                torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
+            )
             self.init_noise_sigma = 1.0
             self.timesteps = torch.from_numpy(np.arange(0, len(self.betas))[::-1].copy())
         else:
             if not 0 < sigma_min < sigma_max:
-                raise fail(f"a VE schedule needs 0 < sigma_min < sigma_max, got {sigma_min!r}, "
-                           f"{sigma_max!r}")
+                raise fail(
+                    f"a VE schedule needs 0 < sigma_min < sigma_max, got {sigma_min!r}, "
+                    f"{sigma_max!r}"
+                )
             self.init_noise_sigma = float(sigma_max)
             self.timesteps = ve_sigmas(num_train_timesteps, sigma_min, sigma_max).float()
         self.num_inference_steps: int | None = None
@@ -256,9 +274,11 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
             self.custom_timesteps = True
             self.num_inference_steps = len(levels)
         else:
-            levels = torch.from_numpy(spaced_timesteps(
-                count, config.num_train_timesteps, config.timestep_spacing,
-                config.steps_offset))
+            levels = torch.from_numpy(
+                spaced_timesteps(
+                    count, config.num_train_timesteps, config.timestep_spacing, config.steps_offset
+                )
+            )
             self.custom_timesteps = False
             self.num_inference_steps = count
         self._levels = levels.to(device)
@@ -296,8 +316,10 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
     def _next_level(self, timestep, end):
         matches = (self._levels == torch.as_tensor(timestep).to(self._levels)).nonzero()
         if matches.numel() == 0:
-            raise fail(f"timestep {timestep!r} is not one of the timesteps set by "
-                       f"set_timesteps ({self._levels.tolist()})")
+            raise fail(
+                f"timestep {timestep!r} is not one of the timesteps set by "
+                f"set_timesteps ({self._levels.tolist()})"
+            )
         index = int(matches[0, 0])
         if index == len(self._levels) - 1:
             return end
@@ -338,7 +360,8 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         if self._loop_corrector:
             index = self.step_index
             if index >= len(self.timesteps) or int(
-                    (self.timesteps[index] != torch.as_tensor(timestep).to(self.timesteps)).sum()):
+                (self.timesteps[index] != torch.as_tensor(timestep).to(self.timesteps)).sum()
+            ):
                 raise fail(
                     f"call {index} of this run got timestep {timestep!r}, but with a corrector "
                     f"in the loop the calls must follow scheduler.timesteps in order; call "
@@ -346,20 +369,32 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                 )
             self.step_index += 1
             if index % (self.config.corrector_steps + 1) < self.config.corrector_steps:
-                out = self._ula_step(model_output, timestep, sample, generator, first=(
-                    index % (self.config.corrector_steps + 1) == 0))
+                out = self._ula_step(
+                    model_output,
+                    timestep,
+                    sample,
+                    generator,
+                    first=(index % (self.config.corrector_steps + 1) == 0),
+                )
                 return out if return_dict else out.to_tuple()
             self._level_step_size = None
-        prev, x0 = self._predict(model_output, timestep, sample, generator,
-                                 self.config.eta if eta is None else eta,
-                                 use_clipped_model_output, variance_noise)
+        prev, x0 = self._predict(
+            model_output,
+            timestep,
+            sample,
+            generator,
+            self.config.eta if eta is None else eta,
+            use_clipped_model_output,
+            variance_noise,
+        )
         if not return_dict:
             return prev, x0
         return EBMSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
 
     def _channels(self, model_output: Tensor, sample: Tensor) -> tuple[Tensor, Tensor | None]:
         if self.variance_type in ("learned", "learned_range") and (
-                model_output.shape[1] == 2 * sample.shape[1]):
+            model_output.shape[1] == 2 * sample.shape[1]
+        ):
             out, var = torch.split(model_output, sample.shape[1], dim=1)
             return out, var
         return model_output, None
@@ -367,14 +402,21 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
     def _clip(self, x0: Tensor) -> Tensor:
         config = self.config
         if config.thresholding:
-            return dynamic_threshold(x0, config.dynamic_thresholding_ratio,
-                                     config.sample_max_value)
+            return dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
         if config.clip_sample:
             return x0.clamp(-config.clip_sample_range, config.clip_sample_range)
         return x0
 
-    def _predict(self, model_output, timestep, sample, generator, eta,
-                 use_clipped_model_output, variance_noise):
+    def _predict(
+        self,
+        model_output,
+        timestep,
+        sample,
+        generator,
+        eta,
+        use_clipped_model_output,
+        variance_noise,
+    ):
         config = self.config
         output, predicted_variance = self._channels(model_output, sample)
         prev = self.previous_timestep(timestep)
@@ -394,15 +436,17 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
             draw = eta > 0
         else:
             prev_sample = (gap / (a_p * v * v)) * x0 + (v_p * v_p * a / (a_p * v * v)) * sample
-            std = ancestral_std(self.variance_type, posterior, gap / (a_p * a_p),
-                                predicted_variance)
+            std = ancestral_std(
+                self.variance_type, posterior, gap / (a_p * a_p), predicted_variance
+            )
             draw = (int(timestep) > 0) if config.schedule == "vp" else prev > 0
         if draw:
             if variance_noise is not None and generator is not None:
                 raise fail("pass either generator or variance_noise, not both")
             if variance_noise is None:
-                variance_noise = randn_tensor(output.shape, generator=generator,
-                                              device=output.device, dtype=output.dtype)
+                variance_noise = randn_tensor(
+                    output.shape, generator=generator, device=output.device, dtype=output.dtype
+                )
             prev_sample = prev_sample + std * variance_noise
         return prev_sample, x0
 
@@ -418,8 +462,9 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         if first or self._level_step_size is None:
             self._level_step_size = self.level_step_size(timestep, score)
         ula = self.make_corrector(self._level_step_size)
-        z = randn_tensor(sample.shape, generator=generator, device=sample.device,
-                         dtype=sample.dtype)
+        z = randn_tensor(
+            sample.shape, generator=generator, device=sample.device, dtype=sample.dtype
+        )
         x_ve = sample / a + ula.step_size * score + ula.noise_scale * z
         if ula.clip is not None:
             x_ve = x_ve.clamp(*ula.clip)
@@ -429,8 +474,9 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
 
     def make_corrector(self, step_size: float) -> ebmflow.Sampler:
         """The corrector sampler with step size η (built through the ebmflow registry)."""
-        return _corrector.build_sampler(self.config.corrector, self.config.corrector_args or {},
-                                        step_size)
+        return _corrector.build_sampler(
+            self.config.corrector, self.config.corrector_args or {}, step_size
+        )
 
     def level_step_size(self, timestep, score: Tensor | None = None) -> float:
         """η at ``timestep`` by the step-size rule (``score``: the VE score at the level's
@@ -470,8 +516,14 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         eta = self.level_step_size(timestep, score)
         sampler = self.make_corrector(eta)
         x_new, rate = _corrector.run_corrector(
-            sampler, energy, x_ve, sigma, self.config.corrector_steps, generator,
-            n_points=self.config.energy_points, rule=self.config.energy_rule,
+            sampler,
+            energy,
+            x_ve,
+            sigma,
+            self.config.corrector_steps,
+            generator,
+            n_points=self.config.energy_points,
+            rule=self.config.energy_rule,
         )
         return _corrector.CorrectorResult(x_new * a, rate, eta)
 

@@ -29,10 +29,22 @@ def choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
         raise fail(f"{name} must be one of {', '.join(map(repr, accepted))}, got {value!r}")
 
 
-def check_arguments(*, schedule: Any, prediction_type: Any, predictor: Any,
-                    variance_type: Any, timestep_spacing: Any, step_size_rule: Any,
-                    energy_rule: Any, energy_points: Any, corrector_steps: Any, eta: Any,
-                    snr: Any, step_size_scale: Any, corrector_args: Any) -> None:
+def check_arguments(
+    *,
+    schedule: Any,
+    prediction_type: Any,
+    predictor: Any,
+    variance_type: Any,
+    timestep_spacing: Any,
+    step_size_rule: Any,
+    energy_rule: Any,
+    energy_points: Any,
+    corrector_steps: Any,
+    eta: Any,
+    snr: Any,
+    step_size_scale: Any,
+    corrector_args: Any,
+) -> None:
     """Check the scheduler's choices and numbers (the schedule's own tables and the
     corrector's sampler are checked where they are built)."""
     choice("schedule", schedule, tuple(PREDICTION_TYPES))

@@ -86,14 +86,18 @@ def segment_difference(
     needed = [k for k in range(n_points) if known.get(k) is None]
     scores: dict[int, Tensor] = {k: s for k, s in known.items() if s is not None}
     if needed:
-        points = torch.cat([x0 + (k / (n_points - 1)) * d if 0 < k < n_points - 1
-                            else (x0 if k == 0 else x1) for k in needed])
+        points = torch.cat(
+            [
+                x0 + (k / (n_points - 1)) * d if 0 < k < n_points - 1 else (x0 if k == 0 else x1)
+                for k in needed
+            ]
+        )
         sigma_t = ebmflow.broadcast_sigma(sigma, x0)
         sigma_all = None if sigma_t is None else sigma_t.repeat(len(needed))
         with torch.no_grad():  # an estimate for a Metropolis test: never differentiated
             evaluated = model.energy_and_score(points, sigma_all)[1]
         for i, k in enumerate(needed):
-            scores[k] = evaluated[i * batch:(i + 1) * batch]
+            scores[k] = evaluated[i * batch : (i + 1) * batch]
     flat_d = d.flatten(1)
     delta = torch.zeros(batch, dtype=x0.dtype, device=x0.device)
     for k in range(n_points):
@@ -161,8 +165,9 @@ class PathEnergy(ebmflow.Energy):
                 "PathEnergy estimates energies for sampling; it is not differentiable in the "
                 "model's parameters (train the score model itself, e.g. with multiscale-dsm)"
             )
-        return segment_difference(self.model, self._reference(x), x, sigma,
-                                  n_points=self.n_points, rule=self.rule)
+        return segment_difference(
+            self.model, self._reference(x), x, sigma, n_points=self.n_points, rule=self.rule
+        )
 
     def forward(self, x: Tensor, sigma=None) -> Tensor:
         return self.energy_and_score(x, sigma)[0]
@@ -209,8 +214,13 @@ class AnchoredPath(ebmflow.Energy):
             energy, score = self._e, self.path.model.energy_and_score(x, sigma)[1]
         else:
             delta, score = segment_difference(
-                self.path.model, self._x, x, sigma, n_points=self.path.n_points,
-                rule=self.path.rule, score0=self._s,
+                self.path.model,
+                self._x,
+                x,
+                sigma,
+                n_points=self.path.n_points,
+                rule=self.path.rule,
+                score0=self._s,
             )
             energy = self._e + delta
         self.__dict__.update(_x=x, _e=energy, _s=score)

@@ -34,9 +34,14 @@ def _make_unet(seed: int = 0, out_channels: int = 1, **overrides):
     from diffusers import UNet2DModel
 
     config = dict(
-        sample_size=8, in_channels=1, out_channels=out_channels, block_out_channels=(8, 16),
-        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        sample_size=8,
+        in_channels=1,
+        out_channels=out_channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
     )
     config.update(overrides)
     with torch.random.fork_rng():  # diffusers initialises weights from the global RNG

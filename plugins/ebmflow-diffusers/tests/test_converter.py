@@ -41,7 +41,8 @@ def expected_score(prediction_type, out, x_ve, x_vp, sigma, ac):
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 def test_converted_unet_scores_are_its_outputs_in_ve_coordinates(
-        prediction_type, unet, save_pipeline, tmp_path):
+    prediction_type, unet, save_pipeline, tmp_path
+):
     scheduler = DDPMScheduler(prediction_type=prediction_type)
     model = convert(save_pipeline(tmp_path / "pipe", unet, scheduler))
     assert isinstance(model, DiffusersScoreModel) and model.event_shape == (1, 8, 8)
@@ -59,8 +60,9 @@ def test_converted_unet_scores_are_its_outputs_in_ve_coordinates(
         assert torch.allclose(score, want, rtol=1e-4, atol=1e-5 * float(want.abs().max())), t
 
 
-def test_noise_levels_between_training_levels_interpolate_the_timestep(unet, save_pipeline,
-                                                                       tmp_path):
+def test_noise_levels_between_training_levels_interpolate_the_timestep(
+    unet, save_pipeline, tmp_path
+):
     scheduler = DDPMScheduler()
     model = convert(save_pipeline(tmp_path / "pipe", unet, scheduler))
     s100, _ = vp_sigma(scheduler, 100)
@@ -76,13 +78,13 @@ def test_noise_levels_between_training_levels_interpolate_the_timestep(unet, sav
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 def test_converted_exact_gaussian_denoiser_gives_the_exact_ve_score(
-        prediction_type, save_pipeline, tmp_path):
+    prediction_type, save_pipeline, tmp_path
+):
     """The whole map (σ → t, x_ve → x_t, output → score) is exact: the converted exact
     denoiser of N(μ, s²) data has the score −(x − μ)/(s² + σ²) of the VE marginal."""
     mu, s = 0.5, 0.3
     net = GaussianDenoiser(sample_size=4, mean=mu, std=s, prediction_type=prediction_type)
-    folder = save_pipeline(tmp_path / "pipe", net,
-                           DDPMScheduler(prediction_type=prediction_type))
+    folder = save_pipeline(tmp_path / "pipe", net, DDPMScheduler(prediction_type=prediction_type))
     model = convert(folder).to(torch.float64)
     mu, s = (float(torch.tensor(v, dtype=torch.float32)) for v in (mu, s))  # as stored
     x = torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -99,15 +101,17 @@ def test_ve_schedules_convert_score_models(unet, save_pipeline, tmp_path):
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 3.0
     with torch.no_grad():
         assert torch.allclose(model.score(x, 3.0), unet(x, torch.tensor([3.0, 3.0])).sample)
-    exact = GaussianDenoiser(sample_size=4, mean=-0.2, std=0.7, prediction_type="score",
-                             schedule="ve")
+    exact = GaussianDenoiser(
+        sample_size=4, mean=-0.2, std=0.7, prediction_type="score", schedule="ve"
+    )
     model = convert(save_pipeline(tmp_path / "ve-exact", exact, ScoreSdeVeScheduler()))
     x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(4))
     assert torch.allclose(model.score(x, 2.0), -(x + 0.2) / (0.49 + 4.0), rtol=1e-6)
 
 
-def test_learned_variance_models_score_from_their_first_channels(make_unet, save_pipeline,
-                                                                 tmp_path):
+def test_learned_variance_models_score_from_their_first_channels(
+    make_unet, save_pipeline, tmp_path
+):
     net = make_unet(out_channels=2)
     scheduler = DDPMScheduler(variance_type="learned_range")
     model = convert(save_pipeline(tmp_path / "pipe", net, scheduler))
@@ -140,8 +144,7 @@ def test_registry_converter_is_this_function(unet, save_pipeline, tmp_path):
 # -- ebmflow checkpoints -----------------------------------------------------------------
 
 
-def test_save_and_load_round_trip_bit_identical_without_the_source(unet, save_pipeline,
-                                                                   tmp_path):
+def test_save_and_load_round_trip_bit_identical_without_the_source(unet, save_pipeline, tmp_path):
     folder = save_pipeline(tmp_path / "pipe", unet, DDPMScheduler(prediction_type="sample"))
     model = convert(folder)
     out = ebmflow.save(model, tmp_path / "ebm")
@@ -157,8 +160,7 @@ def test_save_and_load_round_trip_bit_identical_without_the_source(unet, save_pi
             assert torch.equal(loaded.score(x, sigma), model.score(x, sigma))
 
 
-def test_cli_convert_writes_a_checkpoint_ebmflow_load_reads(unet, save_pipeline, tmp_path,
-                                                            capsys):
+def test_cli_convert_writes_a_checkpoint_ebmflow_load_reads(unet, save_pipeline, tmp_path, capsys):
     folder = save_pipeline(tmp_path / "pipe", unet, DDPMScheduler(prediction_type="v_prediction"))
     assert cli_main(["convert", str(folder), str(tmp_path / "out")]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -168,14 +170,23 @@ def test_cli_convert_writes_a_checkpoint_ebmflow_load_reads(unet, save_pipeline,
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(8))
     with torch.no_grad():
         assert torch.equal(loaded.score(x, 0.3), reference.score(x, 0.3))
-    assert json.loads((tmp_path / "out" / "config.json").read_text())["metadata"][
-        "converter"] == "diffusers:diffusers"
+    assert (
+        json.loads((tmp_path / "out" / "config.json").read_text())["metadata"]["converter"]
+        == "diffusers:diffusers"
+    )
 
 
 def test_cli_convert_with_explicit_converter_and_options(unet, save_pipeline, tmp_path):
     folder = save_pipeline(tmp_path / "pipe", unet, DDPMScheduler())
-    args = ["convert", str(folder), str(tmp_path / "out"), "--converter", "diffusers",
-            "--converter-arg", "prediction_type=sample"]
+    args = [
+        "convert",
+        str(folder),
+        str(tmp_path / "out"),
+        "--converter",
+        "diffusers",
+        "--converter-arg",
+        "prediction_type=sample",
+    ]
     assert cli_main(args) == 0
     assert ebmflow.load(tmp_path / "out").prediction_type == "sample"
 
@@ -196,25 +207,45 @@ def edit_json(file, **changes):
     file.write_text(json.dumps(data))
 
 
-@pytest.mark.parametrize("damage,fragment", [
-    (lambda f: (f / "model_index.json").unlink(), "model_index.json is missing"),
-    (lambda f: edit_json(f / "model_index.json", scheduler=None),
-     "has no 'scheduler' component (it lists: unet"),
-    (lambda f: edit_json(f / "model_index.json", unet=["diffusers", "UNet2DConditionModel"]),
-     "UNet2DConditionModel network, which is not supported"),
-    (lambda f: edit_json(f / "model_index.json", scheduler=["diffusers", "LCMScheduler"]),
-     "scheduler 'LCMScheduler', which is not supported"),
-    (lambda f: edit_json(f / "scheduler" / "scheduler_config.json", prediction_type="flow"),
-     "prediction_type 'flow' is not supported for a VP schedule; supported: epsilon"),
-    (lambda f: (f / "scheduler" / "scheduler_config.json").unlink(),
-     "scheduler_config.json is missing"),
-    (lambda f: (f / "unet" / "diffusion_pytorch_model.safetensors").rename(
-        f / "unet" / "diffusion_pytorch_model.bin"), "a .bin file is a pickle"),
-    (lambda f: edit_json(f / "unet" / "config.json", block_out_channels=[8, 24]),
-     "does not fit unet/config.json"),
-])
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        (lambda f: (f / "model_index.json").unlink(), "model_index.json is missing"),
+        (
+            lambda f: edit_json(f / "model_index.json", scheduler=None),
+            "has no 'scheduler' component (it lists: unet",
+        ),
+        (
+            lambda f: edit_json(f / "model_index.json", unet=["diffusers", "UNet2DConditionModel"]),
+            "UNet2DConditionModel network, which is not supported",
+        ),
+        (
+            lambda f: edit_json(f / "model_index.json", scheduler=["diffusers", "LCMScheduler"]),
+            "scheduler 'LCMScheduler', which is not supported",
+        ),
+        (
+            lambda f: edit_json(f / "scheduler" / "scheduler_config.json", prediction_type="flow"),
+            "prediction_type 'flow' is not supported for a VP schedule; supported: epsilon",
+        ),
+        (
+            lambda f: (f / "scheduler" / "scheduler_config.json").unlink(),
+            "scheduler_config.json is missing",
+        ),
+        (
+            lambda f: (f / "unet" / "diffusion_pytorch_model.safetensors").rename(
+                f / "unet" / "diffusion_pytorch_model.bin"
+            ),
+            "a .bin file is a pickle",
+        ),
+        (
+            lambda f: edit_json(f / "unet" / "config.json", block_out_channels=[8, 24]),
+            "does not fit unet/config.json",
+        ),
+    ],
+)
 def test_unsupported_folders_name_what_is_missing_and_what_is_supported(
-        damage, fragment, unet, save_pipeline, tmp_path):
+    damage, fragment, unet, save_pipeline, tmp_path
+):
     folder = save_pipeline(tmp_path / "pipe", unet, DDPMScheduler())
     damage(folder)
     with pytest.raises(ConversionError, match=fragment.replace("(", r"\(")) as info:
@@ -232,8 +263,7 @@ def test_score_needs_a_noise_level(unet):
 
 
 @pytest.mark.slow
-def test_annealed_langevin_on_converted_gaussian_reproduces_its_marginal(save_pipeline,
-                                                                         tmp_path):
+def test_annealed_langevin_on_converted_gaussian_reproduces_its_marginal(save_pipeline, tmp_path):
     """Annealed Langevin (ebmflow's sampler) over 8 VE levels 5 → 0.05 on the converted exact
     ε-model of N(0.5, 0.3²) data ends at the last level's ULA stationary law: mean μ and
     variance v/(1 − η/(2v)), v = s² + σ_L², η = ε/2 (the discretisation bias of ULA). 300
@@ -242,10 +272,15 @@ def test_annealed_langevin_on_converted_gaussian_reproduces_its_marginal(save_pi
     mu, s, sigma_l, epsilon = 0.5, 0.3, 0.05, 2e-3  # ε < 4σ_L²: ULA stable at every level
     net = GaussianDenoiser(sample_size=4, mean=mu, std=s, prediction_type="epsilon")
     model = convert(save_pipeline(tmp_path / "pipe", net, DDPMScheduler()))
-    sampler = ebmflow.create("sampler", "annealed-langevin",
-                             noise_schedule={"name": "geometric", "sigma_max": 5.0,
-                                             "sigma_min": sigma_l},
-                             n_levels=8, steps_per_level=300, epsilon=epsilon, denoise=False)
+    sampler = ebmflow.create(
+        "sampler",
+        "annealed-langevin",
+        noise_schedule={"name": "geometric", "sigma_max": 5.0, "sigma_min": sigma_l},
+        n_levels=8,
+        steps_per_level=300,
+        epsilon=epsilon,
+        denoise=False,
+    )
     gen = torch.Generator().manual_seed(0)
     x0 = 5.0 * torch.randn(2000, 1, 4, 4, generator=gen)
     samples = sampler.run(model, x0, generator=gen).samples.flatten()

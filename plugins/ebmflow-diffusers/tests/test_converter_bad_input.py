@@ -53,24 +53,28 @@ def refuse_on_the_cli(folder, out, capsys, *fragments):
 # -- scheduler values ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key,value,accepted", [
-    ("num_train_timesteps", 0, "an integer"),
-    ("num_train_timesteps", -5, "an integer"),
-    ("num_train_timesteps", "1000", "an integer"),
-    ("num_train_timesteps", 1.5, "an integer"),
-    ("num_train_timesteps", True, "an integer"),
-    ("num_train_timesteps", 10**12, "an integer"),
-    ("beta_start", "0.0001", "a finite number"),
-    ("beta_end", None, "a finite number"),
-    ("beta_schedule", ["linear"], "linear"),
-    ("trained_betas", "0.1 0.2", "a list of"),
-    ("trained_betas", [], "a list of"),
-    ("rescale_betas_zero_snr", "yes", "True or False"),
-    ("prediction_type", ["epsilon"], "supported: epsilon"),
-    ("schedule", ["vp"], "'vp' or 've'"),
-])
+@pytest.mark.parametrize(
+    "key,value,accepted",
+    [
+        ("num_train_timesteps", 0, "an integer"),
+        ("num_train_timesteps", -5, "an integer"),
+        ("num_train_timesteps", "1000", "an integer"),
+        ("num_train_timesteps", 1.5, "an integer"),
+        ("num_train_timesteps", True, "an integer"),
+        ("num_train_timesteps", 10**12, "an integer"),
+        ("beta_start", "0.0001", "a finite number"),
+        ("beta_end", None, "a finite number"),
+        ("beta_schedule", ["linear"], "linear"),
+        ("trained_betas", "0.1 0.2", "a list of"),
+        ("trained_betas", [], "a list of"),
+        ("rescale_betas_zero_snr", "yes", "True or False"),
+        ("prediction_type", ["epsilon"], "supported: epsilon"),
+        ("schedule", ["vp"], "'vp' or 've'"),
+    ],
+)
 def test_ill_typed_or_out_of_range_scheduler_values_name_the_file_key_and_value(
-        key, value, accepted, pipeline, tmp_path, capsys):
+    key, value, accepted, pipeline, tmp_path, capsys
+):
     edit_json(pipeline / "scheduler" / SCHEDULER, **{key: value})
     with pytest.raises(ConversionError) as info:
         convert(pipeline)
@@ -81,17 +85,21 @@ def test_ill_typed_or_out_of_range_scheduler_values_name_the_file_key_and_value(
     refuse_on_the_cli(pipeline, tmp_path / "out", capsys, SCHEDULER, key)
 
 
-@pytest.mark.parametrize("changes,value", [
-    ({"beta_end": 5}, "beta"),                      # β > 1: ᾱ changes sign, σ = NaN
-    ({"beta_end": 1.0}, "beta"),                    # β = 1: ᾱ = 0 mid-table
-    ({"beta_start": -0.01}, "-0.01"),               # β < 0
-    ({"beta_start": 0.0, "beta_end": 0.02}, "beta"),  # β = 0: σ_min = 0, log σ = −∞
-    ({"trained_betas": [0.01, float("nan"), 0.02]}, "nan"),
-    ({"trained_betas": [0.5] * 40 + [0.9] * 960}, "alphas_cumprod"),  # ᾱ underflows to 0
-    ({"beta_end": 0.02, "beta_schedule": "sigmoid", "beta_start": 2.0}, "beta"),
-])
+@pytest.mark.parametrize(
+    "changes,value",
+    [
+        ({"beta_end": 5}, "beta"),  # β > 1: ᾱ changes sign, σ = NaN
+        ({"beta_end": 1.0}, "beta"),  # β = 1: ᾱ = 0 mid-table
+        ({"beta_start": -0.01}, "-0.01"),  # β < 0
+        ({"beta_start": 0.0, "beta_end": 0.02}, "beta"),  # β = 0: σ_min = 0, log σ = −∞
+        ({"trained_betas": [0.01, float("nan"), 0.02]}, "nan"),
+        ({"trained_betas": [0.5] * 40 + [0.9] * 960}, "alphas_cumprod"),  # ᾱ underflows to 0
+        ({"beta_end": 0.02, "beta_schedule": "sigmoid", "beta_start": 2.0}, "beta"),
+    ],
+)
 def test_schedules_with_invalid_noise_levels_are_refused_not_converted(
-        changes, value, pipeline, tmp_path, capsys):
+    changes, value, pipeline, tmp_path, capsys
+):
     """A β outside (0, 1) or a ᾱ outside (0, 1] makes some noise level σ = √((1 − ᾱ)/ᾱ) NaN,
     0 or ∞; such a model used to convert 'successfully' with sigma_max = nan."""
     edit_json(pipeline / "scheduler" / SCHEDULER, **changes)
@@ -114,8 +122,11 @@ def test_valid_schedules_still_convert_with_finite_noise_levels(pipeline):
 def test_zero_terminal_snr_keeps_its_one_infinite_noise_level(pipeline):
     """rescale_betas_zero_snr sets the last β to exactly 1 on purpose (ᾱ_T = 0, σ_T = ∞);
     that one level stays accepted, as DDPMScheduler accepts it."""
-    edit_json(pipeline / "scheduler" / SCHEDULER, rescale_betas_zero_snr=True,
-              prediction_type="v_prediction")
+    edit_json(
+        pipeline / "scheduler" / SCHEDULER,
+        rescale_betas_zero_snr=True,
+        prediction_type="v_prediction",
+    )
     model = convert(pipeline)
     assert math.isinf(model.table.sigma_max)
     assert torch.isfinite(model.log_sigmas[:-1]).all()
@@ -135,11 +146,11 @@ def test_ve_sigma_range_must_be_finite_numbers(unet, save_pipeline, tmp_path):
 # -- configs that are not JSON objects ----------------------------------------------------
 
 
-@pytest.mark.parametrize("relative", ["unet/config.json", f"scheduler/{SCHEDULER}",
-                                      "model_index.json"])
+@pytest.mark.parametrize(
+    "relative", ["unet/config.json", f"scheduler/{SCHEDULER}", "model_index.json"]
+)
 @pytest.mark.parametrize("content", ["[1, 2]", '"text"', "3"])
-def test_a_config_that_is_not_a_json_object_is_named(relative, content, pipeline, tmp_path,
-                                                     capsys):
+def test_a_config_that_is_not_a_json_object_is_named(relative, content, pipeline, tmp_path, capsys):
     (pipeline / relative).write_text(content)
     with pytest.raises(ConversionError, match="must hold a JSON object") as info:
         convert(pipeline)
@@ -165,8 +176,9 @@ def test_a_unet_config_that_builds_no_network_is_named(pipeline, tmp_path, capsy
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
-def test_non_floating_weights_are_refused_naming_the_tensor_and_dtype(dtype, pipeline,
-                                                                      tmp_path, capsys):
+def test_non_floating_weights_are_refused_naming_the_tensor_and_dtype(
+    dtype, pipeline, tmp_path, capsys
+):
     file = pipeline / "unet" / WEIGHTS
     state = safetensors.torch.load_file(file)
     first = sorted(state)[0]
@@ -214,20 +226,28 @@ def _folder(path):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev/zero")
-@pytest.mark.parametrize("relative", [f"unet/{WEIGHTS}", "unet/config.json",
-                                      f"scheduler/{SCHEDULER}", "model_index.json"])
-@pytest.mark.parametrize("make,what", [
-    (_dev_zero, "character device"),
-    (_fifo, "FIFO"),
-    (_folder, "folder"),
-])
+@pytest.mark.parametrize(
+    "relative",
+    [f"unet/{WEIGHTS}", "unet/config.json", f"scheduler/{SCHEDULER}", "model_index.json"],
+)
+@pytest.mark.parametrize(
+    "make,what",
+    [
+        (_dev_zero, "character device"),
+        (_fifo, "FIFO"),
+        (_folder, "folder"),
+    ],
+)
 def test_special_files_are_named_for_what_they_are_and_never_block(
-        relative, make, what, pipeline, tmp_path):
+    relative, make, what, pipeline, tmp_path
+):
     make(pipeline / relative)
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "ebmflow", "convert", str(pipeline), str(out)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
     )
     err = done.stderr.strip()
@@ -238,13 +258,16 @@ def test_special_files_are_named_for_what_they_are_and_never_block(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("relative", ["unet/config.json", f"scheduler/{SCHEDULER}",
-                                      "model_index.json"])
+@pytest.mark.parametrize(
+    "relative", ["unet/config.json", f"scheduler/{SCHEDULER}", "model_index.json"]
+)
 def test_an_oversized_config_is_refused_before_it_is_read(relative, pipeline, tmp_path):
     _huge(pipeline / relative)
     done = subprocess.run(
         [sys.executable, "-m", "ebmflow", "convert", str(pipeline), str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
     )
     err = done.stderr.strip()

@@ -48,10 +48,16 @@ def _tiny():
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return UNet2DModel(sample_size=8, in_channels=1, out_channels=1,
-                           block_out_channels=(8, 16), layers_per_block=1,
-                           down_block_types=("DownBlock2D", "DownBlock2D"),
-                           up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+        return UNet2DModel(
+            sample_size=8,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
+        )
 
 
 @pytest.mark.slow
@@ -60,9 +66,11 @@ def test_multiscale_dsm_trains_the_energy_and_mala_samples_it(make_unet):
     a fixed batch of images; MALA then runs on exact energies of the trained model."""
     # no attention block: CPU flash attention has no double backward
     energy = NetworkEnergy(network(make_unet(add_attention=False)), form="residual")
-    objective = ebmflow.create("objective", "multiscale-dsm",
-                               noise_schedule={"name": "geometric", "sigma_max": 1.0,
-                                               "sigma_min": 0.05})
+    objective = ebmflow.create(
+        "objective",
+        "multiscale-dsm",
+        noise_schedule={"name": "geometric", "sigma_max": 1.0, "sigma_min": 0.05},
+    )
     gen = torch.Generator().manual_seed(0)
     grid = torch.linspace(-1, 1, 8)
     images = (grid[None, :] * grid[:, None]).expand(64, 1, 8, 8)  # one smooth image

@@ -23,10 +23,18 @@ def quiet(pipe):
 def test_without_corrector_it_is_the_ddpm_pipeline(unet):
     ref = quiet(DDPMPipeline(unet=unet, scheduler=DDPMScheduler()))
     ours = quiet(EBMPipeline(unet=unet, scheduler=EBMScheduler.from_config(ref.scheduler.config)))
-    a = ref(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=20,
-            output_type="np").images
-    b = ours(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=20,
-             output_type="np").images
+    a = ref(
+        batch_size=2,
+        generator=torch.Generator().manual_seed(0),
+        num_inference_steps=20,
+        output_type="np",
+    ).images
+    b = ours(
+        batch_size=2,
+        generator=torch.Generator().manual_seed(0),
+        num_inference_steps=20,
+        output_type="np",
+    ).images
     assert np.abs(a - b).max() < 1e-5
 
 
@@ -38,33 +46,57 @@ def test_stock_loop_langevin_equals_pipeline_langevin(unet, args):
     scheduler = EBMScheduler(corrector="langevin", corrector_steps=2, corrector_args=args)
     stock = quiet(DDPMPipeline(unet=unet, scheduler=scheduler))
     ours = quiet(EBMPipeline(unet=unet, scheduler=EBMScheduler.from_config(scheduler.config)))
-    a = stock(batch_size=2, generator=torch.Generator().manual_seed(1), num_inference_steps=8,
-              output_type="pt").images
-    b = ours(batch_size=2, generator=torch.Generator().manual_seed(1), num_inference_steps=8,
-             output_type="pt").images
+    a = stock(
+        batch_size=2,
+        generator=torch.Generator().manual_seed(1),
+        num_inference_steps=8,
+        output_type="pt",
+    ).images
+    b = ours(
+        batch_size=2,
+        generator=torch.Generator().manual_seed(1),
+        num_inference_steps=8,
+        output_type="pt",
+    ).images
     plain = quiet(DDPMPipeline(unet=unet, scheduler=DDPMScheduler()))
-    c = plain(batch_size=2, generator=torch.Generator().manual_seed(1), num_inference_steps=8,
-              output_type="pt").images
+    c = plain(
+        batch_size=2,
+        generator=torch.Generator().manual_seed(1),
+        num_inference_steps=8,
+        output_type="pt",
+    ).images
     assert float((a - b).abs().max()) < 1e-5
     assert float((a - c).abs().max()) > 1e-2  # the corrector did something
     if args is not None:  # and the clip did: the same run without it ends elsewhere
-        unclipped = quiet(DDPMPipeline(unet=unet, scheduler=EBMScheduler(
-            corrector="langevin", corrector_steps=2)))
-        d = unclipped(batch_size=2, generator=torch.Generator().manual_seed(1),
-                      num_inference_steps=8, output_type="pt").images
+        unclipped = quiet(
+            DDPMPipeline(unet=unet, scheduler=EBMScheduler(corrector="langevin", corrector_steps=2))
+        )
+        d = unclipped(
+            batch_size=2,
+            generator=torch.Generator().manual_seed(1),
+            num_inference_steps=8,
+            output_type="pt",
+        ).images
         assert float((a - d).abs().max()) > 1e-3
 
 
-@pytest.mark.parametrize("corrector,args", [
-    ("mala", {}),
-    ("hmc", {"n_leapfrog": 2}),
-    ("parallel-tempering", {"n_replicas": 3, "beta_min": 0.3}),
-])
+@pytest.mark.parametrize(
+    "corrector,args",
+    [
+        ("mala", {}),
+        ("hmc", {"n_leapfrog": 2}),
+        ("parallel-tempering", {"n_replicas": 3, "beta_min": 0.3}),
+    ],
+)
 def test_metropolis_correctors_call_the_model_themselves(corrector, args, unet):
     scheduler = EBMScheduler(corrector=corrector, corrector_steps=2, corrector_args=args)
     pipe = quiet(EBMPipeline(unet=unet, scheduler=scheduler))
-    out = pipe(batch_size=3, generator=torch.Generator().manual_seed(2), num_inference_steps=4,
-               output_type="pt")
+    out = pipe(
+        batch_size=3,
+        generator=torch.Generator().manual_seed(2),
+        num_inference_steps=4,
+        output_type="pt",
+    )
     assert out.images.shape == (3, 1, 8, 8) and torch.isfinite(out.images).all()
     assert len(out.acceptance_rates) == 4 and len(out.step_sizes) == 4
     assert all(0.0 <= r <= 1.0 for r in out.acceptance_rates)
@@ -104,11 +136,22 @@ def test_composed_energies_are_sampled_as_the_model():
     b = convert(unet=GaussianDenoiser(sample_size=4, mean=0.6, std=S), scheduler=EBMScheduler())
     product = a + b
     assert isinstance(product, ebmflow.Energy) and not product.has_energy
-    scheduler = EBMScheduler(clip_sample=False, corrector="mala", corrector_steps=2, snr=0.3,
-                             energy_rule="simpson", energy_points=3)
+    scheduler = EBMScheduler(
+        clip_sample=False,
+        corrector="mala",
+        corrector_steps=2,
+        snr=0.3,
+        energy_rule="simpson",
+        energy_points=3,
+    )
     pipe = quiet(EBMPipeline(unet=None, scheduler=scheduler))
-    out = pipe(batch_size=500, generator=torch.Generator().manual_seed(4), num_inference_steps=10,
-               energy=product, output_type="latent")
+    out = pipe(
+        batch_size=500,
+        generator=torch.Generator().manual_seed(4),
+        num_inference_steps=10,
+        energy=product,
+        output_type="latent",
+    )
     x = out.images
     assert x.shape == (500, 1, 4, 4)
     # mean over 8000 coordinates of variance ≤ s²: SE ≤ 0.0034; 5 SE
@@ -126,11 +169,16 @@ def test_mala_corrector_reproduces_the_gaussian_marginal_that_ddpm_alone_misses(
     net = GaussianDenoiser(sample_size=4, mean=MU, std=S)
 
     def sample(**config):
-        scheduler = EBMScheduler(clip_sample=False, snr=0.3, energy_rule="simpson",
-                                 energy_points=3, **config)
+        scheduler = EBMScheduler(
+            clip_sample=False, snr=0.3, energy_rule="simpson", energy_points=3, **config
+        )
         pipe = quiet(EBMPipeline(unet=net, scheduler=scheduler))
-        return pipe(batch_size=2000, generator=torch.Generator().manual_seed(0),
-                    num_inference_steps=20, output_type="latent").images.flatten()
+        return pipe(
+            batch_size=2000,
+            generator=torch.Generator().manual_seed(0),
+            num_inference_steps=20,
+            output_type="latent",
+        ).images.flatten()
 
     n = 2000 * 16
     se_var = S * S * math.sqrt(2 / n)  # 7e-4
@@ -148,14 +196,26 @@ def test_ve_schedule_with_mala_corrector_reproduces_the_gaussian_marginal():
     """VE (SMLD) ancestral sampling over 30 levels σ ∈ [0.01, 20] of the exact VE score model
     of N(0.5, 0.3²), with 5 MALA steps per level: measured mean 0.4998, variance 0.0920
     (without the corrector 0.0712); 16000 coordinates, SE(var) = 0.001."""
-    net = GaussianDenoiser(sample_size=4, mean=MU, std=S, prediction_type="score",
-                           schedule="ve")
-    scheduler = EBMScheduler(schedule="ve", prediction_type="score", sigma_min=0.01,
-                             sigma_max=20.0, clip_sample=False, corrector="mala",
-                             corrector_steps=5, snr=0.3, energy_rule="simpson", energy_points=3)
+    net = GaussianDenoiser(sample_size=4, mean=MU, std=S, prediction_type="score", schedule="ve")
+    scheduler = EBMScheduler(
+        schedule="ve",
+        prediction_type="score",
+        sigma_min=0.01,
+        sigma_max=20.0,
+        clip_sample=False,
+        corrector="mala",
+        corrector_steps=5,
+        snr=0.3,
+        energy_rule="simpson",
+        energy_points=3,
+    )
     pipe = quiet(EBMPipeline(unet=net, scheduler=scheduler))
-    x = pipe(batch_size=1000, generator=torch.Generator().manual_seed(0),
-             num_inference_steps=30, output_type="latent").images.flatten()
+    x = pipe(
+        batch_size=1000,
+        generator=torch.Generator().manual_seed(0),
+        num_inference_steps=30,
+        output_type="latent",
+    ).images.flatten()
     n = x.numel()
     assert abs(float(x.mean()) - MU) < 4 * S / math.sqrt(n)
     assert abs(float(x.var()) - S * S) < 4 * S * S * math.sqrt(2 / n)

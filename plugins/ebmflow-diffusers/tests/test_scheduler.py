@@ -45,28 +45,41 @@ def params(names, *extra):
             out.append(pytest.param(*args, marks=() if fast else pytest.mark.slow))
     return out
 
+
 DDPM_CONFIGS = {
     "default": {},
     "v": {"prediction_type": "v_prediction"},
     "x0": {"prediction_type": "sample"},
-    "scaled-linear-large": {"beta_schedule": "scaled_linear", "beta_start": 0.00085,
-                            "beta_end": 0.012, "variance_type": "fixed_large"},
-    "cosine-small-log": {"beta_schedule": "squaredcos_cap_v2",
-                         "variance_type": "fixed_small_log"},
-    "sigmoid-trailing-noclip": {"beta_schedule": "sigmoid", "timestep_spacing": "trailing",
-                                "clip_sample": False},
+    "scaled-linear-large": {
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "variance_type": "fixed_large",
+    },
+    "cosine-small-log": {"beta_schedule": "squaredcos_cap_v2", "variance_type": "fixed_small_log"},
+    "sigmoid-trailing-noclip": {
+        "beta_schedule": "sigmoid",
+        "timestep_spacing": "trailing",
+        "clip_sample": False,
+    },
     "laplace-linspace": {"beta_schedule": "laplace", "timestep_spacing": "linspace"},
     "thresholding": {"thresholding": True, "sample_max_value": 1.5},
     "offset": {"steps_offset": 1},
-    "zero-snr-v": {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction",
-                   "timestep_spacing": "trailing"},
+    "zero-snr-v": {
+        "rescale_betas_zero_snr": True,
+        "prediction_type": "v_prediction",
+        "timestep_spacing": "trailing",
+    },
     "trained-betas": {"trained_betas": np.linspace(1e-4, 0.02, 1000).tolist()},
 }
 DDIM_CONFIGS = {
     "default": {},
     "alpha-not-one": {"set_alpha_to_one": False},
-    "trailing-v-noclip": {"timestep_spacing": "trailing", "prediction_type": "v_prediction",
-                          "clip_sample": False},
+    "trailing-v-noclip": {
+        "timestep_spacing": "trailing",
+        "prediction_type": "v_prediction",
+        "clip_sample": False,
+    },
     "x0": {"prediction_type": "sample"},
 }
 
@@ -87,6 +100,7 @@ def model_fn(net, dtype):
     def call(x, t):
         with torch.no_grad():
             return net(x, t).sample
+
     return call
 
 
@@ -114,8 +128,9 @@ def teacher_forced(ref, ours, model, dtype, ref_kwargs=None, shape=(4, 1, 8, 8))
         scale = max(1.0, float(r.prev_sample.abs().max()))
         worst = max(worst, float((r.prev_sample - o.prev_sample).abs().max()) / scale)
         x0_scale = max(1.0, float(r.pred_original_sample.abs().max()))
-        worst = max(worst, float((r.pred_original_sample - o.pred_original_sample).abs().max())
-                    / x0_scale)
+        worst = max(
+            worst, float((r.pred_original_sample - o.pred_original_sample).abs().max()) / x0_scale
+        )
         x = r.prev_sample
     return worst
 
@@ -148,8 +163,9 @@ def test_learned_range_variance_matches_ddpm(make_unet):
 def test_ddim_predictor_matches_ddim_scheduler_step_by_step_float32(name, eta, unet):
     ref = DDIMScheduler(**DDIM_CONFIGS[name])
     ours = EBMScheduler.from_config(ref.config, predictor="ddim", eta=eta)
-    assert teacher_forced(ref, ours, model_fn(unet, torch.float32), torch.float32,
-                          {"eta": eta}) < 1e-5
+    assert (
+        teacher_forced(ref, ours, model_fn(unet, torch.float32), torch.float32, {"eta": eta}) < 1e-5
+    )
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
@@ -168,8 +184,10 @@ def test_free_running_float32_on_exact_denoiser_within_1e5(prediction_type, pred
     assert float((a - b).abs().max()) < 1e-5
 
 
-@pytest.mark.parametrize("name", params(["default", "v", "scaled-linear-large",
-                                         "sigmoid-trailing-noclip", "thresholding"]))
+@pytest.mark.parametrize(
+    "name",
+    params(["default", "v", "scaled-linear-large", "sigmoid-trailing-noclip", "thresholding"]),
+)
 def test_ddpm_free_running_float64_within_1e10(name, make_unet):
     model = model_fn(make_unet(), torch.float64)
     ref = upcast(DDPMScheduler(**DDPM_CONFIGS[name]))
@@ -209,10 +227,18 @@ def test_drop_in_for_stock_ddpm_pipeline(unet):
     ours = DDPMPipeline(unet=unet, scheduler=EBMScheduler.from_config(ref.scheduler.config))
     for pipe in (ref, ours):
         pipe.set_progress_bar_config(disable=True)
-    a = ref(batch_size=3, generator=torch.Generator().manual_seed(0), num_inference_steps=20,
-            output_type="np").images
-    b = ours(batch_size=3, generator=torch.Generator().manual_seed(0), num_inference_steps=20,
-             output_type="np").images
+    a = ref(
+        batch_size=3,
+        generator=torch.Generator().manual_seed(0),
+        num_inference_steps=20,
+        output_type="np",
+    ).images
+    b = ours(
+        batch_size=3,
+        generator=torch.Generator().manual_seed(0),
+        num_inference_steps=20,
+        output_type="np",
+    ).images
     assert np.abs(a - b).max() < 1e-5
 
 
@@ -220,20 +246,31 @@ def test_drop_in_for_stock_ddpm_pipeline(unet):
 
 
 def test_converts_to_and_from_ddpm_scheduler():
-    ebm = EBMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear",
-                       corrector="mala", corrector_steps=2)
+    ebm = EBMScheduler(
+        prediction_type="v_prediction",
+        beta_schedule="scaled_linear",
+        corrector="mala",
+        corrector_steps=2,
+    )
     ddpm = DDPMScheduler.from_config(ebm.config)
     assert ddpm.config.prediction_type == "v_prediction"
     assert torch.equal(ddpm.alphas_cumprod, ebm.alphas_cumprod)
     back = EBMScheduler.from_config(ddpm.config, corrector="mala", corrector_steps=2)
     assert {k: v for k, v in back.config.items() if k != "_use_default_values"} == {
-        k: v for k, v in ebm.config.items() if k != "_use_default_values"}
+        k: v for k, v in ebm.config.items() if k != "_use_default_values"
+    }
 
 
 def test_save_pretrained_round_trip_keeps_the_corrector(tmp_path):
-    ebm = EBMScheduler(corrector="hmc", corrector_steps=3, corrector_args={"n_leapfrog": 4},
-                       step_size_rule="beta", step_size_scale=0.5, energy_rule="simpson",
-                       energy_points=3)
+    ebm = EBMScheduler(
+        corrector="hmc",
+        corrector_steps=3,
+        corrector_args={"n_leapfrog": 4},
+        step_size_rule="beta",
+        step_size_scale=0.5,
+        energy_rule="simpson",
+        energy_points=3,
+    )
     ebm.save_pretrained(tmp_path)
     loaded = EBMScheduler.from_pretrained(tmp_path)
     config = dict(ebm.config)
@@ -251,8 +288,14 @@ def test_registered_as_the_scheduler_ebm():
 # -- diffusers' scheduler checks -------------------------------------------------------
 
 CHECK_CONFIGS = {
-    "ddpm": {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
-             "beta_schedule": "linear", "variance_type": "fixed_small", "clip_sample": True},
+    "ddpm": {
+        "num_train_timesteps": 1000,
+        "beta_start": 0.0001,
+        "beta_end": 0.02,
+        "beta_schedule": "linear",
+        "variance_type": "fixed_small",
+        "clip_sample": True,
+    },
     "ddim": {"predictor": "ddim", "eta": 0.5},
     "ddpm-with-corrector": {"corrector": "mala", "corrector_steps": 2},
     "ve": {"schedule": "ve", "prediction_type": "score", "sigma_min": 0.01, "sigma_max": 50.0},
@@ -322,8 +365,9 @@ def test_check_tuple_and_dataclass_outputs_agree(check_config):
     t = scheduler.timesteps[-1]
     as_dict = scheduler.step(residual, t, sample, generator=torch.Generator().manual_seed(0))
     scheduler.set_timesteps(50, repeat_for_corrector=False)
-    as_tuple = scheduler.step(residual, t, sample, generator=torch.Generator().manual_seed(0),
-                              return_dict=False)
+    as_tuple = scheduler.step(
+        residual, t, sample, generator=torch.Generator().manual_seed(0), return_dict=False
+    )
     assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
     for a, b in zip(as_tuple, as_dict.values()):
         assert torch.allclose(a, b, atol=1e-5)
@@ -348,8 +392,9 @@ def test_check_add_noise(check_config):
     if scheduler.config.schedule == "vp":
         ref = DDPMScheduler.from_config(scheduler.config)
         assert torch.equal(noised, ref.add_noise(sample, noise, t))
-        assert torch.equal(scheduler.get_velocity(sample, noise, t),
-                           ref.get_velocity(sample, noise, t))
+        assert torch.equal(
+            scheduler.get_velocity(sample, noise, t), ref.get_velocity(sample, noise, t)
+        )
     else:
         assert torch.allclose(noised, sample + float(t) * noise)
 
@@ -398,18 +443,23 @@ def test_check_attribute_access():
 # -- errors ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs,fragment", [
-    ({"predictor": "heun"}, "predictor must be one of 'ddpm', 'ddim'"),
-    ({"prediction_type": "score"}, "prediction_type must be one of 'epsilon'"),
-    ({"schedule": "ve", "prediction_type": "v_prediction"}, "'score', 'epsilon', 'sample'"),
-    ({"variance_type": "fixed_large_log"}, "variance_type must be one of"),
-    ({"step_size_rule": "adaptive"}, "step_size_rule must be one of 'snr', 'beta'"),
-    ({"energy_rule": "simpson", "energy_points": 4}, "odd number of points"),
-    ({"corrector_steps": -1}, "corrector_steps must be an integer ≥ 0"),
-    ({"eta": -0.5}, "eta must be a finite number ≥ 0"),
-    ({"corrector_steps": 1, "corrector_args": {"n_leapfrg": 3}, "corrector": "hmc"},
-     "did you mean 'n_leapfrog'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,fragment",
+    [
+        ({"predictor": "heun"}, "predictor must be one of 'ddpm', 'ddim'"),
+        ({"prediction_type": "score"}, "prediction_type must be one of 'epsilon'"),
+        ({"schedule": "ve", "prediction_type": "v_prediction"}, "'score', 'epsilon', 'sample'"),
+        ({"variance_type": "fixed_large_log"}, "variance_type must be one of"),
+        ({"step_size_rule": "adaptive"}, "step_size_rule must be one of 'snr', 'beta'"),
+        ({"energy_rule": "simpson", "energy_points": 4}, "odd number of points"),
+        ({"corrector_steps": -1}, "corrector_steps must be an integer ≥ 0"),
+        ({"eta": -0.5}, "eta must be a finite number ≥ 0"),
+        (
+            {"corrector_steps": 1, "corrector_args": {"n_leapfrg": 3}, "corrector": "hmc"},
+            "did you mean 'n_leapfrog'",
+        ),
+    ],
+)
 def test_bad_arguments_name_the_value_and_what_is_accepted(kwargs, fragment):
     with pytest.raises((ValueError, TypeError), match=fragment):
         EBMScheduler(**kwargs)
@@ -441,8 +491,7 @@ def test_stock_loop_repeats_timesteps_for_langevin():
 
 
 def test_stock_pipeline_holding_it_round_trips(unet, tmp_path):
-    pipe = DDPMPipeline(unet=unet, scheduler=EBMScheduler(corrector="langevin",
-                                                          corrector_steps=1))
+    pipe = DDPMPipeline(unet=unet, scheduler=EBMScheduler(corrector="langevin", corrector_steps=1))
     pipe.save_pretrained(tmp_path)
     loaded = DDPMPipeline.from_pretrained(tmp_path)
     assert isinstance(loaded.scheduler, EBMScheduler)
@@ -455,8 +504,14 @@ def test_step_size_rules():
     for t in (0, 1, 500, 999):
         want = 0.5 * float(scheduler.betas[t]) / float(scheduler.alphas_cumprod[t])
         assert scheduler.level_step_size(t) == pytest.approx(want, rel=1e-5)
-    ve = EBMScheduler(schedule="ve", prediction_type="score", step_size_rule="beta",
-                      num_train_timesteps=11, sigma_min=0.01, sigma_max=100.0)
+    ve = EBMScheduler(
+        schedule="ve",
+        prediction_type="score",
+        step_size_rule="beta",
+        num_train_timesteps=11,
+        sigma_min=0.01,
+        sigma_max=100.0,
+    )
     q = (100.0 / 0.01) ** 0.1  # neighbouring training levels differ by this factor
     assert ve.level_step_size(2.0) == pytest.approx(4.0 * (1 - q**-2), rel=1e-12)
     snr = EBMScheduler(step_size_rule="snr", snr=0.2)

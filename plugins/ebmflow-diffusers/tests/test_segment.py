@@ -31,8 +31,9 @@ class ScoreOnly(ebmflow.ScoreModel):
 
 def gaussian(d=10, noise_conditional=False):
     std = [0.5 + 0.1 * i for i in range(d)]
-    return ebmflow.create("energy", "gaussian", mean=[0.3] * d, std=std,
-                          noise_conditional=noise_conditional).to(F64)
+    return ebmflow.create(
+        "energy", "gaussian", mean=[0.3] * d, std=std, noise_conditional=noise_conditional
+    ).to(F64)
 
 
 def ring_gmm():
@@ -47,8 +48,9 @@ def pairs(energy, n, step, seed=0):
     return x0, x0 + step * torch.randn(x0.shape, generator=gen, dtype=F64)
 
 
-@pytest.mark.parametrize("rule,n", [("trapezoid", 2), ("trapezoid", 5), ("simpson", 3),
-                                    ("simpson", 9)])
+@pytest.mark.parametrize(
+    "rule,n", [("trapezoid", 2), ("trapezoid", 5), ("simpson", 3), ("simpson", 9)]
+)
 def test_weights_integrate_polynomials_of_the_rules_degree(rule, n):
     w = quadrature_weights(n, rule)
     u = torch.linspace(0, 1, n, dtype=F64)
@@ -105,19 +107,23 @@ def test_errors_on_a_gaussian_mixture_fall_at_the_rules_orders():
     assert rms(3, "simpson") < 0.02
 
 
-@pytest.mark.parametrize("sampler,args", [("mala", {"step_size": 0.05}),
-                                          ("hmc", {"step_size": 0.2, "n_leapfrog": 4})])
+@pytest.mark.parametrize(
+    "sampler,args", [("mala", {"step_size": 0.05}), ("hmc", {"step_size": 0.2, "n_leapfrog": 4})]
+)
 def test_mala_and_hmc_on_score_only_gaussian_match_exact_energies(sampler, args):
     """On a Gaussian the two-point trapezoid is exact, so MALA and HMC with segment energies
     make the same accept/reject decisions as with the true energy: the same chains."""
     target = gaussian()
     x = torch.zeros(200, 10, dtype=F64)
-    kernel = build_sampler(sampler, {k: v for k, v in args.items() if k != "step_size"},
-                           args["step_size"])
-    segment_x, segment_rate = run_corrector(kernel, ScoreOnly(target), x, None, 30,
-                                            torch.Generator().manual_seed(3))
-    exact_x, exact_rate = run_corrector(kernel, target, x, None, 30,
-                                        torch.Generator().manual_seed(3))
+    kernel = build_sampler(
+        sampler, {k: v for k, v in args.items() if k != "step_size"}, args["step_size"]
+    )
+    segment_x, segment_rate = run_corrector(
+        kernel, ScoreOnly(target), x, None, 30, torch.Generator().manual_seed(3)
+    )
+    exact_x, exact_rate = run_corrector(
+        kernel, target, x, None, 30, torch.Generator().manual_seed(3)
+    )
     assert torch.allclose(segment_x, exact_x, atol=1e-10)
     assert abs(segment_rate - exact_rate) < 1e-6  # the samplers sum acceptances in float32
     assert 0.2 < segment_rate < 1.0
@@ -133,10 +139,17 @@ def test_mala_on_score_only_mixture_accepts_like_exact_mala():
     x = target.sample(4000, generator=torch.Generator().manual_seed(4))
     kernel = build_sampler("mala", {}, 0.1)
     _, exact = run_corrector(kernel, target, x, None, 20, torch.Generator().manual_seed(5))
-    for rule, n, bound in (("trapezoid", 2, 0.05), ("simpson", 3, 0.005),
-                           ("simpson", 5, 0.001)):
-        _, rate = run_corrector(kernel, ScoreOnly(target), x, None, 20,
-                                torch.Generator().manual_seed(5), n_points=n, rule=rule)
+    for rule, n, bound in (("trapezoid", 2, 0.05), ("simpson", 3, 0.005), ("simpson", 5, 0.001)):
+        _, rate = run_corrector(
+            kernel,
+            ScoreOnly(target),
+            x,
+            None,
+            20,
+            torch.Generator().manual_seed(5),
+            n_points=n,
+            rule=rule,
+        )
         assert abs(rate - exact) < bound, (rule, n, rate, exact)
 
 
@@ -167,8 +180,16 @@ def test_parallel_tempering_corrector_on_a_score_only_mixture_runs():
     target = ring_gmm()
     x = target.sample(64, generator=torch.Generator().manual_seed(8))
     kernel = build_sampler("parallel-tempering", {"n_replicas": 4, "beta_min": 0.2}, 0.05)
-    out, rate = run_corrector(kernel, ScoreOnly(target), x, None, 10,
-                              torch.Generator().manual_seed(9), n_points=3, rule="simpson")
+    out, rate = run_corrector(
+        kernel,
+        ScoreOnly(target),
+        x,
+        None,
+        10,
+        torch.Generator().manual_seed(9),
+        n_points=3,
+        rule="simpson",
+    )
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert 0.3 < rate <= 1.0
 

@@ -70,8 +70,11 @@ class ClassifierEnergy(ebmflow.Energy):
                 f"got {type(network).__name__}"
             )
         self.network = network
-        self.n_classes = (None if n_classes is None
-                          else ebmflow.check_positive_int(owner, "n_classes", n_classes, minimum=2))
+        self.n_classes = (
+            None
+            if n_classes is None
+            else ebmflow.check_positive_int(owner, "n_classes", n_classes, minimum=2)
+        )
         self.event_shape = _shape(owner, event_shape)
 
     # -- the classifier --------------------------------------------------------------------
@@ -80,8 +83,11 @@ class ClassifierEnergy(ebmflow.Energy):
         """f(x), shape ``(B, K)`` (differentiable)."""
         out = self.network(x)
         k = self.n_classes
-        if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0] or (
-            k is not None and out.shape[1] != k
+        if (
+            not isinstance(out, Tensor)
+            or out.ndim != 2
+            or out.shape[0] != x.shape[0]
+            or (k is not None and out.shape[1] != k)
         ):
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             want = f"({x.shape[0]}, {k if k is not None else 'n_classes'})"
@@ -121,8 +127,11 @@ class ClassifierEnergy(ebmflow.Energy):
         owner = type(self).__name__
         batch, k = logits.shape
         y = torch.as_tensor(y, device=logits.device)
-        if y.is_floating_point() or y.dtype == torch.bool or y.ndim > 1 or (
-            y.ndim == 1 and y.shape[0] != batch
+        if (
+            y.is_floating_point()
+            or y.dtype == torch.bool
+            or y.ndim > 1
+            or (y.ndim == 1 and y.shape[0] != batch)
         ):
             raise ebmflow.ConfigError(
                 f"{owner}: y must be an integer class or ({batch},) integer labels, got "
@@ -169,8 +178,10 @@ class ConvClassifierEnergy(ClassifierEnergy):
         widths = check_widths(owner, widths)
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip([channels, *widths[:-1]], widths)):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1),
-                       make_activation(owner, activation)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1),
+                make_activation(owner, activation),
+            ]
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], n_classes)]
         super().__init__(nn.Sequential(*layers), n_classes, (channels, image_size, image_size))
 

@@ -47,8 +47,13 @@ class ClassificationEvaluator:
                 f"log-likelihood"
             )
         result = classification_report(energy, x, y, generator=gen)
-        return {"checkpoint": request.checkpoint, "data": request.data,
-                "data_args": arguments, "seed": request.seed, **result}
+        return {
+            "checkpoint": request.checkpoint,
+            "data": request.data,
+            "data_args": arguments,
+            "seed": request.seed,
+            **result,
+        }
 
     def format(self, report: dict[str, Any]) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in report["data_args"].items())
@@ -62,8 +67,10 @@ class ClassificationEvaluator:
         scores = [k for k in _SCORE_NAMES if any(k in v for v in auroc.values())]
         lines.append(f"  {'against':<16}" + "".join(f"{_SCORE_NAMES[k]:>15}" for k in scores))
         for name, values in auroc.items():
-            lines.append(f"  {_OOD_NAMES.get(name, name):<16}"
-                         + "".join(f"{values[k]:>15.4f}" for k in scores))
+            lines.append(
+                f"  {_OOD_NAMES.get(name, name):<16}"
+                + "".join(f"{values[k]:>15.4f}" for k in scores)
+            )
         return "\n".join(lines)
 
 

@@ -38,8 +38,9 @@ def _energy_chunks(owner: str, x: Tensor, batch_size: int) -> list[Tensor]:
     return list(x.split(batch_size)) if x.shape[0] else []
 
 
-def ood_scores(energy: Any, x: Tensor, *, sigma: Any = None,
-               batch_size: int = 1024) -> dict[str, Tensor]:
+def ood_scores(
+    energy: Any, x: Tensor, *, sigma: Any = None, batch_size: int = 1024
+) -> dict[str, Tensor]:
     """JEM's OOD scores of ``x`` (module docstring), each ``(N,)``, higher = more typical:
     ``log_px`` (−E), ``grad_norm`` (−‖∇ₓ log p‖₂) and, when ``energy`` has
     ``predict_proba``, ``max_prob``."""
@@ -67,8 +68,7 @@ def shuffle_pixels(x: Tensor, generator: torch.Generator | None = None) -> Tenso
     """A copy of ``x`` ``(N, *shape)`` with the entries of every sample permuted by its own
     uniformly random permutation (from ``generator``)."""
     if not isinstance(x, Tensor) or x.ndim < 2:
-        raise ebmflow.ConfigError(
-            "shuffle_pixels: x must be a tensor (N, *shape) with N samples")
+        raise ebmflow.ConfigError("shuffle_pixels: x must be a tensor (N, *shape) with N samples")
     flat = x.flatten(1)
     device = generator.device if generator is not None else torch.device("cpu")
     keys = torch.rand(flat.shape, generator=generator, device=device)
@@ -101,27 +101,32 @@ def classification_report(
             "needs a classifier energy (e.g. ebmflow-jem's classifier energies)"
         )
     if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] == 0:
-        raise ebmflow.ConfigError(
-            "classification_report: x must be a non-empty tensor (N, *shape)")
+        raise ebmflow.ConfigError("classification_report: x must be a non-empty tensor (N, *shape)")
     chunks = _energy_chunks("classification_report", x, batch_size)
     with torch.no_grad():
         probs = torch.cat([energy.predict_proba(c) for c in chunks])
         # log p(y|x) from predict_log_proba where offered (no underflow), else log p
         log_proba = getattr(energy, "predict_log_proba", None)
-        log_probs = (torch.cat([log_proba(c) for c in chunks]) if callable(log_proba)
-                     else probs.log())
+        log_probs = (
+            torch.cat([log_proba(c) for c in chunks]) if callable(log_proba) else probs.log()
+        )
     metrics = ebmflow.evaluate
     # accuracy checks the labels and probabilities before they are used below
     report: dict[str, Any] = {"n": int(x.shape[0]), "accuracy": metrics.accuracy(probs, y)}
     picked = log_probs.double().gather(1, y.to(log_probs.device).view(-1, 1)).squeeze(1)
-    report.update(ece=metrics.expected_calibration_error(probs, y, n_bins), n_bins=n_bins,
-                  nll=float(-picked.mean()))
+    report.update(
+        ece=metrics.expected_calibration_error(probs, y, n_bins),
+        n_bins=n_bins,
+        nll=float(-picked.mean()),
+    )
     if ood is None:
         low, high = float(x.min()), float(x.max())
         device = generator.device if generator is not None else torch.device("cpu")
         noise = torch.rand(x.shape, generator=generator, device=device, dtype=x.dtype)
-        ood = {"uniform": noise.mul_(high - low).add_(low).to(x.device),
-               "shuffled": shuffle_pixels(x, generator)}
+        ood = {
+            "uniform": noise.mul_(high - low).add_(low).to(x.device),
+            "shuffled": shuffle_pixels(x, generator),
+        }
     scores_in = ood_scores(energy, x, batch_size=batch_size)
     report["auroc"] = {}
     for name, x_out in ood.items():

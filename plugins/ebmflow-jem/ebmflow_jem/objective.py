@@ -128,15 +128,13 @@ class JEM(ebmflow.Objective):
         self.needs_labels = mode != "generative"
         self.sampler = ebmflow.build_sampler(_OWNER, sampler, DEFAULT_SAMPLER)
         self.k = ebmflow.check_positive_int(_OWNER, "k", k)
-        self.data_noise = ebmflow.check_positive(_OWNER, "data_noise", data_noise,
-                                                 allow_zero=True)
-        self.clf_weight = ebmflow.check_positive(_OWNER, "clf_weight", clf_weight,
-                                                 allow_zero=True)
-        self.gen_weight = ebmflow.check_positive(_OWNER, "gen_weight", gen_weight,
-                                                 allow_zero=True)
+        self.data_noise = ebmflow.check_positive(_OWNER, "data_noise", data_noise, allow_zero=True)
+        self.clf_weight = ebmflow.check_positive(_OWNER, "clf_weight", clf_weight, allow_zero=True)
+        self.gen_weight = ebmflow.check_positive(_OWNER, "gen_weight", gen_weight, allow_zero=True)
         self.alpha = ebmflow.check_positive(_OWNER, "alpha", alpha, allow_zero=True)
-        self.max_loss = (None if max_loss is None
-                         else ebmflow.check_positive(_OWNER, "max_loss", max_loss))
+        self.max_loss = (
+            None if max_loss is None else ebmflow.check_positive(_OWNER, "max_loss", max_loss)
+        )
         self.buffer: ebmflow.ReplayBuffer | None = None
         if mode != "conditional":
             if event_shape is None:
@@ -146,8 +144,12 @@ class JEM(ebmflow.Objective):
                 )
             try:
                 self.buffer = ebmflow.ReplayBuffer(
-                    capacity, event_shape, reinit_prob=reinit_prob, init="uniform",
-                    init_low=init_low, init_high=init_high,
+                    capacity,
+                    event_shape,
+                    reinit_prob=reinit_prob,
+                    init="uniform",
+                    init_low=init_low,
+                    init_high=init_high,
                 )
             except ValueError as exc:
                 raise ebmflow.ConfigError(
@@ -155,8 +157,10 @@ class JEM(ebmflow.Objective):
                 ) from None
 
     def extra_repr(self) -> str:
-        return (f"mode={self.mode!r}, sampler={self.sampler!r}, k={self.k}, "
-                f"data_noise={self.data_noise}, alpha={self.alpha}")
+        return (
+            f"mode={self.mode!r}, sampler={self.sampler!r}, k={self.k}, "
+            f"data_noise={self.data_noise}, alpha={self.alpha}"
+        )
 
     # -- the loss ---------------------------------------------------------------------------
 
@@ -175,8 +179,9 @@ class JEM(ebmflow.Objective):
             raise ebmflow.ConfigError(
                 f"{_OWNER}: x must be a floating-point tensor (B, *event_shape)"
             )
-        if y is not None and (not isinstance(y, Tensor) or y.shape != (x.shape[0],)
-                              or y.is_floating_point()):
+        if y is not None and (
+            not isinstance(y, Tensor) or y.shape != (x.shape[0],) or y.is_floating_point()
+        ):
             got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
             raise ebmflow.ConfigError(
                 f"{_OWNER}: y must be integer labels of shape ({x.shape[0]},), got {got}"
@@ -203,7 +208,11 @@ class JEM(ebmflow.Objective):
             )
 
     def negatives(
-        self, energy: ebmflow.Energy, n: int, generator: torch.Generator | None = None, *,
+        self,
+        energy: ebmflow.Energy,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
         like: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """``n`` negatives x⁻ (detached) from k sampler steps continuing buffer chains, which
@@ -215,8 +224,9 @@ class JEM(ebmflow.Objective):
             x0 = x0.to(device=like.device, dtype=like.dtype)
         # the loss runs the classifier on x⁻ with the data, so the last step need not
         # evaluate the energy there (ULA then skips it)
-        chains = run_chains(self.sampler, energy, x0, self.k,
-                                           generator=generator, evaluate_last=False)
+        chains = run_chains(
+            self.sampler, energy, x0, self.k, generator=generator, evaluate_last=False
+        )
         x_neg = chains.x.detach()
         self.buffer.update(slots, x_neg)
         return x_neg, chains.acceptance
@@ -263,10 +273,14 @@ class JEM(ebmflow.Objective):
             self.max_loss is not None and abs(values[0]) > self.max_loss
         ):
             shown = ", ".join(f"{k} = {v:.4g}" for k, v in zip(terms, values[1:]))
-            what = ("is not finite" if not math.isfinite(values[0])
-                    else f"exceeds max_loss = {self.max_loss:g} in size")
-            error = (ebmflow.NonFiniteLossError if not math.isfinite(values[0])
-                     else ebmflow.EbmflowError)
+            what = (
+                "is not finite"
+                if not math.isfinite(values[0])
+                else f"exceeds max_loss = {self.max_loss:g} in size"
+            )
+            error = (
+                ebmflow.NonFiniteLossError if not math.isfinite(values[0]) else ebmflow.EbmflowError
+            )
             raise error(
                 f"{_OWNER}: the loss {what} ({values[0]:.6g}; {shown}): the classifier "
                 "energy diverged. Restart from an earlier checkpoint with a lower learning "
@@ -277,4 +291,3 @@ class JEM(ebmflow.Objective):
         if generative:
             metrics["energy_gap"] = metrics["e_data"] - metrics["e_neg"]
         return ebmflow.ObjectiveOutput(loss, metrics)
-

@@ -66,11 +66,14 @@ def sample_class(
         raise ebmflow.ConfigError(f"{owner}: y has {labels.shape[0]} labels for n = {n} samples")
     if x0 is None:
         if energy.event_shape is None:
-            raise ebmflow.ConfigError(f"{owner}: {type(energy).__name__} declares no event_shape; "
-                                      "pass x0, the chain starts")
+            raise ebmflow.ConfigError(
+                f"{owner}: {type(energy).__name__} declares no event_shape; "
+                "pass x0, the chain starts"
+            )
         if not init_low < init_high:
-            raise ebmflow.ConfigError(f"{owner}: init_low must be < init_high, got {init_low!r}, "
-                                      f"{init_high!r}")
+            raise ebmflow.ConfigError(
+                f"{owner}: init_low must be < init_high, got {init_low!r}, {init_high!r}"
+            )
         device = generator.device if generator is not None else torch.device("cpu")
         x0 = torch.rand((n, *energy.event_shape), generator=generator, device=device)
         x0 = x0.mul_(init_high - init_low).add_(init_low)
@@ -132,8 +135,13 @@ def plot_class_grid(
     classes = list(range(n_rows)) if classes is None else list(classes)
     low, high = value_range
     images = samples.detach().cpu().float().clamp(low, high)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(0.8 * n_cols + 0.4, 0.8 * n_rows + 0.4),
-                             squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.05})
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(0.8 * n_cols + 0.4, 0.8 * n_rows + 0.4),
+        squeeze=False,
+        gridspec_kw={"wspace": 0.05, "hspace": 0.05},
+    )
     for r in range(n_rows):
         for c in range(n_cols):
             ax = axes[r][c]
@@ -144,8 +152,7 @@ def plot_class_grid(
             image = images[r, c].permute(1, 2, 0).squeeze(-1)
             if image.ndim == 3:
                 image = (image - low) / (high - low)
-            ax.imshow(image.numpy(), cmap="gray" if image.ndim == 2 else None, vmin=low,
-                      vmax=high)
+            ax.imshow(image.numpy(), cmap="gray" if image.ndim == 2 else None, vmin=low, vmax=high)
         axes[r][0].set_ylabel(str(classes[r]), rotation=0, labelpad=12, va="center")
     if title:
         fig.suptitle(title)

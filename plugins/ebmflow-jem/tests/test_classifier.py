@@ -59,16 +59,16 @@ def test_condition_gives_the_class_conditional_energy_and_score(energy, images):
 
 
 def test_any_network_can_be_wrapped():
-    net = seeded(lambda: nn.Sequential(nn.Flatten(), nn.Linear(4, 16), nn.SiLU(),
-                                       nn.Linear(16, 3)))
+    net = seeded(lambda: nn.Sequential(nn.Flatten(), nn.Linear(4, 16), nn.SiLU(), nn.Linear(16, 3)))
     energy = ClassifierEnergy(net, n_classes=3, event_shape=[4])
     x = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
     assert energy(x).shape == (5,)
     assert energy.predict_proba(x).shape == (5, 3)
     # any sampler runs on it, conditionally too
     sampler = ebmflow.create("sampler", "mala", step_size=0.01)
-    result = sampler.run(ebmflow.condition(energy, 2), x, 3,
-                         generator=torch.Generator().manual_seed(0))
+    result = sampler.run(
+        ebmflow.condition(energy, 2), x, 3, generator=torch.Generator().manual_seed(0)
+    )
     assert result.samples.shape == (5, 4)
     # its network is not a registered component, so ebmflow.save says how to proceed
     with pytest.raises(ebmflow.CheckpointError, match="network"):

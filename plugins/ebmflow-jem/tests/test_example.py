@@ -19,8 +19,13 @@ SCRIPT = Path(__file__).resolve().parents[3] / "examples" / "jem_digits.py"
 @pytest.mark.slow
 def test_example_script_quick_mode(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--splits", "2", "--out",
-                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--splits", "2", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     splits = report["splits"]
@@ -47,7 +52,8 @@ def test_example_script_quick_mode(tmp_path):
         assert 0.0 <= pooled[model]["ece"] <= 1.0
     difference = pooled["ece_difference"]
     assert difference["jem_minus_ce_only"] == pytest.approx(
-        pooled["jem"]["ece"] - pooled["ce_only"]["ece"])
+        pooled["jem"]["ece"] - pooled["ce_only"]["ece"]
+    )
     per_split = [split["jem"]["ece"] - split["ce_only"]["ece"] for split in splits]
     assert difference["per_split"] == pytest.approx(per_split)
     assert difference["per_split_mean"] == pytest.approx(sum(per_split) / 2)

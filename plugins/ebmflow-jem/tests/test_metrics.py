@@ -31,8 +31,10 @@ def test_ood_scores_of_a_gaussian_energy():
     assert torch.allclose(scores["log_px"], -energy(x))
     assert torch.allclose(scores["grad_norm"], torch.tensor([0.0, -5.0]), atol=1e-5)
     # near the mode scores higher than far away: AUROC 1 on these two sets
-    far = metrics.ood_scores(energy, 5 + torch.randn(20, 3, generator=torch.Generator()
-                                                          .manual_seed(6)))
-    near = metrics.ood_scores(energy, 0.1 * torch.randn(20, 3, generator=torch.Generator()
-                                                             .manual_seed(7)))
+    far = metrics.ood_scores(
+        energy, 5 + torch.randn(20, 3, generator=torch.Generator().manual_seed(6))
+    )
+    near = metrics.ood_scores(
+        energy, 0.1 * torch.randn(20, 3, generator=torch.Generator().manual_seed(7))
+    )
     assert evaluate.auroc(near["log_px"], far["log_px"]) == 1.0

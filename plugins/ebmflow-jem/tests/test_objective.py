@@ -21,8 +21,9 @@ def gen(seed: int = 0) -> torch.Generator:
 
 @pytest.fixture()
 def energy():
-    return seeded(lambda: ebmflow.create("energy", "classifier-mlp", dim=4, n_classes=3,
-                                         widths=[16]))
+    return seeded(
+        lambda: ebmflow.create("energy", "classifier-mlp", dim=4, n_classes=3, widths=[16])
+    )
 
 
 @pytest.fixture()
@@ -76,7 +77,8 @@ def test_joint_loss_is_cross_entropy_plus_contrastive_term(energy, batch):
     assert out.loss.item() == pytest.approx(expected.item(), abs=1e-5)
     assert out.metrics["ce"] == pytest.approx(ce.item(), abs=1e-6)
     assert out.metrics["energy_gap"] == pytest.approx(
-        (energy(x_pos).mean() - energy(x_neg).mean()).item(), abs=1e-5)
+        (energy(x_pos).mean() - energy(x_neg).mean()).item(), abs=1e-5
+    )
     assert set(out.metrics) == {"ce", "accuracy", "e_data", "e_neg", "energy_gap"}
 
 
@@ -96,8 +98,11 @@ def test_k_sgld_steps_cost_k_gradient_evaluations_and_one_batched_forward(energy
     x_pos = x + 0.03 * ebmflow.gaussian_like(x, g)
     x_neg, _ = jem(k=3).negatives(energy, 12, g, like=x_pos)
     logits = energy.logits(torch.cat([x_pos, x_neg]))
-    expected = (torch.nn.functional.cross_entropy(logits[:12], y)
-                - torch.logsumexp(logits[:12], -1).mean() + torch.logsumexp(logits[12:], -1).mean())
+    expected = (
+        torch.nn.functional.cross_entropy(logits[:12], y)
+        - torch.logsumexp(logits[:12], -1).mean()
+        + torch.logsumexp(logits[12:], -1).mean()
+    )
     for got, want in zip(grads, torch.autograd.grad(expected, list(energy.parameters()))):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
@@ -105,8 +110,7 @@ def test_k_sgld_steps_cost_k_gradient_evaluations_and_one_batched_forward(energy
 def test_weights_and_regulariser(energy, batch):
     x, y = batch
     base = jem(k=2)(energy, (x, y), generator=gen(4)).metrics
-    out = jem(k=2, clf_weight=2.0, gen_weight=0.5, alpha=0.1)(energy, (x, y),
-                                                              generator=gen(4))
+    out = jem(k=2, clf_weight=2.0, gen_weight=0.5, alpha=0.1)(energy, (x, y), generator=gen(4))
     expected = 2 * base["ce"] + 0.5 * base["energy_gap"] + 0.1 * out.metrics["l2"]
     assert out.loss.item() == pytest.approx(expected, abs=1e-5)
 
@@ -164,11 +168,11 @@ def test_trainer_resume_continues_the_same_chains(tmp_path):
 
     def run(until=None, resume=False):
         energy = seeded(lambda: ebmflow.create("energy", "classifier-convnet", widths=[4, 8]))
-        objective = ebmflow.create("objective", "jem", event_shape=[1, 8, 8], k=2,
-                                   capacity=64)
+        objective = ebmflow.create("objective", "jem", event_shape=[1, 8, 8], k=2, capacity=64)
         folder = tmp_path / ("ckpt" if until or resume else "straight")
-        trainer = ebmflow.Trainer(energy, objective, data, batch_size=8, steps=6,
-                                  progress=False, checkpoint_dir=folder)
+        trainer = ebmflow.Trainer(
+            energy, objective, data, batch_size=8, steps=6, progress=False, checkpoint_dir=folder
+        )
         trainer.fit(until=until, resume=resume)
         return trainer
 

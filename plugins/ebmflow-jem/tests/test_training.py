@@ -23,10 +23,17 @@ def trained():
         torch.manual_seed(0)
         energy = ebmflow.create("energy", "classifier-convnet", widths=[16, 32, 64])
     # JEM's sampler and restarts; fewer SGLD steps (10) and a smaller buffer for speed
-    objective = ebmflow.create("objective", "jem", event_shape=[1, 8, 8], k=10,
-                               capacity=2000)
-    trainer = ebmflow.Trainer(energy, objective, train, steps=STEPS, batch_size=32, seed=0,
-                              optimizer={"name": "adam", "lr": 3e-3}, progress=False)
+    objective = ebmflow.create("objective", "jem", event_shape=[1, 8, 8], k=10, capacity=2000)
+    trainer = ebmflow.Trainer(
+        energy,
+        objective,
+        train,
+        steps=STEPS,
+        batch_size=32,
+        seed=0,
+        optimizer={"name": "adam", "lr": 3e-3},
+        progress=False,
+    )
     trainer.fit()
     energy.eval()
     return energy, objective, test.tensors()

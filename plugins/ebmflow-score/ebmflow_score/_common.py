@@ -89,8 +89,10 @@ def weighting_power(owner: str, weighting: Any) -> float:
     finite number p."""
     if isinstance(weighting, str) and weighting in WEIGHTINGS:
         return WEIGHTINGS[weighting]
-    if isinstance(weighting, (int, float)) and not isinstance(weighting, bool) and (
-        math.isfinite(weighting)
+    if (
+        isinstance(weighting, (int, float))
+        and not isinstance(weighting, bool)
+        and (math.isfinite(weighting))
     ):
         return float(weighting)
     raise ebmflow.ConfigError(
@@ -110,8 +112,7 @@ def event_dim(owner: str, x: Tensor) -> int:
     """d = the number of entries of one sample of the batch ``x`` of shape ``(B, *event)``."""
     if x.ndim < 2 or x.shape[0] == 0:
         raise ebmflow.ConfigError(
-            f"{owner}: expected a batch of shape (B, *event_shape) with B ≥ 1, got "
-            f"{tuple(x.shape)}"
+            f"{owner}: expected a batch of shape (B, *event_shape) with B ≥ 1, got {tuple(x.shape)}"
         )
     return math.prod(x.shape[1:])
 
@@ -122,8 +123,12 @@ def input_gradient(output: Tensor, x: Tensor) -> Tensor:
     return torch.zeros_like(x) if grad is None else grad
 
 
-def finish(owner: str, loss: Tensor, parts: Mapping[str, Tensor],
-           constants: Mapping[str, float] | None = None) -> ebmflow.ObjectiveOutput:
+def finish(
+    owner: str,
+    loss: Tensor,
+    parts: Mapping[str, Tensor],
+    constants: Mapping[str, float] | None = None,
+) -> ebmflow.ObjectiveOutput:
     """``ObjectiveOutput(loss, metrics)`` with ``metrics = {"loss": ..., **parts,
     **constants}`` as floats (one device synchronisation for all of them).
 

@@ -67,8 +67,9 @@ class DenoisingScoreMatching(ScoreObjective):
         #: ½ σ^(p−2): J = scale · E‖σ s + z‖²
         self._scale = 0.5 * self.sigma ** (weighting_power("dsm", weighting) - 2.0)
 
-    def forward(self, energy: ebmflow.Energy, batch: Tensor, *,
-                generator: torch.Generator | None = None) -> ebmflow.ObjectiveOutput:
+    def forward(
+        self, energy: ebmflow.Energy, batch: Tensor, *, generator: torch.Generator | None = None
+    ) -> ebmflow.ObjectiveOutput:
         sigma = self.sigma
         z = ebmflow.gaussian_like(batch, generator)
         x_noisy = torch.add(batch, z, alpha=sigma)
@@ -120,13 +121,18 @@ class MultiscaleDSM(ScoreObjective):
         weighting: ``"sigma2"`` (default), ``"none"``, or a number p for λ(σ) = σ^p.
     """
 
-    def __init__(self, noise_schedule: Any = "geometric", n_levels: int | None = None,
-                 weighting: str | float = "sigma2") -> None:
+    def __init__(
+        self,
+        noise_schedule: Any = "geometric",
+        n_levels: int | None = None,
+        weighting: str | float = "sigma2",
+    ) -> None:
         super().__init__()
         owner = "multiscale-dsm"
         self.schedule = resolve_schedule(owner, noise_schedule)
-        self.n_levels = None if n_levels is None else ebmflow.check_positive_int(
-            owner, "n_levels", n_levels)
+        self.n_levels = (
+            None if n_levels is None else ebmflow.check_positive_int(owner, "n_levels", n_levels)
+        )
         #: the discrete levels σ₁ > … > σ_L (float64, CPU), or None for continuous σ
         self.levels = None if self.n_levels is None else self.schedule.sigmas(self.n_levels)
         self.weighting = weighting
@@ -142,18 +148,19 @@ class MultiscaleDSM(ScoreObjective):
         """The largest noise level the objective trains at."""
         return float(self.levels[0]) if self.levels is not None else self.schedule.sigma_max
 
-    def sample_sigmas(self, batch_size: int, generator: torch.Generator | None,
-                      like: Tensor) -> Tensor:
+    def sample_sigmas(
+        self, batch_size: int, generator: torch.Generator | None, like: Tensor
+    ) -> Tensor:
         """``batch_size`` noise levels, shape ``(batch_size,)``, on ``like``'s device and dtype."""
         if self.levels is None:
             return self.schedule.sample(batch_size, generator, like.device, dtype=like.dtype)
         device = generator.device if generator is not None else torch.device("cpu")
-        index = torch.randint(len(self.levels), (batch_size,), generator=generator,
-                              device=device)
+        index = torch.randint(len(self.levels), (batch_size,), generator=generator, device=device)
         return self.levels.to(device)[index].to(device=like.device, dtype=like.dtype)
 
-    def forward(self, energy: ebmflow.Energy, batch: Tensor, *,
-                generator: torch.Generator | None = None) -> ebmflow.ObjectiveOutput:
+    def forward(
+        self, energy: ebmflow.Energy, batch: Tensor, *, generator: torch.Generator | None = None
+    ) -> ebmflow.ObjectiveOutput:
         if not getattr(energy, "noise_conditional", False):
             raise ebmflow.ConfigError(
                 f"multiscale-dsm: {type(energy).__name__} is a clean energy "

@@ -52,8 +52,9 @@ class ScoreMatching(ScoreObjective):
         self.max_dim = ebmflow.check_positive_int("sm", "max_dim", max_dim)
         self.sigma = check_sigma("sm", sigma, allow_none=True)
 
-    def forward(self, energy: ebmflow.Energy, batch: Tensor, *,
-                generator: torch.Generator | None = None) -> ebmflow.ObjectiveOutput:
+    def forward(
+        self, energy: ebmflow.Energy, batch: Tensor, *, generator: torch.Generator | None = None
+    ) -> ebmflow.ObjectiveOutput:
         d = event_dim("sm", batch)
         if d > self.max_dim:
             raise ebmflow.ConfigError(

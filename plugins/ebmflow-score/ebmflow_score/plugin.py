@@ -30,7 +30,6 @@ def ebmflow_objectives():
         ebmflow.Component(
             "multiscale-dsm",
             "ebmflow_score.denoising:MultiscaleDSM",
-            "denoising score matching over a noise schedule (NCSN; energy-parameterised "
-            "diffusion)",
+            "denoising score matching over a noise schedule (NCSN; energy-parameterised diffusion)",
         ),
     ]

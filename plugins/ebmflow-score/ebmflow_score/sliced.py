@@ -25,8 +25,9 @@ PROJECTIONS = {
 }
 
 
-def draw_projections(kind: str, shape: tuple[int, ...], like: Tensor,
-                     generator: torch.Generator | None) -> Tensor:
+def draw_projections(
+    kind: str, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
+) -> Tensor:
     """Random projections v of ``shape`` on ``like``'s device and dtype, from ``generator``."""
     if kind == "gaussian":
         return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
@@ -67,8 +68,13 @@ class SlicedScoreMatching(ScoreObjective):
         sigma: optional noise level σ > 0 of the data perturbation, default ``None``.
     """
 
-    def __init__(self, n_projections: int = 1, projection: str = "rademacher",
-                 variance_reduction: bool = True, sigma: float | None = None) -> None:
+    def __init__(
+        self,
+        n_projections: int = 1,
+        projection: str = "rademacher",
+        variance_reduction: bool = True,
+        sigma: float | None = None,
+    ) -> None:
         super().__init__()
         self.n_projections = ebmflow.check_positive_int("ssm", "n_projections", n_projections)
         if projection not in PROJECTIONS:
@@ -84,8 +90,9 @@ class SlicedScoreMatching(ScoreObjective):
         self.variance_reduction = variance_reduction
         self.sigma = check_sigma("ssm", sigma, allow_none=True)
 
-    def forward(self, energy: ebmflow.Energy, batch: Tensor, *,
-                generator: torch.Generator | None = None) -> ebmflow.ObjectiveOutput:
+    def forward(
+        self, energy: ebmflow.Energy, batch: Tensor, *, generator: torch.Generator | None = None
+    ) -> ebmflow.ObjectiveOutput:
         event_dim("ssm", batch)
         sigma = energy_sigma("ssm", energy, self.sigma)
         x = noisy(batch, self.sigma, generator).detach().requires_grad_(True)

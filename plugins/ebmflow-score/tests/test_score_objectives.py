@@ -66,8 +66,9 @@ def score_parameters(net: nn.Module) -> list[tuple[str, nn.Parameter]]:
 def mlp(noise_conditional: bool = False, dim: int = 2) -> ebmflow.Energy:
     with torch.random.fork_rng():  # deterministic weights, caller's RNG state restored
         torch.manual_seed(0)
-        return ebmflow.create("energy", "mlp", dim=dim, widths=[16, 16],
-                              noise_conditional=noise_conditional)
+        return ebmflow.create(
+            "energy", "mlp", dim=dim, widths=[16, 16], noise_conditional=noise_conditional
+        )
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +106,10 @@ def test_importing_the_plugin_module_imports_no_torch():
 def test_sm_loss_equals_the_closed_form_for_a_gaussian_model_on_gaussian_data(host):
     # data N(m, diag S), model E = ½ Σ (x − μ)²/v:  s = −(x − μ)/v, tr ∇ₓs = −Σ 1/v, so
     # J = Σᵢ [½ (Sᵢ + (mᵢ − μᵢ)²)/vᵢ² − 1/vᵢ]; per-example variance Σᵢ ¼ (2Sᵢ² + 4δᵢ²Sᵢ)/vᵢ⁴.
-    m, S = torch.tensor([1.0, -0.5], dtype=torch.float64), torch.tensor([0.25, 2.0],
-                                                                         dtype=torch.float64)
+    m, S = (
+        torch.tensor([1.0, -0.5], dtype=torch.float64),
+        torch.tensor([0.25, 2.0], dtype=torch.float64),
+    )
     model = DiagonalGaussian(2, mean=0.3, var=0.7)
     n = 20_000
     x = m + S.sqrt() * torch.randn(n, 2, generator=seeded(0), dtype=torch.float64)
@@ -169,11 +172,13 @@ def test_ssm_expectation_over_projections_equals_sm(host, projection, variance_r
     model = mlp(dim=3).double()
     x = torch.randn(8, 3, generator=seeded(2), dtype=torch.float64)
     exact = host.create("objective", "sm")(model, x).metrics["loss"]
-    ssm = host.create("objective", "ssm", projection=projection,
-                      variance_reduction=variance_reduction)
+    ssm = host.create(
+        "objective", "ssm", projection=projection, variance_reduction=variance_reduction
+    )
     gen = seeded(3)
-    losses = torch.tensor([ssm(model, x.repeat(250, 1), generator=gen).metrics["loss"]
-                           for _ in range(24)])
+    losses = torch.tensor(
+        [ssm(model, x.repeat(250, 1), generator=gen).metrics["loss"] for _ in range(24)]
+    )
     stderr = float(losses.std()) / math.sqrt(len(losses))
     assert stderr > 0
     assert abs(float(losses.mean()) - exact) < 4 * stderr
@@ -209,9 +214,9 @@ def test_dsm_weighting_none_is_the_sigma2_loss_divided_by_sigma_squared(host):
     model, x, sigma = mlp(), torch.randn(64, 2, generator=seeded(8)), 0.3
     weighted = host.create("objective", "dsm", sigma=sigma)(model, x, generator=seeded(9))
     plain = host.create("objective", "dsm", sigma=sigma, weighting="none")(
-        model, x, generator=seeded(9))
-    power = host.create("objective", "dsm", sigma=sigma, weighting=1)(
-        model, x, generator=seeded(9))
+        model, x, generator=seeded(9)
+    )
+    power = host.create("objective", "dsm", sigma=sigma, weighting=1)(model, x, generator=seeded(9))
     assert plain.metrics["loss"] == pytest.approx(weighted.metrics["loss"] / sigma**2, rel=1e-6)
     assert power.metrics["loss"] == pytest.approx(weighted.metrics["loss"] / sigma, rel=1e-6)
 
@@ -223,8 +228,7 @@ def test_dsm_trained_gaussian_recovers_the_variance_s2_plus_sigma2(host):
     # relative error in v had sd ≤ 0.0023 (max 0.005); the tolerance is 1 % (> 4 sd), far
     # below the σ² = 0.25 that tells s² + σ² from s².
     sigma = 0.5
-    x = torch.tensor([0.5, 1.0]) * torch.randn(4096, 2, generator=seeded(10),
-                                               dtype=torch.float64)
+    x = torch.tensor([0.5, 1.0]) * torch.randn(4096, 2, generator=seeded(10), dtype=torch.float64)
     model = DiagonalGaussian(2)
     objective = host.create("objective", "dsm", sigma=sigma)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
@@ -265,13 +269,18 @@ def test_multiscale_dsm_accepts_every_registered_noise_schedule(host):
     net, x = mlp(noise_conditional=True), torch.randn(16, 2, generator=seeded(14))
     for name in names:
         for n_levels in (None, 5):
-            objective = host.create("objective", "multiscale-dsm", noise_schedule=name,
-                                    n_levels=n_levels)
+            objective = host.create(
+                "objective", "multiscale-dsm", noise_schedule=name, n_levels=n_levels
+            )
             sigmas = objective.sample_sigmas(256, seeded(15), x)
             low, high = objective.sigma_min, objective.sigma_max
             # float32 rounding of the float64 levels: a relative 1e-6
-            assert low * (1 - 1e-6) <= float(sigmas.min()) <= float(sigmas.max()) <= (
-                high * (1 + 1e-6)), name
+            assert (
+                low * (1 - 1e-6)
+                <= float(sigmas.min())
+                <= float(sigmas.max())
+                <= (high * (1 + 1e-6))
+            ), name
             out = objective(net, x, generator=seeded(16))
             assert math.isfinite(out.metrics["loss"]), name
     as_dict = {"name": "geometric", "sigma_max": 4.0, "sigma_min": 0.1}
@@ -292,9 +301,7 @@ def test_multiscale_dsm_discrete_levels_draw_each_schedule_level_uniformly(host)
 
 
 @pytest.mark.parametrize("weighting", ["sigma2", "none"])
-def test_multiscale_dsm_loss_at_the_exact_smoothed_scores_matches_the_closed_form(
-    host, weighting
-):
+def test_multiscale_dsm_loss_at_the_exact_smoothed_scores_matches_the_closed_form(host, weighting):
     # data N(0, s²I_d) and the exact noise-conditional score of N(0, (s² + σ²)I): per
     # example ½ λ(σ)/σ² · c(σ) χ²_d with c = s²/(s² + σ²), σ uniform on the 4 levels. Mean
     # ½ d E[w c], second moment ¼ (2d + d²) E[w² c²] with w = λ(σ)/σ². Checks that each
@@ -324,9 +331,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", OBJECTIVES)
-def test_objective_is_reproducible_from_its_generator_and_leaves_the_global_rng_alone(
-    host, name
-):
+def test_objective_is_reproducible_from_its_generator_and_leaves_the_global_rng_alone(host, name):
     kwargs, conditional = CASES[name]
     x = torch.randn(32, 2, generator=seeded(20))
 
@@ -368,18 +373,30 @@ def test_single_level_objectives_pass_sigma_to_noise_conditional_energies_only(h
 BAD_ARGUMENTS = [
     ("sm", {"max_dim": 0}, r"sm: max_dim must be an integer ≥ 1, got 0"),
     ("sm", {"sigma": -1.0}, r"sm: sigma must be a number > 0, got -1.0"),
-    ("ssm", {"projection": "uniform"}, r"ssm: unknown projection 'uniform'; accepted: "
-                                       r"'rademacher'.*'gaussian'"),
+    (
+        "ssm",
+        {"projection": "uniform"},
+        r"ssm: unknown projection 'uniform'; accepted: "
+        r"'rademacher'.*'gaussian'",
+    ),
     ("ssm", {"n_projections": 0}, r"ssm: n_projections must be an integer ≥ 1, got 0"),
     ("ssm", {"variance_reduction": "yes"}, r"ssm: variance_reduction must be True or False"),
     ("dsm", {"sigma": 0}, r"dsm: sigma must be a number > 0, got 0"),
     ("dsm", {"sigma": None}, r"dsm: sigma must be a number > 0, got None"),
-    ("dsm", {"weighting": "sigma"}, r"dsm: unknown weighting 'sigma'; accepted: 'sigma2'.*"
-                                    r"'none'.*a number p"),
+    (
+        "dsm",
+        {"weighting": "sigma"},
+        r"dsm: unknown weighting 'sigma'; accepted: 'sigma2'.*"
+        r"'none'.*a number p",
+    ),
     ("multiscale-dsm", {"n_levels": 0}, r"multiscale-dsm: n_levels must be an integer ≥ 1"),
     ("multiscale-dsm", {"weighting": float("nan")}, r"multiscale-dsm: unknown weighting nan"),
-    ("multiscale-dsm", {"noise_schedule": 3.0}, r"multiscale-dsm: noise_schedule must be a "
-                                                r"registered noise-schedule name"),
+    (
+        "multiscale-dsm",
+        {"noise_schedule": 3.0},
+        r"multiscale-dsm: noise_schedule must be a "
+        r"registered noise-schedule name",
+    ),
 ]
 
 
@@ -398,8 +415,11 @@ def test_unknown_noise_schedule_lists_the_registered_ones(host):
 
 def test_energies_that_do_not_fit_the_objective_are_refused_with_a_way_out(host):
     x = torch.randn(4, 2)
-    with pytest.raises(ValueError, match=r"multiscale-dsm: MLPEnergy is a clean energy.*"
-                                         r"noise_conditional=True.*dsm"):
+    with pytest.raises(
+        ValueError,
+        match=r"multiscale-dsm: MLPEnergy is a clean energy.*"
+        r"noise_conditional=True.*dsm",
+    ):
         host.create("objective", "multiscale-dsm")(mlp(), x)
     with pytest.raises(ValueError, match=r"sm: MLPEnergy is noise-conditional.*sigma"):
         host.create("objective", "sm")(mlp(noise_conditional=True), x)

@@ -52,8 +52,12 @@ class ReplicaCoordinates:
     """
 
     def __init__(
-        self, betas: Tensor, n_per_replica: int, event_shape: Sequence[int],
-        scale_step_size: bool, owner: str,
+        self,
+        betas: Tensor,
+        n_per_replica: int,
+        event_shape: Sequence[int],
+        scale_step_size: bool,
+        owner: str,
     ) -> None:
         # per-row factors (R·B,) and, for the events, (R·B, *event): every product is one
         # multiplication without reshaping the batch to (R, B, …)
@@ -104,8 +108,10 @@ class ReplicaCoordinates:
         cached x and s_k bit for bit (no rounding through c and 1/c)."""
         if self.c is None or self.inv_c is None:
             return y_new, s_y_new
-        return (torch.addcmul(x, y_new - y, self.inv_c),
-                torch.addcmul(score, s_y_new - s_y, self.c))
+        return (
+            torch.addcmul(x, y_new - y, self.inv_c),
+            torch.addcmul(score, s_y_new - s_y, self.c),
+        )
 
     def x_of(self, y: Tensor) -> Tensor:
         """The positions x = y / c of a batch in the local coordinates."""
@@ -139,8 +145,9 @@ class TemperedEnsemble(ebmflow.Energy):
         self.event_shape = energy.event_shape
         self.noise_conditional = energy.noise_conditional
         self.has_energy = energy.has_energy
-        self.coordinates = ReplicaCoordinates(betas, n_per_replica, event_shape,
-                                              scale_step_size, owner)
+        self.coordinates = ReplicaCoordinates(
+            betas, n_per_replica, event_shape, scale_step_size, owner
+        )
 
     def forward(self, y: Tensor, sigma=None) -> Tensor:
         coords = self.coordinates

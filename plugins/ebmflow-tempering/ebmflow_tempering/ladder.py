@@ -39,8 +39,11 @@ def check_ladder(owner: str, n_replicas: Any, beta_min: Any, betas: Any) -> Tens
     if n_replicas is not None:
         n_replicas = ebmflow.check_positive_int(owner, "n_replicas", n_replicas, minimum=2)
     if beta_min is not None:
-        ok = (isinstance(beta_min, (int, float)) and not isinstance(beta_min, bool)
-              and 0.0 < beta_min < 1.0)
+        ok = (
+            isinstance(beta_min, (int, float))
+            and not isinstance(beta_min, bool)
+            and 0.0 < beta_min < 1.0
+        )
         if not ok:
             raise ebmflow.ConfigError(
                 f"{owner}: beta_min must be a number in (0, 1) (the hottest inverse "
@@ -48,18 +51,25 @@ def check_ladder(owner: str, n_replicas: Any, beta_min: Any, betas: Any) -> Tens
             )
         beta_min = float(beta_min)
     if betas is None:
-        return geometric_ladder(8 if n_replicas is None else n_replicas,
-                                0.05 if beta_min is None else beta_min)
-    accepted = ("a sequence of at least 2 inverse temperatures starting at 1 and strictly "
-                "decreasing to a value > 0, e.g. [1.0, 0.5, 0.25]")
+        return geometric_ladder(
+            8 if n_replicas is None else n_replicas, 0.05 if beta_min is None else beta_min
+        )
+    accepted = (
+        "a sequence of at least 2 inverse temperatures starting at 1 and strictly "
+        "decreasing to a value > 0, e.g. [1.0, 0.5, 0.25]"
+    )
     try:
         ladder = torch.as_tensor(betas, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
         ladder = None
     if (
-        isinstance(betas, (str, bytes)) or ladder is None or ladder.ndim != 1
-        or ladder.numel() < 2 or not bool(torch.isfinite(ladder).all())
-        or float(ladder[0]) != 1.0 or not bool((ladder[1:] < ladder[:-1]).all())
+        isinstance(betas, (str, bytes))
+        or ladder is None
+        or ladder.ndim != 1
+        or ladder.numel() < 2
+        or not bool(torch.isfinite(ladder).all())
+        or float(ladder[0]) != 1.0
+        or not bool((ladder[1:] < ladder[:-1]).all())
         or float(ladder[-1]) <= 0.0
     ):
         raise ebmflow.ConfigError(f"{owner}: betas must be {accepted}; got {betas!r}")

@@ -90,6 +90,7 @@ class SteppingStoneResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (NaN and ±∞ become ``None``; the samples are left out)."""
+
         def clean(value: Any) -> Any:
             if isinstance(value, float):
                 return value if math.isfinite(value) else None
@@ -99,11 +100,25 @@ class SteppingStoneResult:
 
         return {
             "method": "stepping-stone",
-            **{key: clean(getattr(self, key)) for key in (
-                "log_z", "stderr", "log_z_ti", "stderr_ti", "log_ratios", "betas",
-                "swap_acceptance", "acceptance_rate", "n_chains", "n_replicas", "n_steps",
-                "burn_in", "n_base_samples", "sampler",
-            )},
+            **{
+                key: clean(getattr(self, key))
+                for key in (
+                    "log_z",
+                    "stderr",
+                    "log_z_ti",
+                    "stderr_ti",
+                    "log_ratios",
+                    "betas",
+                    "swap_acceptance",
+                    "acceptance_rate",
+                    "n_chains",
+                    "n_replicas",
+                    "n_steps",
+                    "burn_in",
+                    "n_base_samples",
+                    "sampler",
+                )
+            },
         }
 
 
@@ -133,8 +148,12 @@ class GaussianReference(ebmflow.Energy):
         return -(x - self.mean) / self.std.square()
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        eps = torch.randn((n, *self.event_shape), generator=generator, device=self.mean.device,
-                          dtype=self.mean.dtype)
+        eps = torch.randn(
+            (n, *self.event_shape),
+            generator=generator,
+            device=self.mean.device,
+            dtype=self.mean.dtype,
+        )
         return self.mean + self.std * eps
 
 
@@ -204,8 +223,11 @@ def stepping_stone_log_z(
             f"{OWNER}: burn_in must be at least adapt_steps ({adapt_steps}) and less than "
             f"n_steps ({n_steps}), so that the kept steps use a frozen ladder; got {burn_in}"
         )
-    n_base = 16 * n_chains if n_base_samples is None else ebmflow.check_positive_int(
-        OWNER, "n_base_samples", n_base_samples, minimum=2)
+    n_base = (
+        16 * n_chains
+        if n_base_samples is None
+        else ebmflow.check_positive_int(OWNER, "n_base_samples", n_base_samples, minimum=2)
+    )
     dtype, device = evaluation_dtype_device(energy, dtype, device)
     if generator is None:
         generator = torch.Generator(device=device)
@@ -220,9 +242,13 @@ def stepping_stone_log_z(
     )
     explicit = betas is not None  # an explicit ladder decides the replicas
     sampler = ParallelTempering(
-        n_replicas=None if explicit else n_replicas, beta_min=None if explicit else beta_min,
-        betas=betas, local_sampler=local_sampler,
-        swap=swap, adapt_steps=adapt_steps, reference=reference,
+        n_replicas=None if explicit else n_replicas,
+        beta_min=None if explicit else beta_min,
+        betas=betas,
+        local_sampler=local_sampler,
+        swap=swap,
+        adapt_steps=adapt_steps,
+        reference=reference,
     )
     n_rep = sampler.n_replicas
 
@@ -270,8 +296,10 @@ def stepping_stone_log_z(
     chain_means = (delta_sum / n_kept).flip(0)  # (R, B), β from β_min up to 1
     ti_units = (trapezoid[1:, None] * chain_means).sum(dim=0)
     log_z_ti = -(float(trapezoid[0]) * float(delta_base.mean()) + float(ti_units.mean()))
-    var_ti = float(ti_units.var()) / n_chains + float(trapezoid[0]) ** 2 * float(
-        delta_base.var()) / n_base
+    var_ti = (
+        float(ti_units.var()) / n_chains
+        + float(trapezoid[0]) ** 2 * float(delta_base.var()) / n_base
+    )
 
     diagnostics = sampler.diagnostics(state)
     return SteppingStoneResult(
@@ -282,8 +310,7 @@ def stepping_stone_log_z(
         log_ratios=log_ratios,
         betas=ladder.tolist(),
         swap_acceptance=diagnostics["swap_acceptance"],
-        acceptance_rate=(float(accept_sum) / n_kept
-                         if state.accept_prob is not None else None),
+        acceptance_rate=(float(accept_sum) / n_kept if state.accept_prob is not None else None),
         n_chains=n_chains,
         n_replicas=n_rep,
         n_steps=n_steps,

@@ -134,8 +134,9 @@ class TemperingState(ebmflow.SamplerState):
     def local_state(self, x: Tensor, score: Tensor) -> ebmflow.SamplerState:
         """The local sampler's state at ``x`` with tempered ``score`` (both in its
         coordinates) and this state's energies, step and ``local_extras``."""
-        return ebmflow.SamplerState(x, self.energy, score, self.sigma, self.step, None,
-                                    dict(self.local_extras))
+        return ebmflow.SamplerState(
+            x, self.energy, score, self.sigma, self.step, None, dict(self.local_extras)
+        )
 
 
 class ParallelTempering(ebmflow.Sampler):
@@ -192,8 +193,7 @@ class ParallelTempering(ebmflow.Sampler):
                 f"{NAME}: swap must be one of {', '.join(map(repr, SWAPS))}, got {swap!r}"
             )
         self.swap = swap
-        self.adapt_steps = ebmflow.check_positive_int(NAME, "adapt_steps", adapt_steps,
-                                                      minimum=0)
+        self.adapt_steps = ebmflow.check_positive_int(NAME, "adapt_steps", adapt_steps, minimum=0)
         if self.adapt_steps and swap == "none":
             raise ebmflow.ConfigError(
                 f"{NAME}: adapt_steps={adapt_steps} tunes the ladder from swap rates, but "
@@ -240,9 +240,7 @@ class ParallelTempering(ebmflow.Sampler):
 
     # -- state ---------------------------------------------------------------------------
 
-    def init(
-        self, energy: ebmflow.Energy, x: Tensor, sigma: Any = None
-    ) -> TemperingState:
+    def init(self, energy: ebmflow.Energy, x: Tensor, sigma: Any = None) -> TemperingState:
         """Copy ``x`` (B, *event) to every replica and evaluate all R·B chains at once."""
         self.check_compatible(energy, x)
         self._check_reference(energy)
@@ -259,7 +257,12 @@ class ParallelTempering(ebmflow.Sampler):
         x_all, score = coords.from_local(local.x, local.score)
         ebmflow.check_finite(self.name, 0, local.energy, x_all)
         return TemperingState(
-            x_all, local.energy, score, sigma_all, 0, None,
+            x_all,
+            local.energy,
+            score,
+            sigma_all,
+            0,
+            None,
             betas=betas,
             swap_stats=torch.zeros(2, n_rep - 1, device=x.device, dtype=stats),
             # round trips and directions in float32 (exact to 2²⁴ trips per slot) because
@@ -280,8 +283,14 @@ class ParallelTempering(ebmflow.Sampler):
         def rows(t: Tensor | None) -> Tensor | None:
             return None if t is None else t[:n_per]
 
-        return ebmflow.SamplerState(state.x[:n_per], rows(state.energy), rows(state.score),
-                                    rows(state.sigma), state.step, rows(state.accept_prob))
+        return ebmflow.SamplerState(
+            state.x[:n_per],
+            rows(state.energy),
+            rows(state.score),
+            rows(state.sigma),
+            state.step,
+            rows(state.accept_prob),
+        )
 
     def delta_energy(self, state: ebmflow.SamplerState) -> Tensor:
         """ΔE = E − E_ref at every chain, (R, B), from the cache: (E_k − E_ref(x)) / β_k
@@ -300,12 +309,17 @@ class ParallelTempering(ebmflow.Sampler):
         ladder changes (adaptation makes a new tensor), so a step pays no set-up."""
         key = (x.dtype, x.shape)
         cached = self._tempered_cache
-        if (cached is not None and cached[0] is energy and cached[1] is betas
-                and cached[2] == key):
+        if cached is not None and cached[0] is energy and cached[1] is betas and cached[2] == key:
             return cached[3]
-        tempered = TemperedEnsemble(energy, self.reference, betas.to(x.dtype),
-                                    x.shape[0] // self.n_replicas, x.shape[1:],
-                                    self.scale_step_size, NAME)
+        tempered = TemperedEnsemble(
+            energy,
+            self.reference,
+            betas.to(x.dtype),
+            x.shape[0] // self.n_replicas,
+            x.shape[1:],
+            self.scale_step_size,
+            NAME,
+        )
         self._tempered_cache = (energy, betas, key, tempered)
         return tempered
 
@@ -313,12 +327,19 @@ class ParallelTempering(ebmflow.Sampler):
         """The local sampler's coordinates of ``state``'s chains: the cached tempered
         view's when it is of this ladder and batch (as after a step), else new ones."""
         cached = self._tempered_cache
-        if (cached is not None and cached[1] is state.betas
-                and cached[2] == (state.x.dtype, state.x.shape)):
+        if (
+            cached is not None
+            and cached[1] is state.betas
+            and cached[2] == (state.x.dtype, state.x.shape)
+        ):
             return cached[3].coordinates
-        return ReplicaCoordinates(state.betas.to(state.x.dtype),
-                                  state.x.shape[0] // self.n_replicas, state.x.shape[1:],
-                                  self.scale_step_size, NAME)
+        return ReplicaCoordinates(
+            state.betas.to(state.x.dtype),
+            state.x.shape[0] // self.n_replicas,
+            state.x.shape[1:],
+            self.scale_step_size,
+            NAME,
+        )
 
     def _local(self, fn: Callable[..., ebmflow.SamplerState], *args: Any):
         """Call the local sampler; its divergence errors are re-raised under this name."""
@@ -327,15 +348,19 @@ class ParallelTempering(ebmflow.Sampler):
         except ebmflow.SamplerDivergedError as exc:
             raise ebmflow.SamplerDivergedError(
                 f"{self.name} (local sampler {self.local_sampler.name}): {exc}",
-                step=exc.step, n_chains=exc.n_chains,
+                step=exc.step,
+                n_chains=exc.n_chains,
             ) from exc
 
     def _check_reference(self, energy: ebmflow.Energy) -> None:
         ref = self.reference
         if ref is None:
             return
-        if (ref.event_shape is not None and energy.event_shape is not None
-                and tuple(ref.event_shape) != tuple(energy.event_shape)):
+        if (
+            ref.event_shape is not None
+            and energy.event_shape is not None
+            and tuple(ref.event_shape) != tuple(energy.event_shape)
+        ):
             raise ebmflow.ConfigError(
                 f"{self.name}: the reference {type(ref).__name__} has event shape "
                 f"{tuple(ref.event_shape)} but {type(energy).__name__} has "
@@ -365,13 +390,18 @@ class ParallelTempering(ebmflow.Sampler):
         tempered = self._tempered(energy, state.betas, state.x)
         coords = tempered.coordinates
         y, s_y = coords.to_local(state.x, state.score)
-        local = self._local(self.local_sampler.step, tempered, state.local_state(y, s_y),
-                            generator)
+        local = self._local(self.local_sampler.step, tempered, state.local_state(y, s_y), generator)
         x, score = coords.moved_from_local(local.x, local.score, state.x, state.score, y, s_y)
         e = local.energy
         ebmflow.check_finite(self.name, state.step, e, x)
-        new = state.replace(x=x, energy=e, score=score, step=state.step + 1,
-                            accept_prob=local.accept_prob, local_extras=dict(local.extras))
+        new = state.replace(
+            x=x,
+            energy=e,
+            score=score,
+            step=state.step + 1,
+            accept_prob=local.accept_prob,
+            local_extras=dict(local.extras),
+        )
         if self._swaps is not None:
             ref = None if self.reference is None else self.reference.energy_and_score(x)
             new = self._swaps(state.step, coords, new, ref, generator)
@@ -384,7 +414,8 @@ class ParallelTempering(ebmflow.Sampler):
         if type(self.local_sampler).adapt is not ebmflow.Sampler.adapt:
             y, s_y = self._coordinates(state).to_local(state.x, state.score)
             local = self.local_sampler.adapt(
-                state.local_state(y, s_y).replace(accept_prob=state.accept_prob))
+                state.local_state(y, s_y).replace(accept_prob=state.accept_prob)
+            )
             state = state.replace(local_extras=dict(local.extras))
         if state.step in self._round_ends:
             state = self._adapt_ladder(state)
@@ -402,7 +433,9 @@ class ParallelTempering(ebmflow.Sampler):
             e, score = retemper(per_element(r, score.shape[1:]), e, score, ref)
             betas = new
         return state.replace(
-            energy=e, score=score, betas=betas,
+            energy=e,
+            score=score,
+            betas=betas,
             swap_stats=torch.zeros_like(state.swap_stats),
             round_trips=torch.zeros_like(state.round_trips),
             direction=torch.zeros_like(state.direction),
@@ -439,13 +472,15 @@ class ParallelTempering(ebmflow.Sampler):
             done += 1
             if thin is not None and done % thin == 0:
                 # a copy of the β = 1 rows, so the other replicas' positions can be freed
-                kept.append(self.replicas(current) if self.return_all
-                            else current.x[:n_per].clone())
+                kept.append(
+                    self.replicas(current) if self.return_all else current.x[:n_per].clone()
+                )
             if callback is not None:
                 callback(current)
 
-        result = super().continue_run(energy, state, n_steps, generator=generator,
-                                      progress=progress, callback=record)
+        result = super().continue_run(
+            energy, state, n_steps, generator=generator, progress=progress, callback=record
+        )
         diagnostics = result.diagnostics
         diagnostics["energy_trace"] = cold_trace
         if "acceptance_per_chain" in diagnostics:
@@ -464,8 +499,9 @@ class ParallelTempering(ebmflow.Sampler):
         ``local_*``."""
         n_per = state.x.shape[0] // self.n_replicas
         accepted, attempts = state.swap_stats
-        rates = torch.where(attempts > 0, accepted / attempts.clamp(min=1),
-                            torch.full_like(attempts, math.nan))
+        rates = torch.where(
+            attempts > 0, accepted / attempts.clamp(min=1), torch.full_like(attempts, math.nan)
+        )
         since = max((t for t in self._round_ends if t <= state.step), default=0)
         counted = state.step - since
         trips = int(state.round_trips.sum())

@@ -73,8 +73,9 @@ class EvenOddSwaps:
         # Metropolis without the NaN reduction: E was checked finite by the step (and the
         # reference is closed form); a swap never proposes a new energy
         prob = log_alpha.clamp_(max=0.0).exp_()
-        accept = torch.rand(prob.shape, generator=generator, device=prob.device,
-                            dtype=prob.dtype) < prob
+        accept = (
+            torch.rand(prob.shape, generator=generator, device=prob.device, dtype=prob.dtype) < prob
+        )
         # src[i]: the row whose configuration row i takes (accepted pairs exchange theirs)
         shift = accept[:, None, :] * c.shifts  # (P, 2, B): +B for row k, −B for k + 1
         src = c.rows + torch.nn.functional.pad(shift.view(-1), c.padding)
@@ -95,12 +96,16 @@ class EvenOddSwaps:
         round_trips = state.round_trips - cold.clamp(max=0.0)
         cold.fill_(1.0)
         hot.abs_().neg_()  # 1 → −1; −1 and 0 stay
-        return state.replace(x=x, energy=e, score=score, swap_stats=swap_stats,
-                             round_trips=round_trips, direction=direction)
+        return state.replace(
+            x=x,
+            energy=e,
+            score=score,
+            swap_stats=swap_stats,
+            round_trips=round_trips,
+            direction=direction,
+        )
 
-    def _constants(
-        self, betas: Tensor, parity: int, n_per: int
-    ) -> SwapConstants | None:
+    def _constants(self, betas: Tensor, parity: int, n_per: int) -> SwapConstants | None:
         """Per ladder and parity (``None`` when it has no pair), kept until the ladder
         tensor or the number of chains changes."""
         cache = self._cache
@@ -109,7 +114,6 @@ class EvenOddSwaps:
         if parity not in cache[2]:
             cache[2][parity] = SwapConstants.build(betas, parity, n_per)
         return cache[2][parity]
-
 
 
 class SwapConstants(NamedTuple):
@@ -129,12 +133,19 @@ class SwapConstants(NamedTuple):
         n_pairs = (n_rep - parity) // 2
         if n_pairs == 0:
             return None
-        lo, hi = betas[parity:parity + 2 * n_pairs:2], betas[parity + 1:parity + 2 * n_pairs:2]
+        lo, hi = (
+            betas[parity : parity + 2 * n_pairs : 2],
+            betas[parity + 1 : parity + 2 * n_pairs : 2],
+        )
         weights = torch.stack((1.0 / lo, -1.0 / hi), dim=1) * (lo - hi)[:, None]
         pairs = torch.arange(parity, parity + 2 * n_pairs, 2, device=betas.device)
         after = n_rep - parity - 2 * n_pairs
         device = betas.device
-        return cls(weights[:, :, None], torch.arange(n_rep * n_per, device=device),
-                   torch.tensor([n_per, -n_per], device=device).view(1, 2, 1),
-                   (parity * n_per, after * n_per), pairs,
-                   torch.ones(n_pairs, dtype=stats_dtype(device), device=device))
+        return cls(
+            weights[:, :, None],
+            torch.arange(n_rep * n_per, device=device),
+            torch.tensor([n_per, -n_per], device=device).view(1, 2, 1),
+            (parity * n_per, after * n_per),
+            pairs,
+            torch.ones(n_pairs, dtype=stats_dtype(device), device=device),
+        )

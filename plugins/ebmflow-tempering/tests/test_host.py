@@ -29,8 +29,12 @@ def host() -> ebmflow.PluginHost:
 
 
 def test_named_local_sampler_is_built_by_the_callers_host(host):
-    sampler = host.create("sampler", "parallel-tempering", n_replicas=3,
-                          local_sampler={"name": "host-only-mala", "step_size": 0.1})
+    sampler = host.create(
+        "sampler",
+        "parallel-tempering",
+        n_replicas=3,
+        local_sampler={"name": "host-only-mala", "step_size": 0.1},
+    )
     assert type(sampler.local_sampler) is HostOnlyMALA
     energy = ebmflow.GaussianEnergy(mean=[0.0, 0.0], std=1.0)
     result = sampler.run(energy, torch.zeros(4, 2), 5, generator=torch.Generator().manual_seed(0))
@@ -39,5 +43,6 @@ def test_named_local_sampler_is_built_by_the_callers_host(host):
 
 def test_named_local_sampler_is_unknown_to_the_default_host():
     with pytest.raises(ebmflow.UnknownComponentError, match="host-only-mala"):
-        ebmflow.create("sampler", "parallel-tempering", n_replicas=3,
-                       local_sampler="host-only-mala")
+        ebmflow.create(
+            "sampler", "parallel-tempering", n_replicas=3, local_sampler="host-only-mala"
+        )

@@ -32,8 +32,14 @@ def test_stepping_stone_log_z_of_the_shifted_ring_is_within_0_05_nats_of_the_exa
     # the 8-mode ring is normalised (log Z = 0), so E + 2 has log Z = −2 exactly
     energy = Shifted(ebmflow.GMMEnergy.ring(), 2.0)
     result = stepping_stone_log_z(
-        energy, n_chains=256, n_replicas=8, beta_min=0.01, base_std=3.0, n_steps=400,
-        burn_in=100, local_sampler={"name": "mala", "step_size": 0.1},
+        energy,
+        n_chains=256,
+        n_replicas=8,
+        beta_min=0.01,
+        base_std=3.0,
+        n_steps=400,
+        burn_in=100,
+        local_sampler={"name": "mala", "step_size": 0.1},
         generator=torch.Generator().manual_seed(0),
     )
     assert isinstance(result, SteppingStoneResult)
@@ -53,8 +59,13 @@ def test_stepping_stone_log_z_of_the_shifted_ring_is_within_0_05_nats_of_the_exa
 
 def test_stepping_stone_with_an_explicit_ladder_and_adaptation_is_reproducible():
     energy = ebmflow.GaussianEnergy(mean=[1.0, -1.0], std=0.5)  # log Z = 0
-    kwargs = dict(betas=[1.0, 0.6, 0.3, 0.1, 0.03], n_chains=64, n_steps=120, adapt_steps=40,
-                  local_sampler={"name": "mala", "step_size": 0.05})
+    kwargs = dict(
+        betas=[1.0, 0.6, 0.3, 0.1, 0.03],
+        n_chains=64,
+        n_steps=120,
+        adapt_steps=40,
+        local_sampler={"name": "mala", "step_size": 0.05},
+    )
     before = torch.get_rng_state()
     a = stepping_stone_log_z(energy, generator=torch.Generator().manual_seed(1), **kwargs)
     b = stepping_stone_log_z(energy, generator=torch.Generator().manual_seed(1), **kwargs)
@@ -65,19 +76,28 @@ def test_stepping_stone_with_an_explicit_ladder_and_adaptation_is_reproducible()
     assert abs(a.log_z) < 5 * a.stderr + 0.02  # a small run: only a sanity check
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"n_chains": 1}, r"n_chains must be an integer ≥ 2, got 1"),
-    ({"n_steps": 0}, r"n_steps must be an integer ≥ 1, got 0"),
-    ({"n_steps": 10, "burn_in": 10}, r"burn_in must be at least adapt_steps \(0\) and less "
-                                     r"than n_steps \(10\).*got 10"),
-    ({"adapt_steps": 50, "burn_in": 20}, r"burn_in must be at least adapt_steps \(50\)"),
-    ({"base_std": 0.0}, r"base_std must be positive and finite, got 0.0"),
-    ({"base_mean": [1.0, 2.0, 3.0]}, r"base_mean must be a number or a tensor broadcastable "
-                                     r"to the event shape \(2,\)"),
-    ({"dim": 3}, r"inconsistent event shapes"),
-    ({"n_base_samples": 1}, r"n_base_samples must be an integer ≥ 2, got 1"),
-    ({"generator": 0}, r"generator must be a torch.Generator, got 0"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_chains": 1}, r"n_chains must be an integer ≥ 2, got 1"),
+        ({"n_steps": 0}, r"n_steps must be an integer ≥ 1, got 0"),
+        (
+            {"n_steps": 10, "burn_in": 10},
+            r"burn_in must be at least adapt_steps \(0\) and less "
+            r"than n_steps \(10\).*got 10",
+        ),
+        ({"adapt_steps": 50, "burn_in": 20}, r"burn_in must be at least adapt_steps \(50\)"),
+        ({"base_std": 0.0}, r"base_std must be positive and finite, got 0.0"),
+        (
+            {"base_mean": [1.0, 2.0, 3.0]},
+            r"base_mean must be a number or a tensor broadcastable "
+            r"to the event shape \(2,\)",
+        ),
+        ({"dim": 3}, r"inconsistent event shapes"),
+        ({"n_base_samples": 1}, r"n_base_samples must be an integer ≥ 2, got 1"),
+        ({"generator": 0}, r"generator must be a torch.Generator, got 0"),
+    ],
+)
 def test_bad_arguments_raise_errors_naming_the_function_the_value_and_what_is_accepted(
     kwargs, message
 ):
@@ -98,8 +118,14 @@ def test_a_score_only_model_is_refused():
 def test_the_reference_path_is_exact_at_both_ends():
     # with E = E_ref the path is constant: every stone is exactly log 1 = 0
     energy = ebmflow.GaussianEnergy(mean=[0.0, 0.0], std=2.0)
-    result = stepping_stone_log_z(energy, base_std=2.0, n_chains=16, n_replicas=3, n_steps=4,
-                                  generator=torch.Generator().manual_seed(2))
+    result = stepping_stone_log_z(
+        energy,
+        base_std=2.0,
+        n_chains=16,
+        n_replicas=3,
+        n_steps=4,
+        generator=torch.Generator().manual_seed(2),
+    )
     assert all(abs(r) < 1e-5 for r in result.log_ratios)
     assert abs(result.log_z) < 1e-5 and abs(result.log_z_ti) < 1e-5
     assert math.isfinite(result.stderr)
@@ -112,11 +138,18 @@ def test_stepping_stone_is_reachable_through_ebmflow_evaluate_log_z_beside_ais()
 
     assert {"grid", "ais", "stepping-stone"} <= set(evaluate.estimators())
     energy = Shifted(ebmflow.GMMEnergy.ring(), 2.0)
-    kwargs = dict(n_chains=64, n_replicas=8, beta_min=0.01, base_std=3.0, n_steps=120,
-                  local_sampler={"name": "mala", "step_size": 0.1})
+    kwargs = dict(
+        n_chains=64,
+        n_replicas=8,
+        beta_min=0.01,
+        base_std=3.0,
+        n_steps=120,
+        local_sampler={"name": "mala", "step_size": 0.1},
+    )
     direct = stepping_stone_log_z(energy, generator=torch.Generator().manual_seed(3), **kwargs)
-    through = evaluate.log_z(energy, "stepping-stone",
-                             generator=torch.Generator().manual_seed(3), **kwargs)
+    through = evaluate.log_z(
+        energy, "stepping-stone", generator=torch.Generator().manual_seed(3), **kwargs
+    )
     assert isinstance(through, SteppingStoneResult)
     assert through.log_z == direct.log_z and through.stderr == direct.stderr
     with pytest.raises(ebmflow.ComponentArgumentError, match="did you mean 'n_replicas'"):
@@ -131,13 +164,31 @@ def test_cli_evaluate_estimates_the_nll_with_stepping_stone(tmp_path, capsys):
 
     ring = ebmflow.GMMEnergy.ring()
     ebmflow.save(ring, tmp_path / "ring")
-    code = main([
-        "evaluate", str(tmp_path / "ring"), "--data", "8gaussians", "--n", "2000", "--json",
-        "--log-z", "stepping-stone", "--log-z-arg", "n_chains=128",
-        "--log-z-arg", "n_replicas=8", "--log-z-arg", "beta_min=0.01",
-        "--log-z-arg", "base_std=3.0", "--log-z-arg", "n_steps=300",
-        "--log-z-arg", 'local_sampler={"name": "mala", "step_size": 0.1}',
-    ])
+    code = main(
+        [
+            "evaluate",
+            str(tmp_path / "ring"),
+            "--data",
+            "8gaussians",
+            "--n",
+            "2000",
+            "--json",
+            "--log-z",
+            "stepping-stone",
+            "--log-z-arg",
+            "n_chains=128",
+            "--log-z-arg",
+            "n_replicas=8",
+            "--log-z-arg",
+            "beta_min=0.01",
+            "--log-z-arg",
+            "base_std=3.0",
+            "--log-z-arg",
+            "n_steps=300",
+            "--log-z-arg",
+            'local_sampler={"name": "mala", "step_size": 0.1}',
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["method"] == "stepping-stone"

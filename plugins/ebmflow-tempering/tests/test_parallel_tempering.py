@@ -73,8 +73,13 @@ def mixture_run():
     × 1000 chains × 500 steps of MALA (η = 0.5, rescaled to η/β per replica)."""
     gen = seeded(0)
     x0 = 16 * torch.rand(N_CHAINS, 2, generator=gen) - 8
-    sampler = ebmflow.create("sampler", NAME, n_replicas=N_REPLICAS, beta_min=0.04,
-                             local_sampler={"name": "mala", "step_size": 0.5})
+    sampler = ebmflow.create(
+        "sampler",
+        NAME,
+        n_replicas=N_REPLICAS,
+        beta_min=0.04,
+        local_sampler={"name": "mala", "step_size": 0.5},
+    )
     return sampler.run(two_mode_mixture(), x0, N_STEPS, generator=gen, thin=THIN)
 
 
@@ -86,7 +91,7 @@ def in_major_mode(x: torch.Tensor) -> torch.Tensor:
 def test_recovers_the_major_mode_weight_where_langevin_with_the_same_budget_fails(mixture_run):
     # PT: the β = 1 chains' time averages over steps 300–500 (every 5th step), one value per
     # independent ensemble, so the standard error comes from their spread over 1000 chains
-    kept = mixture_run.trajectory[KEEP_FROM // THIN:]  # (40, 1000, 2)
+    kept = mixture_run.trajectory[KEEP_FROM // THIN :]  # (40, 1000, 2)
     per_chain = in_major_mode(kept).mean(dim=0)
     fraction = float(per_chain.mean())
     stderr = float(per_chain.std()) / math.sqrt(N_CHAINS)
@@ -121,8 +126,12 @@ def test_replicas_targeting_a_gaussian_have_variance_one_over_beta():
     # energy ½‖x‖² (+ a constant): replica k targets N(0, I/β_k)
     dim, n_chains = 3, 2000
     energy = ebmflow.GaussianEnergy(mean=[0.0] * dim, std=1.0)
-    sampler = ParallelTempering(n_replicas=4, beta_min=0.1, return_all=True,
-                                local_sampler={"name": "mala", "step_size": 0.5})
+    sampler = ParallelTempering(
+        n_replicas=4,
+        beta_min=0.1,
+        return_all=True,
+        local_sampler={"name": "mala", "step_size": 0.5},
+    )
     gen = seeded(1)
     result = sampler.run(energy, torch.randn(n_chains, dim, generator=gen), 150, generator=gen)
     assert result.samples.shape == (4, n_chains, dim)
@@ -136,8 +145,9 @@ def test_replicas_targeting_a_gaussian_have_variance_one_over_beta():
 def test_a_chain_started_in_one_mode_of_the_ring_visits_all_eight_modes():
     ring = ebmflow.GMMEnergy.ring()  # 8 modes of std 0.35 at radius 2.83, ≈ 4 nats apart
     start = ring.means[:1].repeat(4, 1)  # 4 chains, all in mode 0
-    sampler = ParallelTempering(n_replicas=6, beta_min=0.05,
-                                local_sampler={"name": "mala", "step_size": 0.05})
+    sampler = ParallelTempering(
+        n_replicas=6, beta_min=0.05, local_sampler={"name": "mala", "step_size": 0.05}
+    )
     # all 8 modes take 50–250 steps per chain (seeds 2–6): 500 steps leave a margin of 2
     result = sampler.run(ring, start, 500, generator=seeded(2), thin=1)
     nearest = torch.cdist(result.trajectory.reshape(-1, 2), ring.means).argmin(dim=1)
@@ -162,8 +172,12 @@ def test_one_batched_energy_evaluation_of_all_replicas_per_step():
 def test_the_cache_holds_each_replicas_tempered_energy_and_score_after_swaps(with_reference):
     energy = two_mode_mixture()
     reference = ebmflow.GaussianEnergy(mean=[0.0, 0.0], std=4.0) if with_reference else None
-    sampler = ParallelTempering(n_replicas=5, beta_min=0.05, reference=reference,
-                                local_sampler={"name": "mala", "step_size": 0.3})
+    sampler = ParallelTempering(
+        n_replicas=5,
+        beta_min=0.05,
+        reference=reference,
+        local_sampler={"name": "mala", "step_size": 0.3},
+    )
     gen = seeded(5)
     result = sampler.run(energy, 4 * torch.randn(64, 2, generator=gen), 30, generator=gen)
     state = result.state
@@ -178,8 +192,12 @@ def test_the_cache_holds_each_replicas_tempered_energy_and_score_after_swaps(wit
         s_k = beta[:, None] * s + (1 - beta[:, None]) * s_r
     torch.testing.assert_close(state.energy, e_k, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(state.score, s_k, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(sampler.delta_energy(state).reshape(-1),
-                               e - (0 if reference is None else e_r), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(
+        sampler.delta_energy(state).reshape(-1),
+        e - (0 if reference is None else e_r),
+        rtol=1e-4,
+        atol=1e-3,
+    )
 
 
 def test_swaps_are_accepted_with_probability_min_1_exp_dbeta_times_de():
@@ -234,8 +252,9 @@ def test_non_reversible_deo_makes_more_round_trips_than_reversible_seo():
     x0 = torch.randn(300, 2, generator=seeded(10))
     rates = {}
     for swap in ("deo", "seo"):
-        sampler = ParallelTempering(n_replicas=8, beta_min=0.05, swap=swap,
-                                    local_sampler={"name": "mala", "step_size": 0.5})
+        sampler = ParallelTempering(
+            n_replicas=8, beta_min=0.05, swap=swap, local_sampler={"name": "mala", "step_size": 0.5}
+        )
         result = sampler.run(energy, x0, 200, generator=seeded(11))
         rates[swap] = result.diagnostics["round_trip_rate"]
     # thousands of round trips each: the factor ≈ 2 between them is far outside MC error
@@ -263,11 +282,13 @@ def test_adaptation_equalises_swap_rates_then_freezes_the_ladder():
     assert all(a > b for a, b in zip(ladder, ladder[1:]))
 
 
-
 def test_step_is_a_fixed_kernel_and_the_ladder_moves_only_in_adapt():
     energy = ebmflow.GaussianEnergy(mean=[0.0] * 5, std=1.0)
-    sampler = ParallelTempering(betas=[1.0, 0.9, 0.8, 0.1, 0.05, 0.01], adapt_steps=16,
-                                local_sampler={"name": "mala", "step_size": 0.5})
+    sampler = ParallelTempering(
+        betas=[1.0, 0.9, 0.8, 0.1, 0.05, 0.01],
+        adapt_steps=16,
+        local_sampler={"name": "mala", "step_size": 0.5},
+    )
     start = sampler.init(energy, torch.randn(50, 5, generator=seeded(15)))
     stepped, adapted = start, start
     gen_a, gen_b = seeded(16), seeded(16)
@@ -277,6 +298,7 @@ def test_step_is_a_fixed_kernel_and_the_ladder_moves_only_in_adapt():
     assert torch.equal(stepped.betas, start.betas)  # 16 steps of the kernel alone
     assert not torch.equal(adapted.betas, start.betas)  # rounds ended at steps 8 and 16
     assert float(adapted.swap_stats[1].sum()) == 0  # statistics restart with a new ladder
+
 
 # -- the Sampler contract ---------------------------------------------------------------------
 
@@ -294,7 +316,8 @@ def test_run_takes_b_chains_and_returns_the_beta_one_replica_or_all_on_request()
     assert torch.equal(cold.samples, cold.state.x[:10])
 
     every = ParallelTempering(n_replicas=3, return_all=True).run(
-        energy, x0, 6, generator=seeded(16), thin=2)
+        energy, x0, 6, generator=seeded(16), thin=2
+    )
     assert every.samples.shape == (3, 10, 2)
     assert every.trajectory.shape == (3, 3, 10, 2)
     assert torch.equal(every.samples[0], cold.samples)
@@ -302,8 +325,9 @@ def test_run_takes_b_chains_and_returns_the_beta_one_replica_or_all_on_request()
 
 @pytest.mark.parametrize("swap", ["deo", "seo"])
 def test_seeded_runs_are_reproducible_and_leave_the_global_rng_alone(swap):
-    sampler = ParallelTempering(n_replicas=4, swap=swap, adapt_steps=8,
-                                local_sampler={"name": "mala", "step_size": 0.1})
+    sampler = ParallelTempering(
+        n_replicas=4, swap=swap, adapt_steps=8, local_sampler={"name": "mala", "step_size": 0.1}
+    )
     x0 = torch.randn(32, 2, generator=seeded(17))
     check_seeded_reproducible(sampler, two_mode_mixture(), x0, n_steps=12)
     a = sampler.run(two_mode_mixture(), x0, 12, generator=seeded(1)).samples
@@ -312,9 +336,11 @@ def test_seeded_runs_are_reproducible_and_leave_the_global_rng_alone(swap):
 
 
 def test_continue_run_continues_exactly_as_one_long_run():
-    sampler = ParallelTempering(n_replicas=4, adapt_steps=10,
-                                local_sampler={"name": "hmc", "step_size": 0.2, "n_leapfrog": 2,
-                                               "adapt_steps": 10})
+    sampler = ParallelTempering(
+        n_replicas=4,
+        adapt_steps=10,
+        local_sampler={"name": "hmc", "step_size": 0.2, "n_leapfrog": 2, "adapt_steps": 10},
+    )
     energy, x0 = two_mode_mixture(), torch.randn(8, 2, generator=seeded(18))
     one = sampler.run(energy, x0, 20, generator=seeded(19))
     gen = seeded(19)
@@ -325,8 +351,11 @@ def test_continue_run_continues_exactly_as_one_long_run():
 
 
 def test_works_through_create_as_the_sampler_of_the_cd_objective():
-    sampler_config = {"name": NAME, "n_replicas": 4,
-                      "local_sampler": {"name": "mala", "step_size": 0.05}}
+    sampler_config = {
+        "name": NAME,
+        "n_replicas": 4,
+        "local_sampler": {"name": "mala", "step_size": 0.05},
+    }
     sampler = ebmflow.create("sampler", sampler_config)
     assert isinstance(sampler, ParallelTempering)
     assert sampler.local_sampler.step_size == 0.05
@@ -356,14 +385,19 @@ def test_works_through_create_as_the_sampler_of_the_cd_objective():
 def test_tempered_pcd_writes_the_target_chains_back_to_its_buffer():
     try:
         objective = ebmflow.create(
-            "objective", "pcd", k=2, capacity=64, sampler={"name": NAME, "n_replicas": 3},
+            "objective",
+            "pcd",
+            k=2,
+            capacity=64,
+            sampler={"name": NAME, "n_replicas": 3},
         )
     except ebmflow.UnknownComponentError:
         pytest.skip("the pcd objective (ebmflow-cd) is not installed")
     energy = ebmflow.create("energy", "mlp", dim=2, widths=[8])
     for i in range(2):
-        out = objective(energy, torch.randn(16, 2, generator=seeded(30 + i)),
-                        generator=seeded(40 + i))
+        out = objective(
+            energy, torch.randn(16, 2, generator=seeded(30 + i)), generator=seeded(40 + i)
+        )
         assert math.isfinite(float(out.loss.detach()))
     assert 1 <= int(objective.buffer.filled.sum()) <= 32
     with pytest.raises(ValueError, match=r"kl_weight=0\.5 .* runs an ensemble"):
@@ -376,12 +410,28 @@ def test_the_cli_samples_with_parallel_tempering(tmp_path: Path):
         pytest.skip("ebmflow-tempering is not installed, so the CLI cannot find it")
     ebmflow.save(two_mode_mixture(), tmp_path / "gmm")
     out = tmp_path / "samples.safetensors"
-    command = [sys.executable, "-m", "ebmflow", "sample", str(tmp_path / "gmm"),
-               "--sampler", NAME, "--sampler-arg", "n_replicas=4",
-               "--sampler-arg", 'local_sampler={"name": "mala", "step_size": 0.1}',
-               "--steps", "20", "--n", "50", "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "ebmflow",
+        "sample",
+        str(tmp_path / "gmm"),
+        "--sampler",
+        NAME,
+        "--sampler-arg",
+        "n_replicas=4",
+        "--sampler-arg",
+        'local_sampler={"name": "mala", "step_size": 0.1}',
+        "--steps",
+        "20",
+        "--n",
+        "50",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr
     from safetensors.torch import load_file
 
@@ -390,8 +440,13 @@ def test_the_cli_samples_with_parallel_tempering(tmp_path: Path):
 
 
 def test_a_checkpointed_sampler_config_round_trips(tmp_path: Path):
-    sampler = ebmflow.create("sampler", NAME, betas=[1.0, 0.5, 0.2], swap="seo",
-                             local_sampler={"name": "hmc", "step_size": 0.1})
+    sampler = ebmflow.create(
+        "sampler",
+        NAME,
+        betas=[1.0, 0.5, 0.2],
+        swap="seo",
+        local_sampler={"name": "hmc", "step_size": 0.1},
+    )
     ebmflow.save(sampler, tmp_path / "pt")
     again = ebmflow.load(tmp_path / "pt")
     assert again.betas.tolist() == [1.0, 0.5, 0.2]
@@ -401,29 +456,34 @@ def test_a_checkpointed_sampler_config_round_trips(tmp_path: Path):
 # -- errors ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"n_replicas": 1}, r"n_replicas must be an integer ≥ 2, got 1"),
-    ({"n_replicas": 2.5}, r"n_replicas must be an integer ≥ 2, got 2.5"),
-    ({"beta_min": 0.0}, r"beta_min must be a number in \(0, 1\).*got 0.0"),
-    ({"beta_min": 1.0}, r"beta_min must be a number in \(0, 1\).*got 1.0"),
-    ({"beta_min": "0.1"}, r"beta_min must be a number in \(0, 1\).*got '0.1'"),
-    ({"betas": [0.9, 0.5]}, r"betas must be .*starting at 1.*got \[0.9, 0.5\]"),
-    ({"betas": [1.0, 0.5, 0.6]}, r"betas must be .*strictly decreasing.*got \[1.0, 0.5, 0.6\]"),
-    ({"betas": [1.0]}, r"betas must be .*at least 2 inverse temperatures.*got \[1.0\]"),
-    ({"betas": [1.0, 0.5, 0.0]}, r"betas must be .*to a value > 0.*got \[1.0, 0.5, 0.0\]"),
-    ({"betas": "hot"}, r"betas must be .*got 'hot'"),
-    ({"betas": [1.0, 0.5], "n_replicas": 3}, r"n_replicas=3 but betas has 2 entries"),
-    ({"betas": [1.0, 0.5], "beta_min": 0.1}, r"beta_min=0.1 but betas ends at 0.5"),
-    ({"swap": "random"}, r"swap must be one of 'deo', 'seo', 'none', got 'random'"),
-    ({"adapt_steps": -1}, r"adapt_steps must be an integer ≥ 0, got -1"),
-    ({"adapt_steps": 10, "swap": "none"}, r"adapt_steps=10 tunes the ladder.*swap='none'"),
-    ({"local_sampler": 42}, r"local_sampler must be a registered sampler name.*got int"),
-    ({"local_sampler": ParallelTempering()}, r"local_sampler cannot itself be parallel-temp"),
-    ({"reference": "gaussian"}, r"reference must be an ebmflow.Energy or None, got str"),
-    ({"scale_step_size": True,
-      "reference": ebmflow.GaussianEnergy(mean=[0.0], std=1.0)}, r"scale_step_size=True"),
-    ({"return_all": "yes"}, r"return_all must be True or False, got 'yes'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_replicas": 1}, r"n_replicas must be an integer ≥ 2, got 1"),
+        ({"n_replicas": 2.5}, r"n_replicas must be an integer ≥ 2, got 2.5"),
+        ({"beta_min": 0.0}, r"beta_min must be a number in \(0, 1\).*got 0.0"),
+        ({"beta_min": 1.0}, r"beta_min must be a number in \(0, 1\).*got 1.0"),
+        ({"beta_min": "0.1"}, r"beta_min must be a number in \(0, 1\).*got '0.1'"),
+        ({"betas": [0.9, 0.5]}, r"betas must be .*starting at 1.*got \[0.9, 0.5\]"),
+        ({"betas": [1.0, 0.5, 0.6]}, r"betas must be .*strictly decreasing.*got \[1.0, 0.5, 0.6\]"),
+        ({"betas": [1.0]}, r"betas must be .*at least 2 inverse temperatures.*got \[1.0\]"),
+        ({"betas": [1.0, 0.5, 0.0]}, r"betas must be .*to a value > 0.*got \[1.0, 0.5, 0.0\]"),
+        ({"betas": "hot"}, r"betas must be .*got 'hot'"),
+        ({"betas": [1.0, 0.5], "n_replicas": 3}, r"n_replicas=3 but betas has 2 entries"),
+        ({"betas": [1.0, 0.5], "beta_min": 0.1}, r"beta_min=0.1 but betas ends at 0.5"),
+        ({"swap": "random"}, r"swap must be one of 'deo', 'seo', 'none', got 'random'"),
+        ({"adapt_steps": -1}, r"adapt_steps must be an integer ≥ 0, got -1"),
+        ({"adapt_steps": 10, "swap": "none"}, r"adapt_steps=10 tunes the ladder.*swap='none'"),
+        ({"local_sampler": 42}, r"local_sampler must be a registered sampler name.*got int"),
+        ({"local_sampler": ParallelTempering()}, r"local_sampler cannot itself be parallel-temp"),
+        ({"reference": "gaussian"}, r"reference must be an ebmflow.Energy or None, got str"),
+        (
+            {"scale_step_size": True, "reference": ebmflow.GaussianEnergy(mean=[0.0], std=1.0)},
+            r"scale_step_size=True",
+        ),
+        ({"return_all": "yes"}, r"return_all must be True or False, got 'yes'"),
+    ],
+)
 def test_bad_arguments_raise_errors_naming_the_sampler_the_value_and_what_is_accepted(
     kwargs, message
 ):
@@ -455,8 +515,9 @@ class CliffEnergy(ebmflow.Energy):
 
 @pytest.mark.parametrize("local", ["mala", "langevin"])
 def test_non_finite_energies_raise_sampler_diverged_error_with_step_and_chain_count(local):
-    sampler = ParallelTempering(n_replicas=4, beta_min=0.01,
-                                local_sampler={"name": local, "step_size": 0.5})
+    sampler = ParallelTempering(
+        n_replicas=4, beta_min=0.01, local_sampler={"name": local, "step_size": 0.5}
+    )
     with pytest.raises(ebmflow.SamplerDivergedError, match=f"^{NAME}") as info:
         sampler.run(CliffEnergy(), torch.zeros(16, 2), 200, generator=seeded(22))
     assert info.value.step >= 0 and info.value.n_chains >= 1
@@ -494,8 +555,10 @@ def test_importing_the_plugin_module_imports_no_torch():
 def test_the_state_is_typed_with_the_local_samplers_state_as_a_field():
     from ebmflow_tempering import TemperingState
 
-    sampler = ParallelTempering(n_replicas=3, local_sampler={"name": "hmc", "step_size": 0.2,
-                                                             "n_leapfrog": 2, "adapt_steps": 4})
+    sampler = ParallelTempering(
+        n_replicas=3,
+        local_sampler={"name": "hmc", "step_size": 0.2, "n_leapfrog": 2, "adapt_steps": 4},
+    )
     energy = two_mode_mixture()
     state = sampler.init(energy, torch.randn(5, 2, generator=seeded(30)))
     assert isinstance(state, TemperingState) and state.extras == {}
@@ -504,9 +567,9 @@ def test_the_state_is_typed_with_the_local_samplers_state_as_a_field():
     # step is a fixed kernel; the local HMC warms up in the ensemble's adapt: its step size
     # moved, in the typed field
     stepped = sampler.step(energy, state, seeded(31))
-    assert torch.equal(stepped.local_extras["log_step_size"],
-                       state.local_extras["log_step_size"])
+    assert torch.equal(stepped.local_extras["log_step_size"], state.local_extras["log_step_size"])
     new = sampler.step_and_adapt(energy, state, seeded(31))
     assert not torch.equal(new.local_extras["log_step_size"], state.local_extras["log_step_size"])
     assert sampler.diagnostics(new)["local_step_size"] == pytest.approx(
-        math.exp(float(new.local_extras["log_step_size"])))
+        math.exp(float(new.local_extras["log_step_size"]))
+    )

@@ -35,8 +35,9 @@ class RandomWalkMetropolis(ebmflow.Sampler):
         x_prop = x + self.step_size * ebmflow.gaussian_like(x, generator)
         e_prop, s_prop = energy.energy_and_score(x_prop, state.sigma)
         log_alpha = e - e_prop
-        accept, prob = ebmflow.metropolis_accept(self.name, state.step, log_alpha, e_prop,
-                                                 generator)
+        accept, prob = ebmflow.metropolis_accept(
+            self.name, state.step, log_alpha, e_prop, generator
+        )
         return state.replace(
             x=ebmflow.select(accept, x_prop, x),
             energy=torch.where(accept, e_prop, e),
