@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any, ClassVar
 
 import torch
+from diffusers import SchedulerMixin  # at module level: pipeline loading looks it up here
 from torch import Tensor
 
 import ebmflow
@@ -147,7 +148,7 @@ class CorrectorMixin:
         self, model: Any = None, *, denoise: Denoiser | None = None, generator=None
     ) -> None:
         """Give the corrector the model to call: a diffusers network called as
-        ``model(x, t).sample`` (unconditional: ``UNet2DModel``), or ``denoise(x, t)``
+        ``model(x, t).sample`` (an unconditional one: ``UNet2DModel``), or ``denoise(x, t)``
         returning the output a pipeline would pass to ``step`` (conditioning and guidance
         included); ``generator``: the corrector's noise where ``step`` gets none."""
         if denoise is None:
@@ -155,14 +156,18 @@ class CorrectorMixin:
                 raise ebmflow.ComponentArgumentError(
                     f"{type(self).__name__}.bind_model: pass a model or denoise=callable"
                 )
-            from diffusers import UNet2DModel
-
-            if not isinstance(model, UNet2DModel):
+            params = inspect.signature(model.forward).parameters.values()
+            required = [
+                p.name
+                for p in params
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            if len(required) > 2:
                 raise ebmflow.ComponentArgumentError(
-                    f"{type(self).__name__}.bind_model: {type(model).__name__} needs its "
-                    f"conditioning, which the scheduler cannot know; pass "
-                    f"denoise=lambda x, t: <the output the pipeline passes to step>. Called "
-                    f"as model(x, t).sample: UNet2DModel"
+                    f"{type(self).__name__}.bind_model: {type(model).__name__} needs "
+                    f"{', '.join(required[2:])} besides the sample and timestep, which the "
+                    f"scheduler cannot know; pass denoise=lambda x, t: <the output the pipeline "
+                    f"passes to step>. A model is called as model(x, t).sample (UNet2DModel)"
                 )
 
             def denoise(x: Tensor, t: Any) -> Tensor:
@@ -269,8 +274,6 @@ def with_corrector(scheduler_class: Any, space: str | None = None) -> Any:
     """
     if isinstance(scheduler_class, type) and issubclass(scheduler_class, CorrectorMixin):
         return scheduler_class
-    from diffusers import SchedulerMixin
-
     if not (isinstance(scheduler_class, type) and issubclass(scheduler_class, SchedulerMixin)):
         raise ebmflow.ComponentArgumentError(
             f"with_corrector needs a diffusers scheduler class, got {scheduler_class!r}"
