@@ -42,6 +42,7 @@ called with σ as its timestep (as ScoreSdeVePipeline does); the last step goes 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, cast
 
@@ -55,6 +56,7 @@ from torch import Tensor
 
 import ebmflow
 from ebmflow_diffusers import corrector as _corrector
+from ebmflow_diffusers.corrected import warn_if_replaced
 from ebmflow_diffusers.predictor import ancestral_std, dynamic_threshold
 from ebmflow_diffusers.schedule import (
     alphas_cumprod_at,
@@ -65,6 +67,7 @@ from ebmflow_diffusers.schedule import (
     vp_betas,
 )
 from ebmflow_diffusers.scheduler_arguments import check_arguments, fail
+from ebmflow_diffusers.scheduler_stock import predictor_from_config, step_keywords, stock_scheduler
 from ebmflow_diffusers.timesteps import custom_ve_levels, custom_vp_timesteps, spaced_timesteps
 
 
@@ -177,6 +180,14 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                 raise fail(str(exc)) from None
             self.alphas = 1.0 - self.betas
             self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+            ones = (self.alphas_cumprod >= 1).nonzero()
+            if ones.numel():  # 1 − β rounds to 1 in float32: σ_t = 0, no noise to remove
+                t = int(ones[0, 0])
+                raise fail(
+                    f"alphas_cumprod_{t} = 1 in float32 (beta_{t} = {float(self.betas[t]):.3g} "
+                    f"is below float32's resolution at 1), so the noise level σ_{t} is 0; "
+                    f"accepted: betas of at least about 6e-8 (the float32 spacing below 1)"
+                )
             self._ac = self.alphas_cumprod.to(torch.float64)  # the tables the arithmetic uses
             self.final_alpha_cumprod = (
                 torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
@@ -198,6 +209,23 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         self._loop_corrector = False
         self.step_index = 0
         self._level_step_size: float | None = None
+        self._stock_cache: Any = None
+
+    @property
+    def config(self) -> Any:
+        config = self._internal_dict
+        if config.get("corrector_steps"):
+            warn_if_replaced(self, sys._getframe(1))
+        return config
+
+    @classmethod
+    def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any):
+        """diffusers' ``from_config``; a ``DDIMScheduler`` config gives the ``ddim``
+        predictor (a DDPM one, or any naming no predictor, ``ddpm``)."""
+        predictor = predictor_from_config(config, kwargs)
+        if predictor is not None:
+            kwargs["predictor"] = predictor
+        return super().from_config(config, return_unused_kwargs, **kwargs)
 
     # -- the noise levels --------------------------------------------------------------
 
@@ -299,9 +327,14 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
             self.order = 1
         self.step_index = 0
         self._level_step_size = None
+        self._stock_cache = None
 
-    def previous_timestep(self, timestep: int | float | Tensor) -> int | float:
-        """The level the predictor steps to from ``timestep`` (−1 or σ = 0 after the last)."""
+    def previous_timestep(self, timestep: int | float | Tensor) -> Tensor:
+        """The level the predictor steps to from ``timestep`` (−1 or σ = 0 after the last),
+        a tensor as diffusers' schedulers return it."""
+        return torch.as_tensor(self._previous(timestep))
+
+    def _previous(self, timestep: int | float | Tensor) -> int | float:
         if self.config.schedule == "ve":
             if self.num_inference_steps is None:
                 raise fail("a VE schedule needs set_timesteps before step")
@@ -337,6 +370,7 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         model_output: Tensor,
         timestep: int | float | Tensor,
         sample: Tensor,
+        *args: Any,
         generator: torch.Generator | None = None,
         return_dict: bool = True,
         eta: float | None = None,
@@ -351,12 +385,40 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
             model_output: the model's output at (``sample``, ``timestep``).
             timestep: the current timestep (VE: the noise level σ).
             sample: x_t.
+            args: the optional arguments by position, in the stock scheduler's order: the
+                ``ddpm`` predictor's (generator, return_dict) as DDPMScheduler's, the
+                ``ddim`` predictor's (eta, use_clipped_model_output, generator,
+                variance_noise, return_dict) as DDIMScheduler's.
             generator: the source of the noise.
             return_dict: return :class:`EBMSchedulerOutput` (else a tuple).
             eta: DDIM's η for this call (default: the config's), as DDIMPipeline passes it.
             use_clipped_model_output: DDIM's option: recompute ε̂ from the clipped x̂₀.
             variance_noise: the predictor's noise z itself instead of drawing it.
         """
+        if args:
+            named = step_keywords(
+                self.config.predictor,
+                args,
+                {
+                    key: value
+                    for key, value in (
+                        ("generator", generator),
+                        ("return_dict", return_dict),
+                        ("eta", eta),
+                        ("use_clipped_model_output", use_clipped_model_output),
+                        ("variance_noise", variance_noise),
+                    )
+                    if value is not None and value is not True and value is not False
+                },
+                "EBMScheduler",
+            )
+            generator = named.get("generator")
+            return_dict = named.get("return_dict", return_dict)
+            eta = named.get("eta", eta)
+            use_clipped_model_output = named.get(
+                "use_clipped_model_output", use_clipped_model_output
+            )
+            variance_noise = named.get("variance_noise")
         if self._loop_corrector:
             index = self.step_index
             if index >= len(self.timesteps) or int(
@@ -419,7 +481,22 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
     ):
         config = self.config
         output, predicted_variance = self._channels(model_output, sample)
-        prev = self.previous_timestep(timestep)
+        stock_state = config.predictor == "ddpm" or self.num_inference_steps is not None
+        if (
+            config.schedule == "vp"
+            and stock_state
+            and (config.predictor == "ddim" or variance_noise is None)
+        ):
+            return self._stock_step(
+                model_output if config.predictor == "ddpm" else output,
+                timestep,
+                sample,
+                generator,
+                eta,
+                use_clipped_model_output,
+                variance_noise,
+            )
+        prev = self._previous(timestep)
         a, v = self.scales(timestep)
         a_p, v_p = self._prev_scales(prev)
         x0, eps = split_output(output, sample, a, v, config.prediction_type)
@@ -449,6 +526,42 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                 )
             prev_sample = prev_sample + std * variance_noise
         return prev_sample, x0
+
+    def _stock(self) -> Any:
+        if self._stock_cache is None:
+            self._stock_cache = stock_scheduler(self.config, self.config.predictor, self)
+        return self._stock_cache
+
+    def _stock_step(
+        self, output, timestep, sample, generator, eta, use_clipped_model_output, variance_noise
+    ):
+        """The VP predictor: DDPMScheduler's or DDIMScheduler's own step (see
+        :mod:`ebmflow_diffusers.scheduler_stock`)."""
+        stock = self._stock()
+        if self.config.predictor == "ddim":
+            if variance_noise is not None and generator is not None:
+                raise fail("pass either generator or variance_noise, not both")
+            out = stock.step(
+                output,
+                timestep,
+                sample,
+                eta=eta,
+                use_clipped_model_output=use_clipped_model_output,
+                generator=generator,
+                variance_noise=variance_noise,
+            )
+        else:
+            out = stock.step(output, timestep, sample, generator=generator)
+        return out.prev_sample, out.pred_original_sample
+
+    def _get_variance(self, *args: Any, **kwargs: Any) -> Any:
+        """The stock scheduler's ``_get_variance`` (DDPM's or DDIM's, by the predictor), which
+        stock pipelines call."""
+        return self._stock()._get_variance(*args, **kwargs)
+
+    def _threshold_sample(self, sample: Tensor) -> Tensor:
+        """Dynamic thresholding of x̂₀ as the stock schedulers do it."""
+        return self._stock()._threshold_sample(sample)
 
     def _ula_step(self, model_output, timestep, sample, generator, first):
         """x_ve ← x_ve + η s + noise_scale·z with the langevin corrector's η and noise (and
