@@ -67,7 +67,8 @@ from ebmflow_diffusers.schedule import (
     vp_betas,
 )
 from ebmflow_diffusers.scheduler_arguments import check_arguments, fail
-from ebmflow_diffusers.scheduler_stock import predictor_from_config, step_keywords, stock_scheduler
+from ebmflow_diffusers.scheduler_corrector import SchedulerCorrector
+from ebmflow_diffusers.scheduler_stock import StockPredictor, predictor_from_config, step_keywords
 from ebmflow_diffusers.timesteps import custom_ve_levels, custom_vp_timesteps, spaced_timesteps
 
 
@@ -84,7 +85,7 @@ class EBMSchedulerOutput(BaseOutput):
     pred_original_sample: Tensor | None = None
 
 
-class EBMScheduler(SchedulerMixin, ConfigMixin):
+class EBMScheduler(SchedulerCorrector, StockPredictor, SchedulerMixin, ConfigMixin):
     """Predictor–corrector scheduler over a noise-conditional energy (see the module docstring).
 
     DDPMScheduler's and DDIMScheduler's arguments keep their names and meanings, so configs
@@ -255,15 +256,6 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         a, v = self.scales(timestep)
         return math.inf if a == 0 else v / a
 
-    def _variance_increment(self, timestep: int | float | Tensor) -> float:
-        """σ_t² − σ_{t−1}² over one *training* step (the ``beta`` step-size rule)."""
-        if self.config.schedule == "ve":
-            c = self.config
-            q2 = (c.sigma_max / c.sigma_min) ** (2.0 / max(c.num_train_timesteps - 1, 1))
-            return float(timestep) ** 2 * (1.0 - 1.0 / q2)
-        t = int(timestep)  # 1/ᾱ_t − 1/ᾱ_{t−1} = β_t/ᾱ_t, without the cancellation
-        return float(self.betas[t]) / float(self._ac[t])
-
     def set_timesteps(
         self,
         num_inference_steps: int | None = None,
@@ -431,13 +423,14 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                 )
             self.step_index += 1
             if index % (self.config.corrector_steps + 1) < self.config.corrector_steps:
-                out = self._ula_step(
+                prev, x0 = self._ula_step(
                     model_output,
                     timestep,
                     sample,
                     generator,
                     first=(index % (self.config.corrector_steps + 1) == 0),
                 )
+                out = EBMSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
                 return out if return_dict else out.to_tuple()
             self._level_step_size = None
         prev, x0 = self._predict(
@@ -526,119 +519,6 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                 )
             prev_sample = prev_sample + std * variance_noise
         return prev_sample, x0
-
-    def _stock(self) -> Any:
-        if self._stock_cache is None:
-            self._stock_cache = stock_scheduler(self.config, self.config.predictor, self)
-        return self._stock_cache
-
-    def _stock_step(
-        self, output, timestep, sample, generator, eta, use_clipped_model_output, variance_noise
-    ):
-        """The VP predictor: DDPMScheduler's or DDIMScheduler's own step (see
-        :mod:`ebmflow_diffusers.scheduler_stock`)."""
-        stock = self._stock()
-        if self.config.predictor == "ddim":
-            if variance_noise is not None and generator is not None:
-                raise fail("pass either generator or variance_noise, not both")
-            out = stock.step(
-                output,
-                timestep,
-                sample,
-                eta=eta,
-                use_clipped_model_output=use_clipped_model_output,
-                generator=generator,
-                variance_noise=variance_noise,
-            )
-        else:
-            out = stock.step(output, timestep, sample, generator=generator)
-        return out.prev_sample, out.pred_original_sample
-
-    def _get_variance(self, *args: Any, **kwargs: Any) -> Any:
-        """The stock scheduler's ``_get_variance`` (DDPM's or DDIM's, by the predictor), which
-        stock pipelines call."""
-        return self._stock()._get_variance(*args, **kwargs)
-
-    def _threshold_sample(self, sample: Tensor) -> Tensor:
-        """Dynamic thresholding of x̂₀ as the stock schedulers do it."""
-        return self._stock()._threshold_sample(sample)
-
-    def _ula_step(self, model_output, timestep, sample, generator, first):
-        """x_ve ← x_ve + η s + noise_scale·z with the langevin corrector's η and noise (and
-        its ``clip``, in VE coordinates like the corrector's own step)."""
-        output, _ = self._channels(model_output, sample)
-        a, v = self.scales(timestep)
-        x0, _ = split_output(output, sample, a, v, self.config.prediction_type)
-        if a == 0:  # σ = ∞: nothing to correct
-            return EBMSchedulerOutput(prev_sample=sample, pred_original_sample=x0)
-        score = score_from_output(output, sample, a, v, self.config.prediction_type)
-        if first or self._level_step_size is None:
-            self._level_step_size = self.level_step_size(timestep, score)
-        ula = self.make_corrector(self._level_step_size)
-        z = randn_tensor(
-            sample.shape, generator=generator, device=sample.device, dtype=sample.dtype
-        )
-        x_ve = sample / a + ula.step_size * score + ula.noise_scale * z
-        if ula.clip is not None:
-            x_ve = x_ve.clamp(*ula.clip)
-        return EBMSchedulerOutput(prev_sample=x_ve * a, pred_original_sample=x0)
-
-    # -- the corrector -----------------------------------------------------------------
-
-    def make_corrector(self, step_size: float) -> ebmflow.Sampler:
-        """The corrector sampler with step size η (built through the ebmflow registry)."""
-        return _corrector.build_sampler(
-            self.config.corrector, self.config.corrector_args or {}, step_size
-        )
-
-    def level_step_size(self, timestep, score: Tensor | None = None) -> float:
-        """η at ``timestep`` by the step-size rule (``score``: the VE score at the level's
-        starting point, needed by the snr rule)."""
-        if self.config.step_size_rule == "beta":
-            return self.config.step_size_scale * self._variance_increment(timestep)
-        if score is None:
-            raise fail("the snr step-size rule needs the score at the start of the level")
-        return _corrector.snr_step_size(score, self.config.snr)
-
-    def correct(
-        self,
-        energy: ebmflow.Energy,
-        sample: Tensor,
-        timestep: int | float | Tensor,
-        generator: torch.Generator | None = None,
-    ) -> _corrector.CorrectorResult:
-        """``corrector_steps`` steps of the corrector at ``timestep``'s level.
-
-        Args:
-            energy: a noise-conditional ebmflow energy in VE coordinates (a converted model,
-                a composition of them, an energy parameterisation ...).
-            sample: x_t in the scheduler's coordinates.
-
-        Returns:
-            A :class:`~ebmflow_diffusers.corrector.CorrectorResult` whose ``x`` is back in the
-            scheduler's coordinates.
-        """
-        a, v = self.scales(timestep)
-        if a == 0 or not self.config.corrector_steps:
-            return _corrector.CorrectorResult(sample, None, 0.0)
-        sigma = v / a
-        x_ve = sample / a
-        score = None
-        if self.config.step_size_rule == "snr":
-            score = energy.score(x_ve, sigma)
-        eta = self.level_step_size(timestep, score)
-        sampler = self.make_corrector(eta)
-        x_new, rate = _corrector.run_corrector(
-            sampler,
-            energy,
-            x_ve,
-            sigma,
-            self.config.corrector_steps,
-            generator,
-            n_points=self.config.energy_points,
-            rule=self.config.energy_rule,
-        )
-        return _corrector.CorrectorResult(x_new * a, rate, eta)
 
     # -- conversions -------------------------------------------------------------------
 

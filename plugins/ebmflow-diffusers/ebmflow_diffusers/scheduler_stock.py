@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from diffusers import DDIMScheduler, DDPMScheduler
+from torch import Tensor
+
+from ebmflow_diffusers.scheduler_arguments import fail
 
 #: ``step``'s positional arguments after ``sample``, in each stock scheduler's order.
 POSITIONAL = {
@@ -75,3 +78,47 @@ def predictor_from_config(config: Any, kwargs: Mapping[str, Any]) -> str | None:
     if "set_alpha_to_one" in config and "variance_type" not in config:
         return "ddim"
     return None
+
+
+class StockPredictor:
+    """EBMScheduler's VP predictor and stock helpers, answered by the stock scheduler."""
+
+    config: Any
+    num_inference_steps: int | None
+    _stock_cache: Any
+
+    def _stock(self) -> Any:
+        if self._stock_cache is None:
+            self._stock_cache = stock_scheduler(self.config, self.config.predictor, self)
+        return self._stock_cache
+
+    def _stock_step(
+        self, output, timestep, sample, generator, eta, use_clipped_model_output, variance_noise
+    ):
+        """The VP predictor: DDPMScheduler's or DDIMScheduler's own step (see
+        :mod:`ebmflow_diffusers.scheduler_stock`)."""
+        stock = self._stock()
+        if self.config.predictor == "ddim":
+            if variance_noise is not None and generator is not None:
+                raise fail("pass either generator or variance_noise, not both")
+            out = stock.step(
+                output,
+                timestep,
+                sample,
+                eta=eta,
+                use_clipped_model_output=use_clipped_model_output,
+                generator=generator,
+                variance_noise=variance_noise,
+            )
+        else:
+            out = stock.step(output, timestep, sample, generator=generator)
+        return out.prev_sample, out.pred_original_sample
+
+    def _get_variance(self, *args: Any, **kwargs: Any) -> Any:
+        """The stock scheduler's ``_get_variance`` (DDPM's or DDIM's, by the predictor), which
+        stock pipelines call."""
+        return self._stock()._get_variance(*args, **kwargs)
+
+    def _threshold_sample(self, sample: Tensor) -> Tensor:
+        """Dynamic thresholding of x̂₀ as the stock schedulers do it."""
+        return self._stock()._threshold_sample(sample)

@@ -218,8 +218,9 @@ def test_ddim_eta_one_with_clipped_output_is_ddpm(unet):
     ddim.set_timesteps(STEPS)
     for t in ddim.timesteps:
         x = ddim.step(model(x, t), t, x, generator=gen, use_clipped_model_output=True).prev_sample
-    # the last DDPM step draws noise of std 1e-10 (diffusers' variance floor), DDIM none
-    assert float((a - x).abs().max()) < 1e-9
+    # the two updates are equal in exact arithmetic; both compute their coefficients in
+    # float32 as diffusers does, in different orders, so they agree to float32 rounding
+    assert float((a - x).abs().max()) < 2e-5
 
 
 def test_drop_in_for_stock_ddpm_pipeline(unet):
