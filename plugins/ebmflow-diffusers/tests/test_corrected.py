@@ -38,6 +38,13 @@ from ebmflow_diffusers.sample_space import LevelScore, level
 
 import ebmflow
 
+
+@pytest.fixture
+def unet(make_unet):
+    """A float32 tiny UNet of this module's own (the session one may have been cast)."""
+    return make_unet()
+
+
 BASES = (
     DDPMScheduler,
     DDIMScheduler,

@@ -12,6 +12,12 @@ from ebmflow_diffusers import EBMScheduler
 import ebmflow
 
 
+@pytest.fixture
+def unet(make_unet):
+    """A float32 tiny UNet of this module's own (the session one may have been cast)."""
+    return make_unet()
+
+
 def test_from_config_of_a_ddim_config_gives_the_ddim_predictor():
     assert EBMScheduler.from_config(DDIMScheduler().config).config.predictor == "ddim"
     assert EBMScheduler.from_config(DDPMScheduler().config).config.predictor == "ddpm"
