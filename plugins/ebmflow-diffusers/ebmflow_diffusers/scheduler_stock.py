@@ -16,6 +16,7 @@ from typing import Any
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor
 
+from ebmflow import ComponentArgumentError
 from ebmflow_diffusers.scheduler_arguments import fail
 
 #: ``step``'s positional arguments after ``sample``, in each stock scheduler's order.
@@ -54,7 +55,7 @@ def step_keywords(predictor: str, args: tuple, kwargs: dict[str, Any], where: st
     scheduler's order (DDIM: ``eta`` first; DDPM: ``generator`` first)."""
     order = POSITIONAL[predictor]
     if len(args) > len(order):
-        raise TypeError(
+        raise ComponentArgumentError(
             f"{where}.step takes at most {3 + len(order)} positional arguments with the "
             f"{predictor!r} predictor (model_output, timestep, sample, {', '.join(order)}), "
             f"got {3 + len(args)}"
@@ -62,7 +63,9 @@ def step_keywords(predictor: str, args: tuple, kwargs: dict[str, Any], where: st
     named = dict(zip(order, args))
     both = set(named) & set(kwargs)
     if both:
-        raise TypeError(f"{where}.step got {', '.join(sorted(both))} both by position and name")
+        raise ComponentArgumentError(
+            f"{where}.step got {', '.join(sorted(both))} both by position and name"
+        )
     return {**named, **kwargs}
 
 

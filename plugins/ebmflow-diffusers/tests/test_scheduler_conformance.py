@@ -41,7 +41,7 @@ def test_ddim_positional_eta_and_ddpm_positional_generator(unet):
         a = stock.step(out, t, x, *args, torch.Generator().manual_seed(1)).prev_sample
         b = ours.step(out, t, x, *args, torch.Generator().manual_seed(1)).prev_sample
         assert torch.equal(a, b)
-    with pytest.raises(TypeError, match="both by position and name"):
+    with pytest.raises(ebmflow.ComponentArgumentError, match="both by position and name"):
         ours.step(out, t, x, torch.Generator(), generator=torch.Generator())
 
 
