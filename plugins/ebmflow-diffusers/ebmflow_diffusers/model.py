@@ -225,6 +225,19 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
         output = self.model_output(x_t, timestep, y)[:, : x.shape[1]]
         return score_from_output(output, x_t, a, v, self.prediction_type)
 
+    def check_scheduler(self, scheduler: Any) -> None:
+        """Refuse a sampling scheduler (object or config) whose prediction type is not this
+        model's: the scheduler would read the network's output as something it is not and
+        produce wrong samples without any error."""
+        config = getattr(scheduler, "config", scheduler)
+        theirs = config.get("prediction_type") if isinstance(config, Mapping) else None
+        if theirs is not None and theirs != self.prediction_type:
+            raise ebmflow.ConfigError(
+                f"diffusers-unet: the model predicts {self.prediction_type!r} but the "
+                f"scheduler {type(scheduler).__name__} expects {theirs!r}; build it with "
+                f"from_config(config, prediction_type={self.prediction_type!r})"
+            )
+
     # -- conditioning and latent space -------------------------------------------------
 
     def null_condition(self) -> int:

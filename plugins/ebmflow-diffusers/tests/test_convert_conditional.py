@@ -399,3 +399,11 @@ def test_a_latent_channel_mismatch_names_the_autoencoder(tmp_path):
     )
     with pytest.raises(ConversionError, match=r"vae/config.json: .*4 latent channels.*1-channel"):
         convert(folder)
+
+
+def test_a_sampling_scheduler_with_another_prediction_type_is_refused():
+    model = convert(unet=dit(), scheduler=DDPMScheduler(prediction_type="v_prediction"))
+    model.check_scheduler(DDIMScheduler(prediction_type="v_prediction"))  # agrees
+    model.check_scheduler(DDIMScheduler(prediction_type="v_prediction").config)
+    with pytest.raises(ebmflow.ConfigError, match="predicts 'v_prediction' but the scheduler"):
+        model.check_scheduler(DDIMScheduler())
