@@ -407,3 +407,15 @@ def test_a_sampling_scheduler_with_another_prediction_type_is_refused():
     model.check_scheduler(DDIMScheduler(prediction_type="v_prediction").config)
     with pytest.raises(ebmflow.ConfigError, match="predicts 'v_prediction' but the scheduler"):
         model.check_scheduler(DDIMScheduler())
+
+
+def test_a_class_conditional_unet2dmodel_takes_labels(make_unet):
+    net = make_unet(num_class_embeds=4)
+    scheduler = DDPMScheduler()
+    model = convert(unet=net, scheduler=scheduler)
+    assert model.conditioning.kind == "label" and model.conditioning.num_classes == 4
+    sigma, ac = vp(scheduler, 100)
+    x, labels = randn(2, 1, 8, 8, seed=12), torch.tensor([3, 0])
+    with torch.no_grad():
+        out = net(math.sqrt(ac) * x, torch.tensor(100), class_labels=labels).sample
+    assert torch.allclose(model.score(x, sigma, y=labels), -out / sigma, rtol=1e-4, atol=1e-6)
