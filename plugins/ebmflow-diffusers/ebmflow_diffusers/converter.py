@@ -15,19 +15,17 @@ The denoiser is a ``UNet2DModel``, a conditional ``UNet2DConditionModel`` (class
 whose energy lives in the scaled latent space. Text encoders and tokenizers are not part of
 the energy: they make the embeddings a conditional model is then given.
 
-Only JSON and safetensors are read: a pickled ``.bin`` checkpoint is refused unless the
-caller opts in with ``allow_pickle=True`` (then ``torch.load(weights_only=True)``, with a
-warning: unpickling a file runs code its author chose if the loader has a flaw). The
-weights' keys and shapes are checked one by one against the network the config builds, and
-nothing is downloaded. ``ebmflow convert SRC OUT`` runs this and saves the result with
-``ebmflow.save``.
+Only JSON and safetensors are read: a pickled ``.bin`` checkpoint is refused, with no opt-in
+(ebmflow never unpickles a file: loading a pickle can run code its author chose), and the
+message says how to re-save it as safetensors. The weights' keys and shapes are checked one
+by one against the network the config builds, and nothing is downloaded.
+``ebmflow convert SRC OUT`` runs this and saves the result with ``ebmflow.save``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,6 @@ from ebmflow_diffusers.schedule import (
 
 SUPPORTED_SCHEDULERS = (*VP_SCHEDULER_CLASSES, *VE_SCHEDULER_CLASSES, "EBMScheduler")
 WEIGHTS = "diffusion_pytorch_model.safetensors"
-PICKLED_WEIGHTS = "diffusion_pytorch_model.bin"
 #: model_index.json names of the denoiser, in the order they are looked for.
 DENOISERS = ("unet", "transformer")
 #: the largest JSON config read (real ones are a few kB); a bound so that a crafted file
@@ -118,7 +115,6 @@ def convert(
     scheduler: Any = None,
     vae: Any = None,
     prediction_type: str | None = None,
-    allow_pickle: bool = False,
 ) -> DiffusersScoreModel:
     """Convert a diffusers pipeline into an ebmflow score model in VE coordinates.
 
@@ -128,9 +124,6 @@ def convert(
         unet, scheduler, vae: the objects themselves instead of ``source`` (``unet`` may be
             any supported denoiser, a DiT included; ``vae`` makes a latent model).
         prediction_type: override the scheduler config's prediction type.
-        allow_pickle: read weights stored only as pickled ``diffusion_pytorch_model.bin``
-            (with ``torch.load(weights_only=True)`` and a warning). Only for files you
-            trust: unpickling is how malicious checkpoints run code.
 
     Returns:
         A :class:`DiffusersScoreModel` (in eval mode): ``model.score(x_ve, sigma)``, with
@@ -152,7 +145,7 @@ def convert(
             )
         return _from_objects(unet, scheduler, vae, prediction_type)
     if isinstance(source, (str, os.PathLike)):
-        return _from_folder(Path(source), prediction_type, allow_pickle)
+        return _from_folder(Path(source), prediction_type)
     denoiser = next(
         (getattr(source, n) for n in DENOISERS if getattr(source, n, None) is not None), None
     )
@@ -267,7 +260,7 @@ def _component(index: dict, names: tuple[str, ...], folder: Path, required: bool
     )
 
 
-def _from_folder(folder: Path, prediction_type, allow_pickle: bool) -> DiffusersScoreModel:
+def _from_folder(folder: Path, prediction_type) -> DiffusersScoreModel:
     if not folder.is_dir():
         raise ConversionError(f"diffusers converter: {folder} is not a folder; {_supported()}")
     index = _read_json(folder / "model_index.json", "the pipeline's component list")
@@ -293,33 +286,28 @@ def _from_folder(folder: Path, prediction_type, allow_pickle: bool) -> Diffusers
         (scheduler_file, unet_file, None if vae is None else folder / vae / "config.json"),
         vae_config,
     )
-    _load_weights(model.unet, folder / denoiser, allow_pickle)
+    _load_weights(model.unet, folder / denoiser)
     if vae is not None:
-        _load_weights(model.vae, folder / vae, allow_pickle)
+        _load_weights(model.vae, folder / vae)
     return model.eval()
 
 
-def _load_weights(network: Any, part: Path, allow_pickle: bool) -> None:
+def _load_weights(network: Any, part: Path) -> None:
     """Load ``part``'s weights into ``network``, each key and shape checked first."""
     weights = part / WEIGHTS
-    if _regular_file(weights, f"the {part.name} weights"):
-        state = _read_weights(weights)
-    else:
+    if not _regular_file(weights, f"the {part.name} weights"):
         found = sorted(p.name for p in part.iterdir()) if part.is_dir() else []
-        pickled = part / PICKLED_WEIGHTS
-        if allow_pickle and _regular_file(pickled, f"the {part.name} weights"):
-            weights, state = pickled, _read_pickled(pickled)
-        else:
-            hint = (
-                " (a .bin file is a pickle, which ebmflow does not load: re-save the model "
-                "with safe_serialization=True, or pass allow_pickle=True for a file you trust)"
-                if any(n.endswith(".bin") for n in found)
-                else ""
-            )
-            raise ConversionError(
-                f"diffusers converter: {weights} is missing; {part.name}/ holds "
-                f"{', '.join(found) or 'nothing'}{hint}; {_supported()}"
-            )
+        hint = (
+            " (a .bin file is a pickle, which ebmflow never loads since unpickling can run "
+            "code: re-save the model with save_pretrained(..., safe_serialization=True))"
+            if any(n.endswith(".bin") for n in found)
+            else ""
+        )
+        raise ConversionError(
+            f"diffusers converter: {weights} is missing; {part.name}/ holds "
+            f"{', '.join(found) or 'nothing'}{hint}; {_supported()}"
+        )
+    state = _read_weights(weights)
     expected = network.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -374,29 +362,4 @@ def _read_weights(weights: Path) -> dict[str, Any]:
             f"diffusers converter: {weights} is not a readable safetensors "
             f"file ({type(exc).__name__}: {exc})"
         ) from None
-    return _check_dtypes(state, weights)
-
-
-def _read_pickled(weights: Path) -> dict[str, Any]:
-    """The tensors of a pickled state dict the caller opted in to, read with PyTorch's
-    restricted unpickler (tensors and containers only)."""
-    import torch
-
-    warnings.warn(
-        f"diffusers converter: reading the pickled {weights} because allow_pickle=True; "
-        "unpickling an untrusted file can run code. Re-save it as safetensors.",
-        UserWarning,
-        stacklevel=4,
-    )
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConversionError(
-            f"diffusers converter: {weights} is not a readable pickled state dict "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConversionError(
-            f"diffusers converter: {weights} does not hold a state dict of tensors"
-        )
     return _check_dtypes(state, weights)
