@@ -97,6 +97,11 @@ def samplers(energy, sigmas, steps, score_only_too):
         yield "score-only, + MALA (line integral)", reverse(product, mala)
 
 
+def escaped(name: str) -> str:
+    """``name`` for a cell of a Markdown table (where ``|`` separates the cells)."""
+    return name.replace("|", "\\|")
+
+
 def row(moments) -> dict:
     return {
         "left_mode": float(moments.mode_weights[0]),
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         exact, _ = grid_moments(energy if closed_form is None else closed_form, CENTRES)
         figures = {"exact": row(exact)}
         print(
-            f"| {name} | exact | {figures['exact']['left_mode']:.3f} | "
+            f"| {escaped(name)} | exact | {figures['exact']['left_mode']:.3f} | "
             f"{figures['exact']['mean_x1']:.3f} | {figures['exact']['var_x1']:.3f} | | |"
         )
         for label, run in samplers(energy, sigmas, steps, name.startswith("product")):
