@@ -123,7 +123,9 @@ class Moments:
     def z_scores(self, exact: Moments) -> dict[str, float]:
         """The largest |sample − exact| / standard error of each statistic (samples only)."""
         if self.mean_se is None or self.covariance_se is None or self.mode_weights_se is None:
-            raise ebmflow.ConfigError("z_scores: these moments are exact; call it on samples'")
+            raise ebmflow.ConfigError(
+                "z_scores: these moments are exact; call it on the moments of samples"
+            )
         return {
             "mean": float(((self.mean - exact.mean) / self.mean_se).abs().max()),
             "covariance": float(
