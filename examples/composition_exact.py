@@ -13,9 +13,13 @@ exact targets:
 - **guidance** ``ebmflow.guidance(condition(model, 0), model, 3)``: p(x|0)³ p(x)⁻², by
   quadrature on a 2-D grid.
 
-Each is sampled twice from σ = 10 down to σ = 0.01 (60 levels): by the reverse process alone
-on the summed scores (VE ancestral steps), and with a MALA corrector on the composed energy
-(5 steps per level, 300 at the last). The table gives the mass of the left mode, the mean
+Each is sampled from σ = 10 down to σ = 0.01 (60 levels) by the reverse process alone on
+the summed scores (VE ancestral steps), by registered ``annealed-langevin`` (no Metropolis
+test), and by the reverse process with a MALA or an HMC corrector on the composed energy (5
+steps per level, 300 at the last); the product also with MALA on a score-only copy of the
+model (line-integral energies), and guidance also the way diffusers pipelines guide: the
+same model as a diffusers model (``MixtureDenoiser``) in ``DDPMScheduler``'s loop with
+ε_u + w (ε_c − ε_u). The table gives the mass of the left mode, the mean
 and the variance of x₁, and how many Monte Carlo standard errors (SE) each sampler is from
 the exact value at worst (over the mean, covariance and mode weights). ``--quick`` uses
 fewer chains and steps (the figures are then noisier). Nothing is downloaded. Needs the
@@ -53,11 +57,33 @@ def compositions(model):
             a - 0.5 * c,
             negation(model.conditional(0), model.conditional(2), 0.5),
         ),
-        "guidance w = 3, p(x|0)^3 p(x)^-2": (ebmflow.guidance(a, model, 3.0), None),
+        "guidance w = 3, p(x|0)^3 p(x)^-2": (ebmflow.guidance(a, model, 3.0), None),  # quadrature
     }
 
 
-def samplers(energy, sigmas, steps, score_only_too):
+def stock_guidance(weight, sigma_max):
+    """The usual guided loop of a diffusers pipeline on the same model as a diffusers model
+    (``MixtureDenoiser``), in VP coordinates, all 1000 steps of ``DDPMScheduler``."""
+    from diffusers import DDPMScheduler
+    from ebmflow_diffusers.conditional_denoiser import MixtureDenoiser
+
+    model = MixtureDenoiser(**CONFIG)
+
+    def run(x0, generator):
+        scheduler = DDPMScheduler(clip_sample=False)  # the data reach beyond [−1, 1]
+        scheduler.set_timesteps(1000)
+        x = (x0 / sigma_max).reshape(-1, 2, 1, 1)  # the same N(0, I) draw, as the loop expects
+        labels = torch.zeros(x.shape[0], dtype=torch.long)
+        for t in scheduler.timesteps:
+            eps_c, eps_u = model(x, t, labels).sample, model(x, t).sample
+            eps = eps_u + weight * (eps_c - eps_u)
+            x = scheduler.step(eps, t, x, generator=generator).prev_sample
+        return x.flatten(1), None
+
+    return run
+
+
+def samplers(energy, sigmas, steps, score_only_too, guidance=None):
     """(label, run(x0, generator) -> (samples, acceptance)) for each sampler compared."""
     from ebmflow_diffusers.conditional_mixture import ClassConditionalGMM
     from ebmflow_diffusers.reverse_sampling import reverse_diffusion
@@ -89,6 +115,8 @@ def samplers(energy, sigmas, steps, score_only_too):
     yield "+ MALA corrector", reverse(energy, ebmflow.create("sampler", "mala", step_size=0.1))
     hmc = ebmflow.create("sampler", "hmc", step_size=0.3, n_leapfrog=4)
     yield "+ HMC corrector (4 leapfrog)", reverse(energy, hmc)
+    if guidance is not None:
+        yield "diffusers DDPMScheduler, ε_u + w (ε_c − ε_u)", stock_guidance(guidance, sigmas[0])
     if score_only_too:
         # the same product of a score-only model: MALA integrates the score (3-point Simpson)
         model = ClassConditionalGMM(**CONFIG, score_only=True)
@@ -140,7 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             f"| {escaped(name)} | exact | {figures['exact']['left_mode']:.3f} | "
             f"{figures['exact']['mean_x1']:.3f} | {figures['exact']['var_x1']:.3f} | | |"
         )
-        for label, run in samplers(energy, sigmas, steps, name.startswith("product")):
+        for label, run in samplers(
+            energy,
+            sigmas,
+            steps,
+            name.startswith("product"),
+            3.0 if name.startswith("guidance") else None,
+        ):
             generator = torch.Generator().manual_seed(args.seed)
             x0 = sigmas[0] * torch.randn(n, 2, generator=generator)
             start = time.perf_counter()
