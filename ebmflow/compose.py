@@ -174,7 +174,11 @@ def mixture(energies: Sequence[Energy], weights: Sequence[float] | None = None) 
 
 
 class Conditioned(Energy):
-    """E(x | y) with ``y`` fixed: calls ``energy(x, sigma, y=y)``."""
+    """E(x | y) with ``y`` fixed: calls ``energy(x, sigma, y=y)``.
+
+    ``y`` is one condition for every sample, or one per sample. A condition is a label by
+    default; an energy whose conditions are tensors (embeddings ``(L, D)``) says how many
+    dimensions one has with an attribute ``condition_ndim``."""
 
     energy: Energy
     y: Tensor
@@ -200,8 +204,13 @@ class Conditioned(Energy):
 
     def _labels(self, x: Tensor) -> Tensor:
         y = self.y.to(x.device)
-        if y.ndim == 0:
-            return y.expand(x.shape[0])
+        # one sample's condition has condition_ndim dimensions: 0 for a label, 2 for a
+        # sequence of embeddings; one condition (with or without a batch axis of 1) is
+        # shared by every sample
+        ndim = getattr(self.energy, "condition_ndim", 0)
+        if y.ndim == ndim or (y.ndim == ndim + 1 and y.shape[0] == 1 and x.shape[0] != 1):
+            one = y.reshape(1, *y.shape[y.ndim - ndim :])
+            return one.expand(x.shape[0], *one.shape[1:])
         if y.shape[0] != x.shape[0]:
             raise ConfigError(
                 f"condition(): {y.shape[0]} labels for a batch of {x.shape[0]} samples; give "

@@ -23,7 +23,14 @@ pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 args=(-e ".[$extras]")
 plugins=()
 for plugin in plugins/*/; do
-  [ -f "$plugin/pyproject.toml" ] && args+=(-e "$plugin") && plugins+=("$(basename "$plugin")")
+  [ -f "$plugin/pyproject.toml" ] || continue
+  # with --test, a plugin's own test extra too, where it declares one
+  if [[ $extras == *test* ]] && grep -q '^test = ' "$plugin/pyproject.toml"; then
+    args+=(-e "${plugin%/}[test]")
+  else
+    args+=(-e "$plugin")
+  fi
+  plugins+=("$(basename "$plugin")")
 done
 "${pip[@]}" install "${args[@]}"
 echo "installed ebmflow[$extras] and ${#plugins[@]} plugin(s) ${plugins[*]} into $VENV" >&2

@@ -217,6 +217,32 @@ def test_condition_fixes_the_label(x):
     _close(per_sample(x), energy(x, y=torch.tensor([0, 1, 0, 1, 1, 0])))
 
 
+class _EmbeddedQuadratic(ebmflow.Energy):
+    """E(x | y) = ½‖x − mean_L y‖², y an (L, 3) sequence of embeddings per sample."""
+
+    condition_ndim = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event_shape = (3,)
+
+    def forward(self, x, sigma=None, y=None):
+        assert y.shape == (x.shape[0], 2, 3)
+        return 0.5 * (x - y.mean(1)).square().sum(-1)
+
+
+def test_condition_shares_one_embedding_or_one_with_a_batch_axis_of_one(x):
+    energy = _EmbeddedQuadratic()
+    y = torch.tensor([[1.0, 0.0, 2.0], [3.0, -2.0, 0.0]])  # (L, D): mean (2, -1, 1)
+    want = 0.5 * (x - torch.tensor([2.0, -1.0, 1.0])).square().sum(-1)
+    _close(ebmflow.condition(energy, y)(x), want)
+    _close(ebmflow.condition(energy, y[None])(x), want)
+    per_sample = y.expand(x.shape[0], 2, 3)
+    _close(ebmflow.condition(energy, per_sample)(x), want)
+    one_label = ebmflow.condition(_LabelledQuadratic(), torch.tensor([1]))
+    _close(one_label(x), 0.5 * (x - torch.tensor([1.0, -2.0, 3.0])).square().sum(-1))
+
+
 def test_guidance_is_unconditional_plus_scaled_difference(x):
     unconditional = _mlp()
     conditional = ebmflow.condition(_LabelledQuadratic(), 1)

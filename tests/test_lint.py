@@ -1,10 +1,10 @@
-"""The tree is lint-clean and the core and plugins type-check.
+"""The tree is lint-clean and formatted, and the core and plugins type-check.
 
 ``ruff check`` and ``ruff format --check`` run over the whole repository with the settings
 in ``pyproject.toml``; ``mypy`` runs over ``ebmflow`` and every plugin package
-(``[tool.mypy]`` in ``pyproject.toml`` names them). Both come with the test extra (``scripts/install.sh
---test``); without one the test is skipped, saying which is missing. A failure shows the
-tool's own report.
+(``[tool.mypy]`` in ``pyproject.toml`` names them). Both tools come with the test extra
+(``scripts/install.sh --test``); without one the test is skipped, saying which is missing.
+A failure shows the tool's own report.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ebmflow.commands.arguments import MAX_SAMPLER_STEPS
+from ebmflow.commands.demo_report import print_summary, write_figures
 from ebmflow.errors import ConfigError, UnknownComponentError
 from ebmflow.seeding import derive_seed
 from ebmflow.validation import MAX_SEED
@@ -395,7 +396,7 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
     figures: list[str] = []
     figure_note = None
     if matplotlib_available():
-        figures = _figures(
+        figures = write_figures(
             energy,
             dataset,
             data_name,
@@ -438,7 +439,7 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
         "cpu_seconds": round(time.process_time() - cpu0, 2),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    _print_summary(summary, out)
+    print_summary(summary, out)
     return summary
 
 
@@ -498,92 +499,3 @@ def _reference_mmd(dataset, n: int, seed: int) -> float:
     a = dataset.sample(n, _generator(seed, "reference-mmd", 0))
     b = dataset.sample(n, _generator(seed, "reference-mmd", 1))
     return evaluate.mmd(a, b)
-
-
-def _figures(energy, dataset, data_name, out, s, result, true_nll, history, test, samples):
-    import torch
-
-    from ebmflow import plotting
-    from ebmflow.energy import broadcast_sigma
-
-    n = s.landscape_resolution
-    (x0, x1), (y0, y1) = dataset.bounds
-    xs = torch.linspace(x0, x1, n, dtype=torch.float64)
-    ys = torch.linspace(y0, y1, n, dtype=torch.float64)
-    gx, gy = torch.meshgrid(xs, ys, indexing="xy")  # (n_y, n_x), row i at y_i
-    grid = torch.stack([gx.flatten(), gy.flatten()], dim=1)
-    dtype = next(energy.parameters()).dtype
-    with torch.no_grad():
-        points = grid.to(dtype)
-        e = energy(points, broadcast_sigma(s.sigma_min, points)).double()
-    learned = torch.exp(-e - result.log_z).reshape(n, n)
-    shown = {name: x for name, x in samples.items() if x is not None}
-    true = dataset.log_prob(grid).exp().reshape(n, n)
-    paths = [
-        plotting.plot_landscape(
-            e.reshape(n, n),
-            learned,
-            true,
-            dataset.bounds,
-            out / "landscape.png",
-            title=f"{data_name}: the learned energy landscape beside the true density",
-            names=(
-                f"learned energy E(x, σ={s.sigma_min:g})",
-                f"learned density exp(−E)/Z: NLL {result.nll:.3f}",
-                f"true density: NLL {true_nll:.3f}",
-            ),
-        ),
-        plotting.plot_samples_over_data(
-            shown,
-            test[: max(len(v) for v in shown.values())],
-            out / "samples.png",
-            title=f"{data_name}: samples (red) over data (grey)",
-            bounds=dataset.bounds,
-        ),
-        plotting.plot_training_curve(
-            history,
-            out / "training.png",
-            title=f"multiscale-dsm loss (λ(σ) = σ; means over {min(s.log_every, s.steps)} "
-            f"steps), {s.steps} steps",
-        ),
-    ]
-    return [str(p) for p in paths]
-
-
-def _print_summary(summary: dict[str, Any], out: Path) -> None:
-    gap = summary["nll_gap"]
-    lines = [
-        "",
-        f"summary ({summary['data']}; the five stages took {summary['wall_seconds']:.1f} s "
-        f"wall, {summary['cpu_seconds']:.1f} s CPU):",
-        f"  exact NLL at σ = {summary['sigma_min']:g}: {summary['nll']:.4f} ± "
-        f"{summary['nll_stderr']:.4f} nats; true density on the same "
-        f"{summary['n_eval']} samples: {summary['true_nll']:.4f} (gap {gap:+.4f})",
-    ]
-    for message in summary["quadrature_warnings"]:
-        lines.append(f"  warning: {message}")
-    al = summary["annealed_langevin"]
-    lines.append(
-        f"  annealed Langevin: {al['chains']} chains, {al['steps']} steps, MMD² to "
-        f"the data {al['mmd2']:.2e} (two data sets: {summary['mmd2_reference']:.2e})"
-    )
-    pt = summary["parallel_tempering"]
-    if "skipped" in pt:
-        lines.append(f"  {pt['skipped']}")
-    else:
-        rates = ", ".join(f"{r:.2f}" for r in pt["swap_acceptance"])
-        lines.append(
-            f"  parallel tempering: swap acceptance {pt['swap_acceptance_mean']:.2f} "
-            f"(pairs {rates}), MALA acceptance {pt['mala_acceptance']:.2f}, MMD² to "
-            f"the data {pt['mmd2']:.2e}"
-        )
-    if summary["figures"]:
-        lines.append(f"  figures: {', '.join(summary['figures'])}")
-    else:
-        lines.append(f"  {summary['figure_note']}")
-    lines.append(
-        f"  checkpoint: {summary['checkpoint']}  (try: ebmflow evaluate "
-        f"{summary['checkpoint']} --data {summary['data']} --sigma "
-        f"{summary['sigma_min']:g}); summary: {out / 'summary.json'}"
-    )
-    print("\n".join(lines), flush=True)

@@ -9,8 +9,10 @@
 - :class:`EBMPipeline`: predictor–corrector sampling in which the corrector calls the model
   (so MALA and HMC work), on a UNet or on any ebmflow energy.
 - :func:`convert`: the converter ``diffusers``, a pipeline folder or objects → a
-  :class:`DiffusersScoreModel` (energy ``diffusers-unet``) in VE coordinates;
-  ``ebmflow convert SRC OUT`` saves one.
+  :class:`DiffusersScoreModel` (energy ``diffusers-unet``) in VE coordinates: unconditional
+  and conditional UNets, DiTs, latent pipelines; ``ebmflow convert SRC OUT`` saves one.
+- :class:`PromptEncoder`: prompts → embeddings with a pipeline folder's tokenizer and text
+  encoder (needs transformers), the condition of a converted cross-attention model.
 - :class:`PathEnergy` and :func:`segment_difference`: energies of score-only models by
   integrating the score along segments (energy ``line-integral``), so MALA and HMC run on
   ε-checkpoints; :class:`NetworkEnergy` (energy ``unet-energy``): E = ½‖f‖² or ‖x − f‖².
@@ -45,6 +47,8 @@ _LAZY = {
     "convert": "ebmflow_diffusers.converter",
     "ConversionError": "ebmflow_diffusers.converter",
     "DiffusersScoreModel": "ebmflow_diffusers.model",
+    "Conditioning": "ebmflow_diffusers.networks",
+    "PromptEncoder": "ebmflow_diffusers.prompts",
     "NetworkEnergy": "ebmflow_diffusers.energies",
     "PathEnergy": "ebmflow_diffusers.segment",
     "segment_difference": "ebmflow_diffusers.segment",

@@ -26,6 +26,19 @@ from ebmflow import ConfigError
 from ebmflow_diffusers.schedule import NoiseTable
 
 
+def sigma_at(table: NoiseTable, timestep: Tensor) -> Tensor:
+    """σ (float64) at (possibly fractional) timesteps: log-linear between the training levels
+    of a VP ``table``; the timestep itself for VE."""
+    t = timestep.to(torch.float64)
+    if table.kind == "ve":
+        return t
+    log_sigmas = table.log_sigmas.to(t.device)
+    lo = t.floor().clamp(0, log_sigmas.shape[0] - 1).long()
+    hi = (lo + 1).clamp(max=log_sigmas.shape[0] - 1)
+    frac = t - lo
+    return torch.exp(log_sigmas[lo] + frac * (log_sigmas[hi] - log_sigmas[lo]))
+
+
 class GaussianDenoiser(ModelMixin, ConfigMixin):
     """The exact ε-, x₀-, v- or score-model of N(``mean``, ``std``² I) data.
 
@@ -70,16 +83,8 @@ class GaussianDenoiser(ModelMixin, ConfigMixin):
         self.register_buffer("moments", torch.tensor([mean, std], dtype=torch.float32))
 
     def sigma_of(self, timestep: Tensor) -> Tensor:
-        """σ at (possibly fractional) timesteps: log-linear between training levels (VP);
-        the timestep itself (VE)."""
-        t = timestep.to(torch.float64)
-        if self.table.kind == "ve":
-            return t
-        table = self.table.log_sigmas.to(t.device)
-        lo = t.floor().clamp(0, table.shape[0] - 1).long()
-        hi = (lo + 1).clamp(max=table.shape[0] - 1)
-        frac = t - lo
-        return torch.exp(table[lo] + frac * (table[hi] - table[lo]))
+        """σ at (possibly fractional) timesteps (:func:`sigma_at`)."""
+        return sigma_at(self.table, timestep)
 
     def forward(self, sample: Tensor, timestep, return_dict: bool = True):
         if not torch.is_tensor(timestep):

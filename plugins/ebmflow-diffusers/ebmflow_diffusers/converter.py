@@ -4,13 +4,22 @@ model in VE coordinates (:class:`~ebmflow_diffusers.model.DiffusersScoreModel`).
 A pipeline folder is what ``DiffusionPipeline.save_pretrained`` writes::
 
     model_index.json                      {"unet": [library, class], "scheduler": [...], ...}
-    unet/config.json                      the network's config
+    unet/config.json                      the denoiser's config ("transformer/" for a DiT)
     unet/diffusion_pytorch_model.safetensors
+    vae/config.json, vae/diffusion_pytorch_model.safetensors   (latent pipelines)
     scheduler/scheduler_config.json
 
-Only JSON and safetensors are read (a pickled ``.bin`` checkpoint is refused), the weights'
-keys and shapes are checked one by one against the network the config builds, and nothing is
-downloaded. ``ebmflow convert SRC OUT`` runs this and saves the result with ``ebmflow.save``.
+The denoiser is a ``UNet2DModel``, a conditional ``UNet2DConditionModel`` (class labels or
+``encoder_hidden_states``) or a class-conditional ``DiTTransformer2DModel`` /
+``Transformer2DModel``; a pipeline with an ``AutoencoderKL`` ("vae") is a latent pipeline,
+whose energy lives in the scaled latent space. Text encoders and tokenizers are not part of
+the energy: they make the embeddings a conditional model is then given.
+
+Only JSON and safetensors are read: a pickled ``.bin`` checkpoint is refused, with no opt-in
+(ebmflow never unpickles a file: loading a pickle can run code its author chose), and the
+message says how to re-save it as safetensors. The weights' keys and shapes are checked one
+by one against the network the config builds, and nothing is downloaded.
+``ebmflow convert SRC OUT`` runs this and saves the result with ``ebmflow.save``.
 """
 
 from __future__ import annotations
@@ -21,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import ebmflow
-from ebmflow_diffusers.model import SUPPORTED_NETWORKS, DiffusersScoreModel, plain_config
+from ebmflow_diffusers.model import DiffusersScoreModel, plain_config
+from ebmflow_diffusers.networks import SUPPORTED_AUTOENCODERS, SUPPORTED_NETWORKS
 from ebmflow_diffusers.schedule import (
     PREDICTION_TYPES,
     VE_SCHEDULER_CLASSES,
@@ -31,6 +41,8 @@ from ebmflow_diffusers.schedule import (
 
 SUPPORTED_SCHEDULERS = (*VP_SCHEDULER_CLASSES, *VE_SCHEDULER_CLASSES, "EBMScheduler")
 WEIGHTS = "diffusion_pytorch_model.safetensors"
+#: model_index.json names of the denoiser, in the order they are looked for.
+DENOISERS = ("unet", "transformer")
 #: the largest JSON config read (real ones are a few kB); a bound so that a crafted file
 #: cannot make the converter read without limit.
 MAX_CONFIG_BYTES = 4 * 2**20
@@ -44,8 +56,9 @@ class ConversionError(ebmflow.ConfigError):
 
 def _supported() -> str:
     return (
-        f"supported: a pipeline folder with model_index.json, unet/ (class "
-        f"{' or '.join(SUPPORTED_NETWORKS)}, config.json and {WEIGHTS}) and scheduler/ "
+        f"supported: a pipeline folder with model_index.json, unet/ or transformer/ (class "
+        f"{', '.join(SUPPORTED_NETWORKS)}; config.json and {WEIGHTS}), optionally vae/ "
+        f"({', '.join(SUPPORTED_AUTOENCODERS)}) and scheduler/ "
         f"(scheduler_config.json of {', '.join(SUPPORTED_SCHEDULERS)}); prediction types "
         f"{', '.join(PREDICTION_TYPES['vp'])} (VP) and {', '.join(PREDICTION_TYPES['ve'])} (VE)"
     )
@@ -100,47 +113,67 @@ def convert(
     *,
     unet: Any = None,
     scheduler: Any = None,
+    vae: Any = None,
     prediction_type: str | None = None,
 ) -> DiffusersScoreModel:
     """Convert a diffusers pipeline into an ebmflow score model in VE coordinates.
 
     Args:
-        source: a pipeline folder, or a pipeline object with ``unet`` and ``scheduler``.
-        unet, scheduler: the objects themselves instead of ``source``.
+        source: a pipeline folder, or a pipeline object with ``unet`` (or ``transformer``),
+            ``scheduler`` and optionally ``vae``.
+        unet, scheduler, vae: the objects themselves instead of ``source`` (``unet`` may be
+            any supported denoiser, a DiT included; ``vae`` makes a latent model).
         prediction_type: override the scheduler config's prediction type.
 
     Returns:
-        A :class:`DiffusersScoreModel` (in eval mode): ``model.score(x_ve, sigma)``.
+        A :class:`DiffusersScoreModel` (in eval mode): ``model.score(x_ve, sigma)``, with
+        ``y=`` for a conditional model.
 
     Raises:
         ConversionError: the source lacks a part, or uses a network class, scheduler or
             prediction type that is not supported (the message lists what is).
     """
-    if source is not None and (unet is not None or scheduler is not None):
-        raise ConversionError("diffusers converter: pass a source, or unet and scheduler, not both")
+    if source is not None and (unet is not None or scheduler is not None or vae is not None):
+        raise ConversionError(
+            "diffusers converter: pass a source, or unet and scheduler (and vae), not both"
+        )
     if source is None:
         if unet is None or scheduler is None:
             raise ConversionError(
                 "diffusers converter: pass a pipeline folder or object, or "
                 f"both unet and scheduler; {_supported()}"
             )
-        return _from_objects(unet, scheduler, prediction_type)
+        return _from_objects(unet, scheduler, vae, prediction_type)
     if isinstance(source, (str, os.PathLike)):
         return _from_folder(Path(source), prediction_type)
-    missing = [name for name in ("unet", "scheduler") if getattr(source, name, None) is None]
+    denoiser = next(
+        (getattr(source, n) for n in DENOISERS if getattr(source, n, None) is not None), None
+    )
+    missing = [
+        name
+        for name, value in (("unet or transformer", denoiser), ("scheduler", None))
+        if (value if name != "scheduler" else getattr(source, "scheduler", None)) is None
+    ]
     if missing:
         raise ConversionError(
             f"diffusers converter: the {type(source).__name__} has no {' or '.join(missing)}; "
             f"{_supported()}"
         )
-    return _from_objects(source.unet, source.scheduler, prediction_type)
+    return _from_objects(denoiser, source.scheduler, getattr(source, "vae", None), prediction_type)
 
 
-def _check_classes(network_class: str, scheduler_class: str | None, where: str) -> None:
+def _check_classes(
+    network_class: str, scheduler_class: str | None, vae_class: str | None, where: str
+) -> None:
     if network_class not in SUPPORTED_NETWORKS:
         raise ConversionError(
             f"diffusers converter: {where} has a {network_class} network, which is not "
-            f"supported (conditional UNets need their conditioning inputs); {_supported()}"
+            f"supported; {_supported()}"
+        )
+    if vae_class is not None and vae_class not in SUPPORTED_AUTOENCODERS:
+        raise ConversionError(
+            f"diffusers converter: {where} has a {vae_class} autoencoder, which is not "
+            f"supported; {_supported()}"
         )
     if scheduler_class not in SUPPORTED_SCHEDULERS:
         raise ConversionError(
@@ -149,87 +182,133 @@ def _check_classes(network_class: str, scheduler_class: str | None, where: str) 
         )
 
 
-def _model(unet_config, scheduler_config, network_class, prediction_type, where):
+def _check_prediction_type(unet_config: dict, table_prediction: str, where: str) -> None:
+    """A network that records what it predicts (``prediction_type`` in its own config) must
+    agree with the scheduler's: a mismatch gives wrong samples, not an error, downstream."""
+    declared = unet_config.get("prediction_type")
+    if declared is not None and declared != table_prediction:
+        raise ConversionError(
+            f"diffusers converter: {where}: the network predicts {declared!r} but the "
+            f"scheduler (or the prediction_type argument) says {table_prediction!r}; make "
+            f"them agree (convert(..., prediction_type={declared!r}))"
+        )
+
+
+def _model(unet_config, scheduler_config, network_class, prediction_type, where, vae_config):
     """The score model, its scheduler config checked first so that each error names the
-    config it comes from (``where``: the scheduler's and the network's)."""
+    config it comes from (``where``: the scheduler's, the network's and the autoencoder's)."""
     config = dict(scheduler_config)
     if prediction_type is not None:
         config["prediction_type"] = prediction_type
     try:
-        NoiseTable(config)
+        table = NoiseTable(config)
     except ValueError as exc:
         raise ConversionError(f"diffusers converter: {where[0]}: {exc}") from None
+    _check_prediction_type(unet_config, table.prediction_type, str(where[1]))
     try:
         return DiffusersScoreModel(
-            unet_config, scheduler_config, network_class, prediction_type=prediction_type
+            unet_config,
+            scheduler_config,
+            network_class,
+            prediction_type=prediction_type,
+            vae_config=vae_config,
         )
     except ValueError as exc:
-        raise ConversionError(f"diffusers converter: {where[1]}: {exc}") from None
+        vae_class = (vae_config or {}).get("_class_name", "AutoencoderKL")
+        from_vae = vae_config is not None and ("autoencoder" in str(exc) or vae_class in str(exc))
+        raise ConversionError(
+            f"diffusers converter: {where[2 if from_vae else 1]}: {exc}"
+        ) from None
 
 
-def _from_objects(unet, scheduler, prediction_type) -> DiffusersScoreModel:
+def _from_objects(unet, scheduler, vae, prediction_type) -> DiffusersScoreModel:
     network_class = type(unet).__name__
     scheduler_class = type(scheduler).__name__
-    _check_classes(network_class, scheduler_class, "the pipeline")
+    vae_class = None if vae is None else type(vae).__name__
+    _check_classes(network_class, scheduler_class, vae_class, "the pipeline")
     _model(
         plain_config(unet.config),
         plain_config(scheduler.config),
         network_class,
         prediction_type,
-        ("the pipeline's scheduler", "the pipeline's unet"),
+        ("the pipeline's scheduler", "the pipeline's denoiser", "the pipeline's vae"),
+        None if vae is None else {**plain_config(vae.config), "_class_name": vae_class},
     )  # validates before wrapping
-    return DiffusersScoreModel.from_unet(unet, scheduler, prediction_type).eval()
+    return DiffusersScoreModel.from_unet(unet, scheduler, prediction_type, vae=vae).eval()
+
+
+def _component(index: dict, names: tuple[str, ...], folder: Path, required: bool):
+    """(name, class) of the first of ``names`` that model_index.json lists."""
+    for name in names:
+        entry = index.get(name)
+        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str):
+            return name, entry[1]
+    if not required:
+        return None, None
+    listed = (
+        ", ".join(
+            k
+            for k, v in index.items()
+            if not k.startswith("_") and isinstance(v, list) and v and v[0]
+        )
+        or "none"
+    )
+    wanted = " or ".join(repr(n) for n in names)
+    raise ConversionError(
+        f"diffusers converter: {folder / 'model_index.json'} has no {wanted} component "
+        f"(it lists: {listed}); {_supported()}"
+    )
 
 
 def _from_folder(folder: Path, prediction_type) -> DiffusersScoreModel:
     if not folder.is_dir():
         raise ConversionError(f"diffusers converter: {folder} is not a folder; {_supported()}")
     index = _read_json(folder / "model_index.json", "the pipeline's component list")
-    parts = {}
-    for name in ("unet", "scheduler"):
-        entry = index.get(name)
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str)):
-            listed = (
-                ", ".join(
-                    k
-                    for k, v in index.items()
-                    if not k.startswith("_") and isinstance(v, list) and v and v[0]
-                )
-                or "none"
-            )
-            raise ConversionError(
-                f"diffusers converter: {folder / 'model_index.json'} has no {name!r} component "
-                f"(it lists: {listed}); {_supported()}"
-            )
-        parts[name] = entry[1]
-    _check_classes(parts["unet"], parts["scheduler"], str(folder))
-    unet_file = folder / "unet" / "config.json"
+    denoiser, network_class = _component(index, DENOISERS, folder, required=True)
+    _, scheduler_class = _component(index, ("scheduler",), folder, required=True)
+    vae, vae_class = _component(index, ("vae",), folder, required=False)
+    _check_classes(network_class, scheduler_class, vae_class, str(folder))
+    unet_file = folder / denoiser / "config.json"
     scheduler_file = folder / "scheduler" / "scheduler_config.json"
     unet_config = _read_json(unet_file, "the network's config")
     scheduler_config = _read_json(scheduler_file, "the scheduler's config")
-    scheduler_config.setdefault("_class_name", parts["scheduler"])
-    weights = folder / "unet" / WEIGHTS
-    if not _regular_file(weights, "the network's weights"):
-        found = sorted(p.name for p in (folder / "unet").iterdir())
+    scheduler_config.setdefault("_class_name", scheduler_class)
+    vae_config = None
+    if vae is not None:
+        vae_file = folder / vae / "config.json"
+        vae_config = {**plain_config(_read_json(vae_file, "the autoencoder's config"))}
+        vae_config["_class_name"] = vae_class
+    model = _model(
+        plain_config(unet_config),
+        plain_config(scheduler_config),
+        network_class,
+        prediction_type,
+        (scheduler_file, unet_file, None if vae is None else folder / vae / "config.json"),
+        vae_config,
+    )
+    _load_weights(model.unet, folder / denoiser)
+    if vae is not None:
+        _load_weights(model.vae, folder / vae)
+    return model.eval()
+
+
+def _load_weights(network: Any, part: Path) -> None:
+    """Load ``part``'s weights into ``network``, each key and shape checked first."""
+    weights = part / WEIGHTS
+    if not _regular_file(weights, f"the {part.name} weights"):
+        found = sorted(p.name for p in part.iterdir()) if part.is_dir() else []
         hint = (
-            " (a .bin file is a pickle, which ebmflow never loads: re-save the model with "
-            "safe_serialization=True)"
+            " (a .bin file is a pickle, which ebmflow never loads since unpickling can run "
+            "code: re-save the model with save_pretrained(..., safe_serialization=True))"
             if any(n.endswith(".bin") for n in found)
             else ""
         )
         raise ConversionError(
-            f"diffusers converter: {weights} is missing; unet/ holds {', '.join(found)}{hint}; "
-            f"{_supported()}"
+            f"diffusers converter: {weights} is missing; {part.name}/ holds "
+            f"{', '.join(found) or 'nothing'}{hint}; {_supported()}"
         )
-    model = _model(
-        plain_config(unet_config),
-        plain_config(scheduler_config),
-        parts["unet"],
-        prediction_type,
-        (scheduler_file, unet_file),
-    )
     state = _read_weights(weights)
-    expected = model.unet.state_dict()
+    expected = network.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [
@@ -249,21 +328,31 @@ def _from_folder(folder: Path, prediction_type) -> DiffusersScoreModel:
             if items
         )
         raise ConversionError(
-            f"diffusers converter: {weights} does not fit unet/config.json ({problems})"
+            f"diffusers converter: {weights} does not fit {part.name}/config.json ({problems})"
         )
-    model.unet.load_state_dict(state, strict=True)
+    network.load_state_dict(state, strict=True)
     # keep the saved dtype (a float16 checkpoint stays float16)
     dtype = next(iter(state.values())).dtype if state else None
-    current = next(iter(model.unet.state_dict().values()), None)
+    current = next(iter(network.state_dict().values()), None)
     if dtype is not None and current is not None and current.dtype != dtype:
-        model.unet.to(dtype)
-    return model.eval()
+        network.to(dtype)
+
+
+def _check_dtypes(state: dict[str, Any], weights: Path) -> dict[str, Any]:
+    """Every tensor must be floating point, since ``load_state_dict`` would silently cast
+    integers (and drop the imaginary part of complex numbers) into the network's weights."""
+    for key in sorted(state):
+        dtype = str(state[key].dtype).removeprefix("torch.")
+        if dtype not in WEIGHT_DTYPES:
+            raise ConversionError(
+                f"diffusers converter: {weights}: tensor {key!r} is {dtype}; the network's "
+                f"weights must be floating point ({', '.join(WEIGHT_DTYPES)})"
+            )
+    return state
 
 
 def _read_weights(weights: Path) -> dict[str, Any]:
-    """The tensors of the (regular, already checked) safetensors file; every one must be a
-    floating-point tensor, since ``load_state_dict`` would silently cast integers (and drop
-    the imaginary part of complex numbers) into the network's float weights."""
+    """The tensors of the (regular, already checked) safetensors file."""
     import safetensors.torch
 
     try:
@@ -273,11 +362,4 @@ def _read_weights(weights: Path) -> dict[str, Any]:
             f"diffusers converter: {weights} is not a readable safetensors "
             f"file ({type(exc).__name__}: {exc})"
         ) from None
-    for key in sorted(state):
-        dtype = str(state[key].dtype).removeprefix("torch.")
-        if dtype not in WEIGHT_DTYPES:
-            raise ConversionError(
-                f"diffusers converter: {weights}: tensor {key!r} is {dtype}; the network's "
-                f"weights must be floating point ({', '.join(WEIGHT_DTYPES)})"
-            )
-    return state
+    return _check_dtypes(state, weights)

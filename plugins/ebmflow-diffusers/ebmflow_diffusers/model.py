@@ -15,11 +15,16 @@ score-only (``has_energy = False``): for MALA and HMC use the segment-integral e
 :mod:`ebmflow_diffusers.segment`, or an energy parameterisation
 (:mod:`ebmflow_diffusers.energies`).
 
-Checkpoints. The constructor takes only JSON (the network's diffusers config and the
-scheduler config), and the network's weights are this module's state dict, so
+Conditional networks (:mod:`ebmflow_diffusers.networks`: class labels of a conditional UNet
+or a DiT, ``encoder_hidden_states`` of a cross-attention UNet) take the condition as
+``score(x, σ, y=…)``; ``ebmflow.condition(model, y)`` fixes it, and :meth:`guided` is
+classifier-free guidance with the null label. A latent model holds its autoencoder: the
+energy lives in the scaled latent space, and :meth:`decode` maps samples to images.
+
+Checkpoints. The constructor takes only JSON (the network's and the autoencoder's diffusers
+configs, and the scheduler config), and the weights are this module's state dict, so
 ``ebmflow.save`` writes config.json + model.safetensors and ``ebmflow.load`` rebuilds the
-network with ``UNet2DModel.from_config`` and loads the weights: no pickle, no diffusers
-folder needed.
+networks with ``from_config`` and loads the weights: no pickle, no diffusers folder needed.
 """
 
 from __future__ import annotations
@@ -31,10 +36,19 @@ import torch
 from torch import Tensor, nn
 
 import ebmflow
+from ebmflow_diffusers.networks import (
+    SUPPORTED_AUTOENCODERS,
+    SUPPORTED_NETWORKS,
+    TRANSFORMERS,
+    build,
+    call_network,
+    conditioning,
+    event_shape,
+    output_channels,
+)
 from ebmflow_diffusers.schedule import NoiseTable, score_from_output, sigma_to_timestep
 
-#: network classes the score model can rebuild from a config, and the module holding each.
-SUPPORTED_NETWORKS = {"UNet2DModel": "diffusers", "GaussianDenoiser": "ebmflow_diffusers"}
+__all__ = ["SUPPORTED_NETWORKS", "DiffusersScoreModel", "build_network", "plain_config"]
 
 
 def plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,35 +69,33 @@ def plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_network(network_class: str, config: Mapping[str, Any]) -> nn.Module:
     """A diffusers network of class ``network_class`` from its config (random weights)."""
-    if network_class not in SUPPORTED_NETWORKS:
-        raise ebmflow.ConfigError(
-            f"diffusers-unet: network class {network_class!r} is not supported; supported: "
-            f"{', '.join(SUPPORTED_NETWORKS)} (unconditional image models)"
-        )
-    import importlib
-
-    cls = getattr(importlib.import_module(SUPPORTED_NETWORKS[network_class]), network_class)
-    try:
-        return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
-    except Exception as exc:  # the constructor's own checks, or a crash on an ill-typed value
-        raise ebmflow.ConfigError(
-            f"diffusers-unet: the config does not build a {network_class} "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
+    return build(SUPPORTED_NETWORKS, network_class, config, "network")
 
 
 class DiffusersScoreModel(ebmflow.ScoreModel):
-    """A diffusers UNet + its noise schedule as a score model s(x, σ) in VE coordinates.
+    """A diffusers denoiser + its noise schedule as a score model s(x, σ[, y]) in VE
+    coordinates, optionally with the autoencoder of a latent pipeline.
 
     Build it with :func:`ebmflow_diffusers.convert` (from a pipeline folder or objects), or
     :meth:`from_unet`; ``ebmflow.load`` rebuilds a saved one.
 
     Args:
-        unet_config: the network's diffusers config (``unet.config``).
+        unet_config: the denoiser's diffusers config (``unet.config`` or
+            ``transformer.config``).
         scheduler_config: the scheduler's config (``scheduler.config``): the training noise
             table (VP betas, or VE σ range) and the prediction type.
-        network_class: the diffusers class of the network (``"UNet2DModel"``).
+        network_class: the diffusers class of the denoiser (``"UNet2DModel"``,
+            ``"UNet2DConditionModel"``, ``"DiTTransformer2DModel"``, ``"Transformer2DModel"``).
         prediction_type: override the scheduler config's prediction type.
+        vae_config: the ``AutoencoderKL`` config of a latent pipeline: the energy lives in its
+            (scaled) latent space, and :meth:`decode` maps samples to images.
+
+    Attributes:
+        conditioning: what the denoiser is conditioned on
+            (:class:`~ebmflow_diffusers.networks.Conditioning`): ``score(x, σ, y=…)`` takes
+            labels or embeddings, and ``ebmflow.condition(model, y)`` fixes them.
+        condition_ndim: dimensions of one sample's condition (0: a label, 2: an embedding),
+            so that ``ebmflow.condition`` broadcasts one condition over a batch.
     """
 
     noise_conditional = True
@@ -94,6 +106,7 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
         scheduler_config: dict,
         network_class: str = "UNet2DModel",
         prediction_type: str | None = None,
+        vae_config: dict | None = None,
     ) -> None:
         super().__init__()
         config = dict(scheduler_config)
@@ -101,23 +114,42 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
             config["prediction_type"] = prediction_type
         self.table = NoiseTable(config)
         self.prediction_type = self.table.prediction_type
+        self.network_class = network_class
+        # read before building, so that a network needing inputs ebmflow cannot supply is
+        # refused by what it needs rather than by a crash of its constructor; read again
+        # from the built network's config, which has the defaults of keys a file omits
+        conditioning(network_class, unet_config)
         self.unet = build_network(network_class, unet_config)
         # a diffusers model's config (a FrozenDict from ConfigMixin) is untyped here
         unet: Any = self.unet.config
-        size = unet.sample_size
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        self.event_shape = (unet.in_channels, *size)
-        expected = unet.in_channels * (2 if self.table.learned_variance else 1)
-        out_channels = unet.get("out_channels", unet.in_channels)
+        self.conditioning = conditioning(network_class, unet)
+        self.condition_ndim = self.conditioning.ndim
+        self.event_shape = event_shape(unet)
+        channels = self.event_shape[0]
+        out_channels = output_channels(network_class, unet)
+        learned = self.table.learned_variance or (
+            network_class in TRANSFORMERS and out_channels == 2 * channels
+        )
+        expected = channels * (2 if learned else 1)
         if out_channels != expected:
             raise ebmflow.ConfigError(
                 f"diffusers-unet: the network has {out_channels} output channels but a "
-                f"{'learned-variance ' if self.table.learned_variance else ''}model of "
-                f"{unet.in_channels}-channel samples needs {expected}"
+                f"{'learned-variance ' if learned else ''}model of "
+                f"{channels}-channel samples needs {expected}"
             )
         self._integer_time = unet.get("time_embedding_type") == "learned"
         # a plain tensor, not a buffer: it must stay float64 whatever dtype the network has
         self.log_sigmas = self.table.log_sigmas if self.table.kind == "vp" else None
+        self.vae = None
+        if vae_config is not None:
+            vae_class = vae_config.get("_class_name", "AutoencoderKL")
+            self.vae = build(SUPPORTED_AUTOENCODERS, vae_class, vae_config, "autoencoder")
+            latent = self.vae.config.latent_channels
+            if latent != channels:
+                raise ebmflow.ConfigError(
+                    f"diffusers-unet: the autoencoder has {latent} latent channels but the "
+                    f"denoiser takes {channels}-channel samples"
+                )
 
     @classmethod
     def from_unet(
@@ -125,16 +157,24 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
         unet: nn.Module,
         scheduler: Any,
         prediction_type: str | None = None,
+        vae: nn.Module | None = None,
     ) -> DiffusersScoreModel:
-        """Wrap an existing network (its weights are used as they are, not copied)."""
+        """Wrap an existing denoiser (and autoencoder): their weights are used as they are,
+        not copied."""
         unet_config: Any = unet.config  # ConfigMixin's FrozenDict, untyped here
+        vae_config: Any = None if vae is None else vae.config
         model = cls(
             plain_config(unet_config),
             plain_config(scheduler.config),
             network_class=type(unet).__name__,
             prediction_type=prediction_type,
+            vae_config=None
+            if vae is None
+            else {**plain_config(vae_config), "_class_name": type(vae).__name__},
         )
         model.unet = unet
+        if vae is not None:
+            model.vae = vae
         return model
 
     # -- evaluation --------------------------------------------------------------------
@@ -156,15 +196,20 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
             timestep = timestep.long() if self._integer_time else timestep.to(x.dtype)
         return sigma_t, a.view(view), v.view(view), a.view(view) * x, timestep
 
-    def model_output(self, sample: Tensor, timestep: Tensor) -> Tensor:
-        """The network's raw output at (x_t, t), all channels."""
-        return self.unet(sample, timestep).sample
+    def model_output(self, sample: Tensor, timestep: Tensor, y: Any = None) -> Tensor:
+        """The network's raw output at (x_t, t), all channels, given the condition ``y``."""
+        condition = self.conditioning.check(y, sample.shape[0], "diffusers-unet")
+        if condition is not None:
+            condition = condition.to(sample.device)
+        if timestep.ndim == 0 and self.network_class in TRANSFORMERS:
+            timestep = timestep.expand(sample.shape[0])  # DiT embeds a timestep per sample
+        return call_network(self.unet, self.network_class, sample, timestep, condition)
 
-    def network_output(self, x: Tensor, sigma) -> Tensor:
+    def network_output(self, x: Tensor, sigma, y: Any = None) -> Tensor:
         """f(x_ve, σ): the raw output (its first C channels) at the VE point x, differentiable
         (what the energy parameterisations square)."""
         _, _, _, x_t, timestep = self._inputs(x, sigma)
-        return self.model_output(x_t, timestep)[:, : x.shape[1]]
+        return self.model_output(x_t, timestep, y)[:, : x.shape[1]]
 
     def energy_and_score(self, x, sigma=None, *, create_graph=False):
         if create_graph:  # training (e.g. multiscale-dsm): keep the graph
@@ -172,9 +217,69 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
         with torch.no_grad():  # sampling: no graph through the network
             return None, self.score(x, sigma)
 
-    def score(self, x: Tensor, sigma=None) -> Tensor:
+    def score(self, x: Tensor, sigma=None, *, y: Any = None) -> Tensor:
         """s(x, σ) (differentiable in the weights when called with autograd on; samplers
-        call :meth:`energy_and_score`, which records no graph)."""
+        call :meth:`energy_and_score`, which records no graph). A conditional network takes
+        ``y`` (see :attr:`conditioning`); ``ebmflow.condition(model, y)`` fixes it."""
         _, a, v, x_t, timestep = self._inputs(x, sigma)
-        output = self.model_output(x_t, timestep)[:, : x.shape[1]]
+        output = self.model_output(x_t, timestep, y)[:, : x.shape[1]]
         return score_from_output(output, x_t, a, v, self.prediction_type)
+
+    def check_scheduler(self, scheduler: Any) -> None:
+        """Refuse a sampling scheduler (object or config) whose prediction type is not this
+        model's: the scheduler would read the network's output as something it is not and
+        produce wrong samples without any error."""
+        config = getattr(scheduler, "config", scheduler)
+        theirs = config.get("prediction_type") if isinstance(config, Mapping) else None
+        if theirs is not None and theirs != self.prediction_type:
+            raise ebmflow.ConfigError(
+                f"diffusers-unet: the model predicts {self.prediction_type!r} but the "
+                f"scheduler {type(scheduler).__name__} expects {theirs!r}; build it with "
+                f"from_config(config, prediction_type={self.prediction_type!r})"
+            )
+
+    # -- conditioning and latent space -------------------------------------------------
+
+    def null_condition(self) -> int:
+        """The null label of the unconditional branch (a DiT's extra label row)."""
+        if self.conditioning.null_label is None:
+            raise ebmflow.ConfigError(
+                f"diffusers-unet: this {self.network_class} has no null label; pass the "
+                f"unconditional condition yourself (for embeddings: the encoding of the empty "
+                f"prompt); it takes {self.conditioning.describe()}"
+            )
+        return self.conditioning.null_label
+
+    def guided(self, y: Any, scale: float, null: Any = None) -> ebmflow.Energy:
+        """Classifier-free guidance as an energy: ``ebmflow.guidance`` of the model
+        conditioned on ``y`` and on ``null`` (default: :meth:`null_condition`)."""
+        null = self.null_condition() if null is None else null
+        return ebmflow.guidance(ebmflow.condition(self, y), ebmflow.condition(self, null), scale)
+
+    def _autoencoder(self) -> Any:
+        if self.vae is None:
+            raise ebmflow.ConfigError(
+                "diffusers-unet: this model has no autoencoder (a pixel-space model); "
+                "decode/encode need a latent pipeline converted with its vae"
+            )
+        return self.vae
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Images (in the autoencoder's range, [−1, 1] for Stable Diffusion's) of latent
+        samples ``z``, undoing the VAE's scaling (``z / scaling_factor + shift_factor``) as
+        diffusers' latent pipelines do before decoding."""
+        vae = self._autoencoder()
+        config = vae.config
+        shift = config.get("shift_factor") or 0.0
+        latents = z / config.scaling_factor + shift
+        return vae.decode(latents.to(next(vae.parameters()).dtype)).sample
+
+    def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Scaled latents of ``images`` (the space the energy lives in): a draw from the
+        autoencoder's posterior with ``generator``, or its mean when no generator is given."""
+        vae = self._autoencoder()
+        config = vae.config
+        dist = vae.encode(images).latent_dist
+        latents = dist.mean if generator is None else dist.sample(generator)
+        shift = config.get("shift_factor") or 0.0
+        return (latents - shift) * config.scaling_factor

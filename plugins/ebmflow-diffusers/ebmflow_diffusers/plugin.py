@@ -15,8 +15,9 @@ def ebmflow_converters():
         ebmflow.Component(
             "diffusers",
             "ebmflow_diffusers.converter:convert",
-            "a diffusers pipeline folder (model_index.json, unet, scheduler) or objects -> "
-            "a VE score model (epsilon, v, x0 and score prediction; VP and VE)",
+            "a diffusers pipeline folder (model_index.json, unet or transformer, scheduler, "
+            "optional vae) or objects -> a VE score model, conditional on labels or "
+            "embeddings where the network is (epsilon, v, x0 and score prediction; VP and VE)",
         ),
     ]
 
@@ -38,7 +39,7 @@ def ebmflow_energies():
         ebmflow.Component(
             "diffusers-unet",
             "ebmflow_diffusers.model:DiffusersScoreModel",
-            "a diffusers UNet as a score-only model s(x, sigma) in VE coordinates",
+            "a diffusers UNet or DiT as a score-only model s(x, sigma[, y]) in VE coordinates",
         ),
         ebmflow.Component(
             "unet-energy",

@@ -216,8 +216,8 @@ def edit_json(file, **changes):
             "has no 'scheduler' component (it lists: unet",
         ),
         (
-            lambda f: edit_json(f / "model_index.json", unet=["diffusers", "UNet2DConditionModel"]),
-            "UNet2DConditionModel network, which is not supported",
+            lambda f: edit_json(f / "model_index.json", unet=["diffusers", "UNet3DConditionModel"]),
+            "UNet3DConditionModel network, which is not supported",
         ),
         (
             lambda f: edit_json(f / "model_index.json", scheduler=["diffusers", "LCMScheduler"]),

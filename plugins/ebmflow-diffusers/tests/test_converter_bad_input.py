@@ -160,7 +160,7 @@ def test_a_config_that_is_not_a_json_object_is_named(relative, content, pipeline
 
 def test_an_empty_component_entry_in_model_index_is_named(pipeline):
     edit_json(pipeline / "model_index.json", unet=[])
-    with pytest.raises(ConversionError, match="no 'unet' component"):
+    with pytest.raises(ConversionError, match="no 'unet' or 'transformer' component"):
         convert(pipeline)
 
 
