@@ -319,7 +319,6 @@ class EBMScheduler(SchedulerCorrector, StockPredictor, SchedulerMixin, ConfigMix
             self.order = 1
         self.step_index = 0
         self._level_step_size = None
-        self._stock_cache = None
 
     def previous_timestep(self, timestep: int | float | Tensor) -> Tensor:
         """The level the predictor steps to from ``timestep`` (−1 or σ = 0 after the last),

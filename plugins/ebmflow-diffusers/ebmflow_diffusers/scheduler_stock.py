@@ -37,12 +37,16 @@ def stock_class(predictor: str) -> Any:
     return DDIMScheduler if predictor == "ddim" else DDPMScheduler
 
 
-def stock_scheduler(config: Mapping[str, Any], predictor: str, state: Any) -> Any:
-    """A stock DDPM/DDIM scheduler with ``config``'s entries it knows, and the run state of
-    ``state`` (``num_inference_steps``, the predictor timesteps, ``custom_timesteps``)."""
+def stock_scheduler(config: Mapping[str, Any], predictor: str) -> Any:
+    """A stock DDPM/DDIM scheduler with the entries of ``config`` it knows."""
     klass: Any = stock_class(predictor)
     keys = set(inspect.signature(klass.__init__).parameters) - {"self"}
-    stock = klass(**{key: value for key, value in config.items() if key in keys})
+    return klass(**{key: value for key, value in config.items() if key in keys})
+
+
+def sync_run_state(stock: Any, state: Any) -> Any:
+    """``stock`` with the run state of ``state``: ``num_inference_steps``, the predictor
+    timesteps and ``custom_timesteps`` (what the stock step reads besides its config)."""
     if state.num_inference_steps is not None:
         stock.num_inference_steps = state.num_inference_steps
         stock.timesteps = state.predictor_timesteps
@@ -91,9 +95,10 @@ class StockPredictor:
     _stock_cache: Any
 
     def _stock(self) -> Any:
+        # built once (building one costs more than a step), given each run's timesteps
         if self._stock_cache is None:
-            self._stock_cache = stock_scheduler(self.config, self.config.predictor, self)
-        return self._stock_cache
+            self._stock_cache = stock_scheduler(self.config, self.config.predictor)
+        return sync_run_state(self._stock_cache, self)
 
     def _stock_step(
         self, output, timestep, sample, generator, eta, use_clipped_model_output, variance_noise
