@@ -9,6 +9,12 @@ both pipelines do the same work: the ratio is the price of the scheduler. Two mo
 
 and ``scheduler.step`` alone, the same loop over one precomputed model output for both.
 
+Then each corrector-enabled diffusers scheduler (``with_corrector(DDIMScheduler)`` ...), with
+the corrector off, against its stock class: in ``DDPMPipeline`` / ``DDIMPipeline`` for DDPM
+and DDIM, and for the others in a stock pipeline's loop (``scale_model_input``, the tiny
+UNet, ``step``; DDPMPipeline neither scales inputs nor suits schedulers whose ``step`` takes
+no generator). Target 1.02.
+
 Needs the ebmflow-diffusers plugin (and diffusers); skipped with a note otherwise. Nothing
 is downloaded: the models are built in memory.
 """
@@ -118,4 +124,85 @@ def cases(size: str = "full", **_options) -> list[Case | Skip]:
             note=f"vs DDPMScheduler.step, {steps} steps, one model output",
         )
     )
+    out.extend(_corrected_cases(unet, batch, steps))
+    return out
+
+
+def _corrected_cases(unet, batch: int, steps: int) -> list[Case]:
+    import inspect
+
+    import diffusers
+    from ebmflow_diffusers import with_corrector
+
+    out = []
+    for name in ("DDPMScheduler", "DDIMScheduler"):
+        base = getattr(diffusers, name)
+        pipeline_class = (
+            diffusers.DDPMPipeline if name == "DDPMScheduler" else diffusers.DDIMPipeline
+        )
+        pipes = []
+        for scheduler in (with_corrector(base)(), base()):
+            pipe = pipeline_class(unet=unet, scheduler=base())
+            pipe.scheduler = scheduler  # after __init__, which DDIMPipeline rebuilds it in
+            pipe.set_progress_bar_config(disable=True)
+            pipes.append(pipe)
+
+        def run(pipe):
+            return lambda: pipe(
+                batch_size=batch,
+                generator=torch.Generator().manual_seed(0),
+                num_inference_steps=steps,
+                output_type="np",
+            )
+
+        out.append(
+            Case(
+                f"EBM{name} in {pipeline_class.__name__}, tiny UNet, batch {batch}",
+                "diffusers",
+                run(pipes[0]),
+                run(pipes[1]),
+                steps,
+                unit="step",
+                target=1.02,
+                note=f"vs {name}, {steps} steps, corrector off",
+            )
+        )
+    names = (
+        "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler",
+        "HeunDiscreteScheduler",
+        "DPMSolverMultistepScheduler",
+        "EDMEulerScheduler",
+        "UniPCMultistepScheduler",
+    )
+    for name in names:
+        base = getattr(diffusers, name)
+
+        def loop(scheduler):
+            takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+
+            def run():
+                gen = torch.Generator().manual_seed(0)
+                scheduler.set_timesteps(steps)
+                x = torch.randn(batch, 1, 8, 8, generator=gen) * scheduler.init_noise_sigma
+                kwargs = {"generator": gen} if takes_generator else {}
+                with torch.no_grad():
+                    for t in scheduler.timesteps:
+                        output = unet(scheduler.scale_model_input(x, t), t).sample
+                        x = scheduler.step(output, t, x, **kwargs).prev_sample
+
+            return run
+
+        out.append(
+            Case(
+                f"EBM{name} in a pipeline loop, tiny UNet, batch {batch}",
+                "diffusers",
+                loop(with_corrector(base)()),
+                loop(base()),
+                steps,
+                unit="step",
+                target=1.02,
+                note=f"vs {name}, {steps} steps, corrector off",
+            )
+        )
     return out

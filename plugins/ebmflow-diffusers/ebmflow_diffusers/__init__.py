@@ -3,6 +3,9 @@
 - :class:`EBMScheduler`: a diffusers scheduler (DDPM / DDIM predictor) whose corrector is
   any registered ebmflow sampler; with no corrector it reproduces DDPMScheduler and
   DDIMScheduler. Registered as the scheduler ``ebm``.
+- :func:`with_corrector` / :func:`add_corrector`: any diffusers scheduler (DDPM, DDIM, Euler,
+  Euler ancestral, Heun, DPM-Solver++, EDM Euler, UniPC, ...) with an MCMC corrector; with
+  the corrector off it is diffusers' own class (``EBMDDIMScheduler`` ... are named).
 - :class:`EBMPipeline`: predictor–corrector sampling in which the corrector calls the model
   (so MALA and HMC work), on a UNet or on any ebmflow energy.
 - :func:`convert`: the converter ``diffusers``, a pipeline folder or objects → a
@@ -28,6 +31,17 @@ __version__ = "0.1.0"
 _LAZY = {
     "EBMScheduler": "ebmflow_diffusers.scheduler",
     "EBMSchedulerOutput": "ebmflow_diffusers.scheduler",
+    "with_corrector": "ebmflow_diffusers.corrected",
+    "add_corrector": "ebmflow_diffusers.corrected",
+    "CorrectorMixin": "ebmflow_diffusers.corrected",
+    "EBMDDPMScheduler": "ebmflow_diffusers.corrected",
+    "EBMDDIMScheduler": "ebmflow_diffusers.corrected",
+    "EBMEulerDiscreteScheduler": "ebmflow_diffusers.corrected",
+    "EBMEulerAncestralDiscreteScheduler": "ebmflow_diffusers.corrected",
+    "EBMHeunDiscreteScheduler": "ebmflow_diffusers.corrected",
+    "EBMDPMSolverMultistepScheduler": "ebmflow_diffusers.corrected",
+    "EBMEDMEulerScheduler": "ebmflow_diffusers.corrected",
+    "EBMUniPCMultistepScheduler": "ebmflow_diffusers.corrected",
     "EBMPipeline": "ebmflow_diffusers.pipeline",
     "EBMPipelineOutput": "ebmflow_diffusers.pipeline",
     "convert": "ebmflow_diffusers.converter",

@@ -22,7 +22,7 @@ def ancestral_std(
     small = max(posterior, 1e-20)
     if kind in ("fixed_small", "fixed_small_log"):
         return math.sqrt(small)
-    if kind == "fixed_large":
+    if kind in ("fixed_large", "fixed_large_log"):
         return math.sqrt(beta)
     if predicted is None:
         raise fail(

@@ -42,6 +42,7 @@ called with σ as its timestep (as ScoreSdeVePipeline does); the last step goes 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, cast
 
@@ -55,6 +56,7 @@ from torch import Tensor
 
 import ebmflow
 from ebmflow_diffusers import corrector as _corrector
+from ebmflow_diffusers.corrected import warn_if_replaced
 from ebmflow_diffusers.predictor import ancestral_std, dynamic_threshold
 from ebmflow_diffusers.schedule import (
     alphas_cumprod_at,
@@ -65,6 +67,8 @@ from ebmflow_diffusers.schedule import (
     vp_betas,
 )
 from ebmflow_diffusers.scheduler_arguments import check_arguments, fail
+from ebmflow_diffusers.scheduler_corrector import SchedulerCorrector
+from ebmflow_diffusers.scheduler_stock import StockPredictor, predictor_from_config, step_keywords
 from ebmflow_diffusers.timesteps import custom_ve_levels, custom_vp_timesteps, spaced_timesteps
 
 
@@ -81,7 +85,7 @@ class EBMSchedulerOutput(BaseOutput):
     pred_original_sample: Tensor | None = None
 
 
-class EBMScheduler(SchedulerMixin, ConfigMixin):
+class EBMScheduler(SchedulerCorrector, StockPredictor, SchedulerMixin, ConfigMixin):
     """Predictor–corrector scheduler over a noise-conditional energy (see the module docstring).
 
     DDPMScheduler's and DDIMScheduler's arguments keep their names and meanings, so configs
@@ -177,6 +181,14 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                 raise fail(str(exc)) from None
             self.alphas = 1.0 - self.betas
             self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+            ones = (self.alphas_cumprod >= 1).nonzero()
+            if ones.numel():  # 1 − β rounds to 1 in float32: σ_t = 0, no noise to remove
+                t = int(ones[0, 0])
+                raise fail(
+                    f"alphas_cumprod_{t} = 1 in float32 (beta_{t} = {float(self.betas[t]):.3g} "
+                    f"is below float32's resolution at 1), so the noise level σ_{t} is 0; "
+                    f"accepted: betas of at least about 6e-8 (the float32 spacing below 1)"
+                )
             self._ac = self.alphas_cumprod.to(torch.float64)  # the tables the arithmetic uses
             self.final_alpha_cumprod = (
                 torch.tensor(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
@@ -198,6 +210,23 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         self._loop_corrector = False
         self.step_index = 0
         self._level_step_size: float | None = None
+        self._stock_cache: Any = None
+
+    @property
+    def config(self) -> Any:
+        config = self._internal_dict
+        if config.get("corrector_steps"):
+            warn_if_replaced(self, sys._getframe(1))
+        return config
+
+    @classmethod
+    def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any):
+        """diffusers' ``from_config``; a ``DDIMScheduler`` config gives the ``ddim``
+        predictor (a DDPM one, or any naming no predictor, ``ddpm``)."""
+        predictor = predictor_from_config(config, kwargs)
+        if predictor is not None:
+            kwargs["predictor"] = predictor
+        return super().from_config(config, return_unused_kwargs, **kwargs)
 
     # -- the noise levels --------------------------------------------------------------
 
@@ -226,15 +255,6 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         """The VE noise level σ = v / a of ``timestep`` (∞ where ᾱ = 0)."""
         a, v = self.scales(timestep)
         return math.inf if a == 0 else v / a
-
-    def _variance_increment(self, timestep: int | float | Tensor) -> float:
-        """σ_t² − σ_{t−1}² over one *training* step (the ``beta`` step-size rule)."""
-        if self.config.schedule == "ve":
-            c = self.config
-            q2 = (c.sigma_max / c.sigma_min) ** (2.0 / max(c.num_train_timesteps - 1, 1))
-            return float(timestep) ** 2 * (1.0 - 1.0 / q2)
-        t = int(timestep)  # 1/ᾱ_t − 1/ᾱ_{t−1} = β_t/ᾱ_t, without the cancellation
-        return float(self.betas[t]) / float(self._ac[t])
 
     def set_timesteps(
         self,
@@ -300,8 +320,12 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         self.step_index = 0
         self._level_step_size = None
 
-    def previous_timestep(self, timestep: int | float | Tensor) -> int | float:
-        """The level the predictor steps to from ``timestep`` (−1 or σ = 0 after the last)."""
+    def previous_timestep(self, timestep: int | float | Tensor) -> Tensor:
+        """The level the predictor steps to from ``timestep`` (−1 or σ = 0 after the last),
+        a tensor as diffusers' schedulers return it."""
+        return torch.as_tensor(self._previous(timestep))
+
+    def _previous(self, timestep: int | float | Tensor) -> int | float:
         if self.config.schedule == "ve":
             if self.num_inference_steps is None:
                 raise fail("a VE schedule needs set_timesteps before step")
@@ -337,6 +361,7 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
         model_output: Tensor,
         timestep: int | float | Tensor,
         sample: Tensor,
+        *args: Any,
         generator: torch.Generator | None = None,
         return_dict: bool = True,
         eta: float | None = None,
@@ -351,12 +376,40 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
             model_output: the model's output at (``sample``, ``timestep``).
             timestep: the current timestep (VE: the noise level σ).
             sample: x_t.
+            args: the optional arguments by position, in the stock scheduler's order: the
+                ``ddpm`` predictor's (generator, return_dict) as DDPMScheduler's, the
+                ``ddim`` predictor's (eta, use_clipped_model_output, generator,
+                variance_noise, return_dict) as DDIMScheduler's.
             generator: the source of the noise.
             return_dict: return :class:`EBMSchedulerOutput` (else a tuple).
             eta: DDIM's η for this call (default: the config's), as DDIMPipeline passes it.
             use_clipped_model_output: DDIM's option: recompute ε̂ from the clipped x̂₀.
             variance_noise: the predictor's noise z itself instead of drawing it.
         """
+        if args:
+            named = step_keywords(
+                self.config.predictor,
+                args,
+                {
+                    key: value
+                    for key, value in (
+                        ("generator", generator),
+                        ("return_dict", return_dict),
+                        ("eta", eta),
+                        ("use_clipped_model_output", use_clipped_model_output),
+                        ("variance_noise", variance_noise),
+                    )
+                    if value is not None and value is not True and value is not False
+                },
+                "EBMScheduler",
+            )
+            generator = named.get("generator")
+            return_dict = named.get("return_dict", return_dict)
+            eta = named.get("eta", eta)
+            use_clipped_model_output = named.get(
+                "use_clipped_model_output", use_clipped_model_output
+            )
+            variance_noise = named.get("variance_noise")
         if self._loop_corrector:
             index = self.step_index
             if index >= len(self.timesteps) or int(
@@ -369,13 +422,14 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                 )
             self.step_index += 1
             if index % (self.config.corrector_steps + 1) < self.config.corrector_steps:
-                out = self._ula_step(
+                prev, x0 = self._ula_step(
                     model_output,
                     timestep,
                     sample,
                     generator,
                     first=(index % (self.config.corrector_steps + 1) == 0),
                 )
+                out = EBMSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
                 return out if return_dict else out.to_tuple()
             self._level_step_size = None
         prev, x0 = self._predict(
@@ -419,7 +473,22 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
     ):
         config = self.config
         output, predicted_variance = self._channels(model_output, sample)
-        prev = self.previous_timestep(timestep)
+        stock_state = config.predictor == "ddpm" or self.num_inference_steps is not None
+        if (
+            config.schedule == "vp"
+            and stock_state
+            and (config.predictor == "ddim" or variance_noise is None)
+        ):
+            return self._stock_step(
+                model_output if config.predictor == "ddpm" else output,
+                timestep,
+                sample,
+                generator,
+                eta,
+                use_clipped_model_output,
+                variance_noise,
+            )
+        prev = self._previous(timestep)
         a, v = self.scales(timestep)
         a_p, v_p = self._prev_scales(prev)
         x0, eps = split_output(output, sample, a, v, config.prediction_type)
@@ -449,83 +518,6 @@ class EBMScheduler(SchedulerMixin, ConfigMixin):
                 )
             prev_sample = prev_sample + std * variance_noise
         return prev_sample, x0
-
-    def _ula_step(self, model_output, timestep, sample, generator, first):
-        """x_ve ← x_ve + η s + noise_scale·z with the langevin corrector's η and noise (and
-        its ``clip``, in VE coordinates like the corrector's own step)."""
-        output, _ = self._channels(model_output, sample)
-        a, v = self.scales(timestep)
-        x0, _ = split_output(output, sample, a, v, self.config.prediction_type)
-        if a == 0:  # σ = ∞: nothing to correct
-            return EBMSchedulerOutput(prev_sample=sample, pred_original_sample=x0)
-        score = score_from_output(output, sample, a, v, self.config.prediction_type)
-        if first or self._level_step_size is None:
-            self._level_step_size = self.level_step_size(timestep, score)
-        ula = self.make_corrector(self._level_step_size)
-        z = randn_tensor(
-            sample.shape, generator=generator, device=sample.device, dtype=sample.dtype
-        )
-        x_ve = sample / a + ula.step_size * score + ula.noise_scale * z
-        if ula.clip is not None:
-            x_ve = x_ve.clamp(*ula.clip)
-        return EBMSchedulerOutput(prev_sample=x_ve * a, pred_original_sample=x0)
-
-    # -- the corrector -----------------------------------------------------------------
-
-    def make_corrector(self, step_size: float) -> ebmflow.Sampler:
-        """The corrector sampler with step size η (built through the ebmflow registry)."""
-        return _corrector.build_sampler(
-            self.config.corrector, self.config.corrector_args or {}, step_size
-        )
-
-    def level_step_size(self, timestep, score: Tensor | None = None) -> float:
-        """η at ``timestep`` by the step-size rule (``score``: the VE score at the level's
-        starting point, needed by the snr rule)."""
-        if self.config.step_size_rule == "beta":
-            return self.config.step_size_scale * self._variance_increment(timestep)
-        if score is None:
-            raise fail("the snr step-size rule needs the score at the start of the level")
-        return _corrector.snr_step_size(score, self.config.snr)
-
-    def correct(
-        self,
-        energy: ebmflow.Energy,
-        sample: Tensor,
-        timestep: int | float | Tensor,
-        generator: torch.Generator | None = None,
-    ) -> _corrector.CorrectorResult:
-        """``corrector_steps`` steps of the corrector at ``timestep``'s level.
-
-        Args:
-            energy: a noise-conditional ebmflow energy in VE coordinates (a converted model,
-                a composition of them, an energy parameterisation ...).
-            sample: x_t in the scheduler's coordinates.
-
-        Returns:
-            A :class:`~ebmflow_diffusers.corrector.CorrectorResult` whose ``x`` is back in the
-            scheduler's coordinates.
-        """
-        a, v = self.scales(timestep)
-        if a == 0 or not self.config.corrector_steps:
-            return _corrector.CorrectorResult(sample, None, 0.0)
-        sigma = v / a
-        x_ve = sample / a
-        score = None
-        if self.config.step_size_rule == "snr":
-            score = energy.score(x_ve, sigma)
-        eta = self.level_step_size(timestep, score)
-        sampler = self.make_corrector(eta)
-        x_new, rate = _corrector.run_corrector(
-            sampler,
-            energy,
-            x_ve,
-            sigma,
-            self.config.corrector_steps,
-            generator,
-            n_points=self.config.energy_points,
-            rule=self.config.energy_rule,
-        )
-        return _corrector.CorrectorResult(x_new * a, rate, eta)
 
     # -- conversions -------------------------------------------------------------------
 

@@ -13,7 +13,14 @@ from ebmflow_diffusers.schedule import PREDICTION_TYPES
 from ebmflow_diffusers.segment import RULES, quadrature_weights
 
 PREDICTORS = ("ddpm", "ddim")
-VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "learned", "learned_range")
+VARIANCE_TYPES = (
+    "fixed_small",
+    "fixed_small_log",
+    "fixed_large",
+    "fixed_large_log",
+    "learned",
+    "learned_range",
+)
 TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
 NAME = "EBMScheduler"
 

@@ -188,22 +188,22 @@ def test_free_running_float32_on_exact_denoiser_within_1e5(prediction_type, pred
     "name",
     params(["default", "v", "scaled-linear-large", "sigmoid-trailing-noclip", "thresholding"]),
 )
-def test_ddpm_free_running_float64_within_1e10(name, make_unet):
+def test_ddpm_free_running_float64_is_ddpm_scheduler_exactly(name, make_unet):
+    # drop-in means diffusers' numbers: its float32 tables and coefficients, also on
+    # float64 samples
     model = model_fn(make_unet(), torch.float64)
-    ref = upcast(DDPMScheduler(**DDPM_CONFIGS[name]))
+    ref = DDPMScheduler(**DDPM_CONFIGS[name])
     ours = EBMScheduler.from_config(ref.config)
-    a, b = free_run(ref, model, torch.float64), free_run(ours, model, torch.float64)
-    assert float((a - b).abs().max()) / max(1.0, float(a.abs().max())) < 1e-10
+    assert torch.equal(free_run(ref, model, torch.float64), free_run(ours, model, torch.float64))
 
 
 @pytest.mark.parametrize("name,eta", params(DDIM_CONFIGS, 0.0, 1.0))
-def test_ddim_free_running_float64_within_1e10(name, eta, make_unet):
+def test_ddim_free_running_float64_is_ddim_scheduler_exactly(name, eta, make_unet):
     model = model_fn(make_unet(), torch.float64)
-    ref = upcast(DDIMScheduler(**DDIM_CONFIGS[name]))
+    ref = DDIMScheduler(**DDIM_CONFIGS[name])
     ours = EBMScheduler.from_config(ref.config, predictor="ddim", eta=eta)
     a = free_run(ref, model, torch.float64, {"eta": eta})
-    b = free_run(ours, model, torch.float64)
-    assert float((a - b).abs().max()) / max(1.0, float(a.abs().max())) < 1e-10
+    assert torch.equal(a, free_run(ours, model, torch.float64))
 
 
 @pytest.mark.slow
@@ -218,8 +218,9 @@ def test_ddim_eta_one_with_clipped_output_is_ddpm(unet):
     ddim.set_timesteps(STEPS)
     for t in ddim.timesteps:
         x = ddim.step(model(x, t), t, x, generator=gen, use_clipped_model_output=True).prev_sample
-    # the last DDPM step draws noise of std 1e-10 (diffusers' variance floor), DDIM none
-    assert float((a - x).abs().max()) < 1e-9
+    # the two updates are equal in exact arithmetic; both compute their coefficients in
+    # float32 as diffusers does, in different orders, so they agree to float32 rounding
+    assert float((a - x).abs().max()) < 2e-5
 
 
 def test_drop_in_for_stock_ddpm_pipeline(unet):
@@ -449,7 +450,7 @@ def test_check_attribute_access():
         ({"predictor": "heun"}, "predictor must be one of 'ddpm', 'ddim'"),
         ({"prediction_type": "score"}, "prediction_type must be one of 'epsilon'"),
         ({"schedule": "ve", "prediction_type": "v_prediction"}, "'score', 'epsilon', 'sample'"),
-        ({"variance_type": "fixed_large_log"}, "variance_type must be one of"),
+        ({"variance_type": "fixed_huge"}, "variance_type must be one of"),
         ({"step_size_rule": "adaptive"}, "step_size_rule must be one of 'snr', 'beta'"),
         ({"energy_rule": "simpson", "energy_points": 4}, "odd number of points"),
         ({"corrector_steps": -1}, "corrector_steps must be an integer ≥ 0"),
