@@ -4,6 +4,7 @@ its constructor rejects: both name the component and say what it accepts."""
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -12,11 +13,29 @@ from ebmflow.errors import ComponentArgumentError, ConfigError, EbmflowError
 from ebmflow.registry.records import Component
 
 
+@functools.lru_cache(maxsize=512)
+def _signature(factory: Callable[..., Any]) -> inspect.Signature:
+    # components are built in loops (a corrector's sampler at every level); reading a
+    # factory's signature costs more than building a small component
+    return inspect.signature(factory)
+
+
+def signature_of(factory: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature(factory)``, remembered per factory (recomputed for unhashable
+    ones)."""
+    try:
+        return _signature(factory)
+    except TypeError as exc:
+        if "unhashable" not in str(exc):
+            raise
+        return inspect.signature(factory)
+
+
 def check_arguments(component: Component, factory: Callable[..., Any], arguments: dict) -> None:
     """Raise a :class:`~ebmflow.ComponentArgumentError` that lists the accepted arguments
     (and the close match of a misspelt one) if ``factory`` cannot take ``arguments``."""
     try:
-        signature = inspect.signature(factory)
+        signature = signature_of(factory)
     except (TypeError, ValueError):  # some builtins have no signature; let the call decide
         return
     try:

@@ -19,6 +19,7 @@ holding them save and load; ``with_corrector`` makes one for any other scheduler
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import sys
@@ -226,6 +227,7 @@ class CorrectorMixin:
             return model_output, sample
         energy = LevelScore(self, self._denoise, timestep, sigma, scale, self.sample_space)
         x_ve = sample / scale
+        energy.remember(x_ve, model_output)
         eta = self._step_size(sigma, energy.score_from_output(model_output, x_ve))
         config = self._internal_dict  # type: ignore[attr-defined]
         x_new, rate = _corrector.run_corrector(
@@ -246,7 +248,7 @@ class CorrectorMixin:
         base_step = self.corrector_base.step  # type: ignore[attr-defined]
         if not self._wants_correction():
             return base_step(self, *args, **kwargs)
-        bound = inspect.signature(base_step).bind(self, *args, **kwargs)
+        bound = _signature(base_step).bind(self, *args, **kwargs)
         arguments = bound.arguments
         output, sample = self.correct(
             arguments["model_output"],
@@ -261,6 +263,13 @@ class CorrectorMixin:
 
 
 _CLASSES: dict[Any, Any] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def _signature(method: Any) -> inspect.Signature:
+    # read at every step of a sampling loop; a signature costs more than the step's own
+    # bookkeeping
+    return inspect.signature(method)
 
 
 def with_corrector(scheduler_class: Any, space: str | None = None) -> Any:

@@ -18,6 +18,7 @@ Step-size rules (η is the sampler's step size in VE coordinates, one value per 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Mapping
@@ -70,6 +71,12 @@ def sampler_factory(name: str, host: ebmflow.PluginHost | None = None) -> Any:
     return host.get("sampler", name).load()
 
 
+@functools.lru_cache(maxsize=64)
+def _parameters(factory: Any) -> Mapping[str, inspect.Parameter]:
+    # a corrector builds its sampler at every level; the factory's signature does not change
+    return inspect.signature(factory).parameters
+
+
 def build_sampler(
     name: str,
     args: Mapping[str, Any],
@@ -82,7 +89,7 @@ def build_sampler(
     ``local_sampler`` (parallel tempering), given to that."""
     host = ebmflow.current_host() if host is None else host
     factory = sampler_factory(name, host)
-    params = inspect.signature(factory).parameters
+    params = _parameters(factory)
     kwargs = dict(args)
     if isinstance(factory, type) and issubclass(factory, ebmflow.HMC):
         kwargs["step_size"] = math.sqrt(2.0 * step_size)  # leapfrog ε with ε²/2 = η

@@ -111,14 +111,34 @@ class LevelScore(ebmflow.Energy):
         self.sigma = sigma
         self.scale = scale
         self.space = space
+        # the last (positions, output) pair: a corrector reads the model at the pipeline's
+        # sample (already evaluated) and at its final positions (evaluated by its last step)
+        # again, and each of those reads costs a network call without this; holding x_ve
+        # keeps its storage, so no other tensor can take its address
+        self._last: tuple[Tensor, tuple[Any, ...], Tensor] | None = None
+
+    @staticmethod
+    def _key(x_ve: Tensor) -> tuple[Any, ...]:
+        # the same storage, layout and version: x_ve or a detached alias of it, unmodified
+        return (x_ve.data_ptr(), x_ve.shape, x_ve.stride(), x_ve.dtype, x_ve._version)
+
+    def remember(self, x_ve: Tensor, output: Tensor) -> None:
+        """Record the model's ``output`` at ``x_ve`` (the pipeline's call at its sample), so
+        :meth:`output` there returns it instead of calling the model again."""
+        self._last = (x_ve, self._key(x_ve), output)
 
     def output(self, x_ve: Tensor) -> Tensor:
         """The model's raw output at x_ve (the sample c · x_ve, scaled for the model)."""
+        key = self._key(x_ve)
+        if self._last is not None and self._last[1] == key:
+            return self._last[2]
         sample = x_ve * self.scale
         with torch.no_grad():
-            return self.denoise(
+            out = self.denoise(
                 self.scheduler.scale_model_input(sample, self.timestep), self.timestep
             )
+        self._last = (x_ve, key, out)
+        return out
 
     def score_from_output(self, output: Tensor, x_ve: Tensor) -> Tensor:
         """The VE score a model output at x_ve gives (the first C channels of a

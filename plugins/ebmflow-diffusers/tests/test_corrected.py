@@ -129,6 +129,26 @@ def test_corrector_runs_and_is_seeded(base, corrector, unet):
     assert not torch.equal(a, loop(base(), unet))
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_langevin_corrector_costs_one_network_call_per_step(k, unet):
+    """The pipeline's own call at the sample seeds the corrector, and the output at the
+    corrected sample is the one its last step evaluated: k Langevin steps add exactly k
+    calls per level, as a hand-written corrector loop makes."""
+    calls = []
+
+    def denoise(x, t):
+        calls.append(t)
+        return unet(x, t).sample
+
+    scheduler = EBMDDPMScheduler(corrector="langevin", corrector_steps=k)
+    scheduler.bind_model(denoise=denoise, generator=torch.Generator().manual_seed(0))
+    steps = 4
+    x = loop(scheduler, unet, steps=steps)
+    assert torch.isfinite(x).all()
+    # the last level (t = 0 after spacing, σ > 0) is corrected too; every level adds k
+    assert len(calls) == k * steps
+
+
 def test_heun_corrects_on_its_first_order_calls_only(unet):
     scheduler = with_corrector(HeunDiscreteScheduler)(corrector_steps=1)
     scheduler.bind_model(unet, generator=torch.Generator().manual_seed(0))
