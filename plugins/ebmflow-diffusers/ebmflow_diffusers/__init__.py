@@ -16,7 +16,12 @@
 - :class:`PathEnergy` and :func:`segment_difference`: energies of score-only models by
   integrating the score along segments (energy ``line-integral``), so MALA and HMC run on
   ε-checkpoints; :class:`NetworkEnergy` (energy ``unet-energy``): E = ½‖f‖² or ‖x − f‖².
-- :class:`GaussianDenoiser`: the exact denoiser of Gaussian data, a diffusers model for tests.
+- :class:`GaussianDenoiser`: the exact denoiser of Gaussian data, a diffusers model for tests;
+  :class:`MixtureDenoiser` and :class:`ClassConditionalGMM`: the exact class-conditional
+  denoiser of per-class Gaussian mixtures (a diffusers model; a noise-conditional energy),
+  with :func:`product`, :func:`negation` and :func:`tilted_product` (the exact targets of
+  compositions) and :func:`reverse_diffusion` (the reverse process with an optional MCMC
+  corrector) to measure compositions against exact answers.
 
 Importing this package imports neither torch nor diffusers; names load on first access.
 """
@@ -54,6 +59,12 @@ _LAZY = {
     "segment_difference": "ebmflow_diffusers.segment",
     "quadrature_weights": "ebmflow_diffusers.segment",
     "GaussianDenoiser": "ebmflow_diffusers.analytic",
+    "MixtureDenoiser": "ebmflow_diffusers.conditional_denoiser",
+    "ClassConditionalGMM": "ebmflow_diffusers.conditional_mixture",
+    "product": "ebmflow_diffusers.exact_composition",
+    "negation": "ebmflow_diffusers.exact_composition",
+    "tilted_product": "ebmflow_diffusers.exact_composition",
+    "reverse_diffusion": "ebmflow_diffusers.reverse_sampling",
 }
 
 __all__ = ["__version__", *_LAZY]
