@@ -15,6 +15,10 @@ product with a guidance term, an energy parameterisation, an analytic energy). F
 ``unet`` the predictor uses the network's own output, so with ``corrector_steps=0`` the
 pipeline reproduces ``DDPMPipeline`` exactly; for another energy it uses the output the
 energy's score corresponds to (:meth:`EBMScheduler.output_from_score`).
+
+A conditional ``unet`` (class labels, ``encoder_hidden_states`` or a DiT's labels) takes its
+condition as ``class_labels=``, ``encoder_hidden_states=`` or ``y=``; the predictor and the
+corrector both evaluate the network on it.
 """
 
 from __future__ import annotations
@@ -84,6 +88,9 @@ class EBMPipeline(DiffusionPipeline):
         energy: ebmflow.Energy | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        class_labels: Any = None,
+        encoder_hidden_states: Any = None,
+        y: Any = None,
     ) -> EBMPipelineOutput | tuple:
         """Draw ``batch_size`` samples.
 
@@ -95,9 +102,34 @@ class EBMPipeline(DiffusionPipeline):
                 the ``unet``.
             output_type: ``"pil"``, ``"np"``, ``"pt"`` (images mapped from [−1, 1] to
                 [0, 1], as DDPMPipeline) or ``"latent"`` (the raw samples).
+            class_labels: the labels of a class-conditional ``unet``: shape ``(B,)`` or one
+                label for every sample.
+            encoder_hidden_states: the embeddings of a cross-attention ``unet``: shape
+                ``(B, L, D)`` or one ``(L, D)`` for every sample.
+            y: either condition under the name ebmflow uses (pass at most one of the three).
         """
         scheduler = self.scheduler
         own = energy is None
+        given = {
+            name: value
+            for name, value in (
+                ("class_labels", class_labels),
+                ("encoder_hidden_states", encoder_hidden_states),
+                ("y", y),
+            )
+            if value is not None
+        }
+        if len(given) > 1:
+            raise ebmflow.ComponentArgumentError(
+                f"EBMPipeline: got {' and '.join(given)}; pass the condition once, as "
+                f"class_labels=, encoder_hidden_states= or y="
+            )
+        if given and not own:
+            raise ebmflow.ComponentArgumentError(
+                f"EBMPipeline: {next(iter(given))}= conditions the unet, not energy=; fix the "
+                f"condition of an energy with ebmflow.condition(energy, y)"
+            )
+        condition = next(iter(given.values()), None)
         model = self.score_model() if own else energy
         if not isinstance(model, ebmflow.Energy) or not model.noise_conditional:
             raise ebmflow.ComponentArgumentError(
@@ -109,7 +141,17 @@ class EBMPipeline(DiffusionPipeline):
                 f"EBMPipeline: {type(model).__name__} declares no event_shape, so the sample "
                 f"shape is unknown"
             )
+        # a converted model, or one with its condition fixed, knows its prediction type
+        inner = getattr(model, "energy", None)
+        check_scheduler = getattr(model, "check_scheduler", getattr(inner, "check_scheduler", None))
+        if check_scheduler is not None:
+            check_scheduler(scheduler)
+        corrector_energy = model
         if own:
+            # refused here, before any sampling, with the shape the network expects
+            condition = model.conditioning.check(condition, batch_size, "EBMPipeline")
+            if condition is not None:
+                corrector_energy = ebmflow.condition(model, condition)
             device, dtype = self._execution_device, self.unet.dtype
         else:
             param = next(iter(list(model.parameters()) + list(model.buffers())), None)
@@ -126,13 +168,13 @@ class EBMPipeline(DiffusionPipeline):
         rates, steps = [], []
         for t in self.progress_bar(scheduler.predictor_timesteps):
             if scheduler.config.corrector_steps:
-                corrected = scheduler.correct(model, sample, t, generator)
+                corrected = scheduler.correct(corrector_energy, sample, t, generator)
                 sample = corrected.x
                 steps.append(corrected.step_size)
                 if corrected.acceptance_rate is not None:
                     rates.append(corrected.acceptance_rate)
             if own:
-                output = model.model_output(sample, t)
+                output = model.model_output(sample, t, condition)
             else:
                 sigma = scheduler.sigma(t)
                 score = model.score(scheduler.to_ve(sample, t), sigma)
