@@ -176,7 +176,8 @@ def mixture(energies: Sequence[Energy], weights: Sequence[float] | None = None) 
 class Conditioned(Energy):
     """E(x | y) with ``y`` fixed: calls ``energy(x, sigma, y=y)``.
 
-    ``y`` is one condition for every sample, or one per sample. A condition is a label by
+    ``y`` is one condition for every sample, or one per sample (N of them for a batch of
+    k·N samples: row i gets condition i mod N). A condition is a label by
     default; an energy whose conditions are tensors (embeddings ``(L, D)``) says how many
     dimensions one has with an attribute ``condition_ndim``."""
 
@@ -211,12 +212,14 @@ class Conditioned(Energy):
         if y.ndim == ndim or (y.ndim == ndim + 1 and y.shape[0] == 1 and x.shape[0] != 1):
             one = y.reshape(1, *y.shape[y.ndim - ndim :])
             return one.expand(x.shape[0], *one.shape[1:])
-        if y.shape[0] != x.shape[0]:
+        if x.shape[0] % y.shape[0] != 0:
             raise ConfigError(
                 f"condition(): {y.shape[0]} labels for a batch of {x.shape[0]} samples; give "
-                f"one label, or one per sample"
+                f"one label, one per sample, or one per chain of a batch of k·N chains"
             )
-        return y
+        # k·N rows are k stacked copies of N chains (several points of each chain evaluated
+        # in one call, or replica-major tempering batches): row i has chain i mod N's label
+        return y.repeat(x.shape[0] // y.shape[0], *(1,) * (y.ndim - 1))
 
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return self.energy(x, sigma, y=self._labels(x))

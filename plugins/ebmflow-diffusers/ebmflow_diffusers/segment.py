@@ -77,7 +77,9 @@ def segment_difference(
 
     ``score0`` / ``score1``, when known, are used instead of evaluating the model at the
     end points. All the scores still needed are evaluated in one batched call of
-    ``model.score``. Returns ``(ΔE, s(x₁))``.
+    ``model.score``: the points stacked point-major, so row i of the call is chain i mod B
+    (which is how ``ebmflow.condition`` with one label per chain gives each row its chain's
+    label). Returns ``(ΔE, s(x₁))``.
     """
     weights = quadrature_weights(n_points, rule)
     d = x1 - x0
