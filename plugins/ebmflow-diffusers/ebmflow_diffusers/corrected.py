@@ -19,7 +19,6 @@ holding them save and load; ``with_corrector`` makes one for any other scheduler
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 import sys
@@ -248,7 +247,7 @@ class CorrectorMixin:
         base_step = self.corrector_base.step  # type: ignore[attr-defined]
         if not self._wants_correction():
             return base_step(self, *args, **kwargs)
-        bound = _signature(base_step).bind(self, *args, **kwargs)
+        bound = _corrector.cached_signature(base_step).bind(self, *args, **kwargs)
         arguments = bound.arguments
         output, sample = self.correct(
             arguments["model_output"],
@@ -263,13 +262,6 @@ class CorrectorMixin:
 
 
 _CLASSES: dict[Any, Any] = {}
-
-
-@functools.lru_cache(maxsize=64)
-def _signature(method: Any) -> inspect.Signature:
-    # read at every step of a sampling loop; a signature costs more than the step's own
-    # bookkeeping
-    return inspect.signature(method)
 
 
 def with_corrector(scheduler_class: Any, space: str | None = None) -> Any:

@@ -72,9 +72,10 @@ def sampler_factory(name: str, host: ebmflow.PluginHost | None = None) -> Any:
 
 
 @functools.lru_cache(maxsize=64)
-def _parameters(factory: Any) -> Mapping[str, inspect.Parameter]:
-    # a corrector builds its sampler at every level; the factory's signature does not change
-    return inspect.signature(factory).parameters
+def cached_signature(function: Any) -> inspect.Signature:
+    """``inspect.signature(function)``, read once: correctors build their sampler and
+    schedulers bind their step arguments at every level, and neither signature changes."""
+    return inspect.signature(function)
 
 
 def build_sampler(
@@ -89,7 +90,7 @@ def build_sampler(
     ``local_sampler`` (parallel tempering), given to that."""
     host = ebmflow.current_host() if host is None else host
     factory = sampler_factory(name, host)
-    params = _parameters(factory)
+    params = cached_signature(factory).parameters
     kwargs = dict(args)
     if isinstance(factory, type) and issubclass(factory, ebmflow.HMC):
         kwargs["step_size"] = math.sqrt(2.0 * step_size)  # leapfrog ε with ε²/2 = η
