@@ -19,7 +19,7 @@ the N test splits' predictions pooled (each model predicting its own split's tes
 and a paired bootstrap of JEM's minus cross-entropy's pooled ECE that resamples the test
 images within each split (the same resample for both models).
 
-Without ``--quick`` it exits with status 1 unless the issue's targets that JEM meets here
+Without ``--quick`` it exits with status 1 unless the targets that JEM meets here
 hold on every split: test accuracy ≥ 97% and log p(x) AUROC ≥ 0.9 against both OOD sets
 (the ECE comparison with the baseline is reported, not checked: see
 plugins/ebmflow-jem/README.md). ``--quick`` shortens everything (30 steps, 5 SGLD steps, a

@@ -4,7 +4,7 @@ subprocess and writes its JSON and markdown, and the README table is generated f
 The tiny size takes a step or two per benchmark, so its figures mean nothing; this checks
 that every benchmark runs and is reported, not how fast it is. It takes about 40 s on one
 shared core (most of it starting Python processes that import torch and diffusers), under
-the minute the issue allows for a test that is not marked slow.
+the minute allowed to a test that is not marked slow.
 """
 
 from __future__ import annotations
