@@ -117,6 +117,8 @@ class CorrectorMixin:
     sample_space: ClassVar[str]
     _denoise: Denoiser | None = None
     _corrector_generator: torch.Generator | None = None
+    #: the model's score at the level being corrected, moved from level to level
+    _level_score: LevelScore | None = None
     #: (step size, acceptance rate or None) of each corrected level since ``set_timesteps``.
     corrector_log: list[tuple[float, float | None]]
 
@@ -131,7 +133,9 @@ class CorrectorMixin:
                 f"{type(self).__name__}: the corrector needs prediction_type "
                 f"{', '.join(map(repr, PREDICTIONS))}, got {kind!r}"
             )
-        self._corrector_factory = _corrector.sampler_factory(values["corrector"])
+        self._make_corrector = _corrector.SamplerMaker(
+            values["corrector"], values["corrector_args"] or {}
+        )
         self.register_to_config(**values)  # type: ignore[attr-defined]
         if values["corrector_steps"]:  # so that bad sampler arguments fail here
             self.make_corrector(1e-3)
@@ -141,7 +145,9 @@ class CorrectorMixin:
     def config(self) -> Any:
         config = self._internal_dict  # type: ignore[attr-defined]
         if config.get("corrector_steps"):
-            warn_if_replaced(self, sys._getframe(1))
+            caller = sys._getframe(1)  # read at every config access of every step: kept cheap
+            if caller.f_code.co_name == "__init__":
+                warn_if_replaced(self, caller)
         return config
 
     def bind_model(
@@ -178,10 +184,7 @@ class CorrectorMixin:
 
     def make_corrector(self, step_size: float) -> ebmflow.Sampler:
         """The corrector sampler with step size η (through the ebmflow registry)."""
-        config = self._internal_dict  # type: ignore[attr-defined]
-        return _corrector.build_sampler(
-            config["corrector"], config["corrector_args"] or {}, step_size
-        )
+        return self._make_corrector(step_size)
 
     def _corrected_set_timesteps(self, *args: Any, **kwargs: Any) -> Any:
         self.corrector_log = []
@@ -224,10 +227,15 @@ class CorrectorMixin:
         sigma, scale = level(self, timestep, self.sample_space)
         if not 0 < sigma < math.inf:
             return model_output, sample
-        energy = LevelScore(self, self._denoise, timestep, sigma, scale, self.sample_space)
+        energy = self._level_score
+        if energy is None or energy.denoise is not self._denoise:
+            energy = LevelScore(self, self._denoise, timestep, sigma, scale, self.sample_space)
+            self._level_score = energy
+        else:
+            energy.move_to(timestep, sigma, scale)
         x_ve = sample / scale
         energy.remember(x_ve, model_output)
-        eta = self._step_size(sigma, energy.score_from_output(model_output, x_ve))
+        eta = self._step_size(sigma, energy.score(x_ve))
         config = self._internal_dict  # type: ignore[attr-defined]
         x_new, rate = _corrector.run_corrector(
             self.make_corrector(eta),
@@ -247,6 +255,12 @@ class CorrectorMixin:
         base_step = self.corrector_base.step  # type: ignore[attr-defined]
         if not self._wants_correction():
             return base_step(self, *args, **kwargs)
+        if hasattr(self, "last_sample") and hasattr(self, "multistep_uni_c_bh_update"):
+            self.last_sample = None  # UniC would rebuild the sample and undo the MCMC move
+        if len(args) == 3:  # how pipelines call it: (model_output, timestep, sample, **kw)
+            output, timestep, sample = args
+            output, sample = self.correct(output, timestep, sample, kwargs.get("generator"))
+            return base_step(self, output, timestep, sample, **kwargs)
         bound = _corrector.cached_signature(base_step).bind(self, *args, **kwargs)
         arguments = bound.arguments
         output, sample = self.correct(
@@ -256,8 +270,6 @@ class CorrectorMixin:
             arguments.get("generator"),
         )
         arguments["model_output"], arguments["sample"] = output, sample
-        if hasattr(self, "last_sample") and hasattr(self, "multistep_uni_c_bh_update"):
-            self.last_sample = None  # UniC would rebuild the sample and undo the MCMC move
         return base_step(*bound.args, **bound.kwargs)
 
 

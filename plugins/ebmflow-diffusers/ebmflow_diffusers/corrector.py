@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +89,11 @@ def build_sampler(
     leapfrog step is MALA with η = ε²/2), or, for a sampler that has none but wraps a
     ``local_sampler`` (parallel tempering), given to that."""
     host = ebmflow.current_host() if host is None else host
-    factory = sampler_factory(name, host)
+    kwargs = _with_step_size(name, sampler_factory(name, host), args, step_size)
+    return host.create("sampler", name, **kwargs)
+
+
+def _with_step_size(name: str, factory: Any, args: Mapping[str, Any], step_size: float) -> dict:
     params = cached_signature(factory).parameters
     kwargs = dict(args)
     if isinstance(factory, type) and issubclass(factory, ebmflow.HMC):
@@ -116,7 +120,28 @@ def build_sampler(
             f"step-size rule cannot set its step; accepted correctors take step_size "
             f"(langevin, mala, hmc) or local_sampler (parallel-tempering)"
         )
-    return host.create("sampler", name, **kwargs)
+    return kwargs
+
+
+class SamplerMaker:
+    """Builds the corrector ``name`` (with ``args``) at one step size after another, as a
+    scheduler does at every level. The first build goes through the registry
+    (:func:`build_sampler`), which checks the arguments and builds nested components; later
+    ones, where every argument is a plain value, call the same factory directly, since only
+    the step size differs."""
+
+    def __init__(self, name: str, args: Mapping[str, Any]) -> None:
+        self.name, self.args = name, dict(args)
+        self.factory = sampler_factory(name)  # an unknown name fails here, listing the known
+        self._plain = not any(isinstance(v, (Mapping, list, tuple)) for v in self.args.values())
+        self._checked = False
+
+    def __call__(self, step_size: float) -> ebmflow.Sampler:
+        if self._checked and self._plain:
+            return self.factory(**_with_step_size(self.name, self.factory, self.args, step_size))
+        sampler = build_sampler(self.name, self.args, step_size)
+        self._checked = True
+        return sampler
 
 
 def run_corrector(
@@ -139,20 +164,44 @@ def run_corrector(
     is each chain's starting point at this level. Returns (positions, acceptance rate).
     """
     if not (sampler.needs_energy and not energy.has_energy):
-        result = sampler.run(energy, x, n_steps, sigma=sigma, generator=generator)
-        return result.samples, result.diagnostics.get("acceptance_rate")
+        if type(sampler).continue_run is not ebmflow.Sampler.continue_run:
+            result = sampler.run(energy, x, n_steps, sigma=sigma, generator=generator)
+            return result.samples, result.diagnostics.get("acceptance_rate")
+        # Sampler.run's own loop, less the energy trace and diagnostics it builds for a
+        # caller that reads them: a corrector pays that at every level for a step or two
+        state = sampler.init(energy, x, sigma)
+        state, rate = _steps(sampler, lambda current: energy, state, n_steps, generator)
+        return state.x, rate
     path = PathEnergy(energy, n_points=n_points, rule=rule)
     if isinstance(sampler, (ebmflow.MALA, ebmflow.HMC)):
         zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         state = sampler.init(path.anchored(x, zeros, None), x, sigma)
-        accept = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-        for _ in range(n_steps):
-            state = sampler.step_and_adapt(
-                path.anchored(state.x, state.energy, state.score), state, generator
-            )
-            accept += state.accept_prob
-        rate = float(accept.mean()) / n_steps if n_steps else None
+        state, rate = _steps(
+            sampler,
+            lambda current: path.anchored(current.x, current.energy, current.score),
+            state,
+            n_steps,
+            generator,
+        )
         return state.x, rate
     path = PathEnergy(energy, n_points=n_points, rule=rule, reference=x)
     result = sampler.run(path, x, n_steps, sigma=sigma, generator=generator)
     return result.samples, result.diagnostics.get("acceptance_rate")
+
+
+def _steps(
+    sampler: ebmflow.Sampler,
+    energy_at: Callable[[ebmflow.SamplerState], ebmflow.Energy],
+    state: ebmflow.SamplerState,
+    n_steps: int,
+    generator: torch.Generator | None,
+) -> tuple[ebmflow.SamplerState, float | None]:
+    """``n_steps`` steps from ``state``, each on ``energy_at(state)``; returns the last state
+    and the mean acceptance probability over steps and chains (``None`` without a test)."""
+    accept: Tensor | None = None
+    for _ in range(n_steps):
+        state = sampler.step_and_adapt(energy_at(state), state, generator)
+        if state.accept_prob is not None:
+            prob = state.accept_prob.double()
+            accept = prob if accept is None else accept + prob
+    return state, (None if accept is None else float(accept.mean()) / n_steps)

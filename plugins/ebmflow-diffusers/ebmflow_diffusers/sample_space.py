@@ -107,38 +107,39 @@ class LevelScore(ebmflow.Energy):
         super().__init__()
         self.scheduler = scheduler
         self.denoise = denoise
-        self.timestep = timestep
-        self.sigma = sigma
-        self.scale = scale
         self.space = space
-        # the last (positions, output) pair: a corrector reads the model at the pipeline's
-        # sample (already evaluated) and at its final positions (evaluated by its last step)
-        # again, and each of those reads costs a network call without this; holding x_ve
-        # keeps its storage, so no other tensor can take its address
-        self._last: tuple[Tensor, tuple[Any, ...], Tensor] | None = None
+        self._at = _Level(timestep, sigma, scale)
 
-    @staticmethod
-    def _key(x_ve: Tensor) -> tuple[Any, ...]:
-        # the same storage, layout and version: x_ve or a detached alias of it, unmodified
-        return (x_ve.data_ptr(), x_ve.shape, x_ve.stride(), x_ve.dtype, x_ve._version)
+    @property
+    def timestep(self) -> Any:
+        return self._at.timestep
+
+    @property
+    def sigma(self) -> float:
+        return self._at.sigma
+
+    @property
+    def scale(self) -> float:
+        return self._at.scale
+
+    def move_to(self, timestep: Any, sigma: float, scale: float) -> None:
+        """Point this score at another level of the same scheduler and model (a scheduler
+        keeps one and moves it from level to level instead of building a module per level)."""
+        self._at = _Level(timestep, sigma, scale)
 
     def remember(self, x_ve: Tensor, output: Tensor) -> None:
         """Record the model's ``output`` at ``x_ve`` (the pipeline's call at its sample), so
         :meth:`output` there returns it instead of calling the model again."""
-        self._last = (x_ve, self._key(x_ve), output)
+        self._at.remember(x_ve, output, None)
 
     def output(self, x_ve: Tensor) -> Tensor:
         """The model's raw output at x_ve (the sample c · x_ve, scaled for the model)."""
-        key = self._key(x_ve)
-        if self._last is not None and self._last[1] == key:
-            return self._last[2]
-        sample = x_ve * self.scale
-        with torch.no_grad():
-            out = self.denoise(
-                self.scheduler.scale_model_input(sample, self.timestep), self.timestep
-            )
-        self._last = (x_ve, key, out)
-        return out
+        at = self._at
+        if not at.holds(x_ve):
+            with torch.no_grad():
+                model_input = self.scheduler.scale_model_input(x_ve * at.scale, at.timestep)
+                at.remember(x_ve, self.denoise(model_input, at.timestep), None)
+        return at.output
 
     def score_from_output(self, output: Tensor, x_ve: Tensor) -> Tensor:
         """The VE score a model output at x_ve gives (the first C channels of a
@@ -154,4 +155,41 @@ class LevelScore(ebmflow.Energy):
         return score_from_output(output, x_ve * a, a, sigma * a, kind)
 
     def score(self, x: Tensor, sigma: Any = None) -> Tensor:
-        return self.score_from_output(self.output(x), x)
+        output, at = self.output(x), self._at
+        # the score handed out last time, unless its reader has written into it since
+        if at.score is not None and at.score._version == at.score_version:
+            return at.score
+        score = self.score_from_output(output, x)
+        at.remember(x, output, score)
+        return score
+
+
+class _Level:
+    """One level of a :class:`LevelScore` and the model's last (position, output, score),
+    kept in a plain object: a corrector reads the model at the pipeline's sample (already
+    evaluated) and at its final positions (evaluated by its last step) again, and each of
+    those reads costs a network call without this. Holding the position keeps its storage,
+    so no other tensor can take its address."""
+
+    __slots__ = ("key", "output", "scale", "score", "score_version", "sigma", "timestep", "x")
+
+    def __init__(self, timestep: Any, sigma: float, scale: float) -> None:
+        self.timestep, self.sigma, self.scale = timestep, sigma, scale
+        self.x: Tensor | None = None
+        self.key: tuple[Any, ...] = ()
+        self.output: Tensor
+        self.score: Tensor | None = None
+        self.score_version = 0
+
+    @staticmethod
+    def _key(x: Tensor) -> tuple[Any, ...]:
+        # the same storage, layout and version: x or a detached alias of it, unmodified
+        return (x.data_ptr(), x.shape, x.stride(), x.dtype, x._version)
+
+    def holds(self, x: Tensor) -> bool:
+        return self.x is not None and self.key == self._key(x)
+
+    def remember(self, x: Tensor, output: Tensor, score: Tensor | None) -> None:
+        self.x, self.key, self.output = x, self._key(x), output
+        self.score = score
+        self.score_version = 0 if score is None else score._version
