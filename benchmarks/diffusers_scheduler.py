@@ -28,29 +28,12 @@ import torch
 from benchmarks.harness import Case, Skip, pick
 
 
-def _tiny_unet():
-    from diffusers import UNet2DModel
-
-    with torch.random.fork_rng():  # diffusers initialises weights from the global RNG
-        torch.manual_seed(0)
-        return UNet2DModel(
-            sample_size=8,
-            in_channels=1,
-            out_channels=1,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "UpBlock2D"),
-            norm_num_groups=4,
-        ).eval()
-
-
 def cases(size: str = "full", **_options) -> list[Case | Skip]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from diffusers import DDPMPipeline, DDPMScheduler
         from diffusers.utils import logging
-        from ebmflow_diffusers import EBMScheduler, GaussianDenoiser
+        from ebmflow_diffusers import EBMScheduler, GaussianDenoiser, tiny
     except ImportError as exc:
         return [
             Skip(
@@ -63,7 +46,7 @@ def cases(size: str = "full", **_options) -> list[Case | Skip]:
     steps = pick(size, 20, 10, 2)
     batch = pick(size, 16, 16, 2)
     models = {
-        "tiny UNet2DModel 1×8×8": _tiny_unet(),
+        "tiny UNet2DModel 1×8×8": tiny.unet(),
         "analytic GaussianDenoiser 1×8×8 (scheduler-bound)": GaussianDenoiser(
             sample_size=8, in_channels=1
         ),

@@ -38,28 +38,11 @@ REQUIRES = ("ebmflow-diffusers",)
 
 
 def tiny_latent_dit_folder(folder: Path, seed: int) -> Path:
-    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+    from diffusers import DDIMScheduler, DiTPipeline
+    from ebmflow_diffusers import tiny
 
-    with torch.random.fork_rng():  # diffusers initialises weights from the global RNG
-        torch.manual_seed(seed)
-        dit = DiTTransformer2DModel(
-            num_attention_heads=2,
-            attention_head_dim=8,
-            in_channels=4,
-            out_channels=8,  # learned variance, as DiT checkpoints have
-            num_layers=1,
-            sample_size=8,
-            patch_size=2,
-            num_embeds_ada_norm=5,
-            norm_num_groups=4,
-        )
-        vae = AutoencoderKL(
-            block_out_channels=(8, 16),
-            latent_channels=4,
-            norm_num_groups=4,
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-        )
+    # a class-conditional DiT with learned variance on 4×8×8 latents, and a VAE around it
+    dit, vae = tiny.dit(seed), tiny.vae(seed + 1)
     DiTPipeline(transformer=dit, vae=vae, scheduler=DDIMScheduler()).save_pretrained(folder)
     return folder
 

@@ -37,20 +37,10 @@ import ebmflow
 
 
 def tiny_pipeline_folder(folder: Path, seed: int) -> Path:
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+    from diffusers import DDPMPipeline, DDPMScheduler
+    from ebmflow_diffusers import tiny
 
-    with torch.random.fork_rng():  # diffusers initialises weights from the global RNG
-        torch.manual_seed(seed)
-        unet = UNet2DModel(
-            sample_size=8,
-            in_channels=1,
-            out_channels=1,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "UpBlock2D"),
-            norm_num_groups=4,
-        )
+    unet = tiny.unet(seed)  # 1×8×8 images, about 42k weights
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(folder)
     return folder
 

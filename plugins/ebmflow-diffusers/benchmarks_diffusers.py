@@ -21,33 +21,16 @@ import torch
 BATCH, STEPS = 16, 50
 
 
-def tiny_unet(seed: int = 0):
-    from diffusers import UNet2DModel
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return UNet2DModel(
-            sample_size=8,
-            in_channels=1,
-            out_channels=1,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "UpBlock2D"),
-            norm_num_groups=4,
-        ).eval()
-
-
 def figures() -> None:
     """Print the equivalence and segment-integral errors the README reports."""
     from diffusers import DDIMScheduler, DDPMScheduler
     from diffusers.utils import logging
-    from ebmflow_diffusers import EBMScheduler, GaussianDenoiser, segment_difference
+    from ebmflow_diffusers import EBMScheduler, GaussianDenoiser, segment_difference, tiny
 
     import ebmflow
 
     logging.set_verbosity_error()
-    unet = tiny_unet()
+    unet = tiny.unet()
 
     def model(net, dtype):
         net = net.to(dtype)

@@ -30,23 +30,9 @@ def _quiet_diffusers():
 
 def _make_unet(seed: int = 0, out_channels: int = 1, **overrides):
     """A UNet2DModel on 1×8×8 images with (8, 16) channels: ~42k weights, ~1 ms a call."""
-    import torch
-    from diffusers import UNet2DModel
+    from ebmflow_diffusers import tiny
 
-    config = dict(
-        sample_size=8,
-        in_channels=1,
-        out_channels=out_channels,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    )
-    config.update(overrides)
-    with torch.random.fork_rng():  # diffusers initialises weights from the global RNG
-        torch.manual_seed(seed)
-        return UNet2DModel(**config).eval()
+    return tiny.unet(seed, out_channels=out_channels, **overrides)
 
 
 def _save_pipeline(folder: Path, unet, scheduler) -> Path:

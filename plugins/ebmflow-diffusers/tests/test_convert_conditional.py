@@ -12,101 +12,17 @@ import math
 import pytest
 import torch
 from diffusers import (
-    AutoencoderKL,
     DDIMScheduler,
     DDPMScheduler,
     DiTTransformer2DModel,
     ScoreSdeVeScheduler,
     Transformer2DModel,
-    UNet2DConditionModel,
 )
 from ebmflow_diffusers import ConversionError, DiffusersScoreModel, PathEnergy, convert
+from ebmflow_diffusers.tiny import dit, label_unet, text_unet, vae
 
 import ebmflow
 from ebmflow.cli import main as cli_main
-
-
-def _seeded(build, seed=0):
-    with torch.random.fork_rng():  # diffusers initialises weights from the global RNG
-        torch.manual_seed(seed)
-        return build().eval()
-
-
-def label_unet(seed=0, channels=4, classes=3):
-    """A UNet2DConditionModel with 3 class embeddings and no cross-attention (with
-    ``classes=None``: an unconditional one)."""
-    return _seeded(
-        lambda: UNet2DConditionModel(
-            sample_size=8,
-            in_channels=channels,
-            out_channels=channels,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "UpBlock2D"),
-            mid_block_type=None,
-            num_class_embeds=classes,
-            norm_num_groups=4,
-        ),
-        seed,
-    )
-
-
-def text_unet(seed=0):
-    """A UNet2DConditionModel with cross-attention on 12-dimensional embeddings."""
-    return _seeded(
-        lambda: UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            mid_block_type="UNetMidBlock2DCrossAttn",
-            cross_attention_dim=12,
-            attention_head_dim=4,
-            norm_num_groups=4,
-        ),
-        seed,
-    )
-
-
-def dit(seed=0, cls=DiTTransformer2DModel):
-    """A DiT on 4×8×8 latents, 5 classes (+ the null label 5), learned variance (8 out)."""
-    extra = {"norm_type": "ada_norm_zero"} if cls is Transformer2DModel else {}
-    return _seeded(
-        lambda: cls(
-            num_attention_heads=2,
-            attention_head_dim=8,
-            in_channels=4,
-            out_channels=8,
-            num_layers=1,
-            sample_size=8,
-            patch_size=2,
-            num_embeds_ada_norm=5,
-            norm_num_groups=4,
-            **extra,
-        ),
-        seed,
-    )
-
-
-def vae(seed=0):
-    """An AutoencoderKL: 3×16×16 images ↔ 4×8×8 latents."""
-    return _seeded(
-        lambda: AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            block_out_channels=(8, 16),
-            latent_channels=4,
-            norm_num_groups=4,
-            sample_size=16,
-        ),
-        seed,
-    )
 
 
 def write_pipeline(folder, **components):
@@ -182,7 +98,7 @@ def test_cross_attention_unet_scores_take_embeddings(prediction_type, tmp_path):
 def test_dit_scores_come_from_the_first_half_of_its_learned_variance_output(
     cls, prediction_type, tmp_path
 ):
-    net = dit(cls=cls)
+    net = dit(transformer_class=cls)
     scheduler = DDPMScheduler(prediction_type=prediction_type)
     model = convert(write_pipeline(tmp_path / "pipe", transformer=net, scheduler=scheduler))
     assert model.conditioning.null_label == 5 and model.null_condition() == 5
@@ -290,7 +206,7 @@ def test_cli_convert_then_load_gives_identical_scores(kind, tmp_path, capsys):
         "label-unet": dict(unet=label_unet()),
         "text-unet": dict(unet=text_unet(), vae=vae()),
         "latent-dit": dict(transformer=dit(), vae=vae()),
-        "transformer2d": dict(transformer=dit(cls=Transformer2DModel)),
+        "transformer2d": dict(transformer=dit(transformer_class=Transformer2DModel)),
     }[kind]
     scheduler = DDPMScheduler(prediction_type="v_prediction")
     folder = write_pipeline(tmp_path / "pipe", **parts, scheduler=scheduler)

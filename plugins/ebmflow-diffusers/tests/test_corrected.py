@@ -32,6 +32,7 @@ from ebmflow_diffusers import (
     EBMDDPMScheduler,
     GaussianDenoiser,
     add_corrector,
+    tiny,
     with_corrector,
 )
 from ebmflow_diffusers.sample_space import LevelScore, level
@@ -199,19 +200,7 @@ def test_clear_errors():
         with_corrector(DPMSolverMultistepScheduler)(
             prediction_type="flow_prediction", corrector_steps=1
         )
-    from diffusers import UNet2DConditionModel
-
-    cond = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        cross_attention_dim=8,
-    )
+    cond = tiny.text_unet(channels=1, embedding_dim=8)
     with pytest.raises(ebmflow.ComponentArgumentError, match="encoder_hidden_states"):
         scheduler.bind_model(cond)
 

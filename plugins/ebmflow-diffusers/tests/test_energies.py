@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import DDPMScheduler
-from ebmflow_diffusers import NetworkEnergy, convert
+from ebmflow_diffusers import NetworkEnergy, convert, tiny
 
 import ebmflow
 
@@ -40,24 +40,7 @@ def test_energy_needs_a_network_output():
     with pytest.raises(TypeError, match="network_output"):
         NetworkEnergy(gaussian)
     with pytest.raises(ValueError, match="form must be one of half-norm, residual"):
-        NetworkEnergy(network(_tiny()), form="square")
-
-
-def _tiny():
-    from diffusers import UNet2DModel
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        return UNet2DModel(
-            sample_size=8,
-            in_channels=1,
-            out_channels=1,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "UpBlock2D"),
-            norm_num_groups=4,
-        )
+        NetworkEnergy(network(tiny.unet()), form="square")
 
 
 @pytest.mark.slow

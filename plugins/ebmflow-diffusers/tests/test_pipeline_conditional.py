@@ -6,56 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler
 from ebmflow_diffusers import DiffusersScoreModel, EBMPipeline, EBMScheduler
+from ebmflow_diffusers.tiny import label_unet, text_unet
 
 import ebmflow
-
-
-def _seeded(build, seed=0):
-    with torch.random.fork_rng():  # diffusers initialises weights from the global RNG
-        torch.manual_seed(seed)
-        return build().eval()
-
-
-def label_unet(seed=0, classes=3):
-    """A UNet2DConditionModel on 4×8×8 inputs with 3 class embeddings (with ``classes=None``:
-    an unconditional one)."""
-    return _seeded(
-        lambda: UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "UpBlock2D"),
-            mid_block_type=None,
-            num_class_embeds=classes,
-            norm_num_groups=4,
-        ),
-        seed,
-    )
-
-
-def text_unet(seed=0):
-    """A UNet2DConditionModel with cross-attention on 12-dimensional embeddings."""
-    return _seeded(
-        lambda: UNet2DConditionModel(
-            sample_size=8,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            mid_block_type="UNetMidBlock2DCrossAttn",
-            cross_attention_dim=12,
-            attention_head_dim=4,
-            norm_num_groups=4,
-        ),
-        seed,
-    )
 
 
 def pipeline(unet, **scheduler_args):
