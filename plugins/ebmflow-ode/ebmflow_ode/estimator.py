@@ -34,7 +34,7 @@ def ode_estimator(
     **options: Any,
 ) -> ODELikelihoodResult:
     """``ode_log_likelihood(energy, data, ...)`` with σ_min/σ_max found as the module says;
-    ``options`` are its other keyword arguments (``method``, ``rtol``, ``divergence``,
+    ``options`` are its other keyword arguments (``solver``, ``rtol``, ``divergence``,
     ``n_probes``, ``data_range``, ``n_bins`` …)."""
     if data is None:
         raise ebmflow.ConfigError(

@@ -39,14 +39,14 @@ class ODEConvergenceError(ebmflow.EbmflowError, ArithmeticError):
     or its step size underflowed (a stiff or non-finite drift)."""
 
 
-def check_method(owner: str, method: Any) -> str:
-    if method not in ADAPTIVE_METHODS + FIXED_METHODS:
+def check_solver(owner: str, solver: Any) -> str:
+    if solver not in ADAPTIVE_METHODS + FIXED_METHODS:
         raise ebmflow.ConfigError(
-            f"{owner}: method must be a torchdiffeq solver, adaptive "
+            f"{owner}: solver must be a torchdiffeq solver, adaptive "
             f"{', '.join(map(repr, ADAPTIVE_METHODS))} or fixed-step "
-            f"{', '.join(map(repr, FIXED_METHODS))}; got {method!r}"
+            f"{', '.join(map(repr, FIXED_METHODS))}; got {solver!r}"
         )
-    return method
+    return solver
 
 
 def check_tolerance(owner: str, name: str, value: Any) -> float:

@@ -33,7 +33,7 @@ from ebmflow_ode.divergence import (
     rademacher,
     resolve_mode,
 )
-from ebmflow_ode.flow import check_method, check_sigma_level, check_tolerance, solve
+from ebmflow_ode.flow import check_sigma_level, check_solver, check_tolerance, solve
 
 OWNER = "ode_log_likelihood"
 
@@ -48,7 +48,7 @@ class ODELikelihoodResult:
         log_likelihood: log p_σmin(x) per data point (N,), float64.
         bits_per_dim, bits_per_dim_stderr: for image data with a ``data_range``, else None.
         divergence: ``"exact"`` or ``"hutchinson"``; n_probes: probes per sample (Hutchinson).
-        sigma_min, sigma_max: the interval integrated. method: the torchdiffeq solver.
+        sigma_min, sigma_max: the interval integrated. solver: the torchdiffeq method.
         n_evaluations: drift evaluations, summed over batches. n_samples: N.
         dequantized: whether uniform dequantization noise was added.
         log_z, log_z_stderr: for a model with energy values, the normaliser the ODE
@@ -68,7 +68,7 @@ class ODELikelihoodResult:
     n_probes: int
     sigma_min: float
     sigma_max: float
-    method: str
+    solver: str
     n_evaluations: int
     n_samples: int
     dequantized: bool
@@ -101,7 +101,7 @@ def ode_log_likelihood(
     *,
     sigma_min: float,
     sigma_max: float,
-    method: str = "dopri5",
+    solver: str = "dopri5",
     rtol: float = 1e-5,
     atol: float = 1e-5,
     max_steps: int = 10_000,
@@ -123,7 +123,7 @@ def ode_log_likelihood(
         data: (N, *event_shape) points, in the model's dtype and device.
         sigma_min: the level whose density is scored (σ_min > 0; p_σmin is the data
             smoothed by N(0, σ_min² I)). sigma_max: where the prior takes over.
-        method, rtol, atol, max_steps, n_steps: the torchdiffeq solver (adaptive ones use
+        solver, rtol, atol, max_steps, n_steps: the torchdiffeq method (adaptive ones use
             the tolerances and stop with ``ODEConvergenceError`` past ``max_steps``;
             fixed-step ones take ``n_steps`` equal steps in log σ).
         divergence: ``"exact"``, ``"hutchinson"`` or ``"auto"`` (exact up to
@@ -146,7 +146,7 @@ def ode_log_likelihood(
         raise ebmflow.ConfigError(
             f"{OWNER}: sigma_min must be below sigma_max, got {sigma_min!r} and {sigma_max!r}"
         )
-    method = check_method(OWNER, method)
+    solver = check_solver(OWNER, solver)
     rtol, atol = check_tolerance(OWNER, "rtol", rtol), check_tolerance(OWNER, "atol", atol)
     max_steps = check_positive_int(OWNER, "max_steps", max_steps)
     n_steps = check_positive_int(OWNER, "n_steps", n_steps)
@@ -166,11 +166,11 @@ def ode_log_likelihood(
         else:
             check_in_range(OWNER, data, *bounds)
     log_prior = gaussian_prior(sigma_max) if prior is None else prior
-    solver = dict(method=method, rtol=rtol, atol=atol, max_steps=max_steps, n_steps=n_steps)
+    settings = dict(method=solver, rtol=rtol, atol=atol, max_steps=max_steps, n_steps=n_steps)
     values, evaluations = [], 0
     for chunk in data.split(batch_size):
         probes = rademacher(n_probes, chunk, generator) if mode == "hutchinson" else None
-        x_end, integral, count = _solve_batch(energy, chunk, sigma_min, sigma_max, probes, solver)
+        x_end, integral, count = _solve_batch(energy, chunk, sigma_min, sigma_max, probes, settings)
         values.append(integral.to(torch.float64) + log_prior(x_end).to(torch.float64))
         evaluations += count
     log_likelihood = torch.cat(values).detach().cpu()
@@ -208,7 +208,7 @@ def ode_log_likelihood(
         n_probes=n_probes if mode == "hutchinson" else 0,
         sigma_min=sigma_min,
         sigma_max=sigma_max,
-        method=method,
+        solver=solver,
         n_evaluations=evaluations,
         n_samples=n,
         dequantized=bounds is not None and dequantize_data,
@@ -223,7 +223,7 @@ def _solve_batch(
     sigma_min: float,
     sigma_max: float,
     probes: Tensor | None,
-    solver: dict[str, Any],
+    settings: dict[str, Any],
 ) -> tuple[Tensor, Tensor, int]:
     """x(σ_max) and ∫ ∇·f du for one batch, and the drift evaluations."""
     count = [0]
@@ -242,7 +242,7 @@ def _solve_batch(
 
     start = (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
     x_end, integral = solve(
-        OWNER, dynamics, start, math.log(sigma_min), math.log(sigma_max), **solver
+        OWNER, dynamics, start, math.log(sigma_min), math.log(sigma_max), **settings
     )
     return x_end, integral, count[0]
 

@@ -30,7 +30,7 @@ import ebmflow
 from ebmflow.extend import build_sampler, check_finite, check_positive_int
 from ebmflow_ode.flow import (
     ADAPTIVE_METHODS,
-    check_method,
+    check_solver,
     check_tolerance,
     resolve_sigmas,
     solve,
@@ -179,7 +179,7 @@ class AdaptiveODE(ProbabilityFlowSampler):
     """``ode``: each level to the next by a torchdiffeq solver in log-σ time.
 
     Args:
-        method: a torchdiffeq method; adaptive ones (``"dopri5"``, ``"bosh3"``, …) use
+        solver: a torchdiffeq method; adaptive ones (``"dopri5"``, ``"bosh3"``, …) use
             ``rtol``/``atol``, fixed-step ones (``"euler"``, ``"rk4"``, …) take ``n_steps``
             equal steps in log σ per level.
         rtol, atol: the adaptive solver's tolerances.
@@ -197,7 +197,7 @@ class AdaptiveODE(ProbabilityFlowSampler):
         self,
         noise_schedule: Any = "karras",
         n_levels: int = 2,
-        method: str = "dopri5",
+        solver: str = "dopri5",
         rtol: float = 1e-5,
         atol: float = 1e-5,
         max_steps: int = 10_000,
@@ -205,7 +205,7 @@ class AdaptiveODE(ProbabilityFlowSampler):
         **kwargs: Any,
     ) -> None:
         super().__init__(noise_schedule, n_levels, **kwargs)
-        self.method = check_method(self.sampler_name, method)
+        self.solver = check_solver(self.sampler_name, solver)
         self.rtol = check_tolerance(self.sampler_name, "rtol", rtol)
         self.atol = check_tolerance(self.sampler_name, "atol", atol)
         self.max_steps = check_positive_int(self.sampler_name, "max_steps", max_steps)
@@ -226,7 +226,7 @@ class AdaptiveODE(ProbabilityFlowSampler):
             state.x,
             math.log(hi),
             math.log(lo),
-            method=self.method,
+            method=self.solver,
             rtol=self.rtol,
             atol=self.atol,
             max_steps=self.max_steps,
@@ -235,5 +235,5 @@ class AdaptiveODE(ProbabilityFlowSampler):
         return x, {"n_evaluations": torch.tensor(count[0])}
 
     def diagnostics(self, state):
-        adaptive = self.method in ADAPTIVE_METHODS
-        return {**super().diagnostics(state), "method": self.method, "adaptive": adaptive}
+        adaptive = self.solver in ADAPTIVE_METHODS
+        return {**super().diagnostics(state), "solver": self.solver, "adaptive": adaptive}

@@ -82,7 +82,7 @@ def two_routes(
         prior: ``"grid"`` (the model's density at σ_max by quadrature over ``bounds``
             widened by ``prior_margin`` · σ_max) or ``"gaussian"`` (N(0, σ_max² I)).
         ode_options: the other arguments of :func:`ebmflow_ode.ode_log_likelihood`
-            (``method``, ``rtol``, ``atol``, ``divergence`` …).
+            (``solver``, ``rtol``, ``atol``, ``divergence`` …).
     """
     if prior not in PRIORS:
         raise ebmflow.ConfigError(

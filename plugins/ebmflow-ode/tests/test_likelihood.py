@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from ebmflow_ode import ODEConvergenceError, bits_per_dim, dequantize, ode_log_likelihood
 
 import ebmflow
-from ebmflow_ode import ODEConvergenceError, bits_per_dim, dequantize, ode_log_likelihood
 
 MU, S = (1.5, -0.5), 0.7
 
@@ -72,13 +72,13 @@ def test_hutchinson_estimate_is_unbiased_within_its_standard_error():
     energy = ebmflow.GMMEnergy.ring(noise_conditional=True).double()
     gen = torch.Generator().manual_seed(2)
     x = ebmflow.create("dataset", "8gaussians").sample(400, gen).double()
-    exact = ode_log_likelihood(energy, x, sigma_min=0.2, sigma_max=20.0, method="rk4", n_steps=40)
+    exact = ode_log_likelihood(energy, x, sigma_min=0.2, sigma_max=20.0, solver="rk4", n_steps=40)
     probe = ode_log_likelihood(
         energy,
         x,
         sigma_min=0.2,
         sigma_max=20.0,
-        method="rk4",
+        solver="rk4",
         n_steps=40,
         divergence="hutchinson",
         n_probes=2,
@@ -97,10 +97,10 @@ def test_auto_switches_to_hutchinson_above_exact_max_dim():
         "energy", "gmm", means=[[0.0] * 20], stds=1.0, noise_conditional=True
     ).double()
     x = torch.randn(8, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    result = ode_log_likelihood(energy, x, sigma_min=0.1, sigma_max=10.0, method="euler")
+    result = ode_log_likelihood(energy, x, sigma_min=0.1, sigma_max=10.0, solver="euler")
     assert result.divergence == "hutchinson"
     small = ode_log_likelihood(
-        energy, x, sigma_min=0.1, sigma_max=10.0, method="euler", exact_max_dim=20
+        energy, x, sigma_min=0.1, sigma_max=10.0, solver="euler", exact_max_dim=20
     )
     assert small.divergence == "exact"
 
@@ -143,7 +143,7 @@ def test_dequantize_keeps_each_value_in_its_own_level():
         ({"sigma_min": 0.0}, ["sigma_min", "> 0", "0.0"]),
         ({"sigma_min": -1.0}, ["sigma_min", "-1.0"]),
         ({"sigma_max": 0.05}, ["sigma_min must be below sigma_max", "0.05"]),
-        ({"method": "rk45"}, ["method", "'rk45'", "dopri5"]),
+        ({"solver": "rk45"}, ["solver", "'rk45'", "dopri5"]),
         ({"divergence": "trace"}, ["divergence", "'trace'", "hutchinson"]),
         ({"rtol": 0}, ["rtol"]),
         ({"data_range": (0, 1)}, ["outside the declared data_range [0, 1]"]),
