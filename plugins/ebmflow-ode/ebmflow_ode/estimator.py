@@ -44,13 +44,12 @@ def ode_estimator(
     low = sigma_min if sigma_min is not None else sigma
     low = low if low is not None else getattr(energy, "sigma_min", None)
     high = sigma_max if sigma_max is not None else getattr(energy, "sigma_max", None)
-    for name, value in (("sigma_min", low), ("sigma_max", high)):
-        if value is None:
-            raise ebmflow.ConfigError(
-                f"{OWNER}: {type(energy).__name__} has no {name}; give it "
-                f"({name}=... in Python, --log-z-arg {name}=... or --sigma for σ_min on the "
-                "command line)"
-            )
+    if low is None or high is None:
+        name = "sigma_min" if low is None else "sigma_max"
+        raise ebmflow.ConfigError(
+            f"{OWNER}: {type(energy).__name__} has no {name}; give it ({name}=... in "
+            f"Python, --log-z-arg {name}=... or --sigma for σ_min on the command line)"
+        )
     if "data_range" in options and options["data_range"] is not None:
         options["data_range"] = tuple(options["data_range"])
     dtype, device = evaluation_dtype_device(energy, None, None)

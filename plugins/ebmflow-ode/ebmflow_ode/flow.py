@@ -125,7 +125,7 @@ def solve(
     """y(u1) for dy/du = func(u, y) from y(u0) = y0 by ``torchdiffeq.odeint`` (``y`` a tensor
     or a tuple of tensors). Adaptive methods stop with :class:`ODEConvergenceError` after
     ``max_steps`` steps; fixed-step methods take ``n_steps`` equal steps in u."""
-    from torchdiffeq import odeint
+    from torchdiffeq import odeint  # type: ignore[import-untyped]
 
     times = torch.tensor([u0, u1], dtype=torch.float64)
     if method in FIXED_METHODS:

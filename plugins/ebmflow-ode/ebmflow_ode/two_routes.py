@@ -18,7 +18,7 @@ box widened by 5 σ_max), not N(0, σ_max² I).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,13 +99,14 @@ def two_routes(
         wide = [(float(lo) - margin, float(hi) + margin) for lo, hi in grid.grid.bounds]
         top = ebmflow.evaluate.grid_log_z(energy, wide, resolution, sigma=sigma_max)
 
-        def log_prior(x: Tensor) -> Tensor:
+        def model_prior(x: Tensor) -> Tensor:
             with torch.no_grad():
                 e = energy(x, ebmflow.broadcast_sigma(sigma_max, x))
             return -e.to(torch.float64) - top.log_z
 
-    else:
-        log_prior = gaussian_prior(sigma_max)
+    log_prior: Callable[[Tensor], Tensor] = (
+        model_prior if prior == "grid" else gaussian_prior(sigma_max)
+    )
     ode = ode_log_likelihood(
         energy, data, sigma_min=sigma_min, sigma_max=sigma_max, prior=log_prior, **ode_options
     )
