@@ -57,6 +57,10 @@ def test_converted_model_gets_bits_per_dim_through_ebmflow_evaluate(converted, c
     # bits/dim of 64 pixels, 17 levels, range [-1, 1] (width 2)
     assert bpd == pytest.approx((nll - 64 * math.log(2) + 64 * math.log(17)) / (64 * math.log(2)))
     assert report["dequantized"] is True
+    text_argv = [a for a in argv if a != "--json"]
+    assert cli_main(text_argv) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "(ode)" in line and "log Z" not in line and "bits/dim" in line
 
 
 def test_ode_samplers_draw_from_a_converted_model(converted):
