@@ -11,6 +11,7 @@ attribute.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -41,6 +42,13 @@ def ode_estimator(
             f"{OWNER} scores data: pass data=(N, *event_shape) points (ebmflow evaluate "
             "passes the dataset's samples)"
         )
+    accepted = set(inspect.signature(ode_log_likelihood).parameters) - {"energy", "data"}
+    unknown = sorted(set(options) - accepted - {"sigma_min", "sigma_max", "generator"})
+    if unknown:
+        raise ebmflow.ComponentArgumentError(
+            f"{OWNER}: unknown argument(s) {', '.join(unknown)}; accepted: sigma, "
+            f"{', '.join(sorted(accepted))}"
+        )
     low = sigma_min if sigma_min is not None else sigma
     low = low if low is not None else getattr(energy, "sigma_min", None)
     high = sigma_max if sigma_max is not None else getattr(energy, "sigma_max", None)
@@ -50,8 +58,6 @@ def ode_estimator(
             f"{OWNER}: {type(energy).__name__} has no {name}; give it ({name}=... in "
             f"Python, --log-z-arg {name}=... or --sigma for σ_min on the command line)"
         )
-    if "data_range" in options and options["data_range"] is not None:
-        options["data_range"] = tuple(options["data_range"])
     dtype, device = evaluation_dtype_device(energy, None, None)
     points = torch.as_tensor(data).to(dtype=dtype, device=device)
     return ode_log_likelihood(

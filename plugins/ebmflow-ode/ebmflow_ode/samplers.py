@@ -155,8 +155,15 @@ class EulerODE(ProbabilityFlowSampler):
 
     sampler_name = "ode-euler"
 
-    def __init__(self, noise_schedule: Any = "karras", n_levels: int = 50, **kwargs: Any):
-        super().__init__(noise_schedule, n_levels, **kwargs)
+    def __init__(
+        self,
+        noise_schedule: Any = "karras",
+        n_levels: int = 50,
+        denoise: bool = True,
+        corrector: Any = None,
+        corrector_steps: int = 0,
+    ) -> None:
+        super().__init__(noise_schedule, n_levels, denoise, corrector, corrector_steps)
 
     def move(self, energy, state, hi, lo):
         return torch.add(state.x, state.score, alpha=(lo - hi) * -hi), {}
@@ -202,9 +209,11 @@ class AdaptiveODE(ProbabilityFlowSampler):
         atol: float = 1e-5,
         max_steps: int = 10_000,
         n_steps: int = 100,
-        **kwargs: Any,
+        denoise: bool = True,
+        corrector: Any = None,
+        corrector_steps: int = 0,
     ) -> None:
-        super().__init__(noise_schedule, n_levels, **kwargs)
+        super().__init__(noise_schedule, n_levels, denoise, corrector, corrector_steps)
         self.solver = check_solver(self.sampler_name, solver)
         self.rtol = check_tolerance(self.sampler_name, "rtol", rtol)
         self.atol = check_tolerance(self.sampler_name, "atol", atol)

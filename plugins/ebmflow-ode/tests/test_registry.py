@@ -28,3 +28,10 @@ def test_estimator_takes_sigma_as_sigma_min_and_needs_a_sigma_max():
         ebmflow.evaluate.log_z(energy, "ode", data=x, sigma=0.2)
     with pytest.raises(ebmflow.ConfigError, match="scores data"):
         ebmflow.evaluate.log_z(energy, "ode", sigma=0.2, sigma_max=30.0)
+
+
+def test_estimator_lists_the_accepted_arguments_for_a_misspelt_one():
+    energy = ebmflow.GMMEnergy.ring(noise_conditional=True)
+    x = torch.zeros(2, 2)
+    with pytest.raises(ebmflow.ComponentArgumentError, match=r"sigmamax.*accepted.*sigma_max"):
+        ebmflow.evaluate.log_z(energy, "ode", data=x, sigma=0.1, sigmamax=3.0)
