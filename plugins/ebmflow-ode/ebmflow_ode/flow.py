@@ -127,9 +127,10 @@ def solve(
     ``max_steps`` steps; fixed-step methods take ``n_steps`` equal steps in u."""
     from torchdiffeq import odeint  # type: ignore[import-untyped]
 
-    times = torch.tensor([u0, u1], dtype=torch.float64)
+    device = (y0[0] if isinstance(y0, tuple) else y0).device
+    times = torch.tensor([u0, u1], dtype=torch.float64, device=device)
     if method in FIXED_METHODS:
-        grid = torch.linspace(u0, u1, n_steps + 1, dtype=torch.float64)
+        grid = torch.linspace(u0, u1, n_steps + 1, dtype=torch.float64, device=device)
         options: dict[str, Any] = {"grid_constructor": lambda f, y, t: grid}
         return _last(odeint(func, y0, times, method=method, options=options))
     budget = {"evaluations": 0}
