@@ -59,6 +59,7 @@ EXPECTED = {
         "EBMScheduler in DDPMPipeline, tiny UNet2DModel",
         "EBMScheduler in DDPMPipeline, analytic GaussianDenoiser",
     ],
+    "ode": ["ode NLL, 2-D MLP", "ode NLL, 16-D MLP"],
 }
 
 #: groups that may only be skipped when the plugin they need is not installed
@@ -68,6 +69,7 @@ NEEDS = {
     "objectives": "ebmflow_cd",
     "trainer": "ebmflow_score",
     "diffusers": "ebmflow_diffusers",
+    "ode": "ebmflow_ode",
 }
 
 

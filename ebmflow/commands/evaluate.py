@@ -24,6 +24,7 @@ from ebmflow.commands.arguments import (
     load_energy,
     parse_assignment,
 )
+from ebmflow.commands.likelihood_report import likelihood_report, scores_data, summary_line
 from ebmflow.validation import MAX_SEED
 
 
@@ -99,7 +100,9 @@ def add_evaluate(subparsers: Any) -> None:
         metavar="METHOD",
         help="log Z estimator: auto (grid quadrature when the dataset has a "
         "box and the energy is 1-3-D, else ais), or any registered "
-        "log_z_estimator: grid, ais, stepping-stone, ... (default: auto)",
+        "log_z_estimator: grid, ais, stepping-stone, ... An estimator that scores the "
+        "data itself, e.g. ode (ebmflow-ode: NLL and bits/dim by the probability-flow "
+        "ODE, σ_min from --sigma), reports its own NLL (default: auto)",
     )
     parser.add_argument(
         "--log-z-arg",
@@ -185,6 +188,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 log_z=result.log_z,
                 log_z_error=result.grid.error_estimate,
             )
+        elif method != "grid" and scores_data(args.host, method):  # e.g. ebmflow-ode's "ode"
+            options = _estimator_options(args, method, dataset, data, gen)
+            estimate = evaluate.log_z(energy, method, host=args.host, data=data, **options)
+            report.update(method=method, **likelihood_report(estimate))
         else:
             options = _estimator_options(args, method, dataset, data, gen)
             estimate = evaluate.log_z(energy, method, host=args.host, **options)
@@ -208,10 +215,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(
-        f"{args.data}: NLL {report['nll']:.4f} ± {report['stderr']:.4f} nats "
-        f"({report['method']}, log Z {report['log_z']:.4f})"
-    )
+    print(summary_line(args.data, report))
     if "true_nll" in report:
         print(f"true density on the same samples: {report['true_nll']:.4f} nats")
     for message in report["warnings"]:

@@ -56,8 +56,9 @@ def add_sample(subparsers: Any) -> None:
     parser.add_argument(
         "--init-scale",
         type=float,
-        default=1.0,
-        help="s of the starting distribution (default: 1.0)",
+        default=None,
+        help="s of the starting distribution (default: 1.0, or the largest noise level "
+        "of a sampler that sets its own, such as the ODE samplers)",
     )
     parser.add_argument(
         "--progress", action="store_true", help="show a progress bar (default: off)"
@@ -76,7 +77,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.steps is not None:
         check_int_option("--steps", args.steps, 0, MAX_SAMPLER_STEPS)
     check_int_option("--seed", args.seed, 0, MAX_SEED)
-    if not args.init_scale > 0:
+    if args.init_scale is not None and not args.init_scale > 0:
         raise ConfigError(f"--init-scale must be > 0, got {args.init_scale}")
     import torch
 
@@ -86,7 +87,7 @@ def run_sample(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{type(energy).__name__} declares no event_shape, so the sample shape is unknown"
         )
-    if sampler.name != "annealed-langevin":
+    if sampler.name != "annealed-langevin" and not getattr(sampler, "sets_noise_level", False):
         check_sigma(energy, args.sigma, "sample")
     gen = torch.Generator().manual_seed(args.seed)
     shape = (args.n, *energy.event_shape)
@@ -100,7 +101,7 @@ def run_sample(args: argparse.Namespace) -> int:
         if args.init == "gaussian"
         else (2 * torch.rand(shape, generator=gen, dtype=dtype) - 1)
     )
-    x0 = args.init_scale * x0
+    x0 = (args.init_scale or getattr(sampler, "init_scale", 1.0)) * x0
     run_kwargs: dict[str, Any] = {"generator": gen, "progress": args.progress}
     if args.sigma is not None:
         run_kwargs["sigma"] = args.sigma
