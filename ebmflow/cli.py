@@ -37,7 +37,6 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="show full tracebacks for errors (default: one line)",
     )
-    add_threads_option(common)  # every command, the plugins' too: one thread rule
     parser = argparse.ArgumentParser(
         prog="ebmflow",
         description="Energy-based models with a unified diffusion view.",
@@ -59,6 +58,11 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         hook = getattr(plugin, "ebmflow_commands", None)
         if hook is not None:  # a broken plugin (even one calling sys.exit) is marked failed
             host.call_hook(name, hook, subparsers=subparsers)
+    for command in subparsers.choices.values():
+        # every command, the plugins' too, follows one thread rule; a plugin command that
+        # defines its own --threads keeps it
+        if "--threads" not in command._option_string_actions:
+            add_threads_option(command)
     return parser
 
 

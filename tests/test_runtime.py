@@ -79,6 +79,17 @@ def test_threads_option_sets_torch_threads_for_the_command_only(host, make_plugi
     assert "--threads must be an integer ≥ 1, got 0" in capsys.readouterr().err
 
 
+def test_a_plugin_command_with_its_own_threads_option_still_loads(host, make_plugin, capsys):
+    def commands(subparsers):
+        parser = subparsers.add_parser("own", help="a plugin's command")
+        parser.add_argument("--threads", type=int, default=1, help="its own (default: 1)")
+        parser.set_defaults(func=lambda args: print(args.threads))
+
+    host.register(make_plugin(commands=commands), name="own")
+    assert main(["own", "--threads", "2"], host=host) == 0
+    assert capsys.readouterr().out.strip() == "2"
+
+
 # -- devices ---------------------------------------------------------------------------------
 
 
