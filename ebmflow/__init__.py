@@ -95,6 +95,11 @@ _LAZY: dict[str, str] = {
     "load": "ebmflow.checkpoint:load",
     # training
     "Trainer": "ebmflow.trainer:Trainer",
+    "Callback": "ebmflow.training.callbacks:Callback",
+    "TensorBoardLogger": "ebmflow.training.tensorboard:TensorBoardLogger",
+    # threads and devices
+    "set_threads": "ebmflow.runtime:set_threads",
+    "check_device": "ebmflow.runtime:check_device",
     # evaluation (a module: ebmflow.evaluate.grid_log_z, ...)
     "evaluate": "ebmflow.evaluate",
     # helpers for component and plugin authors (a module: ebmflow.extend.per_row, ...)

@@ -2,12 +2,16 @@
 
 Every user error prints one line, ``ebmflow: error: ...``, to stderr and exits with status
 1 (2 for bad command-line syntax); ``--debug`` shows the traceback instead. Plugins add
-sub-commands through the ``ebmflow_commands(subparsers)`` hook.
+sub-commands through the ``ebmflow_commands(subparsers)`` hook. Every command takes
+``--threads`` (see :mod:`ebmflow.runtime`). A closed output pipe (``ebmflow components
+--json | head``) ends the command quietly with status 141, as a process that SIGPIPE ends.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -15,8 +19,13 @@ from typing import Any
 
 from ebmflow import __version__
 from ebmflow.commands import CORE_COMMANDS
+from ebmflow.commands.options import add_threads_option, check_threads
 from ebmflow.errors import EbmflowError, PluginWarning
 from ebmflow.registry import PluginHost, default_host
+from ebmflow.runtime import using_threads
+
+#: The number of the signal a write to a closed pipe raises (13 on every POSIX system).
+SIGPIPE = 13
 
 
 def build_parser(host: PluginHost) -> argparse.ArgumentParser:
@@ -49,6 +58,11 @@ def build_parser(host: PluginHost) -> argparse.ArgumentParser:
         hook = getattr(plugin, "ebmflow_commands", None)
         if hook is not None:  # a broken plugin (even one calling sys.exit) is marked failed
             host.call_hook(name, hook, subparsers=subparsers)
+    for command in subparsers.choices.values():
+        # every command, the plugins' too, follows one thread rule; a plugin command that
+        # defines its own --threads keeps it
+        if "--threads" not in command._option_string_actions:
+            add_threads_option(command)
     return parser
 
 
@@ -68,10 +82,18 @@ def main(argv: Sequence[str] | None = None, host: PluginHost | None = None) -> i
             parser.print_help()
             return 0
         args.host = host
-        return int(args.func(args) or 0)
+        with using_threads(check_threads(getattr(args, "threads", None))):
+            status = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe is reported here, not at interpreter exit
+        return status
     except KeyboardInterrupt:
         print("ebmflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ebmflow components --json | head`): stop quietly with the
+        # status of a process ended by SIGPIPE, as other command-line tools do
+        _discard_stdout()
+        return 128 + SIGPIPE
     except (EbmflowError, OSError, ValueError) as exc:
         if debug:
             raise
@@ -86,6 +108,15 @@ def main(argv: Sequence[str] | None = None, host: PluginHost | None = None) -> i
             file=sys.stderr,
         )
         return 1
+
+
+def _discard_stdout() -> None:
+    """Point stdout at os.devnull, so that the interpreter's final flush of the text still
+    buffered for the closed pipe fails neither loudly nor again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _notes(exc: BaseException) -> str:

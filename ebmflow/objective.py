@@ -37,6 +37,10 @@ class Objective(nn.Module, Configurable):
 
     #: whether the Trainer passes ``(x, y)`` batches instead of ``x``.
     needs_labels: bool = False
+    #: the smallest noise level σ the objective trains a noise-conditional energy at, or
+    #: ``None``; the Trainer records it in its checkpoints, and ``ebmflow evaluate`` and
+    #: ``ebmflow sample`` use it when ``--sigma`` is not given.
+    sigma_min: float | None = None
 
     def forward(
         self, energy: Energy, batch: Tensor, *, generator: torch.Generator | None = None

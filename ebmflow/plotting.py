@@ -70,6 +70,7 @@ def plot_samples(
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5)
         ax.set_aspect("equal")
+        _label_axes(ax)
     elif samples.ndim == 4 and samples.shape[1] in (1, 3):
         n = min(samples.shape[0], 64)
         cols = math.ceil(math.sqrt(n))
@@ -108,7 +109,8 @@ def plot_landscape(
 ) -> Path:
     """A learned energy landscape (E − min E, clipped at ``energy_range`` nats, with contour
     lines every 2 nats) beside the learned density exp(−E)/Z and, when given, the true
-    density (the two densities share one colour scale).
+    density (the two densities share one colour scale and one colour bar); every panel
+    has axis labels.
 
     Grids are ``(n_y, n_x)``, row ``i`` at y_i and column ``j`` at x_j, both increasing, over
     ``bounds = ((x_low, x_high), (y_low, y_high))``.
@@ -145,7 +147,7 @@ def plot_landscape(
     )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="E − min E (nats)")
     for ax, density in zip(list(axes.flat)[1:], densities):
-        ax.imshow(
+        image = ax.imshow(
             density.numpy(),
             origin="lower",
             extent=extent,
@@ -154,10 +156,19 @@ def plot_landscape(
             vmax=vmax,
             interpolation="nearest",
         )
+    # one bar for the densities: they share the colour scale
+    fig.colorbar(image, ax=list(axes.flat)[1:], fraction=0.046, pad=0.04, label="density p(x)")
     for ax, name in zip(axes.flat, names):
         ax.set_title(name, fontsize=10)
         ax.set_aspect("equal")
+        _label_axes(ax)
     return _save(plt, fig, path, title)
+
+
+def _label_axes(ax: Any) -> None:
+    """Axis labels of a panel over the plane (x₁, x₂)."""
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
 
 
 def plot_samples_over_data(
@@ -181,6 +192,7 @@ def plot_samples_over_data(
             ax.set_ylim(*bounds[1])
         ax.set_title(name, fontsize=10)
         ax.set_aspect("equal")
+        _label_axes(ax)
     axes.flat[0].legend(loc="upper right", markerscale=4, fontsize=8)
     return _save(plt, fig, path, title)
 

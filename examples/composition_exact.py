@@ -144,8 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chains", type=int, default=None, help="independent chains (4000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="torch CPU threads, a number or 'auto' (default: OMP_NUM_THREADS when set, else 1)",
+    )
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    ebmflow.set_threads(args.threads)  # one thread unless asked: see docs/guide/cli.md
     from ebmflow_diffusers.conditional_mixture import ClassConditionalGMM
     from ebmflow_diffusers.exact_composition import grid_moments, sample_moments
     from ebmflow_diffusers.reverse_sampling import geometric_sigmas

@@ -52,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few steps (a few seconds)")
     parser.add_argument("--out", type=Path, default=None, help="folder (default: temporary)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="torch CPU threads, a number or 'auto' (default: OMP_NUM_THREADS when set, else 1)",
+    )
     args = parser.parse_args(argv)
+    ebmflow.set_threads(args.threads)  # one thread unless asked: see docs/guide/cli.md
     from diffusers import DDIMScheduler
     from diffusers.utils import logging
     from ebmflow_diffusers import EBMPipeline, EBMScheduler

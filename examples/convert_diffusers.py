@@ -55,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for the pipeline and checkpoint (default: a temporary one)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="torch CPU threads, a number or 'auto' (default: OMP_NUM_THREADS when set, else 1)",
+    )
     args = parser.parse_args(argv)
+    ebmflow.set_threads(args.threads)  # one thread unless asked: see docs/guide/cli.md
     from diffusers import DDPMPipeline, DDPMScheduler
     from diffusers.utils import logging
     from ebmflow_diffusers import EBMPipeline, EBMScheduler

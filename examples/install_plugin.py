@@ -156,7 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="keep the environment in DIR (default: a temporary folder)",
     )
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="torch CPU threads, a number or 'auto' (default: OMP_NUM_THREADS when set, else 1)",
+    )
     args = parser.parse_args(argv)
+    threads = ebmflow.set_threads(args.threads)  # one unless asked: see docs/guide/cli.md
     n_steps = 100 if args.quick else 2000
     with tempfile.TemporaryDirectory(prefix="ebmflow-plugin-") as tmp:
         root = Path(args.venv) if args.venv else Path(tmp)
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print("3. using it through the registry, in the new environment:")
         done = subprocess.run(
             [str(python), "-c", CHILD, str(n_steps)],
-            env=clean_env(),
+            env={**clean_env(), "OMP_NUM_THREADS": str(threads)},  # the same thread rule
             capture_output=True,
             text=True,
             timeout=300,

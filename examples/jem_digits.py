@@ -164,7 +164,12 @@ def failed_checks(report: dict) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
-    parser.add_argument("--out", default="runs/jem-digits-example", help="output folder")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: runs/jem-digits-example, or runs/jem-digits-example-quick "
+        "with --quick)",
+    )
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the cross-entropy-only baseline"
     )
@@ -175,10 +180,16 @@ def main() -> int:
         help="train/test splits to repeat the comparison on (default: 1, the run file's)",
     )
     parser.add_argument("--progress", action="store_true", help="show progress bars")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="torch CPU threads, a number or 'auto' (default: OMP_NUM_THREADS when set, else 1)",
+    )
     args = parser.parse_args()
+    ebmflow.set_threads(args.threads)  # one thread unless asked: see docs/guide/cli.md
     if args.splits < 1:
         parser.error(f"--splits must be ≥ 1, got {args.splits}")
-    out = Path(args.out)
+    out = Path(args.out or f"runs/jem-digits-example{'-quick' if args.quick else ''}")
     from ebmflow_jem import class_grid, classification_report, plot_class_grid
 
     report: dict = {

@@ -183,7 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="a tenth of the steps, for tests (default: off)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="torch CPU threads, a number or 'auto' (default: OMP_NUM_THREADS when set, else 1)",
+    )
     args = parser.parse_args(argv)
+    ebmflow.set_threads(args.threads)  # one thread unless asked: see docs/guide/cli.md
     gen = torch.Generator().manual_seed(args.seed)
     checks: dict[str, bool] = {}
     compose(100 if args.quick else 1000, gen, checks)

@@ -52,14 +52,22 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, default=None, help="training steps (default: 4000, or 20 with --quick)"
     )
     parser.add_argument(
-        "--out", default="runs/ncsn-digits", help="output folder (default: runs/ncsn-digits)"
+        "--out",
+        default=None,
+        help="output folder (default: runs/ncsn-digits, or runs/ncsn-digits-quick with --quick)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="torch CPU threads, a number or 'auto' (default: OMP_NUM_THREADS when set, else 1)",
+    )
     args = parser.parse_args(argv)
+    ebmflow.set_threads(args.threads)  # one thread unless asked: see docs/guide/cli.md
     steps = args.steps if args.steps is not None else (20 if args.quick else 4000)
     if steps < 1:
         parser.error(f"--steps must be ≥ 1, got {steps}")
-    out = Path(args.out)
+    out = Path(args.out or ("runs/ncsn-digits-quick" if args.quick else "runs/ncsn-digits"))
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 

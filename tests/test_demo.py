@@ -141,7 +141,8 @@ def test_out_that_is_a_file_is_refused(core_host, tmp_path, capsys):
 def test_quick_demo_runs_every_stage_and_writes_figures(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "demo"
-    done = run_cli("demo", "--quick", "--out", str(out))
+    # stderr is a pipe here, where bars are off unless asked for
+    done = run_cli("demo", "--quick", "--out", str(out), "--progress")
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     # 1. training: a loss per logged step, a checkpoint that loads as the energy

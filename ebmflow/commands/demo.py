@@ -35,23 +35,25 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ebmflow.commands.arguments import MAX_SAMPLER_STEPS
 from ebmflow.commands.demo_report import print_summary, write_figures
+from ebmflow.commands.options import add_progress_options, progress_of
 from ebmflow.errors import ConfigError, UnknownComponentError
+from ebmflow.runtime import MAX_THREADS, using_threads
 from ebmflow.seeding import derive_seed
 from ebmflow.validation import MAX_SEED
 
 DEFAULT_DATA = "8gaussians"
 DEFAULT_OUT = "runs/demo"
-#: Upper bounds of --steps and --threads (beyond them the run cannot finish, or torch's
-#: thread pool cannot be made); --seed takes what torch.Generator.manual_seed accepts.
+#: --quick runs get their own folder, so that a smoke run never replaces the full run's.
+QUICK_OUT = "runs/demo-quick"
+#: Upper bound of --steps (beyond it the run cannot finish); --seed takes what
+#: torch.Generator.manual_seed accepts, --threads what ebmflow.runtime does.
 MAX_STEPS = MAX_SAMPLER_STEPS
-MAX_THREADS = 1024
 #: where the components the demo needs beyond the core come from.
 PLUGIN_OF = {"multiscale-dsm": "ebmflow-score", "parallel-tempering": "ebmflow-tempering"}
 
@@ -108,11 +110,10 @@ QUICK = DemoSettings(
 )
 
 
-#: torch threads unless --threads says otherwise. The demo's tensors are small (batches of
-#: 512 through a 128-wide MLP): a second thread saves little on an idle machine, and on a
-#: machine shared with other jobs OpenMP's waiting threads slow training down several times
-#: over. One thread is the robust choice.
-DEFAULT_THREADS = 1
+#: torch threads unless --threads or OMP_NUM_THREADS says otherwise (the rule of
+#: :mod:`ebmflow.runtime`: the demo's batches of 512 through a 128-wide MLP gain little
+#: from a second thread, and lose a lot to a busy machine).
+DEFAULT_THREADS = None
 
 
 def add_demo(subparsers: Any) -> None:
@@ -136,10 +137,10 @@ def add_demo(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--out",
-        default=DEFAULT_OUT,
+        default=None,
         metavar="DIR",
         help="folder for the checkpoint, metrics, summary.json and figures "
-        f"(default: {DEFAULT_OUT})",
+        f"(default: {DEFAULT_OUT}, or {QUICK_OUT} with --quick)",
     )
     parser.add_argument(
         "--quick",
@@ -158,16 +159,12 @@ def add_demo(subparsers: Any) -> None:
         "--seed", type=int, default=0, metavar="S", help="seed of every random draw (default: 0)"
     )
     parser.add_argument(
-        "--threads",
-        type=int,
-        default=DEFAULT_THREADS,
-        metavar="N",
-        help="torch CPU threads; more rarely help these small tensors "
-        f"(default: {DEFAULT_THREADS})",
+        "--tensorboard",
+        default=None,
+        metavar="LOGDIR",
+        help="also log the training to TensorBoard event files in LOGDIR (default: off)",
     )
-    parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bars (default: show them)"
-    )
+    add_progress_options(parser)
     parser.set_defaults(func=run_demo_command)
 
 
@@ -178,23 +175,12 @@ def run_demo_command(args: argparse.Namespace) -> int:
         quick=args.quick,
         steps=args.steps,
         seed=args.seed,
-        threads=args.threads,
-        progress=not args.no_progress,
+        threads=getattr(args, "threads", None),
+        progress=progress_of(args),
         host=args.host,
+        tensorboard=args.tensorboard,
     )
     return 0
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check_int(option: str, value: Any, minimum: int, maximum: int) -> None:
@@ -241,26 +227,29 @@ def _require(host: Any, kind: str, name: str) -> None:
 
 def run_demo(
     data: str = DEFAULT_DATA,
-    out: str | os.PathLike = DEFAULT_OUT,
+    out: str | os.PathLike | None = None,
     *,
     quick: bool = False,
     steps: int | None = None,
     seed: int = 0,
-    threads: int = DEFAULT_THREADS,
+    threads: int | str | None = DEFAULT_THREADS,
     progress: bool = True,
     host: Any = None,
     settings: DemoSettings | None = None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring) and return its summary (also written to
     ``out/summary.json`` and printed).
 
     ``settings`` replaces the preset (:data:`FULL`, or :data:`QUICK` with ``quick``);
-    ``steps`` replaces its number of training steps.
+    ``steps`` replaces its number of training steps; ``threads`` follows the rule of
+    :func:`ebmflow.runtime.resolve_threads`; ``tensorboard`` is a folder for TensorBoard
+    event files of the training (:class:`ebmflow.TensorBoardLogger`).
     """
     _check_int("--steps", steps, 1, MAX_STEPS)
     _check_int("--seed", seed, 0, MAX_SEED)
-    _check_int("--threads", threads, 1, MAX_THREADS)
-    threads = int(threads)
+    if threads != "auto":
+        _check_int("--threads", threads, 1, MAX_THREADS)
     if host is None:
         from ebmflow.registry import default_host
 
@@ -268,7 +257,7 @@ def run_demo(
     settings = settings or (QUICK if quick else FULL)
     if steps is not None:
         settings = replace(settings, steps=steps)
-    out = Path(out)
+    out = Path(out if out is not None else QUICK_OUT if quick else DEFAULT_OUT)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"ebmflow demo: --out {out} exists and is not a folder")
     dataset = host.create("dataset", data)
@@ -279,11 +268,16 @@ def run_demo(
             f"{', '.join(_two_d_datasets(host))}"
         )
     _require(host, "objective", "multiscale-dsm")
-    with _torch_threads(threads):
-        return _run(host, dataset, data, out, settings, seed, threads, progress)
+    callbacks = []
+    if tensorboard is not None:
+        from ebmflow.training.tensorboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger(tensorboard))
+    with using_threads(threads) as n:
+        return _run(host, dataset, data, out, settings, seed, n, progress, callbacks)
 
 
-def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress):
+def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress, callbacks):
     import torch
 
     from ebmflow import evaluate
@@ -336,6 +330,7 @@ def _run(host, dataset, data_name, out, s: DemoSettings, seed, threads, progress
         progress=progress,
         checkpoint_dir=out / "checkpoint",
         metrics_file=out / "metrics.jsonl",
+        callbacks=callbacks,
         host=host,
     )
     history = trainer.fit()

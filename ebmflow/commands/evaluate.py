@@ -20,11 +20,19 @@ from ebmflow.commands.arguments import (
     MAX_SAMPLER_STEPS,
     MAX_SAMPLES,
     check_int_option,
-    check_sigma,
+    checkpoint_argument,
     load_energy,
     parse_assignment,
+    resolve_sigma,
 )
 from ebmflow.commands.likelihood_report import likelihood_report, scores_data, summary_line
+from ebmflow.commands.options import (
+    add_device_option,
+    add_progress_options,
+    device_of,
+    progress_of,
+)
+from ebmflow.errors import ConfigError
 from ebmflow.validation import MAX_SEED
 
 
@@ -62,7 +70,9 @@ def add_evaluate(subparsers: Any) -> None:
         "energies it knows (e.g. ebmflow-jem: accuracy, calibration and OOD AUROC of a "
         "classifier energy on the held-out split); --nll asks for the NLL anyway.",
     )
-    parser.add_argument("checkpoint", help="an energy checkpoint folder (ebmflow.save)")
+    parser.add_argument(
+        "checkpoint", help="an energy checkpoint folder (ebmflow.save), or a run folder"
+    )
     parser.add_argument(
         "--data",
         required=True,
@@ -77,7 +87,8 @@ def add_evaluate(subparsers: Any) -> None:
         "--sigma",
         type=float,
         default=None,
-        help="noise level for a noise-conditional energy (default: none)",
+        help="noise level for a noise-conditional energy (default: the smallest "
+        "noise level of the run that trained it, when the checkpoint records one)",
     )
     parser.add_argument(
         "--resolution",
@@ -134,6 +145,8 @@ def add_evaluate(subparsers: Any) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print JSON instead of text (default: text)"
     )
+    add_device_option(parser)
+    add_progress_options(parser)
     parser.set_defaults(func=run_evaluate)
 
 
@@ -146,16 +159,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from ebmflow import evaluate
 
-    energy = load_energy(args.checkpoint)
-    check_sigma(energy, args.sigma, "evaluate")
+    device = device_of(args)
+    args.checkpoint = checkpoint_argument(args.checkpoint, "evaluate")
+    energy = load_energy(args.checkpoint, "evaluate").to(device)
+    args.sigma = resolve_sigma(energy, args.sigma, args.checkpoint, "evaluate")
     evaluator = None if args.nll else _claiming_evaluator(args.host, energy)
     if evaluator is not None:
         claimed = evaluator.evaluate(energy, _request(args))
         print(json.dumps(claimed, indent=2) if args.json else evaluator.format(claimed))
         return 0
     dataset = args.host.create("dataset", args.data, **dict(args.data_args))
+    check_shapes(energy, dataset, args.data, args.checkpoint)
     gen = torch.Generator().manual_seed(args.seed)
-    data = dataset.sample(args.n, gen)
+    data = dataset.sample(args.n, gen).to(device)
+    if device.type != "cpu":
+        gen = torch.Generator(device=device).manual_seed(args.seed)
     report: dict[str, Any] = {
         "checkpoint": str(args.checkpoint),
         "data": args.data,
@@ -223,6 +241,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_shapes(energy: Any, dataset: Any, name: str, checkpoint: str) -> None:
+    """Refuse, before any work, a dataset whose samples the energy does not take."""
+    wanted = getattr(energy, "event_shape", None)
+    given = getattr(dataset, "event_shape", None)
+    if wanted is None or given is None or tuple(wanted) == tuple(given):
+        return
+    raise ConfigError(
+        f"the energy in {checkpoint} ({type(energy).__name__}) takes samples of shape "
+        f"{_shape(wanted)}, but dataset {name!r} gives samples of shape {_shape(given)}; "
+        "evaluate it on the data it was trained on"
+    )
+
+
+def _shape(shape: Any) -> str:
+    dims = tuple(int(n) for n in shape)
+    return f"{dims[0]}-D vectors" if len(dims) == 1 else " × ".join(map(str, dims))
+
+
 _METHOD_NAMES = {"grid": "grid quadrature", "ais": "annealed importance sampling"}
 
 
@@ -244,6 +280,7 @@ def _estimator_options(
         "generator": generator,
         "base_mean": float(data.mean()),
         "base_std": float(data.std()),
+        "progress": progress_of(args),
     }
     if method == "ais":
         settings.update(n_chains=args.ais_chains, n_temps=args.ais_temps)

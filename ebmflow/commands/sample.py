@@ -13,9 +13,11 @@ from ebmflow.commands.arguments import (
     MAX_SAMPLES,
     add_component_options,
     check_int_option,
-    check_sigma,
+    checkpoint_argument,
     load_energy,
+    resolve_sigma,
 )
+from ebmflow.commands.options import add_device_option, add_progress_options, device_of, progress_of
 from ebmflow.errors import ConfigError
 from ebmflow.validation import MAX_SEED
 
@@ -31,7 +33,9 @@ def add_sample(subparsers: Any) -> None:
         "'samples', with the run's settings as metadata) or a .png figure (2-D scatter "
         "or image grid; needs matplotlib).",
     )
-    parser.add_argument("checkpoint", help="an energy checkpoint folder (ebmflow.save)")
+    parser.add_argument(
+        "checkpoint", help="an energy checkpoint folder (ebmflow.save), or a run folder"
+    )
     add_component_options(parser, "sampler", "langevin")
     parser.add_argument(
         "--steps",
@@ -45,7 +49,8 @@ def add_sample(subparsers: Any) -> None:
         "--sigma",
         type=float,
         default=None,
-        help="noise level for a noise-conditional energy (default: none)",
+        help="noise level for a noise-conditional energy (default: the smallest "
+        "noise level of the run that trained it, when the checkpoint records one)",
     )
     parser.add_argument(
         "--init",
@@ -60,9 +65,8 @@ def add_sample(subparsers: Any) -> None:
         help="s of the starting distribution (default: 1.0, or the largest noise level "
         "of a sampler that sets its own, such as the ODE samplers)",
     )
-    parser.add_argument(
-        "--progress", action="store_true", help="show a progress bar (default: off)"
-    )
+    add_progress_options(parser)
+    add_device_option(parser)
     parser.add_argument(
         "--out", required=True, help=f"output file, one of {', '.join(OUTPUT_SUFFIXES)}"
     )
@@ -72,7 +76,10 @@ def add_sample(subparsers: Any) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in OUTPUT_SUFFIXES:
-        raise ConfigError(f"--out {out}: unsupported suffix; use one of {OUTPUT_SUFFIXES}")
+        raise ConfigError(
+            f"--out {out}: unsupported suffix {out.suffix or '(none)'!r}; use "
+            f"{' or '.join(OUTPUT_SUFFIXES)}"
+        )
     check_int_option("--n", args.n, 1, MAX_SAMPLES)
     if args.steps is not None:
         check_int_option("--steps", args.steps, 0, MAX_SAMPLER_STEPS)
@@ -81,15 +88,17 @@ def run_sample(args: argparse.Namespace) -> int:
         raise ConfigError(f"--init-scale must be > 0, got {args.init_scale}")
     import torch
 
-    energy = load_energy(args.checkpoint)
+    device = device_of(args)
+    args.checkpoint = checkpoint_argument(args.checkpoint, "sample")
+    energy = load_energy(args.checkpoint, "sample").to(device)
     sampler = args.host.create("sampler", args.sampler, **dict(args.sampler_args))
     if energy.event_shape is None:
         raise ConfigError(
             f"{type(energy).__name__} declares no event_shape, so the sample shape is unknown"
         )
     if sampler.name != "annealed-langevin" and not getattr(sampler, "sets_noise_level", False):
-        check_sigma(energy, args.sigma, "sample")
-    gen = torch.Generator().manual_seed(args.seed)
+        args.sigma = resolve_sigma(energy, args.sigma, args.checkpoint, "sample")
+    gen = torch.Generator(device=device).manual_seed(args.seed)
     shape = (args.n, *energy.event_shape)
     # starting points in the energy's own dtype (a float64 checkpoint samples in float64)
     dtype = next(
@@ -97,12 +106,12 @@ def run_sample(args: argparse.Namespace) -> int:
         torch.get_default_dtype(),
     )
     x0 = (
-        torch.randn(shape, generator=gen, dtype=dtype)
+        torch.randn(shape, generator=gen, dtype=dtype, device=device)
         if args.init == "gaussian"
-        else (2 * torch.rand(shape, generator=gen, dtype=dtype) - 1)
+        else (2 * torch.rand(shape, generator=gen, dtype=dtype, device=device) - 1)
     )
     x0 = (args.init_scale or getattr(sampler, "init_scale", 1.0)) * x0
-    run_kwargs: dict[str, Any] = {"generator": gen, "progress": args.progress}
+    run_kwargs: dict[str, Any] = {"generator": gen, "progress": progress_of(args)}
     if args.sigma is not None:
         run_kwargs["sigma"] = args.sigma
     steps = (
@@ -121,6 +130,7 @@ def run_sample(args: argparse.Namespace) -> int:
         "n": args.n,
         "seed": args.seed,
         "sigma": args.sigma,
+        "device": str(device),
         "seconds": round(seconds, 3),
     }
     if "acceptance_rate" in result.diagnostics:

@@ -16,7 +16,9 @@ The run folder ``DIR`` holds
 - ``DIR/checkpoint/``: the training checkpoint (an energy checkpoint folder plus the
   training state, see :mod:`ebmflow.trainer`): ``ebmflow sample`` and ``ebmflow evaluate``
   read it, ``--resume`` continues from it;
-- ``DIR/metrics.jsonl``: one JSON object per log record, appended as training goes.
+- ``DIR/metrics.jsonl``: one JSON object per log record, appended as training goes;
+- with ``--tensorboard LOGDIR``, TensorBoard event files in LOGDIR
+  (:class:`ebmflow.TensorBoardLogger`).
 
 The checkpoint is a sub-folder because a checkpoint folder is replaced as a whole on every
 save, so it holds nothing but checkpoint files.
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ebmflow.commands.arguments import check_int_option
+from ebmflow.commands.options import add_device_option, add_progress_options, device_of, progress_of
 from ebmflow.errors import ConfigError
 from ebmflow.validation import MAX_STEPS
 
@@ -79,8 +82,14 @@ def add_train(subparsers: Any) -> None:
         "(default: train to the end)",
     )
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar (default: show it)"
+        "--tensorboard",
+        default=None,
+        metavar="LOGDIR",
+        help="log losses, metrics, energies, acceptance and sample figures to TensorBoard "
+        "event files in LOGDIR (needs pip install 'ebmflow[tensorboard]') (default: off)",
     )
+    add_device_option(parser)
+    add_progress_options(parser)
     parser.set_defaults(func=run_train)
 
 
@@ -118,8 +127,14 @@ def run_train(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"checkpoint_dir": checkpoint, "metrics_file": out / METRICS}
     if args.steps is not None:
         overrides["steps"] = args.steps
-    if args.no_progress:
-        overrides["progress"] = False
+    if args.progress is not None or not progress_of(args):
+        overrides["progress"] = progress_of(args)
+    if args.device is not None:
+        overrides["device"] = device_of(args)
+    if args.tensorboard is not None:
+        from ebmflow.training.tensorboard import TensorBoardLogger
+
+        overrides["callbacks"] = [TensorBoardLogger(args.tensorboard)]
     trainer = build(run_config, host=args.host, **overrides)
     if args.resume and has_checkpoint:
         # before the run file is copied: a run file the checkpoint cannot continue under

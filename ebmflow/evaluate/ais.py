@@ -219,6 +219,7 @@ def ais_log_z(
     schedule: str | Sequence[float] | Tensor = "sigmoid",
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    progress: bool = False,
 ) -> AISResult:
     """log Z of ``energy`` by annealed importance sampling from a Gaussian base.
 
@@ -243,6 +244,7 @@ def ais_log_z(
         schedule: ``"sigmoid"`` (default), ``"geometric"``, ``"linear"`` or explicit βs.
         dtype, device: where to run; default the energy's parameters', else float64 on the
             CPU.
+        progress: show a tqdm progress bar over the temperatures.
     """
     owner = "ais_log_z"
     check_has_energy(owner, energy)
@@ -279,7 +281,12 @@ def ais_log_z(
     state = kernel.init(_path(base, energy, float(betas[1])), x, sigma)
     log_w = e0 - _energy(state).to(torch.float64)  # (β_1 − β_0)(E₀ − E₁) = E₀ − E_{β_1}
     accept_sum, n_accept = 0.0, 0
-    for k in range(1, n_temps):
+    temperatures: Any = range(1, n_temps)
+    if progress:
+        from tqdm import tqdm
+
+        temperatures = tqdm(temperatures, desc="AIS", unit="temp", dynamic_ncols=True)
+    for k in temperatures:
         path = _path(base, energy, float(betas[k]))
         for _ in range(steps_per_temp):
             state = kernel.step_and_adapt(path, state, generator)

@@ -12,7 +12,9 @@
 - :mod:`~ebmflow.training.log`: log records and the metrics file;
 - :mod:`~ebmflow.training.state`: the training state a checkpoint holds, saved and loaded
   through the public checkpoint API, and :mod:`~ebmflow.training.state_checks`, its checks;
-- :mod:`~ebmflow.training.arguments`: checks of the Trainer's arguments.
+- :mod:`~ebmflow.training.arguments`: checks of the Trainer's arguments;
+- :mod:`~ebmflow.training.callbacks`: the callbacks a run calls (on start, step, log,
+  checkpoint and end), and :mod:`~ebmflow.training.tensorboard`, a TensorBoard logger on them.
 """
 
 from __future__ import annotations

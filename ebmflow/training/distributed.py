@@ -47,7 +47,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebmflow.errors import ConfigError, EbmflowError, first_line
+from ebmflow.errors import ConfigError, EbmflowError
+from ebmflow.runtime import check_device
 
 
 def world() -> tuple[int, int]:
@@ -71,22 +72,11 @@ def resolve_device(energy: nn.Module, device: Any, world_size: int) -> torch.dev
     if device is None:
         first = next(iter(energy.parameters()), None)
         return first.device if first is not None else torch.device("cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(
-            f"Trainer: device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')"
-        ) from None
+    device = check_device(device, "Trainer")
     if device.type == "cuda" and device.index is None and world_size > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    try:  # a device this torch or this machine lacks fails here, not inside .to()
-        torch.empty(0, device=device)
-        torch.Generator(device=device)  # the objective's generator lives there
-    except (RuntimeError, AssertionError) as exc:
-        raise ConfigError(
-            f"Trainer: device {str(device)!r} is not available here ({first_line(exc)}); "
-            f"use 'cpu', or a device this torch was built for and this machine has"
-        ) from None
+        device = check_device(
+            torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))), "Trainer"
+        )
     return device
 
 

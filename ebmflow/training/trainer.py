@@ -18,7 +18,7 @@ together, and :func:`build`, which turns a run file into a Trainer.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from ebmflow.training.arguments import (
     int_arg,
 )
 from ebmflow.training.batches import check_event_shape, make_batches
+from ebmflow.training.callbacks import Callbacks
 from ebmflow.training.distributed import Collective, resolve_device, world
 from ebmflow.training.edits import check_resumable_checkpoint
 from ebmflow.training.log import MetricsFile, interval_means, log_record, show_on_bar
@@ -109,6 +110,9 @@ class Trainer:
             (rank 0 only; rewritten from the history when ``fit`` starts).
         device: where to train; the energy and objective are moved there. Default: the
             energy's device. Under torchrun ``"cuda"`` means ``cuda:LOCAL_RANK``.
+        callbacks: objects whose ``on_start``, ``on_step``, ``on_log``, ``on_checkpoint`` and
+            ``on_end`` methods the loop calls (see :mod:`ebmflow.training.callbacks`), e.g. a
+            :class:`~ebmflow.TensorBoardLogger`; not recorded in the run config.
         host: the registry for checkpoints and rebuilding components
             (default ``ebmflow.default_host()``).
         run_config: the run's tables (``data``, ``energy``, ``objective``, ``sampler``,
@@ -144,6 +148,7 @@ class Trainer:
         progress: bool = True,
         metrics_file: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
+        callbacks: Sequence[Any] = (),
         host: PluginHost | None = None,
         run_config: Mapping[str, Any] | None = None,
     ) -> None:
@@ -167,6 +172,7 @@ class Trainer:
         self.progress = progress
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.metrics_file = None if metrics_file is None else Path(metrics_file)
+        self.callbacks = Callbacks(callbacks)
 
         self.rank, self.world_size = world()
         check_divisible(self.batch_size, self.world_size)
@@ -294,6 +300,7 @@ class Trainer:
                 self._metrics = MetricsFile(self.metrics_file)
                 self._metrics.open(self.history)
             stop = self.steps if until is None else min(self.steps, int_arg("until", until, 0))
+            self.callbacks("on_start", self)
             if self.step >= stop:
                 return self.history
             if self.progress and self.rank == 0:
@@ -324,6 +331,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+            self.callbacks("on_end", self)
             if self._metrics is not None:
                 self._metrics.close()
                 self._metrics = None
@@ -382,6 +390,8 @@ class Trainer:
             self._pending_metrics.append(out.metrics)
             if bar is not None:
                 bar.update(1)
+            if self.callbacks.has_step:
+                self.callbacks("on_step", self, step, out)
             if step % self.log_every == 0 or step == total:
                 self._log(bar)
             if (
@@ -408,6 +418,7 @@ class Trainer:
             self._metrics.write(record)
         if bar is not None:
             show_on_bar(bar, record)
+        self.callbacks("on_log", self, record)
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -442,7 +453,9 @@ class Trainer:
             f"write the checkpoint {target} at step {self.step}",
         )
         self._last_checkpoint = (target, self.step)
-        return resolve(target) if self.rank == 0 else target
+        written = resolve(target) if self.rank == 0 else target
+        self.callbacks("on_checkpoint", self, written)
+        return written
 
     def _write_checkpoint(
         self,
@@ -478,6 +491,9 @@ class Trainer:
             "weights": "ema" if self._ema is not None else "raw",
             "ema": self.ema_decay,
         }
+        sigma_min = getattr(self.objective, "sigma_min", None)
+        if isinstance(sigma_min, (int, float)) and sigma_min > 0:
+            training["sigma_min"] = float(sigma_min)  # the --sigma default of evaluate and sample
         return write_training_checkpoint(
             target,
             record=record,

@@ -67,6 +67,11 @@ class DenoisingScoreMatching(ScoreObjective):
         #: ½ σ^(p−2): J = scale · E‖σ s + z‖²
         self._scale = 0.5 * self.sigma ** (weighting_power("dsm", weighting) - 2.0)
 
+    @property
+    def sigma_min(self) -> float:
+        """The noise level the objective trains at (its only one)."""
+        return self.sigma
+
     def forward(
         self, energy: ebmflow.Energy, batch: Tensor, *, generator: torch.Generator | None = None
     ) -> ebmflow.ObjectiveOutput:
