@@ -16,6 +16,7 @@ from ebmflow.commands.arguments import (
     check_sigma,
     load_energy,
 )
+from ebmflow.commands.posterior_options import add_posterior_options, posterior_from_args
 from ebmflow.errors import ConfigError
 from ebmflow.validation import MAX_SEED
 
@@ -62,6 +63,7 @@ def add_sample(subparsers: Any) -> None:
     parser.add_argument(
         "--progress", action="store_true", help="show a progress bar (default: off)"
     )
+    add_posterior_options(parser)
     parser.add_argument(
         "--out", required=True, help=f"output file, one of {', '.join(OUTPUT_SUFFIXES)}"
     )
@@ -80,13 +82,13 @@ def run_sample(args: argparse.Namespace) -> int:
         raise ConfigError(f"--init-scale must be > 0, got {args.init_scale}")
     import torch
 
-    energy = load_energy(args.checkpoint)
+    energy = posterior_from_args(load_energy(args.checkpoint), args)
     sampler = args.host.create("sampler", args.sampler, **dict(args.sampler_args))
     if energy.event_shape is None:
         raise ConfigError(
             f"{type(energy).__name__} declares no event_shape, so the sample shape is unknown"
         )
-    if sampler.name != "annealed-langevin":
+    if not hasattr(sampler, "sigmas"):  # schedule samplers set σ themselves
         check_sigma(energy, args.sigma, "sample")
     gen = torch.Generator().manual_seed(args.seed)
     shape = (args.n, *energy.event_shape)
