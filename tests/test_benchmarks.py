@@ -59,6 +59,10 @@ EXPECTED = {
         "EBMScheduler in DDPMPipeline, tiny UNet2DModel",
         "EBMScheduler in DDPMPipeline, analytic GaussianDenoiser",
     ],
+    "posterior": [
+        "annealed-posterior corrector (mala), MLP",
+        "annealed-posterior corrector (mala), convnet",
+    ],
 }
 
 #: groups that may only be skipped when the plugin they need is not installed

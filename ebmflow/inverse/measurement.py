@@ -152,6 +152,10 @@ class GaussianMeasurement(Energy):
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return self._energy(*self._residual(x, sigma))
 
+    def residual_norm(self, x: Tensor) -> Tensor:
+        """‖y − A x‖ per sample, ``(B,)`` (differentiable; DPS's normalised step uses it)."""
+        return (self._observations(x) - self.operator(x)).flatten(1).norm(dim=1)
+
     def energy_and_score(
         self, x: Tensor, sigma: Sigma = None, *, create_graph: bool = False
     ) -> tuple[Tensor, Tensor]:
