@@ -92,3 +92,15 @@ def test_posterior_options_give_one_line_errors(
     assert main([*argv, *extra, "--out", str(tmp_path / "o.safetensors")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ebmflow: error:") and message in err, err
+
+
+def test_annealed_posterior_from_the_command_line_needs_no_sigma(tmp_path, observation):
+    path = tmp_path / "ring"
+    ebmflow.save(ebmflow.GMMEnergy.ring(noise_conditional=True), path)
+    out = tmp_path / "post.safetensors"
+    argv = ["sample", str(path), "--sampler", "annealed-posterior", "--n", "8"]
+    argv += ["--sampler-arg", "n_levels=3", "--sampler-arg", "steps_per_level=2"]
+    argv += ["--sampler-arg", "corrector_steps=3", "--sampler-arg", "corrector_step_size=0.01"]
+    argv += ["--observation", str(observation), "--measurement", "operator=mask,noise_std=0.5"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert load_file(out)["samples"].shape == (8, 2)

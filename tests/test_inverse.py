@@ -145,3 +145,36 @@ def test_per_chain_observations_repeat_over_stacked_chains():
     x = torch.zeros(4, 1)
     energy = lik(x)
     assert energy[0] == energy[2] and energy[1] == energy[3] and energy[1] > energy[0]
+
+
+def test_noise_conditional_prior_plus_likelihood_is_the_posterior():
+    """``prior + likelihood`` composes with the same noise handling as ``posterior``."""
+    prior = ebmflow.create("energy", "gaussian", mean=[0.0, 1.0], noise_conditional=True)
+    lik = ebmflow.GaussianMeasurement([0.5, 0.0], 0.3)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    for sigma in (None, 0.4):
+        torch.testing.assert_close(
+            (prior + lik).energy_and_score(x, sigma),
+            ebmflow.posterior(prior, lik).energy_and_score(x, sigma),
+        )
+
+
+def test_exchange_correction_keeps_chain_count_and_reports_swaps():
+    prior = ebmflow.GMMEnergy.ring(noise_conditional=True)
+    post = ebmflow.posterior(prior, ebmflow.GaussianMeasurement([1.0, 0.0], 0.5))
+    sampler = ebmflow.create(
+        "sampler",
+        "annealed-posterior",
+        noise_schedule=[2.0, 1.0, 0.5, 0.25],
+        n_levels=4,
+        steps_per_level=2,
+        corrector_steps=6,
+        corrector_step_size=0.05,
+        exchange_levels=3,
+    )
+    gen = torch.Generator().manual_seed(0)
+    result = sampler.run(post, torch.randn(7, 2, generator=gen), generator=gen)
+    assert result.samples.shape == (7, 2) and result.state.step == 14
+    assert result.state.extras["replica_x"].shape == (14, 2)
+    assert result.diagnostics["exchange_sigmas"] == [0.25, 0.5, 1.0]
+    assert 0.0 <= result.diagnostics["acceptance_rate"] <= 1.0
