@@ -134,20 +134,14 @@ class GaussianMeasurement(Energy):
         return y.repeat(x.shape[0] // y.shape[0], *(1,) * (y.ndim - 1))
 
     def _residual(self, x: Tensor, sigma: Sigma) -> tuple[Tensor, Tensor]:
-        """(y − A x, v(σ) shaped to broadcast over the residual)."""
+        """(y − A x, v(σ) per sample (B,) or one 0-d value)."""
         sigma_t = resolve_sigma(self, sigma, x, none_is_clean=True)
         residual = self._observations(x) - self.operator(x)
-        v = self.variance(sigma_t)
-        if isinstance(v, Tensor):
-            v = v.reshape(-1, *(1,) * (residual.ndim - 1))
-        else:
-            v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
-        return residual, v
+        return residual, torch.as_tensor(self.variance(sigma_t), dtype=x.dtype, device=x.device)
 
     def _energy(self, residual: Tensor, v: Tensor) -> Tensor:
-        v_row = v.flatten()[: residual.shape[0]] if v.ndim else v
         squares = residual.square().flatten(1).sum(1)
-        return 0.5 * squares / v_row + 0.5 * self.n_measured * torch.log(2 * math.pi * v_row)
+        return 0.5 * squares / v + 0.5 * self.n_measured * torch.log(2 * math.pi * v)
 
     def forward(self, x: Tensor, sigma: Sigma = None) -> Tensor:
         return self._energy(*self._residual(x, sigma))
@@ -165,7 +159,8 @@ class GaussianMeasurement(Energy):
         with torch.no_grad():
             residual, v = self._residual(x, sigma)
             energy = self._energy(residual, v)
-            score = self.operator.adjoint(residual / v)
+            v_rows = v.reshape(-1, *(1,) * (residual.ndim - 1)) if v.ndim else v
+            score = self.operator.adjoint(residual / v_rows)
         return energy, score
 
     def extra_repr(self) -> str:

@@ -116,12 +116,12 @@ class AnnealedLangevin(Sampler):
     def init(self, energy: Energy, x: Tensor, sigma=None) -> SamplerState:
         if sigma is not None:
             raise ConfigError(
-                "annealed-langevin sets the noise level itself from its schedule; "
+                f"{self.name} sets the noise level itself from its schedule; "
                 f"do not pass sigma (got {sigma!r})"
             )
         if not energy.noise_conditional:
             raise ConfigError(
-                f"annealed-langevin needs a noise-conditional energy (E(x, σ)); "
+                f"{self.name} needs a noise-conditional energy (E(x, σ)); "
                 f"{type(energy).__name__} has noise_conditional=False"
             )
         return super().init(energy, x, self.sigmas[0])

@@ -30,7 +30,7 @@ from ebmflow.energy import Energy
 from ebmflow.errors import ConfigError
 from ebmflow.samplers.annealed_langevin import AnnealedLangevin
 from ebmflow.samplers.base import SampleResult, SamplerState, check_finite
-from ebmflow.samplers.level_exchange import exchange_levels, mala_rows
+from ebmflow.samplers.level_exchange import mala_rows, swap_levels
 from ebmflow.samplers.metropolis import energy_value
 from ebmflow.validation import check_positive, check_positive_int
 
@@ -130,7 +130,7 @@ class AnnealedPosterior(AnnealedLangevin):
         if k > 1:
             ladder = torch.tensor(self.ladder, dtype=x.dtype, device=x.device)
             parity = (state.step - self.annealing_steps) % 2
-            x, e, s, swap = exchange_levels(
+            x, e, s, swap = swap_levels(
                 self.name, energy, x, e, s, ladder, b, parity, state.step, generator
             )
             extras.update(replica_x=x[b:], replica_energy=e[b:], replica_score=s[b:])

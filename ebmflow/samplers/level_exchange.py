@@ -51,7 +51,7 @@ def mala_rows(
     return select(mask, x_prop, x), torch.where(accept, e_prop, e), select(mask, s_prop, s), prob
 
 
-def exchange_levels(
+def swap_levels(
     owner: str,
     energy: Energy,
     x: Tensor,
