@@ -5,8 +5,10 @@
 
 1. **Prior**: the NCSN digits energy of ``examples/ncsn_digits.py`` (a noise-conditional
    convnet trained by multiscale DSM on digits in [0, 1]); ``--checkpoint`` loads one that
-   script wrote (``runs/ncsn-digits/checkpoint``), otherwise the same recipe is trained here
-   for ``--train-steps`` steps.
+   script wrote (``runs/ncsn-digits/checkpoint``; then the whole run takes about a minute),
+   otherwise the same recipe is trained here for ``--train-steps`` steps (4000 by default,
+   a few minutes on one core: shorter runs give a prior whose chains run off the pixel
+   range where nothing is observed).
 2. **Observations** of 8 held-out test digits: *inpainting* (the right half of each image
    missing, the left half observed with noise 0.05) and *denoising* (every pixel observed
    with noise 0.2).
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoint", default=None, help="an NCSN digits checkpoint (default: train one here)"
     )
     parser.add_argument(
-        "--train-steps", type=int, default=None, help="training steps (default: 1500; 20 quick)"
+        "--train-steps", type=int, default=None, help="training steps (default: 4000; 20 quick)"
     )
     parser.add_argument("--out", default="runs/inverse-digits", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint is not None:
         prior = ebmflow.load(args.checkpoint)
     else:
-        steps = args.train_steps if args.train_steps is not None else (20 if args.quick else 1500)
+        steps = args.train_steps if args.train_steps is not None else (20 if args.quick else 4000)
         if steps < 1:
             parser.error(f"--train-steps must be ≥ 1, got {steps}")
         prior = train_prior(steps, args.seed, out)
