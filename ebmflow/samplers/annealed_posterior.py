@@ -31,6 +31,7 @@ from ebmflow.errors import ConfigError
 from ebmflow.samplers.annealed_langevin import AnnealedLangevin
 from ebmflow.samplers.base import SampleResult, SamplerState, check_finite
 from ebmflow.samplers.level_exchange import mala_rows, swap_levels
+from ebmflow.samplers.mala import MALA
 from ebmflow.samplers.metropolis import energy_value
 from ebmflow.validation import check_positive, check_positive_int
 
@@ -79,6 +80,7 @@ class AnnealedPosterior(AnnealedLangevin):
             corrector_step_size, self.step_sizes[-1], self.ladder
         )
         self.corrector_step_size = self.corrector_step_sizes[0]
+        self._mala = MALA(self.corrector_step_size)
 
     @property
     def name(self) -> str:
@@ -102,40 +104,46 @@ class AnnealedPosterior(AnnealedLangevin):
     def _correct(
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None
     ) -> SamplerState:
-        """One corrector step: MALA at every level of the ladder, then level exchange."""
-        b = state.x.shape[0]
-        k = self.exchange_levels
-        extras = dict(state.extras)
+        """One corrector step: MALA at σ_L, or MALA at every level of the ladder followed
+        by level exchange."""
         if state.energy is None:
             raise ConfigError(
                 f"annealed-posterior: the corrector needs energy values, but "
                 f"{type(energy).__name__} is score-only; set corrector_steps=0"
             )
-        x, e, s = state.x, state.energy, state.score
-        if k > 1:
-            if "replica_x" not in extras:  # entering the correction: replicas start at x
-                rx = x.repeat(k - 1, *(1,) * (x.ndim - 1))
-                re, rs = energy.energy_and_score(rx, self._sigma_rows(x, b)[b:])
-                extras.update(replica_x=rx, replica_energy=energy_value(self.name, re))
-                extras["replica_score"] = rs
-            x = torch.cat([x, extras["replica_x"]])
-            e = torch.cat([e, extras["replica_energy"]])
-            s = torch.cat([s, extras["replica_score"]])
-        sigma_rows = self._sigma_rows(x, b)
+        if self.exchange_levels == 1:  # the built-in MALA kernel, its scalar step size
+            return self._mala.step(energy, state, generator)
+        b = state.x.shape[0]
+        extras = dict(state.extras)
+        if "replica_x" not in extras:  # entering the correction: the replicas start at x
+            rx = state.x.repeat(self.exchange_levels - 1, *(1,) * (state.x.ndim - 1))
+            re, rs = energy.energy_and_score(rx, self._sigma_rows(state.x, b)[b:])
+            extras.update(replica_x=rx, replica_energy=energy_value(self.name, re))
+            extras["replica_score"] = rs
+        x = torch.cat([state.x, extras["replica_x"]])
+        e = torch.cat([state.energy, extras["replica_energy"]])
+        s = torch.cat([state.score, extras["replica_score"]])
         eta = torch.tensor(self.corrector_step_sizes, dtype=x.dtype, device=x.device)
         x, e, s, prob = mala_rows(
-            self.name, energy, x, e, s, sigma_rows, eta.repeat_interleave(b), state.step, generator
+            self.name,
+            energy,
+            x,
+            e,
+            s,
+            self._sigma_rows(x, b),
+            eta.repeat_interleave(b),
+            state.step,
+            generator,
         )
         check_finite(self.name, state.step, e, x)
-        if k > 1:
-            ladder = torch.tensor(self.ladder, dtype=x.dtype, device=x.device)
-            parity = (state.step - self.annealing_steps) % 2
-            x, e, s, swap = swap_levels(
-                self.name, energy, x, e, s, ladder, b, parity, state.step, generator
-            )
-            extras.update(replica_x=x[b:], replica_energy=e[b:], replica_score=s[b:])
-            if swap.numel():
-                extras["swap_accept"] = swap.mean(dim=1)
+        ladder = torch.tensor(self.ladder, dtype=x.dtype, device=x.device)
+        parity = (state.step - self.annealing_steps) % 2
+        x, e, s, swap = swap_levels(
+            self.name, energy, x, e, s, ladder, b, parity, state.step, generator
+        )
+        extras.update(replica_x=x[b:], replica_energy=e[b:], replica_score=s[b:])
+        if swap.numel():
+            extras["swap_accept"] = swap.mean(dim=1)
         return SamplerState(
             x[:b], e[:b], s[:b], state.sigma, state.step + 1, prob[:b], extras=extras
         )
