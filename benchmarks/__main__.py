@@ -29,6 +29,7 @@ GROUPS = {
     "trainer": "benchmarks.trainer",
     "diffusers": "benchmarks.diffusers_scheduler",
     "ode": "benchmarks.ode",
+    "posterior": "benchmarks.posterior",
 }
 
 DEFAULT_REPEATS = {"full": 21, "quick": 3, "tiny": 1}

@@ -79,6 +79,12 @@ _LAZY: dict[str, str] = {
     "mixture": "ebmflow.compose:mixture",
     "condition": "ebmflow.compose:condition",
     "guidance": "ebmflow.compose:guidance",
+    # inverse problems
+    "posterior": "ebmflow.inverse.posterior:posterior",
+    "Posterior": "ebmflow.inverse.posterior:Posterior",
+    "GaussianMeasurement": "ebmflow.inverse.measurement:GaussianMeasurement",
+    "AnnealedPosterior": "ebmflow.samplers.annealed_posterior:AnnealedPosterior",
+    "DPS": "ebmflow.samplers.dps:DPS",
     # helpers for component authors (the whole kit, with these, is ebmflow.extend)
     "check_finite": "ebmflow.samplers.base:check_finite",
     "gaussian_like": "ebmflow.samplers.base:gaussian_like",

@@ -32,6 +32,16 @@ def ebmflow_energies():
             "ebmflow.energies.gmm:GMMEnergy",
             "analytic Gaussian mixture with exact log-density and log Z",
         ),
+        Component(
+            "gaussian-measurement",
+            "ebmflow.inverse.measurement:GaussianMeasurement",
+            "likelihood energy of y = A x + n (mask, blur, downsample, matrix), annealed in σ",
+        ),
+        Component(
+            "posterior",
+            "ebmflow.inverse.posterior:Posterior",
+            "posterior energy E_prior(x, σ) + E_lik(x | y, σ) of an inverse problem",
+        ),
     ]
 
 
@@ -57,6 +67,16 @@ def ebmflow_samplers():
             "annealed-langevin",
             "ebmflow.samplers.annealed_langevin:AnnealedLangevin",
             "Song & Ermon annealed Langevin over a noise schedule",
+        ),
+        Component(
+            "annealed-posterior",
+            "ebmflow.samplers.annealed_posterior:AnnealedPosterior",
+            "annealed posterior Langevin, then MALA (+ noise-level exchange) at the lowest σ",
+        ),
+        Component(
+            "dps",
+            "ebmflow.samplers.dps:DPS",
+            "diffusion posterior sampling (Chung et al. 2022), a baseline",
         ),
     ]
 

@@ -60,6 +60,10 @@ EXPECTED = {
         "EBMScheduler in DDPMPipeline, analytic GaussianDenoiser",
     ],
     "ode": ["ode NLL, 2-D MLP", "ode NLL, 16-D MLP"],
+    "posterior": [
+        "annealed-posterior corrector (mala), MLP",
+        "annealed-posterior corrector (mala), convnet",
+    ],
 }
 
 #: groups that may only be skipped when the plugin they need is not installed

@@ -18,6 +18,7 @@ from ebmflow.commands.arguments import (
     resolve_sigma,
 )
 from ebmflow.commands.options import add_device_option, add_progress_options, device_of, progress_of
+from ebmflow.commands.posterior_options import add_posterior_options, posterior_from_args
 from ebmflow.errors import ConfigError
 from ebmflow.validation import MAX_SEED
 
@@ -67,6 +68,7 @@ def add_sample(subparsers: Any) -> None:
     )
     add_progress_options(parser)
     add_device_option(parser)
+    add_posterior_options(parser)
     parser.add_argument(
         "--out", required=True, help=f"output file, one of {', '.join(OUTPUT_SUFFIXES)}"
     )
@@ -90,13 +92,14 @@ def run_sample(args: argparse.Namespace) -> int:
 
     device = device_of(args)
     args.checkpoint = checkpoint_argument(args.checkpoint, "sample")
-    energy = load_energy(args.checkpoint, "sample").to(device)
+    energy = posterior_from_args(load_energy(args.checkpoint, "sample"), args).to(device)
     sampler = args.host.create("sampler", args.sampler, **dict(args.sampler_args))
     if energy.event_shape is None:
         raise ConfigError(
             f"{type(energy).__name__} declares no event_shape, so the sample shape is unknown"
         )
-    if sampler.name != "annealed-langevin" and not getattr(sampler, "sets_noise_level", False):
+    if not hasattr(sampler, "sigmas") and not getattr(sampler, "sets_noise_level", False):
+        # samplers with a schedule (annealed, ODE) set σ themselves
         args.sigma = resolve_sigma(energy, args.sigma, args.checkpoint, "sample")
     gen = torch.Generator(device=device).manual_seed(args.seed)
     shape = (args.n, *energy.event_shape)

@@ -35,7 +35,11 @@ from ebmflow.samplers.base import (
 from ebmflow.validation import check_positive, check_positive_int
 
 
-def _resolve_sigmas(noise_schedule: Any, n_levels: int) -> list[float]:
+def resolve_sigmas(
+    noise_schedule: Any, n_levels: int, owner: str = "annealed-langevin"
+) -> list[float]:
+    """The decreasing noise levels of ``noise_schedule`` (a registered schedule's name or
+    config dict, a schedule object, or a sequence of σ); errors name ``owner``."""
     if isinstance(noise_schedule, (str, Mapping)):
         noise_schedule = current_host().create("noise_schedule", noise_schedule)
     if hasattr(noise_schedule, "sigmas"):
@@ -44,7 +48,7 @@ def _resolve_sigmas(noise_schedule: Any, n_levels: int) -> list[float]:
         sigmas = noise_schedule
     else:
         raise ComponentArgumentError(
-            "annealed-langevin: noise_schedule must be a registered schedule name, a config "
+            f"{owner}: noise_schedule must be a registered schedule name, a config "
             f"dict, a schedule object or a sequence of sigmas; got {type(noise_schedule).__name__}"
         )
     given = sigmas
@@ -58,7 +62,7 @@ def _resolve_sigmas(noise_schedule: Any, n_levels: int) -> list[float]:
         or any(a <= b for a, b in zip(sigmas, sigmas[1:]))
     ):
         raise ConfigError(
-            f"annealed-langevin: noise_schedule must give noise levels that are positive and "
+            f"{owner}: noise_schedule must give noise levels that are positive and "
             f"strictly decreasing, got {sigmas if sigmas else given}"
         )
     return sigmas
@@ -85,7 +89,7 @@ class AnnealedLangevin(Sampler):
         denoise: bool = True,
     ) -> None:
         self.n_levels = check_positive_int("annealed-langevin", "n_levels", n_levels)
-        self.sigmas = _resolve_sigmas(noise_schedule, self.n_levels)
+        self.sigmas = resolve_sigmas(noise_schedule, self.n_levels)
         self.n_levels = len(self.sigmas)
         self.steps_per_level = check_positive_int(
             "annealed-langevin", "steps_per_level", steps_per_level
@@ -112,12 +116,12 @@ class AnnealedLangevin(Sampler):
     def init(self, energy: Energy, x: Tensor, sigma=None) -> SamplerState:
         if sigma is not None:
             raise ConfigError(
-                "annealed-langevin sets the noise level itself from its schedule; "
+                f"{self.name} sets the noise level itself from its schedule; "
                 f"do not pass sigma (got {sigma!r})"
             )
         if not energy.noise_conditional:
             raise ConfigError(
-                f"annealed-langevin needs a noise-conditional energy (E(x, σ)); "
+                f"{self.name} needs a noise-conditional energy (E(x, σ)); "
                 f"{type(energy).__name__} has noise_conditional=False"
             )
         return super().init(energy, x, self.sigmas[0])
