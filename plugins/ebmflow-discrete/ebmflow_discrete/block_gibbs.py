@@ -43,8 +43,10 @@ class BlockGibbs(DiscreteSampler):
         state: ebmflow.SamplerState,
         generator: torch.Generator | None = None,
     ) -> ebmflow.SamplerState:
-        sweep: Any = getattr(energy, "block_gibbs")
+        sweep: Any = energy.block_gibbs
         x_new = sweep(state.x, generator)
         e_new = energy(x_new)
         ebmflow.check_finite(self.name, state.step + 1, e_new, x_new)
-        return state.replace(x=x_new, energy=e_new, step=state.step + 1, extras=self.counted(state, 1))
+        return state.replace(
+            x=x_new, energy=e_new, step=state.step + 1, extras=self.counted(state, 1)
+        )

@@ -17,7 +17,6 @@ gradient, and keeps ``state.score = None``.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 import ebmflow
 from ebmflow_discrete.discrete_sampler import DiscreteSampler

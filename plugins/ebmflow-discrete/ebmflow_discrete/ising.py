@@ -83,8 +83,7 @@ class IsingEnergy(ebmflow.Energy):
             j = torch.as_tensor(couplings, dtype=torch.float32).clone()
             if j.ndim != 2 or j.shape[0] != j.shape[1] or j.shape[0] < 1:
                 raise ebmflow.ConfigError(
-                    f"{owner}: couplings must be a square (D, D) matrix, got shape "
-                    f"{tuple(j.shape)}"
+                    f"{owner}: couplings must be a square (D, D) matrix, got shape {tuple(j.shape)}"
                 )
         d = j.shape[0]
         if fields is None:

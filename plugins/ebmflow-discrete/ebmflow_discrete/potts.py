@@ -53,8 +53,7 @@ class PottsEnergy(ebmflow.Energy):
             j = torch.as_tensor(couplings, dtype=torch.float32).clone()
             if j.ndim != 2 or j.shape[0] != j.shape[1] or j.shape[0] < 1:
                 raise ebmflow.ConfigError(
-                    f"{owner}: couplings must be a square (N, N) matrix, got shape "
-                    f"{tuple(j.shape)}"
+                    f"{owner}: couplings must be a square (N, N) matrix, got shape {tuple(j.shape)}"
                 )
         n = j.shape[0]
         h = torch.zeros(n, q) if fields is None else torch.as_tensor(fields, dtype=torch.float32)

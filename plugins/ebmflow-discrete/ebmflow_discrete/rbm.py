@@ -94,7 +94,7 @@ class BernoulliRBM(ebmflow.Energy):
     def block_gibbs(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One block Gibbs sweep h ~ p(h | v), then v′ ~ p(v | h); returns v′."""
         ph = self.hidden_probs(v)
-        h = (torch.rand(ph.shape, generator=generator, device=v.device, dtype=v.dtype) < ph)
+        h = torch.rand(ph.shape, generator=generator, device=v.device, dtype=v.dtype) < ph
         pv = self.visible_probs(h.to(v.dtype))
         u = torch.rand(pv.shape, generator=generator, device=v.device, dtype=v.dtype)
         return (u < pv).to(v.dtype)

@@ -134,7 +134,9 @@ def test_energy_evaluations_are_counted_per_chain(ising):
 def test_dula_moves_without_a_metropolis_test(ising):
     energy = ising[0]
     sampler = ebmflow.create("sampler", "dmala", step_size=0.3, adjust=False)
-    result = sampler.run(energy, torch.zeros(16, 16), 20, generator=torch.Generator().manual_seed(0))
+    result = sampler.run(
+        energy, torch.zeros(16, 16), 20, generator=torch.Generator().manual_seed(0)
+    )
     assert "acceptance_rate" not in result.diagnostics
     assert set(result.samples.unique().tolist()) <= {0.0, 1.0}
 
