@@ -3,9 +3,10 @@
 A :class:`DiscreteSampler` accepts only energies whose ``event_space`` is ``"binary"`` or
 ``"categorical"`` (``ebmflow.Sampler.check_compatible`` refuses the others, and the core's
 continuous samplers refuse these energies), checks that the starts are states of that space,
-and counts the energy evaluations each chain has cost in ``state.extras["evaluations"]``
-(reported as ``energy_evaluations`` by :meth:`~ebmflow.Sampler.run`), the unit in which
-samplers of discrete spaces are compared (an evaluation with its gradient counts once).
+and reports the energy evaluations each chain has cost as ``energy_evaluations`` in the
+diagnostics of :meth:`~ebmflow.Sampler.run` (``state.step`` times the sampler's
+:meth:`~DiscreteSampler.evaluations_per_step`), the unit in which samplers of discrete
+spaces are compared (an evaluation with its gradient counts once).
 """
 
 from __future__ import annotations
@@ -50,15 +51,12 @@ class DiscreteSampler(ebmflow.Sampler):
             with torch.no_grad():
                 e, s = energy(x), None
         ebmflow.check_finite(self.name, 0, e, x)
-        count = torch.zeros((), dtype=torch.float64, device=x.device)
         # Gibbs keeps no score: nothing it runs reads one (SamplerState documents a tensor)
-        return ebmflow.SamplerState(x, e, s, None, extras={"evaluations": count})  # type: ignore[arg-type]
+        return ebmflow.SamplerState(x, e, s, None)  # type: ignore[arg-type]
 
-    @staticmethod
-    def counted(state: ebmflow.SamplerState, n: float) -> dict[str, Tensor]:
-        """``state.extras`` with ``n`` more evaluations per chain."""
-        return {**state.extras, "evaluations": state.extras["evaluations"] + n}
+    def evaluations_per_step(self, state: ebmflow.SamplerState) -> int:
+        """Energy evaluations per chain that one step costs (one, unless overridden)."""
+        return 1
 
     def diagnostics(self, state: ebmflow.SamplerState) -> dict[str, Any]:
-        count = state.extras.get("evaluations")
-        return {} if count is None else {"energy_evaluations": int(count)}
+        return {"energy_evaluations": state.step * self.evaluations_per_step(state)}

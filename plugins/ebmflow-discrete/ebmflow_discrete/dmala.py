@@ -52,14 +52,18 @@ class DiscreteLangevin(DiscreteSampler):
         current = (x * score).sum(dim=-1, keepdim=True)
         return (score - current).mul_(0.5).sub_((1.0 - x) / self.step_size)
 
-    def _log_q(self, space: str, x: Tensor, score: Tensor, target: Tensor) -> Tensor:
-        """log q(target | x), (B,): ``target`` are the flips (binary) or the one-hot
-        categories (categorical) proposed from ``x``."""
+    def _logits(self, space: str, x: Tensor, score: Tensor) -> Tensor:
         if space == "binary":
-            logits = self._binary_logits(x, score)
-            return torch.where(target, F.logsigmoid(logits), F.logsigmoid(-logits)).sum(1)
-        log_p = torch.log_softmax(self._categorical_logits(x, score), dim=-1)
-        return (log_p * target).sum(dim=(1, 2))
+            return self._binary_logits(x, score)
+        return self._categorical_logits(x, score)
+
+    @staticmethod
+    def _log_q(space: str, logits: Tensor, target: Tensor) -> Tensor:
+        """log q(target | x), (B,), from the proposal's ``logits`` at x: ``target`` are the
+        flips (binary) or the one-hot categories (categorical)."""
+        if space == "binary":  # log σ(l) where the bit flips, log σ(−l) where it stays
+            return F.logsigmoid(torch.where(target, logits, -logits)).sum(1)
+        return (torch.log_softmax(logits, dim=-1) * target).sum(dim=(1, 2))
 
     def step(
         self,
@@ -72,15 +76,13 @@ class DiscreteLangevin(DiscreteSampler):
         e = state.energy
         if e is None or state.score is None:
             raise ebmflow.ConfigError(f"{self.name}: the state has no energy or score")
-        score = flat_sites(space, state.score)
+        logits = self._logits(space, x, flat_sites(space, state.score))
         if space == "binary":
-            logits = self._binary_logits(x, score)
             u = torch.rand(logits.shape, generator=generator, device=x.device, dtype=x.dtype)
             forward = u < torch.sigmoid(logits)
             proposal = torch.where(forward, 1.0 - x, x)
             backward = forward
         else:
-            logits = self._categorical_logits(x, score)
             category = torch.argmax(logits + gumbel_like(logits, generator), dim=-1)
             proposal = F.one_hot(category, x.shape[-1]).to(x.dtype)
             forward, backward = proposal, x
@@ -94,10 +96,10 @@ class DiscreteLangevin(DiscreteSampler):
                 energy=e_new,
                 score=s_new,
                 step=state.step + 1,
-                extras=self.counted(state, 1),
             )
-        log_fwd = self._log_q(space, x, score, forward)
-        log_back = self._log_q(space, proposal, flat_sites(space, s_new), backward)
+        log_fwd = self._log_q(space, logits, forward)
+        logits_back = self._logits(space, proposal, flat_sites(space, s_new))
+        log_back = self._log_q(space, logits_back, backward)
         log_alpha = e - e_new + log_back - log_fwd
         accept, prob = ebmflow.metropolis_accept(
             self.name, state.step + 1, log_alpha, e_new, generator
@@ -108,5 +110,4 @@ class DiscreteLangevin(DiscreteSampler):
             score=ebmflow.select(accept, s_new, state.score),
             step=state.step + 1,
             accept_prob=prob,
-            extras=self.counted(state, 1),
         )

@@ -63,36 +63,35 @@ class Gibbs(DiscreteSampler):
             sites = torch.randint(
                 0, n_sites, (n_sites, n_chains), generator=generator, device=x.device
             )
+        else:
+            sites = torch.arange(n_sites, device=x.device)[:, None].expand(n_sites, n_chains)
         if space == "binary":
             for t in range(n_sites):
+                site = sites[t]
+                current = flat[rows, site]
                 proposal = flat.clone()
-                if self.scan == "systematic":
-                    proposal[:, t] = 1.0 - proposal[:, t]
-                else:
-                    site = sites[t]
-                    proposal[rows, site] = 1.0 - proposal[rows, site]
+                proposal[rows, site] = 1.0 - current
                 e_new = energy(proposal.view_as(x))
                 u = torch.rand(e.shape, generator=generator, device=e.device, dtype=e.dtype)
                 flip = u < torch.sigmoid(e - e_new)
-                flat = torch.where(flip[:, None], proposal, flat)
+                # only the updated site changes: write it rather than select whole rows
+                flat[rows, site] = torch.where(flip, 1.0 - current, current)
                 e = torch.where(flip, e_new, e)
-            evaluations = n_sites
         else:
             q = flat.shape[2]
             eye = torch.eye(q, dtype=flat.dtype, device=flat.device)
             for t in range(n_sites):
                 candidates = flat.unsqueeze(0).repeat(q, 1, 1, 1)  # (q, B, N, q)
-                if self.scan == "systematic":
-                    candidates[:, :, t, :] = eye[:, None, :]
-                else:
-                    candidates[:, rows, sites[t], :] = eye[:, None, :]
+                candidates[:, rows, sites[t], :] = eye[:, None, :]
                 e_all = energy(candidates.view(q * n_chains, *x.shape[1:])).view(q, n_chains)
                 choice = torch.argmax(gumbel_like(-e_all.T, generator) - e_all.T, dim=1)
                 flat = candidates[choice, rows]
                 e = e_all[choice, rows]
-            evaluations = n_sites * q
         new_x = flat.view_as(x)
         ebmflow.check_finite(self.name, state.step + 1, e, new_x)
-        return state.replace(
-            x=new_x, energy=e, step=state.step + 1, extras=self.counted(state, evaluations)
-        )
+        return state.replace(x=new_x, energy=e, step=state.step + 1)
+
+    def evaluations_per_step(self, state: ebmflow.SamplerState) -> int:
+        """A sweep: one evaluation per site for binary states, q per site for categorical
+        ones — the number of entries of an event either way."""
+        return state.x[0].numel()

@@ -55,7 +55,6 @@ class GibbsWithGradients(DiscreteSampler):
             raise ebmflow.ConfigError(f"{self.name}: the state has no energy or score")
         rows = torch.arange(x.shape[0], device=x.device)
         logits = change_logits(space, x, flat_sites(space, state.score))
-        log_q = torch.log_softmax(logits, dim=1)
         change = torch.argmax(logits + gumbel_like(logits, generator), dim=1)
         proposal = x.clone()
         if space == "binary":
@@ -70,8 +69,12 @@ class GibbsWithGradients(DiscreteSampler):
         x_new = proposal.view_as(state.x)
         e_new, s_new = energy.energy_and_score(x_new)
         assert e_new is not None  # check_compatible refused score-only energies
-        log_q_back = torch.log_softmax(change_logits(space, proposal, flat_sites(space, s_new)), 1)
-        log_alpha = e - e_new + log_q_back[rows, back] - log_q[rows, change]
+        logits_back = change_logits(space, proposal, flat_sites(space, s_new))
+        # log q(i | x) = logit_i − logsumexp(logits): only the chosen entries are needed,
+        # so no full log-softmax is written
+        log_q = logits[rows, change] - torch.logsumexp(logits, dim=1)
+        log_q_back = logits_back[rows, back] - torch.logsumexp(logits_back, dim=1)
+        log_alpha = e - e_new + log_q_back - log_q
         accept, prob = ebmflow.metropolis_accept(
             self.name, state.step + 1, log_alpha, e_new, generator
         )
@@ -81,5 +84,4 @@ class GibbsWithGradients(DiscreteSampler):
             score=ebmflow.select(accept, s_new, state.score),
             step=state.step + 1,
             accept_prob=prob,
-            extras=self.counted(state, 1),
         )

@@ -111,4 +111,6 @@ class IsingEnergy(ebmflow.Energy):
     def forward(self, x: Tensor, sigma: ebmflow.Sigma = None) -> Tensor:
         check_states("ising", "binary", x)
         s = 2.0 * x - 1.0
-        return -0.5 * ((s @ self.couplings) * s).sum(dim=1) - s @ self.field
+        # sᵀ J s sees only J's symmetric part, so masking the diagonal is all W needs here
+        w = self.coupling_matrix * self.off_diagonal
+        return -0.5 * ((s @ w) * s).sum(dim=1) - s @ self.field

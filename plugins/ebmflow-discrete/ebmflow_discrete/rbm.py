@@ -91,10 +91,22 @@ class BernoulliRBM(ebmflow.Energy):
         return torch.sigmoid(h @ self.weight.T + self.visible_bias)
 
     @torch.no_grad()
-    def block_gibbs(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One block Gibbs sweep h ~ p(h | v), then v′ ~ p(v | h); returns v′."""
-        ph = self.hidden_probs(v)
+    def block_gibbs(
+        self, v: Tensor, generator: torch.Generator | None = None, cache: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One block Gibbs sweep h ~ p(h | v), then v′ ~ p(v | h).
+
+        Returns ``(v′, F(v′), cache′)``: the cache is v′W + c, the hidden units' input,
+        which F(v′) needs and the next sweep's p(h | v′) reuses; pass it back as ``cache``
+        (``None`` computes it from ``v``). One sweep costs the two matrix products of the
+        conditionals, as a sweep that does not report energies does.
+        """
+        pre = v @ self.weight + self.hidden_bias if cache is None else cache
+        ph = torch.sigmoid(pre)
         h = torch.rand(ph.shape, generator=generator, device=v.device, dtype=v.dtype) < ph
         pv = self.visible_probs(h.to(v.dtype))
         u = torch.rand(pv.shape, generator=generator, device=v.device, dtype=v.dtype)
-        return (u < pv).to(v.dtype)
+        v_new = (u < pv).to(v.dtype)
+        pre_new = v_new @ self.weight + self.hidden_bias
+        free_energy = -(v_new @ self.visible_bias) - F.softplus(pre_new).sum(1)
+        return v_new, free_energy, pre_new

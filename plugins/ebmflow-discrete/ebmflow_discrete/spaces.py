@@ -47,7 +47,8 @@ def check_states(owner: str, space: str, x: Tensor) -> None:
     if x.numel() == 0:
         return
     detached = x.detach()
-    binary = bool(((detached == 0) | (detached == 1)).all())
+    # x² = x holds exactly for 0 and 1 (and fails for NaN): one product and one comparison
+    binary = torch.equal(detached * detached, detached)
     if space == "binary":
         if not binary:
             bad = detached[(detached != 0) & (detached != 1)]
@@ -57,8 +58,7 @@ def check_states(owner: str, space: str, x: Tensor) -> None:
                 "binarise the data (e.g. (x > 0.5).float()) or use a continuous energy"
             )
         return
-    ones = detached.sum(dim=-1)
-    if not binary or not bool((ones == 1).all()):
+    if not binary or not bool((detached.sum(dim=-1) == 1).all()):
         raise ebmflow.ConfigError(
             f"{owner}: expected categorical states (the last axis of every event one-hot: "
             "0/1 values summing to 1), but some numbers are not 0 or 1 or some rows do not "
