@@ -27,7 +27,7 @@ class DiscreteSampler(ebmflow.Sampler):
     steps read the cached score −∇ₓE; Gibbs does not, and keeps ``state.score = None``).
     """
 
-    event_spaces = DISCRETE_SPACES
+    event_spaces: tuple[str, ...] = DISCRETE_SPACES
     needs_energy = True
     component = "discrete sampler"
     uses_score = True
@@ -52,7 +52,7 @@ class DiscreteSampler(ebmflow.Sampler):
                 e, s = energy(x), None
         ebmflow.check_finite(self.name, 0, e, x)
         # Gibbs keeps no score: nothing it runs reads one (SamplerState documents a tensor)
-        return ebmflow.SamplerState(x, e, s, None)  # type: ignore[arg-type]
+        return ebmflow.SamplerState(x, e, s, None)
 
     def evaluations_per_step(self, state: ebmflow.SamplerState) -> int:
         """Energy evaluations per chain that one step costs (one, unless overridden)."""
