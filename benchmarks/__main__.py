@@ -30,6 +30,7 @@ GROUPS = {
     "diffusers": "benchmarks.diffusers_scheduler",
     "ode": "benchmarks.ode",
     "posterior": "benchmarks.posterior",
+    "discrete": "benchmarks.discrete",
 }
 
 DEFAULT_REPEATS = {"full": 21, "quick": 3, "tiny": 1}

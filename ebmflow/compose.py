@@ -38,6 +38,7 @@ class _Composite(Energy):
         self.parts = nn.ModuleList(parts)
         self.event_shape = check_event_shapes(parts, what)
         self.noise_conditional = parts[0].noise_conditional
+        self.event_space = parts[0].event_space
         self.has_energy = all(part.has_energy for part in parts)
 
     def _energies(self) -> Sequence[Energy]:
@@ -200,6 +201,7 @@ class Conditioned(Energy):
         self.energy = energy
         self.event_shape = energy.event_shape
         self.noise_conditional = energy.noise_conditional
+        self.event_space = energy.event_space
         self.has_energy = energy.has_energy
         self.register_buffer("y", torch.as_tensor(y), persistent=False)
 

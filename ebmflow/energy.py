@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 Sigma = float | Tensor | None
 
+#: accepted values of ``Energy.event_space`` and of ``Sampler.event_spaces``' entries.
+EVENT_SPACES = ("continuous", "binary", "categorical")
+
 
 def broadcast_sigma(sigma: Sigma, x: Tensor) -> Tensor | None:
     """σ as a ``(B,)`` tensor on ``x``'s device and dtype (``None`` stays ``None``).
@@ -53,11 +56,18 @@ class Energy(nn.Module, Configurable):
         noise_conditional: whether the energy depends on σ. Composition requires all parts
             to agree.
         has_energy: ``False`` for score-only models.
+        event_space: what values an event takes, one of :data:`EVENT_SPACES`:
+            ``"continuous"`` (real vectors, the default), ``"binary"`` (every number 0 or
+            1) or ``"categorical"`` (one-hot vectors along the last axis of the event).
+            Samplers declare the spaces they propose in (``Sampler.event_spaces``) and
+            refuse other energies when a run starts; composition requires all parts to
+            agree.
     """
 
     has_energy: bool = True
     noise_conditional: bool = False
     event_shape: tuple[int, ...] | None = None
+    event_space: str = "continuous"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """``forward``, with its output checked to be one value per sample, ``(B,)``.
@@ -202,6 +212,13 @@ def check_event_shapes(energies: Sequence[Energy], what: str) -> tuple[int, ...]
         raise ConfigError(
             f"cannot build {what} of noise-conditional and clean energies: {listed}; "
             "all parts must take the same noise level"
+        )
+    spaces = {e.event_space for e in energies}
+    if len(spaces) > 1:
+        listed = ", ".join(f"{type(e).__name__} ({e.event_space!r})" for e in energies)
+        raise ConfigError(
+            f"cannot build {what} of energies over different event spaces: {listed}; "
+            "all parts must be continuous, or all binary, or all categorical"
         )
     return shapes.pop() if shapes else None
 

@@ -21,6 +21,8 @@ Nested components
     (``current_host().create(kind, spec)``): the host building the component whose
     constructor is running, so isolated hosts with in-process plugins work.
 Energies
+    :data:`EVENT_SPACES` lists the values of ``Energy.event_space`` (``"continuous"``,
+    ``"binary"``, ``"categorical"``) and of a sampler's ``event_spaces``;
     :func:`score_seed` is the backward seed that turns ``autograd.grad`` of energies into
     the score; :data:`ACTIVATIONS` / :func:`make_activation`, :func:`check_widths`,
     :class:`SigmaEmbedding` / :func:`check_sigma_embedding` and :func:`resolve_sigma` build
@@ -48,7 +50,7 @@ from ebmflow.energies import (
     make_activation,
     resolve_sigma,
 )
-from ebmflow.energy import score_seed
+from ebmflow.energy import EVENT_SPACES, score_seed
 from ebmflow.evaluate.arguments import (
     base_tensor,
     check_has_energy,
@@ -71,6 +73,7 @@ from ebmflow.validation import check_interval, check_positive, check_positive_in
 
 __all__ = [
     "ACTIVATIONS",
+    "EVENT_SPACES",
     "SIGMA_EMBEDDINGS",
     "SMALL_EVENT",
     "Chains",

@@ -50,7 +50,7 @@ from ebmflow.validation import check_positive, check_positive_int
 #: accepted ``replacement`` policies for :meth:`ReplayBuffer.push`.
 REPLACEMENTS = ("fifo", "reservoir")
 #: accepted names of the initial distribution p₀ (a callable is accepted too).
-INITS = ("uniform", "gaussian")
+INITS = ("uniform", "gaussian", "bernoulli", "one-hot")
 
 InitFn = Callable[[int, "torch.Generator | None"], Tensor]
 
@@ -79,7 +79,10 @@ class ReplayBuffer(nn.Module):
             sample of p₀ (IGEBM and JEM use 0.05).
         replacement: ``"fifo"`` or ``"reservoir"``, how :meth:`push` chooses slots.
         init: the initial distribution p₀: ``"uniform"`` on the box
-            [init_low, init_high]^d, ``"gaussian"`` N(0, init_std² I), or a callable
+            [init_low, init_high]^d, ``"gaussian"`` N(0, init_std² I), for discrete
+            energies ``"bernoulli"`` (every number 0 or 1 with probability ½) or
+            ``"one-hot"`` (a uniform category per one-hot vector along the last axis),
+            or a callable
             ``init(n, generator) -> Tensor`` of shape ``(n, *event_shape)`` (such a buffer
             holds a Python function and cannot be rebuilt from a config file).
         init_low, init_high: the uniform box, init_low < init_high.
@@ -180,8 +183,14 @@ class ReplayBuffer(nn.Module):
         elif self.init == "gaussian":
             z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
             z = z.mul_(self.init_std)
+        elif self.init == "bernoulli":
+            z = torch.randint(0, 2, shape, generator=generator, device=device).to(dtype)
+        elif self.init == "one-hot":
+            q = shape[-1]
+            index = torch.randint(0, q, shape[:-1], generator=generator, device=device)
+            z = torch.nn.functional.one_hot(index, q).to(dtype)
         else:
-            # __init__ accepts "uniform", "gaussian" or a callable: here it is the callable
+            # __init__ accepts one of INITS or a callable: here it is the callable
             z = cast(InitFn, self.init)(n, generator)
             if not isinstance(z, Tensor) or tuple(z.shape) != shape:
                 got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__

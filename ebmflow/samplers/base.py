@@ -199,6 +199,7 @@ class CompiledEnergy(Energy):
         self.has_energy = energy.has_energy
         self.noise_conditional = energy.noise_conditional
         self.event_shape = energy.event_shape
+        self.event_space = energy.event_space
         self._cuda_graphs = COMPILE_MODES[mode]
 
     def extra_repr(self) -> str:
@@ -260,6 +261,9 @@ class Sampler(Configurable):
 
     #: whether ``step`` needs energy values (MH samplers), not just scores.
     needs_energy: bool = False
+    #: the energies' event spaces (``Energy.event_space``) this sampler proposes in;
+    #: :meth:`check_compatible` refuses an energy over any other.
+    event_spaces: tuple[str, ...] = ("continuous",)
 
     @property
     def name(self) -> str:
@@ -306,11 +310,24 @@ class Sampler(Configurable):
         """Raise an ebmflow error naming this sampler unless ``x`` can start chains on
         ``energy``: an :class:`~ebmflow.Energy`, a floating-point ``(B, *event_shape)`` tensor
         matching the energy's event shape, dtype and device, and energy values if the
-        sampler's Metropolis test needs them. :meth:`init` calls it; a sampler that
+        sampler's Metropolis test needs them, and an energy whose ``event_space`` is one of
+        the sampler's ``event_spaces``. :meth:`init` calls it; a sampler that
         overrides ``init`` calls it first, so its errors read like every other sampler's."""
         if not isinstance(energy, Energy):
             raise ComponentArgumentError(
                 f"{self.name}: expected an ebmflow.Energy, got {type(energy).__name__}"
+            )
+        space = getattr(energy, "event_space", "continuous")
+        if space not in self.event_spaces:
+            accepted = " or ".join(map(repr, self.event_spaces))
+            hint = (
+                "a continuous sampler such as 'langevin', 'mala' or 'hmc'"
+                if space == "continuous"
+                else "a discrete sampler such as 'gibbs', 'gwg' or 'dmala' (ebmflow-discrete)"
+            )
+            raise ConfigError(
+                f"{self.name} samples {accepted} event spaces, but {type(energy).__name__} is "
+                f"defined on a {space!r} event space; use {hint}"
             )
         if not isinstance(x, Tensor) or x.ndim < 1:
             raise ConfigError(f"{self.name}: x must be a tensor of shape (B, *event_shape)")

@@ -30,6 +30,8 @@ from torch import Tensor
 import ebmflow
 from ebmflow_cd.cd import ContrastiveObjective
 
+#: accepted values of ``init`` (the replay buffer's p₀; the last two for discrete energies).
+INITS = ("uniform", "gaussian", "bernoulli", "one-hot")
 #: accepted values of ``write_back``.
 WRITE_BACKS = ("slots", "push")
 
@@ -45,7 +47,8 @@ class PersistentContrastiveDivergence(ContrastiveObjective):
         capacity: buffer slots, ≥ 1.
         reinit_prob: ρ ∈ [0, 1], the probability of restarting a chain from p₀.
         init: p₀, ``"uniform"`` on [init_low, init_high]^d or ``"gaussian"``
-            N(0, init_std² I).
+            N(0, init_std² I); for binary or one-hot energies (discrete samplers)
+            ``"bernoulli"`` or ``"one-hot"``.
         init_low, init_high: the uniform box.
         init_std: the Gaussian's standard deviation.
         replacement: ``"fifo"`` or ``"reservoir"``, the buffer's policy for
@@ -83,9 +86,9 @@ class PersistentContrastiveDivergence(ContrastiveObjective):
                 f"{', '.join(map(repr, WRITE_BACKS))}"
             )
         self.write_back = write_back
-        if isinstance(init, str) and init not in ("uniform", "gaussian"):
+        if isinstance(init, str) and init not in INITS:
             raise ebmflow.ConfigError(
-                f"pcd: unknown init {init!r}; accepted: 'uniform', 'gaussian'"
+                f"pcd: unknown init {init!r}; accepted: {', '.join(map(repr, INITS))}"
             )
         try:
             self.buffer = ebmflow.ReplayBuffer(
