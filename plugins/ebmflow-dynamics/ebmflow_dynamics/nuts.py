@@ -196,6 +196,7 @@ class NUTS(ebmflow.Sampler):
                 break
         x_new = prop[0].view(state.x.shape)
         check_finite(self.name, state.step, prop[1], x_new)
+        _check_weights(log_w, state.step)
         accept = counters.accept / counters.n_leapfrog.clamp(min=1.0)
         extras = {
             **state.extras,
@@ -263,3 +264,16 @@ def _energy(e: Tensor | None) -> Tensor:
             f"{NAME} needs energy values, but the energy returned none (score-only model)"
         )
     return e
+
+
+def _check_weights(log_w: Tensor, step: int) -> None:
+    """A trajectory weight of +∞ comes from an energy of −∞ on it: a broken energy, which
+    would take all the weight, not a divergent leaf."""
+    n_bad = int(torch.isposinf(log_w).sum())
+    if n_bad:
+        raise ebmflow.SamplerDivergedError(
+            f"{NAME} diverged at step {step}: an energy of −∞ on the trajectories of {n_bad} "
+            f"of {log_w.shape[0]} chains",
+            step=step,
+            n_chains=n_bad,
+        )

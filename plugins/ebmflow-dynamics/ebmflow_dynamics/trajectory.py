@@ -22,13 +22,13 @@ proportional to its weight (multinomial sampling, Betancourt 2017).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-import ebmflow
 from ebmflow.extend import SMALL_EVENT, row_dot
 
 #: (positions (n, D)) -> (energies (n,), scores (n, D)) for the rows given by ``rows``
@@ -122,17 +122,19 @@ def build_subtree(
     prop_x, prop_s = x, score
     prop_e = x.new_empty((n,))
     for k in range(n_leaves):
-        p = p + half * score
+        p = torch.addcmul(p, half, score)
         x = torch.addcmul(x, full, p if inv_mass is None else inv_mass * p)
         energy, score = evaluate(x, chains)
-        p = p + half * score
+        p = torch.addcmul(p, half, score)
         kinetic = row_dot(p, p if inv_mass is None else inv_mass * p)
-        error = torch.nan_to_num(energy + 0.5 * kinetic - h0, nan=float("inf"))
-        accept = accept + torch.exp(-error.clamp(min=0.0))
+        # log wᵢ = H₀ − Hᵢ; a NaN energy error is a divergence (weight 0)
+        log_leaf = h0 - torch.add(energy, kinetic, alpha=0.5)
+        log_leaf = torch.nan_to_num(log_leaf, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+        accept += log_leaf.clamp(max=0.0).exp_()
         # progressive (uniform) multinomial sampling within the subtree
-        log_w_new = torch.logaddexp(log_w, -error)
+        log_w_new = torch.logaddexp(log_w, log_leaf)
         u = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype)
-        take = u.log() < -error - log_w_new
+        take = u.log_() < log_leaf - log_w_new
         take_rows = rows(take, dim)
         prop_x = torch.where(take_rows, x, prop_x)
         prop_s = torch.where(take_rows, score, prop_s)
@@ -140,7 +142,7 @@ def build_subtree(
         log_w = log_w_new
         rho = rho + p
         lowest, highest = checkpoint_slots(k)
-        diverging = error > max_energy_error
+        diverging = log_leaf < -max_energy_error
         bad = diverging
         if k % 2 == 0:
             ckpt_p[highest] = p
@@ -150,7 +152,6 @@ def build_subtree(
                 sub_rho = rho - ckpt_rho[slot] + ckpt_p[slot]
                 bad = bad | is_turning(ckpt_p[slot], p, sub_rho, inv_mass)
         if bool(bad.any()):
-            _check_no_minus_infinity(log_w, chains)
             counters.diverged[chains[diverging]] = True
             counters.accept.index_add_(0, chains[bad], accept[bad])
             counters.n_leapfrog[chains[bad]] += k + 1
@@ -164,20 +165,6 @@ def build_subtree(
             if n == 0:
                 break
     else:
-        _check_no_minus_infinity(log_w, chains)
         counters.accept.index_add_(0, chains, accept)
         counters.n_leapfrog[chains] += n_leaves
     return Subtree(chains, x, p, score, prop_x, prop_e, prop_s, log_w, rho)
-
-
-def _check_no_minus_infinity(log_w: Tensor, chains: Tensor) -> None:
-    """An energy of −∞ (a subtree weight of +∞) would take all the weight of a trajectory:
-    it is a broken energy, not a divergent leaf."""
-    n_bad = int(torch.isposinf(log_w).sum())
-    if n_bad:
-        raise ebmflow.SamplerDivergedError(
-            f"nuts: an energy of −∞ at a leapfrog step in {n_bad} of {chains.shape[0]} "
-            "chains building their trees",
-            step=0,
-            n_chains=n_bad,
-        )
