@@ -59,6 +59,14 @@ EXPECTED = {
         "EBMScheduler in DDPMPipeline, tiny UNet2DModel",
         "EBMScheduler in DDPMPipeline, analytic GaussianDenoiser",
     ],
+    "dynamics": [
+        "underdamped-langevin (OBABO), MLP",
+        "uha (L=3, damping 0.9), MLP",
+        "nuts, 8-mode GMM",
+        "nuts, 10-D Gaussian",
+        "nuts cost per effective sample, 10-D",
+        "nuts time per effective sample, 10-D",
+    ],
 }
 
 #: groups that may only be skipped when the plugin they need is not installed
@@ -68,7 +76,11 @@ NEEDS = {
     "objectives": "ebmflow_cd",
     "trainer": "ebmflow_score",
     "diffusers": "ebmflow_diffusers",
+    "dynamics": "ebmflow_dynamics",
 }
+
+#: groups whose side-by-side rows against a peer library are skipped without it
+PEERS = {"dynamics": "ebm"}
 
 
 def _env() -> dict[str, str]:
@@ -122,6 +134,8 @@ def test_tiny_run_reports_every_benchmark_of_every_group(tiny_run):
             assert skipped and "torch.compile" in skipped[0]["note"]
         elif group in NEEDS and importlib.util.find_spec(NEEDS[group]) is None:
             assert skipped, f"{group}: {NEEDS[group]} is missing, so it should be skipped"
+        elif group in PEERS and importlib.util.find_spec(PEERS[group]) is None:
+            assert [r["name"] for r in skipped] == ["vs ebmkit"], skipped
         else:
             assert not skipped, skipped
 

@@ -26,9 +26,10 @@ def momentum(state: ebmflow.SamplerState, generator: torch.Generator | None) -> 
 def refresh(p: Tensor, keep: float, generator: torch.Generator | None) -> Tensor:
     """Partial momentum refresh (the Ornstein–Uhlenbeck step "O"):
     p ← a p + √(1 − a²) ξ, ξ ~ N(0, I), a = ``keep`` in [0, 1]; exact for N(0, I)."""
+    noise = gaussian_like(p, generator)
     if keep == 0.0:
-        return gaussian_like(p, generator)
-    return torch.add(p * keep, gaussian_like(p, generator), alpha=math.sqrt(1.0 - keep * keep))
+        return noise
+    return noise.mul_(math.sqrt(1.0 - keep * keep)).add_(p, alpha=keep)
 
 
 def leapfrog(
@@ -41,11 +42,12 @@ def leapfrog(
 ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
     """``n_steps`` velocity-Verlet steps "BAB" of size h from (state.x, p), reusing the
     state's cached score: p ← p + (h/2) s(x); x ← x + h p; p ← p + (h/2) s(x). One score
-    evaluation per step; returns (x, energy, score, p) at the end."""
+    evaluation per step; returns (x, energy, score, p) at the end. ``p`` is updated in
+    place (callers pass a freshly refreshed momentum)."""
     x, s, e = state.x, state.score, state.energy
     half = 0.5 * step_size
     for _ in range(n_steps):
-        p = torch.add(p, s, alpha=half)
+        p = p.add_(s, alpha=half)
         x = torch.add(x, p, alpha=step_size)
         e, s = energy.energy_and_score(x, state.sigma)
         p = p.add_(s, alpha=half)
