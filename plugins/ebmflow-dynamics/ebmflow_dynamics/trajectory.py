@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ebmflow.extend import SMALL_EVENT, row_dot
+from ebmflow.extend import row_dot
 
 #: (positions (n, D)) -> (energies (n,), scores (n, D)) for the rows given by ``rows``
 Evaluate = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -51,12 +51,10 @@ def is_turning(p_minus: Tensor, p_plus: Tensor, rho: Tensor, inv_mass: Tensor | 
     return (row_dot(p_minus, rho_sharp) <= 0) | (row_dot(p_plus, rho_sharp) <= 0)
 
 
-def rows(mask: Tensor, dim: int) -> Tensor:
-    """A per-chain ``(n,)`` mask or factor shaped to act on ``(n, dim)`` rows: expanded and
-    contiguous for short rows (a broadcast over a short inner dimension runs a slow loop
-    per row), a ``(n, 1)`` view otherwise."""
-    column = mask.unsqueeze(1)
-    return column.expand(-1, dim).contiguous() if dim <= SMALL_EVENT else column
+def rows(values: Tensor, dim: int) -> Tensor:
+    """A per-chain ``(n,)`` mask or factor as a ``(n, 1)`` view that acts on ``(n, dim)``
+    rows."""
+    return values.unsqueeze(1)
 
 
 @dataclass
