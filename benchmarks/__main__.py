@@ -31,6 +31,7 @@ GROUPS = {
     "ode": "benchmarks.ode",
     "posterior": "benchmarks.posterior",
     "discrete": "benchmarks.discrete",
+    "dynamics": "benchmarks.dynamics",
 }
 
 DEFAULT_REPEATS = {"full": 21, "quick": 3, "tiny": 1}

@@ -72,6 +72,7 @@ _LAZY: dict[str, str] = {
     "MALA": "ebmflow.samplers.mala:MALA",
     "HMC": "ebmflow.samplers.hmc:HMC",
     "AnnealedLangevin": "ebmflow.samplers.annealed_langevin:AnnealedLangevin",
+    "Warmup": "ebmflow.samplers.adaptation:Warmup",
     # composition
     "Sum": "ebmflow.compose:Sum",
     "Scaled": "ebmflow.compose:Scaled",

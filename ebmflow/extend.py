@@ -13,9 +13,11 @@ Samplers
     and :func:`row_dot` are the Metropolis–Hastings pieces; :func:`build_sampler` builds the
     sampler a component was given (object, name or config) with the caller's host;
     ``Sampler.check_compatible`` checks an energy and a start before ``init``;
-    :func:`run_chains` takes k steps of any sampler from a start and returns the chains at
-    the target with their mean acceptance (:class:`Chains`), as objectives drawing negative
-    samples need them.
+    :class:`Warmup` is the step-size (dual averaging) and diagonal-mass-matrix warm-up
+    that ``mala``, ``hmc`` and ``nuts`` share, with :func:`mass_windows` (Stan's windows)
+    and :func:`check_target_accept`; :func:`run_chains` takes k steps of any sampler from
+    a start and returns the chains at the target with their mean acceptance
+    (:class:`Chains`), as objectives drawing negative samples need them.
 Nested components
     :func:`current_host` is the host to build a component given by name or config with
     (``current_host().create(kind, spec)``): the host building the component whose
@@ -60,6 +62,7 @@ from ebmflow.evaluate.arguments import (
 from ebmflow.files import open_regular_file, read_regular_file
 from ebmflow.plotting import matplotlib_available, require_matplotlib
 from ebmflow.registry import current_host
+from ebmflow.samplers.adaptation import Warmup, check_target_accept, mass_windows
 from ebmflow.samplers.base import (
     SMALL_EVENT,
     build_sampler,
@@ -78,6 +81,7 @@ __all__ = [
     "SMALL_EVENT",
     "Chains",
     "SigmaEmbedding",
+    "Warmup",
     "base_tensor",
     "build_sampler",
     "check_finite",
@@ -86,11 +90,13 @@ __all__ = [
     "check_positive",
     "check_positive_int",
     "check_sigma_embedding",
+    "check_target_accept",
     "check_widths",
     "current_host",
     "evaluation_dtype_device",
     "gaussian_like",
     "make_activation",
+    "mass_windows",
     "matplotlib_available",
     "metropolis_accept",
     "open_regular_file",

@@ -65,6 +65,14 @@ EXPECTED = {
         "annealed-posterior corrector (mala), convnet",
     ],
     "discrete": ["gibbs (random scan)", "gwg, Ising", "dmala, Ising", "block-gibbs, RBM"],
+    "dynamics": [
+        "underdamped-langevin (OBABO), MLP",
+        "uha (L=3, damping 0.9), MLP",
+        "nuts, 8-mode GMM",
+        "nuts, 10-D Gaussian",
+        "nuts cost per effective sample, 10-D",
+        "nuts time per effective sample, 10-D",
+    ],
 }
 
 #: groups that may only be skipped when the plugin they need is not installed
@@ -76,6 +84,7 @@ NEEDS = {
     "diffusers": "ebmflow_diffusers",
     "ode": "ebmflow_ode",
     "discrete": "ebmflow_discrete",
+    "dynamics": "ebmflow_dynamics",
 }
 
 #: skip notes of optional side-by-side comparisons with peer libraries, which the

@@ -176,8 +176,9 @@ def test_hmc_step_is_a_fixed_kernel_and_warmup_is_a_separate_routine():
     stepped = sampler.step(energy, state, gen)
     assert sampler.diagnostics(stepped)["step_size"] == 2.0
     adapted = sampler.adapt(stepped)
-    # log ε ← log ε + (t+1)^(−0.6) (mean acceptance − δ), t = 0
-    expected = math.log(2.0) + (float(stepped.accept_prob.mean()) - 0.75)
+    # dual averaging, m = 1: H̄ = (δ − ᾱ)/(1 + t₀), log ε = log(10 ε₀) − (√1/γ) H̄
+    h_bar = (0.75 - float(stepped.accept_prob.mean())) / 11.0
+    expected = math.log(20.0) - h_bar / 0.05
     assert math.log(sampler.diagnostics(adapted)["step_size"]) == pytest.approx(expected)
     late = sampler.step_and_adapt(energy, sampler.step_and_adapt(energy, adapted, gen), gen)
     assert late.step == 3
@@ -371,4 +372,5 @@ def test_samplers_are_created_from_registry_with_config_recorded():
         "n_leapfrog": 3,
         "adapt_steps": 0,
         "target_accept": 0.8,
+        "adapt_mass": False,
     }

@@ -8,6 +8,11 @@ Since x − x' − η s(x') = −√(2η) (ξ + a u) with a = √(η/2) and u = 
 proposal ratio is log q(x | x') − log q(x' | x) = −½‖ξ + a u‖² + ½‖ξ‖² = −a ⟨u, ξ + (a/2) u⟩,
 one dot product per chain. The state caches E and s at the current point, so a step costs
 one energy+gradient evaluation (at x'), the same as ULA.
+
+With ``adapt_steps`` > 0 the step size η is tuned during the first ``adapt_steps`` steps by
+the shared warm-up (:class:`~ebmflow.samplers.adaptation.Warmup`: dual averaging toward
+``target_accept``, 0.574 by default, the optimal MALA acceptance of Roberts & Rosenthal
+1998), which runs between steps; ``step`` reads η from the state and is a fixed kernel.
 """
 
 from __future__ import annotations
@@ -17,27 +22,44 @@ import math
 import torch
 
 from ebmflow.energy import Energy
+from ebmflow.samplers.adaptation import Warmup, check_target_accept
 from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like, per_row
 from ebmflow.samplers.metropolis import energy_value, metropolis_accept, row_dot, select
-from ebmflow.validation import check_positive
+from ebmflow.validation import check_positive, check_positive_int
 
 
 class MALA(Sampler):
-    """MALA with step size η > 0; reports the acceptance rate."""
+    """MALA with step size η > 0; reports the acceptance rate.
+
+    Args:
+        step_size: η > 0 (the starting value when adapting).
+        adapt_steps: number of initial steps during which η is adapted (0: never).
+        target_accept: acceptance rate the adaptation aims for, in (0, 1).
+    """
 
     needs_energy = True
 
-    def __init__(self, step_size: float = 0.01) -> None:
+    def __init__(
+        self, step_size: float = 0.01, adapt_steps: int = 0, target_accept: float = 0.574
+    ) -> None:
         self.step_size = check_positive("mala", "step_size", step_size)
+        self.adapt_steps = check_positive_int("mala", "adapt_steps", adapt_steps, minimum=0)
+        self.target_accept = check_target_accept("mala", target_accept)
+        self.adaptation = Warmup(self.adapt_steps, self.target_accept)
 
     @property
     def name(self) -> str:
         return "mala"
 
+    def init(self, energy, x, sigma=None) -> SamplerState:
+        state = super().init(energy, x, sigma)
+        # without a warm-up η stays the constructor's float (no state entry to read)
+        return self.adaptation.init(state, self.step_size) if self.adapt_steps else state
+
     def step(
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
     ) -> SamplerState:
-        eta = self.step_size
+        eta = self._eta(state)
         x, e, s = state.x, energy_value(self.name, state.energy), state.score
         xi = gaussian_like(x, generator)
         x_prop = torch.add(x, s, alpha=eta).add_(xi, alpha=math.sqrt(2.0 * eta))
@@ -56,7 +78,17 @@ class MALA(Sampler):
             state.sigma,
             state.step + 1,
             prob,
+            state.extras,
         )
 
+    def adapt(self, state: SamplerState) -> SamplerState:
+        """The step-size warm-up after the step that produced ``state`` (module docstring)."""
+        return self.adaptation.update(state) if self.adapt_steps else state
+
+    def _eta(self, state: SamplerState) -> float:
+        if "log_step_size" in state.extras:
+            return self.adaptation.step_size(state)
+        return self.step_size
+
     def diagnostics(self, state: SamplerState) -> dict:
-        return {"step_size": self.step_size}
+        return {"step_size": self._eta(state)}

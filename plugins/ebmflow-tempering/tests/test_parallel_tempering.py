@@ -563,7 +563,8 @@ def test_the_state_is_typed_with_the_local_samplers_state_as_a_field():
     state = sampler.init(energy, torch.randn(5, 2, generator=seeded(30)))
     assert isinstance(state, TemperingState) and state.extras == {}
     assert state.betas.shape == (3,) and state.swap_stats.shape == (2, 2)
-    assert set(state.local_extras) == {"log_step_size"}
+    # the local HMC's step size and its warm-up's dual-averaging sums
+    assert set(state.local_extras) == {"log_step_size", "da_mu", "da_h_bar", "da_log_avg"}
     # step is a fixed kernel; the local HMC warms up in the ensemble's adapt: its step size
     # moved, in the typed field
     stepped = sampler.step(energy, state, seeded(31))
