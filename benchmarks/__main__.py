@@ -28,6 +28,7 @@ GROUPS = {
     "objectives": "benchmarks.objectives",
     "trainer": "benchmarks.trainer",
     "diffusers": "benchmarks.diffusers_scheduler",
+    "contrastive": "benchmarks.contrastive",
 }
 
 DEFAULT_REPEATS = {"full": 21, "quick": 3, "tiny": 1}

@@ -18,7 +18,7 @@ its log-likelihood has the gradient
 The objective estimates the expectation with k steps of short-run Langevin on the
 conditional, started at y, and minimises
 
-    L = mean_i [E_θ(x_t,i, σ_t,i) − E_θ(x̃_i, σ_t,i)]
+    L = mean_i λ_i [E_θ(x_t,i, σ_t,i) − E_θ(x̃_i, σ_t,i)],   λ_i = (δ_min / δ_t,i)^p,
 
 with the chains x̃ held fixed (no gradient through them); the quadratic term does not depend
 on θ and cancels. By default σ is drawn per example from the schedule's continuous training
@@ -28,7 +28,10 @@ r = ``ratio`` of consecutive levels; with ``n_levels`` = L the levels are the sc
 discrete ones, one drawn uniformly per example. The Langevin step at level t is
 η_t = ½ b² δ_t² (Gao et al.'s s = b·σ with the ULA convention x' = x − η∇U + √(2η) ε),
 b = ``step_factor``: the conditional's width is about δ_t, so every level mixes in the same
-number of steps.
+number of steps. The weights λ do not change any level's optimum; they balance the levels'
+gradients: x̃ lies within about δ_t of x_t, so level t's energy difference, and its
+gradient, scale like δ_t², and without λ (p = 0, Gao et al.'s choice) the coarse levels
+drown the fine one a density is evaluated at; p = ``weighting`` = 2 evens them out.
 
 Metrics: ``loss``, ``e_data``, ``e_neg`` (mean energies), ``move`` (mean distance the chains
 moved from y, relative to δ_t: near 0 means the chains are stuck, near √d they forgot y).
@@ -59,6 +62,7 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         ratio: > 1, the next level's σ over this one's with continuous levels (default 1.5).
         k: Langevin steps on each conditional per training step, ≥ 1 (default 20).
         step_factor: b > 0, the Langevin step at level t is ½ b² δ_t² (default 0.5).
+        weighting: p ≥ 0, each example's term weighted by (δ_min/δ_t)^p (default 2).
     """
 
     owner = "drl"
@@ -70,6 +74,7 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         ratio: float = 1.5,
         k: int = 20,
         step_factor: float = 0.5,
+        weighting: float = 2.0,
     ) -> None:
         super().__init__()
         owner = self.owner
@@ -85,6 +90,7 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         self.ratio = ratio
         self.k = ebmflow.check_positive_int(owner, "k", k)
         self.step_factor = ebmflow.check_positive(owner, "step_factor", step_factor)
+        self.weighting = ebmflow.check_positive(owner, "weighting", weighting, allow_zero=True)
         self.levels: Tensor | None = None
         self.gaps: Tensor | None = None
         if self.n_levels is not None:
@@ -94,6 +100,13 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
             #: the levels σ_0 < … < σ_{L−1} and the noise δ_t to the next one (float64, CPU)
             self.levels = sigmas
             self.gaps = torch.cat([gaps, top.reshape(1)])
+
+    @property
+    def delta_min(self) -> float:
+        """The smallest gap δ (at σ_min), the unit of the weighting."""
+        if self.gaps is None:
+            return self.schedule.sigma_min * math.sqrt(self.ratio**2 - 1.0)
+        return float(self.gaps.min())
 
     @property
     def sigma_min(self) -> float:
@@ -169,7 +182,11 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         n = data.shape[0]
         e = energy(torch.cat([x_t, x_neg]), torch.cat([sigma, sigma]))
         e_data, e_neg = e[:n].mean(), e[n:].mean()
-        loss = e_data - e_neg
+        if self.weighting > 0:
+            weight = (self.delta_min / delta).pow(self.weighting)
+            loss = (weight * (e[:n] - e[n:])).mean()
+        else:
+            loss = e_data - e_neg
         with torch.no_grad():
             move = ((x_neg - y).flatten(1).norm(dim=1) / delta).mean()
             values = torch.stack([loss, e_data, e_neg, move]).tolist()
