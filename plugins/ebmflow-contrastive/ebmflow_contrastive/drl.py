@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
-from ebmflow.extend import per_row
+from ebmflow.extend import per_row, row_dot
 
 
 class DiffusionRecoveryLikelihood(ebmflow.Objective):
@@ -63,6 +63,8 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         k: Langevin steps on each conditional per training step, ≥ 1 (default 20).
         step_factor: b > 0, the Langevin step at level t is ½ b² δ_t² (default 0.5).
         weighting: p ≥ 0, each example's term weighted by (δ_min/δ_t)^p (default 2).
+        metropolis: ``True``: MALA steps (a Metropolis–Hastings test per chain removes ULA's
+            bias and rejects unstable moves; same cost per step); ``False`` (default): ULA.
     """
 
     owner = "drl"
@@ -75,6 +77,7 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         k: int = 20,
         step_factor: float = 0.5,
         weighting: float = 2.0,
+        metropolis: bool = False,
     ) -> None:
         super().__init__()
         owner = self.owner
@@ -91,6 +94,12 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         self.k = ebmflow.check_positive_int(owner, "k", k)
         self.step_factor = ebmflow.check_positive(owner, "step_factor", step_factor)
         self.weighting = ebmflow.check_positive(owner, "weighting", weighting, allow_zero=True)
+        if not isinstance(metropolis, bool):
+            raise ebmflow.ConfigError(
+                f"{owner}: metropolis must be true or false, got {metropolis!r}"
+            )
+        self.metropolis = metropolis
+        self.last_acceptance: float | None = None
         self.levels: Tensor | None = None
         self.gaps: Tensor | None = None
         if self.n_levels is not None:
@@ -151,19 +160,44 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         delta: Tensor,
         generator: torch.Generator | None,
     ) -> Tensor:
-        """k ULA steps on p_θ(x | y) from y, each chain with its own step ½ b² δ²."""
+        """k Langevin steps on p_θ(x | y) from y, each chain with its own step ½ b² δ²
+        (with ``metropolis``, MALA steps: one energy and score evaluation per step too)."""
         shape = y.shape[1:]
         inv_var = per_row(delta.square().reciprocal(), shape)
         eta = per_row(0.5 * self.step_factor**2 * delta.square(), shape)
         noise_scale = (2.0 * eta).sqrt()
-        x = y
-        for step in range(self.k):
+
+        def conditional(x: Tensor) -> tuple[Tensor, Tensor]:
+            # U = E_θ(x, σ) + ‖x − y‖²/(2δ²) and its score s_θ(x, σ) − (x − y)/δ²
             e, s = energy.energy_and_score(x, sigma)
-            ebmflow.check_finite(self.owner, step, e, x)
-            # score of the conditional: s_θ(x, σ) − (x − y)/δ²
-            drift = s - (x - y) * inv_var
-            x = x + eta * drift + noise_scale * ebmflow.gaussian_like(x, generator)
+            offset = x - y
+            u = e + 0.5 * row_dot(offset, offset) * delta.square().reciprocal()
+            return u, s - offset * inv_var
+
+        x = y
+        u, drift = conditional(x)
+        accepted = torch.zeros((), dtype=y.dtype, device=y.device)
+        for step in range(self.k):
+            ebmflow.check_finite(self.owner, step, u, x)
+            noise = ebmflow.gaussian_like(x, generator)
+            proposal = x + eta * drift + noise_scale * noise
+            if not self.metropolis:
+                x = proposal
+                if step < self.k - 1:
+                    u, drift = conditional(x)
+                continue
+            u_new, drift_new = conditional(proposal)
+            # log q(x | x′) − log q(x′ | x) for the Langevin proposal, per chain
+            back = x - proposal - eta * drift_new
+            log_q = row_dot(noise, noise) - row_dot(back, back) / (2.0 * eta.flatten(1)[:, 0])
+            log_alpha = u - u_new + 0.5 * log_q
+            keep, prob = ebmflow.metropolis_accept(self.owner, step, log_alpha, u_new, generator)
+            x = ebmflow.select(keep, proposal, x)
+            u = torch.where(keep, u_new, u)
+            drift = ebmflow.select(keep, drift_new, drift)
+            accepted = accepted + prob.mean()
         ebmflow.check_finite(self.owner, self.k, None, x)
+        self.last_acceptance = float(accepted) / self.k if self.metropolis else None
         return x.detach()
 
     def forward(
@@ -190,13 +224,17 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         with torch.no_grad():
             move = ((x_neg - y).flatten(1).norm(dim=1) / delta).mean()
             values = torch.stack([loss, e_data, e_neg, move]).tolist()
+        names = ["loss", "e_data", "e_neg", "move"]
+        if self.last_acceptance is not None:
+            names.append("acceptance_rate")
+            values.append(self.last_acceptance)
         if not math.isfinite(values[0]):
             raise ebmflow.NonFiniteLossError(
                 f"{self.owner}: the loss is not finite ({values[0]}; mean E(x_t) = "
                 f"{values[1]:.4g}, mean E(x̃) = {values[2]:.4g}): the energy diverged. Lower "
                 "the learning rate or step_factor"
             )
-        return ebmflow.ObjectiveOutput(loss, dict(zip(("loss", "e_data", "e_neg", "move"), values)))
+        return ebmflow.ObjectiveOutput(loss, dict(zip(names, values)))
 
 
 def _resolve_schedule(owner: str, noise_schedule: Any) -> Any:

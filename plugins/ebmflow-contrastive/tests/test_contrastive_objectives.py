@@ -167,14 +167,43 @@ def test_drl_gradient_matches_the_closed_form_of_short_run_langevin(host):
     eta = 0.5 * 0.7**2 * delta.square()
     rho = 1 - eta / s2
     var_k = 2 * eta * (1 - rho ** (2 * 4)) / (1 - rho.square())
-    expected_sq = (
-        d * var_k
-        + (rho**4)[:, None].square() * (y - m).square().sum(1) * 0
-        + (m + rho[:, None] ** 4 * (y - m)).square().sum(1)
-    )
-    terms = -0.5 * (x_t.square().sum(1) - expected_sq) / w.square()
+    expected_sq = d * var_k + (m + rho[:, None] ** 4 * (y - m)).square().sum(1)
+    weight = (objective.delta_min / delta).square()
+    terms = -0.5 * weight * (x_t.square().sum(1) - expected_sq) / w.square()
     se = float(terms.std()) / math.sqrt(n)
     assert float(energy.v.grad) == pytest.approx(float(terms.mean()), abs=4 * se + 1e-12)
+
+
+@pytest.mark.parametrize("v0", [1.0, 0.5])
+def test_drl_with_metropolis_samples_the_exact_conditional(host, v0):
+    # with MALA steps the chains target p(x | y) = N(m, s²I) exactly (no ULA bias), so after
+    # enough steps E[‖x̃‖² | y] = d s² + ‖m‖²; data N(0, I): the expected gradient is zero
+    # at v = 1 and the closed form below elsewhere
+    objective = host.create(
+        "objective",
+        "drl",
+        noise_schedule={"name": "geometric", "sigma_min": 0.2, "sigma_max": 0.5},
+        n_levels=2,
+        k=40,
+        step_factor=1.0,
+        weighting=0.0,
+        metropolis=True,
+    )
+    n, d = 4000, 2
+    energy = SmoothedQuadratic(v0)
+    x = torch.randn(n, d, generator=seeded(15), dtype=torch.float64)
+    out = objective(energy, x, generator=seeded(16))
+    out.loss.backward()
+    assert 0.5 < out.metrics["acceptance_rate"] < 1.0
+    sigma, delta, x_t, y = objective.draw(x, seeded(16))
+    w = v0 + sigma.square()
+    m = y * (w / (w + delta.square()))[:, None]
+    s2 = w * delta.square() / (w + delta.square())
+    terms = -0.5 * (x_t.square().sum(1) - d * s2 - m.square().sum(1)) / w.square()
+    se = float(terms.std()) / math.sqrt(n)
+    assert float(energy.v.grad) == pytest.approx(float(terms.mean()), abs=4 * se)
+    if v0 == 1.0:
+        assert abs(float(energy.v.grad)) < 4 * se
 
 
 def test_drl_negatives_carry_no_gradient_and_the_loss_is_the_energy_gap(host):
@@ -186,7 +215,8 @@ def test_drl_negatives_carry_no_gradient_and_the_loss_is_the_energy_gap(host):
     g = seeded(8)
     objective.draw(x, g)  # advance the generator past the draws
     x_neg = objective.recover(energy, y, sigma, delta, g)
-    gap = (energy(x_t, sigma) - energy(x_neg, sigma)).mean()
+    weight = (objective.delta_min / delta).square()
+    gap = (weight * (energy(x_t, sigma) - energy(x_neg, sigma))).mean()
     assert out.metrics["loss"] == pytest.approx(float(gap), rel=1e-10)
     (grad,) = torch.autograd.grad(out.loss, energy.v)
     (expect,) = torch.autograd.grad(gap, energy.v)
@@ -263,6 +293,9 @@ def test_objectives_leave_the_global_rng_alone(host):
         ("drl", {"n_levels": 1}, "drl: n_levels must be an integer ≥ 2, got 1"),
         ("drl", {"k": 0}, "drl: k must be an integer ≥ 1, got 0"),
         ("drl", {"step_factor": 0}, "drl: step_factor must be a number > 0, got 0"),
+        ("drl", {"ratio": 1.0}, "drl: ratio must be a number > 1, got 1.0"),
+        ("drl", {"weighting": -1}, "drl: weighting must be a number ≥ 0, got -1"),
+        ("drl", {"metropolis": "yes"}, "drl: metropolis must be true or false, got 'yes'"),
     ],
 )
 def test_bad_arguments_name_the_objective_the_value_and_what_is_accepted(host, name, kwargs, match):
