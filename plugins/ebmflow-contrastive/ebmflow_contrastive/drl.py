@@ -167,12 +167,40 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         eta = per_row(0.5 * self.step_factor**2 * delta.square(), shape)
         noise_scale = (2.0 * eta).sqrt()
 
+        if not self.metropolis:
+            self.last_acceptance = None
+            x = y
+            for step in range(self.k):
+                e, s = energy.energy_and_score(x, sigma)
+                ebmflow.check_finite(self.owner, step, e, x)
+                # the conditional's score s_θ(x, σ) − (x − y)/δ², then the ULA move
+                drift = torch.addcmul(s, x - y, inv_var, value=-1.0)
+                x = torch.addcmul(x, eta, drift)
+                x.addcmul_(noise_scale, ebmflow.gaussian_like(x, generator))
+            ebmflow.check_finite(self.owner, self.k, None, x)
+            return x.detach()
+        return self._mala(energy, y, sigma, delta, inv_var, eta, noise_scale, generator)
+
+    def _mala(
+        self,
+        energy: ebmflow.Energy,
+        y: Tensor,
+        sigma: Tensor,
+        delta: Tensor,
+        inv_var: Tensor,
+        eta: Tensor,
+        noise_scale: Tensor,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        half_precision = 0.5 * delta.square().reciprocal()
+        eta_row = eta.flatten(1)[:, 0]
+
         def conditional(x: Tensor) -> tuple[Tensor, Tensor]:
             # U = E_θ(x, σ) + ‖x − y‖²/(2δ²) and its score s_θ(x, σ) − (x − y)/δ²
             e, s = energy.energy_and_score(x, sigma)
             offset = x - y
-            u = e + 0.5 * row_dot(offset, offset) * delta.square().reciprocal()
-            return u, s - offset * inv_var
+            u = e + half_precision * row_dot(offset, offset)
+            return u, torch.addcmul(s, offset, inv_var, value=-1.0)
 
         x = y
         u, drift = conditional(x)
@@ -181,23 +209,19 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
             ebmflow.check_finite(self.owner, step, u, x)
             noise = ebmflow.gaussian_like(x, generator)
             proposal = x + eta * drift + noise_scale * noise
-            if not self.metropolis:
-                x = proposal
-                if step < self.k - 1:
-                    u, drift = conditional(x)
-                continue
             u_new, drift_new = conditional(proposal)
             # log q(x | x′) − log q(x′ | x) for the Langevin proposal, per chain
             back = x - proposal - eta * drift_new
-            log_q = row_dot(noise, noise) - row_dot(back, back) / (2.0 * eta.flatten(1)[:, 0])
-            log_alpha = u - u_new + 0.5 * log_q
-            keep, prob = ebmflow.metropolis_accept(self.owner, step, log_alpha, u_new, generator)
+            log_q = 0.5 * row_dot(noise, noise) - row_dot(back, back) / (4.0 * eta_row)
+            keep, prob = ebmflow.metropolis_accept(
+                self.owner, step, u - u_new + log_q, u_new, generator
+            )
             x = ebmflow.select(keep, proposal, x)
             u = torch.where(keep, u_new, u)
             drift = ebmflow.select(keep, drift_new, drift)
             accepted = accepted + prob.mean()
         ebmflow.check_finite(self.owner, self.k, None, x)
-        self.last_acceptance = float(accepted) / self.k if self.metropolis else None
+        self.last_acceptance = float(accepted) / self.k
         return x.detach()
 
     def forward(
