@@ -138,7 +138,7 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         self, batch: Tensor, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Levels σ_t, gaps δ_t (``(B,)``), the noisy data x_t and their noisier versions y."""
-        if self.levels is None or self.gaps is None:
+        if self.levels is None or self.gaps is None or self.n_levels is None:
             sigma = self.schedule.sample(batch.shape[0], generator, batch.device, dtype=batch.dtype)
             delta = sigma * math.sqrt(self.ratio**2 - 1.0)
         else:

@@ -53,8 +53,10 @@ class GaussianNoise(nn.Module):
         self.scale = ebmflow.check_positive(owner, "noise_scale", scale)
         self.fixed_mean = _check_values(owner, "noise_mean", mean, positive=False)
         self.fixed_std = _check_values(owner, "noise_std", std, positive=True)
-        self.dim = None if dim is None else ebmflow.check_positive_int(owner, "dim", dim)
-        size = 0 if dim is None else self.dim
+        self.dim: int | None = None
+        size = 0
+        if dim is not None:
+            self.dim = size = ebmflow.check_positive_int(owner, "dim", dim)
         self.register_buffer("mean", torch.zeros(size))
         self.register_buffer("scale_tril", torch.eye(size))
         self.register_buffer("ready", torch.tensor(False))
