@@ -124,6 +124,7 @@ def test_nce_fits_the_gaussian_noise_on_the_first_batch_and_checkpoints_it(host,
     assert torch.equal(loaded.noise.mean, objective.noise.mean)
 
 
+@pytest.mark.slow
 def test_nce_learns_a_gaussian_and_its_log_z(host):
     # data N(0, 4I): θ → ¼ and c → log(2π·4)
     objective = host.create("objective", "nce", noise_ratio=2, noise_scale=1.5).double()
