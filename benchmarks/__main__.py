@@ -32,6 +32,7 @@ GROUPS = {
     "posterior": "benchmarks.posterior",
     "discrete": "benchmarks.discrete",
     "dynamics": "benchmarks.dynamics",
+    "contrastive": "benchmarks.contrastive",
 }
 
 DEFAULT_REPEATS = {"full": 21, "quick": 3, "tiny": 1}

@@ -73,6 +73,7 @@ EXPECTED = {
         "nuts cost per effective sample, 10-D",
         "nuts time per effective sample, 10-D",
     ],
+    "contrastive": ["nce iteration", "drl iteration", "ksd, IMQ"],
 }
 
 #: groups that may only be skipped when the plugin they need is not installed
@@ -85,6 +86,7 @@ NEEDS = {
     "ode": "ebmflow_ode",
     "discrete": "ebmflow_discrete",
     "dynamics": "ebmflow_dynamics",
+    "contrastive": "ebmflow_contrastive",
 }
 
 #: skip notes of optional side-by-side comparisons with peer libraries, which the

@@ -14,6 +14,8 @@ Used as a module, ``ebmflow.evaluate.grid_log_z(...)``:
 - :func:`accuracy`, :func:`expected_calibration_error`, :func:`auroc` — metrics of any
   classifier or detector, from probabilities, labels and scores
   (:mod:`ebmflow.evaluate.classification`; ebmflow-jem's classification report uses them).
+- :func:`ksd` — the kernel Stein discrepancy of samples from exp(−E) with a bootstrap
+  goodness-of-fit test; needs only the score (:mod:`ebmflow.evaluate.ksd`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from ebmflow.evaluate.ais import AISResult, ais_log_z
 from ebmflow.evaluate.chains import ess, split_rhat
 from ebmflow.evaluate.classification import accuracy, auroc, expected_calibration_error
+from ebmflow.evaluate.ksd import KSDResult, ksd
 from ebmflow.evaluate.log_z import estimators, log_z
 from ebmflow.evaluate.mmd import median_bandwidth, mmd
 from ebmflow.evaluate.quadrature import (
@@ -34,6 +37,7 @@ from ebmflow.evaluate.quadrature import (
 __all__ = [
     "AISResult",
     "GridResult",
+    "KSDResult",
     "NLLResult",
     "QuadratureWarning",
     "accuracy",
@@ -43,6 +47,7 @@ __all__ = [
     "estimators",
     "expected_calibration_error",
     "grid_log_z",
+    "ksd",
     "log_z",
     "median_bandwidth",
     "mmd",
