@@ -59,6 +59,17 @@ EXPECTED = {
         "EBMScheduler in DDPMPipeline, tiny UNet2DModel",
         "EBMScheduler in DDPMPipeline, analytic GaussianDenoiser",
     ],
+    "workloads": [
+        "pcd, PCD-2 iteration, convnet 32×32×3",
+        "jem, SGLD-2 iteration, conv classifier 32×32×3",
+        "multiscale-dsm iteration, UNet 32×32×3",
+        "annealed-langevin, UNet 32×32×3",
+        "EBMPipeline with a 2-step MALA corrector per level",
+        "langevin per-step overhead above a hand-written loop, 4 chains",
+        "langevin per-step overhead above a hand-written loop, 16 chains",
+        "mala per-step overhead above a hand-written loop, 4 chains",
+        "mala per-step overhead above a hand-written loop, 16 chains",
+    ],
 }
 
 #: groups that may only be skipped when the plugin they need is not installed
