@@ -108,4 +108,5 @@ def mala_corrector_case(size: str) -> Case:
         unit="level",
         target=1.05,
         note=f"vs a hand-written DDPM + MALA corrector loop, {steps} levels, 4 network calls each",
+        repeats=pick(size, 7, 3, 1),
     )

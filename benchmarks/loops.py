@@ -36,9 +36,10 @@ def ula(f, x: Tensor, eta: float, n_steps: int, gen: torch.Generator) -> Tensor:
     return x.detach()
 
 
-def mala(f, x: Tensor, eta: float, n_steps: int, gen: torch.Generator) -> Tensor:
-    """MALA with the current energy and gradient cached: one evaluation per step."""
-    e, g = energy_grad(f, x)
+def mala(f, x: Tensor, eta: float, n_steps: int, gen: torch.Generator, start=None) -> Tensor:
+    """MALA with the current energy and gradient cached: one evaluation per step.
+    ``start``: (E(x), ∇E(x)) when already known (else evaluated first)."""
+    e, g = energy_grad(f, x) if start is None else start
     for _ in range(n_steps):
         xi = torch.randn(x.shape, generator=gen, device=x.device)
         y = x - eta * g + math.sqrt(2 * eta) * xi
@@ -53,8 +54,12 @@ def mala(f, x: Tensor, eta: float, n_steps: int, gen: torch.Generator) -> Tensor
     return x
 
 
-def hmc(f, x: Tensor, eps: float, n_leapfrog: int, n_steps: int, gen: torch.Generator) -> Tensor:
-    e, g = energy_grad(f, x)
+def hmc(
+    f, x: Tensor, eps: float, n_leapfrog: int, n_steps: int, gen: torch.Generator, start=None
+) -> Tensor:
+    """HMC with L leapfrog steps, the current energy and gradient cached (``start`` as for
+    :func:`mala`)."""
+    e, g = energy_grad(f, x) if start is None else start
     for _ in range(n_steps):
         p0 = torch.randn(x.shape, generator=gen, device=x.device)
         p = p0 - 0.5 * eps * g
@@ -74,7 +79,7 @@ def hmc(f, x: Tensor, eps: float, n_leapfrog: int, n_steps: int, gen: torch.Gene
 
 
 def parallel_tempering(
-    f, x: Tensor, betas: Tensor, eta: float, n_steps: int, gen: torch.Generator
+    f, x: Tensor, betas: Tensor, eta: float, n_steps: int, gen: torch.Generator, start=None
 ) -> Tensor:
     """Replica exchange with MALA moves: ``x`` is (R·B, *event), replica r in rows r·B …;
     each step is one batched MALA move of every replica on βᵣE (one evaluation), then swaps
@@ -84,7 +89,7 @@ def parallel_tempering(
     b = x.shape[0] // n_rep
     beta = betas.repeat_interleave(b)
     beta_row = _row(beta, x)
-    e, g = energy_grad(f, x)
+    e, g = energy_grad(f, x) if start is None else start
     for step in range(n_steps):
         xi = torch.randn(x.shape, generator=gen, device=x.device)
         y = x - eta * beta_row * g + math.sqrt(2 * eta) * xi

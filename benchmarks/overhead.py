@@ -76,7 +76,7 @@ def overhead_us(kind: str, chains: int, steps: int, rounds: int) -> float:
 
 
 def values(size: str, group: str) -> list[Value]:
-    steps, rounds = pick(size, 200, 100, 5), pick(size, 15, 7, 1)
+    steps, rounds = pick(size, 200, 100, 5), pick(size, 31, 7, 1)
     out = []
     for kind in ("langevin", "mala"):
         for chains in (4, 16):

@@ -81,15 +81,20 @@ def ladder(n_replicas: int, beta_min: float = 0.05) -> Tensor:
 
 
 def runners(kind: str, f: nn.Module, x: Tensor, n_steps: int, n_replicas: int = 4):
-    """library -> callable (or the reason it does not run) for ``n_steps`` of ``kind``."""
+    """library -> callable (or the reason it does not run) for ``n_steps`` of ``kind``.
+
+    ebmflow and the hand loops step from a state evaluated beforehand (ebmflow's ``init``,
+    the hand loop's starting energy and gradient), so that every library's time is
+    ``n_steps`` steps and nothing else: the figure is the steady per-step cost."""
     energy = NetEnergy(f)
 
     def gen():
         return torch.Generator().manual_seed(1)
 
+    out: dict[str, Callable[[], object] | str] = {}
     if kind == "parallel-tempering":
         try:
-            pt = ebmflow.create(
+            sampler = ebmflow.create(
                 "sampler",
                 "parallel-tempering",
                 n_replicas=n_replicas,
@@ -98,30 +103,27 @@ def runners(kind: str, f: nn.Module, x: Tensor, n_steps: int, n_replicas: int = 
             )
         except ebmflow.UnknownComponentError as exc:
             return {"ebmflow": f"ebmflow-tempering is not installed: {exc}"}
-        betas = pt.betas.to(x.dtype)
+        betas = sampler.betas.to(x.dtype)
         x_all = x.repeat(n_replicas, *(1,) * (x.ndim - 1))
-        out: dict[str, Callable[[], object] | str] = {
-            "ebmflow": lambda: pt.run(energy, x, n_steps, generator=gen()),
-            "hand-written": lambda: loops.parallel_tempering(f, x_all, betas, ETA, n_steps, gen()),
-        }
-        for peer in peers.PEERS:
-            out[peer] = peers.runner(peer, kind, f, x, ETA, n_steps, betas=betas)
-        return out
-    sampler = ebmflow.create(
-        "sampler", kind, step_size=ETA, **({"n_leapfrog": 5} if kind == "hmc" else {})
-    )
-    hand = {
-        "langevin": lambda: loops.ula(f, x, ETA, n_steps, gen()),
-        "mala": lambda: loops.mala(f, x, ETA, n_steps, gen()),
-        "hmc": lambda: loops.hmc(f, x, ETA, 5, n_steps, gen()),
-    }[kind]
-    out = {
-        "ebmflow": lambda: sampler.run(energy, x, n_steps, generator=gen()),
-        "hand-written": hand,
-    }
+        start = loops.energy_grad(f, x_all)
+        out["hand-written"] = lambda: loops.parallel_tempering(
+            f, x_all, betas, ETA, n_steps, gen(), start
+        )
+    else:
+        extra = {"n_leapfrog": 5} if kind == "hmc" else {}
+        sampler = ebmflow.create("sampler", kind, step_size=ETA, **extra)
+        betas = None
+        start = loops.energy_grad(f, x)
+        out["hand-written"] = {
+            "langevin": lambda: loops.ula(f, x, ETA, n_steps, gen()),
+            "mala": lambda: loops.mala(f, x, ETA, n_steps, gen(), start),
+            "hmc": lambda: loops.hmc(f, x, ETA, 5, n_steps, gen(), start),
+        }[kind]
+    state = sampler.init(energy, x)
+    out["ebmflow"] = lambda: sampler.continue_run(energy, state, n_steps, generator=gen())
     for peer in peers.PEERS:
-        out[peer] = peers.runner(peer, kind, f, x, ETA, n_steps)
-    return out
+        out[peer] = peers.runner(peer, kind, f, x, ETA, n_steps, betas=betas)
+    return {lib: out[lib] for lib in LIBRARIES}
 
 
 def time_point(fns: dict, n_steps: int, repeats: int) -> dict[str, float]:
@@ -200,27 +202,25 @@ def build_curves(size: str, repeats: int) -> list[Curve]:
 
 
 def memory_per_chain(size: str) -> Curve:
-    """Peak resident growth per chain of a ULA run (bytes), ebmflow and the hand loop."""
-    from benchmarks.memory import peak_excess_mib
+    """Peak resident growth per chain of a ULA run (bytes), ebmflow and the hand loop, each
+    in a fresh process (:mod:`benchmarks.scaling_memory`)."""
+    from benchmarks.scaling_memory import in_fresh_process
 
     curve = Curve(
         "memory",
-        "langevin: peak resident memory per chain",
+        "langevin: peak resident memory per chain (MLP 2-64-64-1, 5 steps)",
         "chains",
         unit="bytes / chain",
     )
-    f = mlp(2, 64)
-    energy = NetEnergy(f)
-    sampler = ebmflow.Langevin(ETA)
-    for n in pick(size, [4096, 65536], [4096], [256]):
-        x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    for n in pick(size, [4096, 65536], [65536], [256]):
         curve.x.append(n)
-        for lib, run in (
-            ("ebmflow", lambda x=x: sampler.run(energy, x, 5, generator=torch.Generator()).samples),
-            ("hand-written", lambda x=x: loops.ula(f, x, ETA, 5, torch.Generator())),
-        ):
-            excess, _method = peak_excess_mib(run)
-            curve.us.setdefault(lib, []).append(max(excess, 0.0) * 2**20 / n)
+        for lib in ("ebmflow", "hand-written"):
+            curve.us.setdefault(lib, []).append(in_fresh_process(lib, n))
+        print(
+            f"{curve.name:28s} {n:>7d}  "
+            + "  ".join(f"{k} {v[-1]:9.1f}" for k, v in curve.us.items()),
+            flush=True,
+        )
     for lib in peers.PEERS:
         curve.us[lib] = [None] * len(curve.x)
         curve.notes[lib] = "not measured (peak memory: ebmflow against the hand loop)"

@@ -31,6 +31,9 @@ from benchmarks.harness import Case, Skip, Value, pick
 
 GROUP = "workloads"
 TARGET = 1.05
+#: repetitions of each workload per size (one call takes seconds on a CPU core), in place
+#: of the run's ``--repeats``
+REPEATS = {"full": 7, "quick": 3, "tiny": 1}
 
 
 class TinyUNet(nn.Module):
@@ -187,7 +190,7 @@ def _synced(fn, dev: torch.device):
     return run
 
 
-def _train_case(name, objective, energy, ref_step, batch, iterations, note, dev) -> Case:
+def _train_case(name, objective, energy, ref_step, batch, iterations, note, dev, repeats) -> Case:
     optimizer = _adam(energy.parameters())
 
     def ours():
@@ -212,6 +215,7 @@ def _train_case(name, objective, energy, ref_step, batch, iterations, note, dev)
         "iteration",
         TARGET,
         note,
+        repeats,
     )
 
 
@@ -255,6 +259,7 @@ def cases(
                 iterations,
                 f"pcd + Adam vs hand-written PCD loop (ULA k={k})",
                 dev,
+                REPEATS[size],
             )
         )
     except (ebmflow.UnknownComponentError, ImportError) as exc:
@@ -288,6 +293,7 @@ def cases(
                 iterations,
                 f"jem + Adam vs hand-written JEM loop (SGLD k={k})",
                 dev,
+                REPEATS[size],
             )
         )
 
@@ -317,6 +323,7 @@ def cases(
                 pick(size, 3, 2, 1),
                 f"multiscale-dsm ({n_levels} levels) + Adam vs hand-written DSM (double backward)",
                 dev,
+                REPEATS[size],
             )
         )
 
@@ -349,6 +356,7 @@ def cases(
             levels_n * per_level,
             target=TARGET,
             note="vs hand-written annealed ULA with the denoising step",
+            repeats=REPEATS[size],
         )
     )
     if cpu_extras and dev.type == "cpu":
