@@ -33,6 +33,7 @@ GROUPS = {
     "discrete": "benchmarks.discrete",
     "dynamics": "benchmarks.dynamics",
     "contrastive": "benchmarks.contrastive",
+    "workloads": "benchmarks.workloads",
 }
 
 DEFAULT_REPEATS = {"full": 21, "quick": 3, "tiny": 1}
@@ -102,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         "the other groups run on the CPU)",
     )
     parser.add_argument(
+        "--gpu-check",
+        action="store_true",
+        help="correctness on --device, then compiled / CUDA-graph timings and the realistic "
+        "workloads there (see benchmarks.gpu_check); with --device cpu --tiny, a dry run",
+    )
+    parser.add_argument(
         "--readme",
         type=Path,
         default=None,
@@ -120,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--device {args.device}: only cpu and an available cuda device are supported")
     if threads:
         torch.set_num_threads(threads)
+    if args.gpu_check:
+        from benchmarks.gpu_check import main as gpu_check
+
+        return gpu_check(args.device, size, args.out, args.repeats or (1 if size == "tiny" else 5))
     started = time.perf_counter()
     results, group_seconds = [], {}
     for group in args.only or GROUPS:

@@ -46,6 +46,8 @@ class Case:
     unit: str = "step"
     target: float | None = None
     note: str = ""
+    #: overrides the run's repetitions (a case whose one call takes seconds needs few)
+    repeats: int | None = None
 
 
 @dataclass
@@ -122,7 +124,7 @@ def measure(case: Case, repeats: int, warmup: int = 1, clock: str = "wall") -> R
         case.ours()
         case.reference()
     ours, ref, ratios = [], [], []
-    for i in range(repeats):
+    for i in range(case.repeats or repeats):
         if i % 2 == 0:
             t_ours, t_ref = _time(case.ours, tick), _time(case.reference, tick)
         else:

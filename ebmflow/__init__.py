@@ -63,6 +63,8 @@ _LAZY: dict[str, str] = {
     "Dataset": "ebmflow.datasets.base:Dataset",
     "NoiseSchedule": "ebmflow.noise_schedules.base:NoiseSchedule",
     "Configurable": "ebmflow.config:Configurable",
+    "CompiledStep": "ebmflow.samplers.whole_step:CompiledStep",
+    "compile_step": "ebmflow.samplers.whole_step:compile_step",
     # built-in components (also reachable through ebmflow.create)
     "MLPEnergy": "ebmflow.energies.mlp:MLPEnergy",
     "ConvNetEnergy": "ebmflow.energies.convnet:ConvNetEnergy",

@@ -74,6 +74,17 @@ EXPECTED = {
         "nuts time per effective sample, 10-D",
     ],
     "contrastive": ["nce iteration", "drl iteration", "ksd, IMQ"],
+    "workloads": [
+        "pcd, PCD-2 iteration, convnet 32×32×3",
+        "jem, SGLD-2 iteration, conv classifier 32×32×3",
+        "multiscale-dsm iteration, UNet 32×32×3",
+        "annealed-langevin, UNet 32×32×3",
+        "EBMPipeline with a 2-step MALA corrector per level",
+        "langevin per-step overhead above a hand-written loop, 4 chains",
+        "langevin per-step overhead above a hand-written loop, 16 chains",
+        "mala per-step overhead above a hand-written loop, 4 chains",
+        "mala per-step overhead above a hand-written loop, 16 chains",
+    ],
 }
 
 #: groups that may only be skipped when the plugin they need is not installed

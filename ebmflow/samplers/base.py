@@ -146,7 +146,7 @@ def _compiled_function(mode: str) -> Callable[..., Any]:
     return fn
 
 
-def _trace_autograd() -> contextlib.AbstractContextManager:
+def trace_autograd() -> contextlib.AbstractContextManager:
     """Let Dynamo trace ``torch.autograd.grad`` into the graph (forward and gradient in one
     graph) where this torch has the option; otherwise the graph breaks at the gradient and
     only the forward (with its AOT backward) is compiled."""
@@ -157,7 +157,10 @@ def _trace_autograd() -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _compile_mode(owner: str, compile: bool | str) -> str | None:
+def resolve_compile_mode(owner: str, compile: bool | str) -> str | None:
+    """The torch.compile mode a ``compile=`` value names (``None`` for no compilation);
+    anything else raises :class:`~ebmflow.ConfigError` naming ``owner`` and the accepted
+    values."""
     if compile is None or compile is False:
         return None
     if compile is True:
@@ -170,7 +173,8 @@ def _compile_mode(owner: str, compile: bool | str) -> str | None:
     )
 
 
-def _check_cuda_graphs(owner: str, mode: str, device: torch.device) -> None:
+def check_cuda_graphs(owner: str, mode: str, device: torch.device) -> None:
+    """Refuse a CUDA-graph ``mode`` for tensors that are not on a CUDA device."""
     if COMPILE_MODES[mode] and device.type != "cuda":
         raise ConfigError(
             f"{owner}: compile={mode!r} captures CUDA graphs and needs CUDA tensors, but the "
@@ -215,7 +219,7 @@ class CompiledEnergy(Energy):
             return self.energy.energy_and_score(x, sigma, create_graph=True)
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        with _trace_autograd():  # torch.compile is imported and called on first use
+        with trace_autograd():  # torch.compile is imported and called on first use
             e, s = _compiled_function(self.mode)(self.energy, x, sigma)
         if self._cuda_graphs:
             e, s = (None if e is None else e.clone()), s.clone()
@@ -233,7 +237,7 @@ def compile_energy(energy: Energy, mode: bool | str = True) -> Energy:
     ``energy`` unchanged. The first call for a new energy class or input shape compiles
     (seconds to tens of seconds); later calls, in this run or another, reuse the graph.
     """
-    resolved = _compile_mode("compile_energy", mode)
+    resolved = resolve_compile_mode("compile_energy", mode)
     if resolved is None:
         return energy
     if not isinstance(energy, Energy):
@@ -248,7 +252,7 @@ def compile_energy(energy: Energy, mode: bool | str = True) -> Energy:
     if param is None:
         param = next(energy.buffers(), None)
     if param is not None:
-        _check_cuda_graphs("compile_energy", resolved, param.device)
+        check_cuda_graphs("compile_energy", resolved, param.device)
     return CompiledEnergy(energy, resolved)
 
 
@@ -389,10 +393,10 @@ class Sampler(Configurable):
         n_steps = check_positive_int(self.name, "n_steps", n_steps, minimum=0)
         if thin is not None:
             thin = check_positive_int(self.name, "thin", thin)
-        mode = _compile_mode(self.name, compile)
+        mode = resolve_compile_mode(self.name, compile)
         if mode is not None:
             if isinstance(x0, Tensor):
-                _check_cuda_graphs(self.name, mode, x0.device)
+                check_cuda_graphs(self.name, mode, x0.device)
             energy = compile_energy(energy, mode)
         state = self.init(energy, x0, sigma)
         return self.continue_run(

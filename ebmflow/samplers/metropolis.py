@@ -50,27 +50,36 @@ def metropolis_accept(
 
     Accept where u < α = min(1, exp(log_alpha)), u ~ U(0, 1). A proposal with energy +∞
     (zero density) is rejected. A NaN (in the energy or anywhere in log α) or an energy of
-    −∞ raises :class:`SamplerDivergedError` rather than being silently rejected. The common
-    all-finite case costs one reduction for the check.
+    −∞ raises :class:`SamplerDivergedError` rather than being silently rejected (see
+    :func:`checked_log_alpha`). The common all-finite case costs one reduction for the check.
     """
-    if not math.isfinite(float(log_alpha.sum())):
-        zero_density = proposal_energy == math.inf
-        bad = (torch.isnan(log_alpha) & ~zero_density) | (log_alpha == math.inf)
-        bad |= torch.isnan(proposal_energy)
-        n_bad = int(bad.sum())
-        if n_bad:
-            raise SamplerDivergedError(
-                f"{owner} diverged at step {step}: NaN or −∞ energy (or NaN score) proposed "
-                f"in {n_bad} of {proposal_energy.shape[0]} chains",
-                step=step,
-                n_chains=n_bad,
-            )
-        log_alpha = log_alpha.masked_fill(zero_density, -math.inf)
+    log_alpha = checked_log_alpha(owner, step, log_alpha, proposal_energy)
     accept_prob = log_alpha.clamp(max=0.0).exp_()
     u = torch.rand(
         log_alpha.shape, generator=generator, device=log_alpha.device, dtype=log_alpha.dtype
     )
     return u < accept_prob, accept_prob
+
+
+def checked_log_alpha(owner: str, step: int, log_alpha: Tensor, proposal_energy: Tensor) -> Tensor:
+    """``log_alpha`` with −∞ where the proposal has energy +∞ (zero density: rejected);
+    a NaN (in the energy or anywhere in log α) or an energy of −∞ raises
+    :class:`SamplerDivergedError` naming ``owner``, the step and the chains affected. The
+    common all-finite case costs one reduction and returns ``log_alpha`` itself."""
+    if math.isfinite(float(log_alpha.sum())):
+        return log_alpha
+    zero_density = proposal_energy == math.inf
+    bad = (torch.isnan(log_alpha) & ~zero_density) | (log_alpha == math.inf)
+    bad |= torch.isnan(proposal_energy)
+    n_bad = int(bad.sum())
+    if n_bad:
+        raise SamplerDivergedError(
+            f"{owner} diverged at step {step}: NaN or −∞ energy (or NaN score) proposed "
+            f"in {n_bad} of {proposal_energy.shape[0]} chains",
+            step=step,
+            n_chains=n_bad,
+        )
+    return log_alpha.masked_fill(zero_density, -math.inf)
 
 
 def select(accept: Tensor, new: Tensor, old: Tensor) -> Tensor:
