@@ -154,8 +154,11 @@ def run_corrector(
     *,
     n_points: int = 2,
     rule: str = "trapezoid",
+    score: Tensor | None = None,
 ) -> tuple[Tensor, float | None]:
-    """Run ``n_steps`` of ``sampler`` on ``energy`` at noise level σ from ``x`` (VE).
+    """Run ``n_steps`` of ``sampler`` on ``energy`` at noise level σ from ``x`` (VE);
+    ``score``: the score at ``x`` where the caller has it already (the snr step-size rule
+    evaluates it), so that the chains start without evaluating the model there again.
 
     A sampler with a Metropolis test on a score-only energy gets segment-integral energies
     (:mod:`ebmflow_diffusers.segment`): MALA and HMC, which compare only the current and the
@@ -169,13 +172,14 @@ def run_corrector(
             return result.samples, result.diagnostics.get("acceptance_rate")
         # Sampler.run's own loop, less the energy trace and diagnostics it builds for a
         # caller that reads them: a corrector pays that at every level for a step or two
-        state = sampler.init(energy, x, sigma)
+        start = energy if score is None or energy.has_energy else _KnownScore(energy, x, score)
+        state = sampler.init(start, x, sigma)
         state, rate = _steps(sampler, lambda current: energy, state, n_steps, generator)
         return state.x, rate
     path = PathEnergy(energy, n_points=n_points, rule=rule)
     if isinstance(sampler, (ebmflow.MALA, ebmflow.HMC)):
         zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        state = sampler.init(path.anchored(x, zeros, None), x, sigma)
+        state = sampler.init(path.anchored(x, zeros, score), x, sigma)
         state, rate = _steps(
             sampler,
             lambda current: path.anchored(current.x, current.energy, current.score),
@@ -205,3 +209,25 @@ def _steps(
             prob = state.accept_prob.double()
             accept = prob if accept is None else accept + prob
     return state, (None if accept is None else float(accept.mean()) / n_steps)
+
+
+class _KnownScore(ebmflow.Energy):
+    """A score-only ``energy`` whose score at the tensor ``x`` is known: a sampler's ``init``
+    there reads it instead of calling the model; anywhere else it asks ``energy``."""
+
+    has_energy = False
+
+    def __init__(self, energy: ebmflow.Energy, x: Tensor, score: Tensor) -> None:
+        super().__init__()
+        self.energy = energy
+        self.event_shape = energy.event_shape
+        self.noise_conditional = energy.noise_conditional
+        self.__dict__.update(_x=x, _score=score)  # not registered: plain tensors
+
+    def energy_and_score(self, x, sigma=None, *, create_graph=False):
+        if x is self._x and not create_graph:
+            return None, self._score
+        return self.energy.energy_and_score(x, sigma, create_graph=create_graph)
+
+    def score(self, x: Tensor, sigma=None) -> Tensor:
+        return self.energy_and_score(x, sigma)[1]

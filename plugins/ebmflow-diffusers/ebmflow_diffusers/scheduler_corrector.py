@@ -114,5 +114,6 @@ class SchedulerCorrector:
             generator,
             n_points=self.config.energy_points,
             rule=self.config.energy_rule,
+            score=score,
         )
         return _corrector.CorrectorResult(x_new * a, rate, eta)

@@ -181,7 +181,8 @@ class PathEnergy(ebmflow.Energy):
         """An energy for one sampler step from the state (x, E, s): each evaluation
         integrates from the previous point evaluated (first: the anchor x). ``score=None``
         means the anchor's score is not known yet; the first evaluation must then be at x
-        itself (a sampler's ``init``)."""
+        itself (a sampler's ``init``). With a score, an evaluation at x itself (the very
+        tensor) returns (E, s) without calling the model."""
         return AnchoredPath(self, x, energy, score)
 
 
@@ -207,6 +208,8 @@ class AnchoredPath(ebmflow.Energy):
             raise ebmflow.EnergyUnavailableError(
                 "AnchoredPath estimates energies for sampling; it is not differentiable"
             )
+        if x is self._x and self._s is not None:  # the anchor itself: nothing to integrate
+            return self._e, self._s
         if self._s is None:
             if x is not self._x and not torch.equal(x, self._x):
                 raise ebmflow.ConfigError(

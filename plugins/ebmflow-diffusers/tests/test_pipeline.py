@@ -103,6 +103,27 @@ def test_metropolis_correctors_call_the_model_themselves(corrector, args, unet):
     assert max(out.acceptance_rates) > 0.0
 
 
+@pytest.mark.parametrize("corrector", ["langevin", "mala"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_corrector_step_costs_one_network_call(corrector, k, unet):
+    """Per level: the score at the level's start (the snr rule's, which also starts the
+    chains), one call per corrector step, and the predictor's output at the corrected
+    sample. Evaluating the start twice would make it k + 3."""
+    calls = []
+    hook = unet.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        scheduler = EBMScheduler(corrector=corrector, corrector_steps=k)
+        quiet(EBMPipeline(unet=unet, scheduler=scheduler))(
+            batch_size=2,
+            generator=torch.Generator().manual_seed(0),
+            num_inference_steps=4,
+            output_type="latent",
+        )
+    finally:
+        hook.remove()
+    assert len(calls) == 4 * (k + 2)
+
+
 def test_progress_bar_is_shown(unet, capsys):
     pipe = EBMPipeline(unet=unet, scheduler=EBMScheduler())
     pipe.set_progress_bar_config(disable=False)
