@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 import ebmflow
-from benchmarks.harness import CLOCKS, Skip, describe, run_item, write
+from benchmarks.harness import CLOCKS, Skip, describe, run_item, without_readme, write
 
 #: group name -> module; each module has ``cases(size, **options)``. Groups whose module
 #: cannot be imported (a plugin is not installed) are recorded as skipped.
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
         group_seconds[group] = round(time.perf_counter() - group_started, 1)
     seconds = time.perf_counter() - started
-    command = " ".join(["python -m benchmarks", *(shlex.quote(a) for a in _without_readme(argv))])
+    command = " ".join(["python -m benchmarks", *(shlex.quote(a) for a in without_readme(argv))])
     json_path, md_path = write(
         results,
         args.out,
@@ -165,18 +165,6 @@ def main(argv: list[str] | None = None) -> int:
         update_readme(args.readme, json_path)
         print(f"updated the benchmark table in {args.readme}")
     return 0
-
-
-def _without_readme(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--readme":
-            skip = True
-        elif not arg.startswith("--readme="):
-            out.append(arg)
-    return out
 
 
 if __name__ == "__main__":

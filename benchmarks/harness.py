@@ -198,6 +198,19 @@ def describe(result: Result) -> str:
     return f"{result.name:60s} skipped: {result.note}"
 
 
+def without_readme(argv: list[str]) -> list[str]:
+    """``argv`` less ``--readme PAGE``: the command line that reproduces a run's figures."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--readme":
+            skip = True
+        elif not arg.startswith("--readme="):
+            out.append(arg)
+    return out
+
+
 def machine(clock: str = "wall", device: str = "cpu") -> dict[str, str | int]:
     import torch  # here, so that the README generator (benchmarks.readme) needs no torch
 

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 import ebmflow
 from benchmarks import loops, peers
-from benchmarks.harness import machine, pick
+from benchmarks.harness import machine, pick, without_readme
 
 START = "<!-- scaling:start -->"
 END = "<!-- scaling:end -->"
@@ -316,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine("cpu"),
         "size": size,
         "repeats": repeats,
-        "command": " ".join(["python -m benchmarks.scaling", *map(shlex.quote, _shown(argv))]),
+        "command": " ".join(
+            ["python -m benchmarks.scaling", *map(shlex.quote, without_readme(argv))]
+        ),
         "seconds": round(time.perf_counter() - started, 1),
         "curves": [asdict(c) for c in curves],
     }
@@ -334,19 +336,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"updated the scaling block of {args.readme}")
     return 0
-
-
-def _shown(argv: list[str]) -> list[str]:
-    """``argv`` less ``--readme PAGE``: the command that reproduces the figures."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--readme":
-            skip = True
-        elif not arg.startswith("--readme="):
-            out.append(arg)
-    return out
 
 
 if __name__ == "__main__":
