@@ -32,6 +32,7 @@ from ebmflow.errors import (
     UnknownKindError,
 )
 from ebmflow.hookspecs import hookimpl
+from ebmflow.lazy_exports import LazyExports
 from ebmflow.registry import (
     Component,
     PluginHost,
@@ -138,6 +139,7 @@ __all__ = [
     "current_host",
     "default_host",
     "hookimpl",
+    "LazyExports",
     "plugins",
     *_LAZY,
 ]

@@ -13,8 +13,9 @@ on first attribute access.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+import ebmflow
 
 __version__ = "0.1.0"
 
@@ -26,18 +27,13 @@ _LAZY = {
     "SteppingStoneResult": "ebmflow_tempering.log_z",
 }
 
+_EXPORTS = ebmflow.LazyExports(__name__, _LAZY)
 __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'ebmflow_tempering' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _EXPORTS.load(name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return _EXPORTS.dir()
