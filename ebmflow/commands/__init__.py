@@ -15,6 +15,7 @@ from ebmflow.commands.demo import add_demo
 from ebmflow.commands.evaluate import add_evaluate
 from ebmflow.commands.listing import add_components, add_plugins
 from ebmflow.commands.sample import add_sample
+from ebmflow.commands.sweep import add_sweep
 from ebmflow.commands.train import add_train
 
 #: A function that adds one sub-command to the ``subparsers`` action.
@@ -28,5 +29,6 @@ CORE_COMMANDS: list[CommandAdder] = [
     add_sample,
     add_evaluate,
     add_train,
+    add_sweep,
     add_convert,
 ]

@@ -89,7 +89,7 @@ def _check_quadrature_nodes(owner: str, n_nodes: int) -> int:
     return n_nodes
 
 
-def _log_ndtr_diff(hi: Tensor, lo: Tensor) -> Tensor:
+def log_ndtr_diff(hi: Tensor, lo: Tensor) -> Tensor:
     """log(Φ(hi) − Φ(lo)) for hi > lo, accurate in both tails: where the interval lies right
     of 0 it uses Φ(−lo) − Φ(−hi), so both terms are lower-tail values."""
     right = (hi + lo) > 0
@@ -100,7 +100,7 @@ def _log_ndtr_diff(hi: Tensor, lo: Tensor) -> Tensor:
 
 
 def _ndtr_diff(hi: Tensor, lo: Tensor) -> Tensor:
-    """Φ(hi) − Φ(lo) for hi > lo with the same tail handling as :func:`_log_ndtr_diff`
+    """Φ(hi) − Φ(lo) for hi > lo with the same tail handling as :func:`log_ndtr_diff`
     (relative accuracy ~1e-15 until it underflows below ~1e-308). With Φ(x) = ½ erfc(−x/√2)
     and ς = +1 right of 0, −1 left of it: Φ(hi) − Φ(lo) = ½ ς (erfc(ς lo/√2) − erfc(ς hi/√2))."""
     sign = ((hi + lo > 0).to(hi.dtype) * 2 - 1) * _SQRT_HALF
@@ -409,7 +409,7 @@ class TwoSpirals(Toy2D):
         def log_kernel(y: Tensor) -> Tensor:
             """log of ``kernel(y, every node)`` without underflow."""
             z = (y[:, None, :] - corner) / s
-            return _log_ndtr_diff(z, z - w_box / s).sum(-1) + weights.log()
+            return log_ndtr_diff(z, z - w_box / s).sum(-1) + weights.log()
 
         half = math.ceil(self._window_length * q / self._length)
         log_p = torch.empty(len(x), dtype=x.dtype, device=x.device)
