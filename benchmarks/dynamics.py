@@ -11,9 +11,10 @@ Every repetition steps from the same starting state (warmed up once), as in
 
 The ebmkit comparison (ebmkit's ``ebm.samplers``, which a benchmark-only environment may
 have; ebmflow's own never does) runs ebmkit's NUTS (warm-up off, the same fixed step size
-and maximum depth) and its underdamped Langevin (symplectic Euler, one gradient per step,
-like OBABO) on the same energy and number of chains; its random numbers come from torch's
-global generator, so its trees differ from ours but have the same distribution.
+and maximum depth) and its underdamped Langevin (symplectic Euler, one gradient and one
+noise draw per step, like BAOAB) on the same energy and number of chains; its random
+numbers come from torch's global generator, so its trees differ from ours but have the
+same distribution.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ def hand_obabo(f, x, p, g, h, gamma, n_steps, gen):
         _, g = _grad(f, x)
         p = p - 0.5 * h * g
         p = a * p + b * torch.randn(x.shape, generator=gen)
+    return x, p
+
+
+def hand_baoab(f, x, p, g, h, gamma, n_steps, gen):
+    a = math.exp(-gamma * h)
+    b = math.sqrt(1 - a * a)
+    for _ in range(n_steps):
+        p = p - 0.5 * h * g
+        x = x + 0.5 * h * p
+        p = a * p + b * torch.randn(x.shape, generator=gen)
+        x = x + 0.5 * h * p
+        _, g = _grad(f, x)
+        p = p - 0.5 * h * g
     return x, p
 
 
@@ -203,8 +217,13 @@ def cases(size: str = "full", **_options) -> list:
     x_mlp = torch.randn(chains_mlp, 2, generator=gen_x)
     for label, sampler, hand in (
         (
-            "underdamped-langevin (OBABO)",
+            "underdamped-langevin (BAOAB)",
             UnderdampedLangevin(0.05, friction=1.0),
+            lambda x, p, g: hand_baoab(f_mlp, x, p, g, 0.05, 1.0, steps, seeded()),
+        ),
+        (
+            "underdamped-langevin (OBABO)",
+            UnderdampedLangevin(0.05, friction=1.0, splitting="obabo"),
             lambda x, p, g: hand_obabo(f_mlp, x, p, g, 0.05, 1.0, steps, seeded()),
         ),
         (
@@ -297,7 +316,7 @@ def _ebmkit_cases(size, mlp, f_mlp, x_mlp, f_gmm, chains, steps, nuts_steps) -> 
             lambda: ul.run(mlp, x_mlp, steps, generator=torch.Generator()),
             lambda: kit_ul.sample(f_mlp, x_mlp),
             steps,
-            note="ebmkit 0.16 (symplectic Euler); one gradient per step on both sides",
+            note="ebmkit 0.16 (symplectic Euler); one gradient, one noise draw per step",
         ),
     ]
 

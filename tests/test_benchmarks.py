@@ -66,6 +66,7 @@ EXPECTED = {
     ],
     "discrete": ["gibbs (random scan)", "gwg, Ising", "dmala, Ising", "block-gibbs, RBM"],
     "dynamics": [
+        "underdamped-langevin (BAOAB), MLP",
         "underdamped-langevin (OBABO), MLP",
         "uha (L=3, damping 0.9), MLP",
         "nuts, 8-mode GMM",

@@ -168,9 +168,12 @@ def test_hmc_warmup_adapts_step_size_to_target_acceptance():
 
 
 def test_hmc_step_is_a_fixed_kernel_and_warmup_is_a_separate_routine():
-    # step never changes ε; adapt (step_and_adapt in runs) does, during warm-up only
+    # step never changes ε; adapt (step_and_adapt in runs) does, during warm-up only (the
+    # initial search is off, so that dual averaging starts from ε₀ = 2 itself)
     gen = seeded(6)
-    sampler = HMC(step_size=2.0, n_leapfrog=3, adapt_steps=2, target_accept=0.75)
+    sampler = HMC(
+        step_size=2.0, n_leapfrog=3, adapt_steps=2, target_accept=0.75, search_step_size=False
+    )
     energy = IsoGaussian(dim=4)
     state = sampler.init(energy, torch.randn(50, 4, generator=gen))
     stepped = sampler.step(energy, state, gen)
@@ -373,4 +376,5 @@ def test_samplers_are_created_from_registry_with_config_recorded():
         "adapt_steps": 0,
         "target_accept": 0.8,
         "adapt_mass": False,
+        "search_step_size": True,
     }

@@ -97,3 +97,49 @@ def test_dual_averaging_constants_are_stans():
     assert (w.gamma, w.t0, w.kappa) == (0.05, 10.0, 0.75)
     state = w.init(ebmflow.SamplerState(torch.zeros(4, 1), torch.zeros(4), torch.zeros(4, 1)), 0.5)
     assert float(state.extras["da_mu"]) == pytest.approx(math.log(5.0))
+
+
+@pytest.mark.parametrize("sampler", ["mala", "hmc", "nuts"])
+@pytest.mark.parametrize("start", [1e-4, 10.0])
+def test_a_badly_chosen_step_size_still_reaches_the_target_acceptance(sampler, start):
+    # from ε = 10⁻⁴ or 10 (the right one is near 1) a 60-step warm-up ends within 0.05 of
+    # the target: the initial search moves ε by powers of two before dual averaging starts
+    # (the acceptance of 400 chains × 60 steps has a Monte Carlo error near 0.01)
+    if sampler == "nuts":
+        pytest.importorskip("ebmflow_dynamics")
+    energy = ebmflow.create("energy", "gaussian", mean=[0.0] * 5, std=[0.5, 0.7, 1.0, 1.0, 1.2])
+    kwargs = {"n_leapfrog": 3} if sampler == "hmc" else {}
+    if sampler == "nuts":
+        kwargs = {"adapt_mass": False, "max_tree_depth": 6}
+    s = ebmflow.create("sampler", sampler, step_size=start, adapt_steps=60, **kwargs)
+    gen = seeded(3)
+    warm = s.run(energy, torch.randn(400, 5, generator=gen), 60, generator=gen)
+    after = s.continue_run(energy, warm.state, 60, generator=gen)
+    assert abs(after.diagnostics["acceptance_rate"] - s.target_accept) < 0.05, (
+        warm.diagnostics["step_size"],
+        after.diagnostics["acceptance_rate"],
+    )
+
+
+def test_the_search_brackets_the_half_acceptance_and_can_be_turned_off():
+    from ebmflow.samplers.step_size_search import find_step_size, leapfrog_acceptance
+
+    energy = ebmflow.create("energy", "gaussian", mean=[0.0] * 4, std=1.0)
+    state = ebmflow.HMC().init(energy, torch.randn(500, 4, generator=seeded(4)))
+    for start in (1e-4, 30.0):
+        eps = find_step_size(energy, state, start)
+        gen = torch.Generator().manual_seed(5)
+        # the search stops at the first power-of-two multiple on the far side of ½
+        crossed = leapfrog_acceptance(energy, state, eps, gen)
+        before = leapfrog_acceptance(energy, state, eps * (2.0 if start > 1 else 0.5), gen)
+        assert (crossed - 0.5) * (before - 0.5) < 0, (start, eps, crossed, before)
+        assert math.log2(eps / start) == round(math.log2(eps / start))
+    # MALA's η searches over ε = √(2η) and comes back as η = ε²/2
+    ratio = math.sqrt(2 * find_step_size(energy, state, 1e-6, "langevin")) / math.sqrt(2e-6)
+    assert ratio > 1 and math.isclose(ratio, 2.0 ** round(math.log2(ratio)))
+    off = ebmflow.MALA(step_size=1e-4, adapt_steps=10, search_step_size=False)
+    on = ebmflow.MALA(step_size=1e-4, adapt_steps=10)
+    assert math.isclose(off.adaptation.step_size(off.init(energy, state.x)), 1e-4)
+    assert on.adaptation.step_size(on.init(energy, state.x)) > 0.01
+    with pytest.raises(ebmflow.ConfigError, match="hmc: search_step_size must be True or False"):
+        ebmflow.HMC(search_step_size="yes")

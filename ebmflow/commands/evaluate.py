@@ -3,7 +3,8 @@
 A plugin may report something else for the energies it knows: an *evaluator* (component kind
 ``evaluator``, hook ``ebmflow_evaluators``) that claims the loaded energy gets an
 :class:`EvaluationRequest` and returns its own report (ebmflow-jem's classification report is
-one). ``--nll`` skips the evaluators.
+one). ``--nll`` skips the evaluators. ``--ksd`` tests samples against the model's score
+instead (:mod:`ebmflow.commands.ksd_report`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ebmflow.commands.arguments import (
     parse_assignment,
     resolve_sigma,
 )
+from ebmflow.commands.ksd_report import add_ksd_options, run_ksd
 from ebmflow.commands.likelihood_report import likelihood_report, scores_data, summary_line
 from ebmflow.commands.options import (
     add_device_option,
@@ -75,9 +77,9 @@ def add_evaluate(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--data",
-        required=True,
         metavar="NAME",
-        help="registered dataset name, e.g. 8gaussians, digits",
+        help="registered dataset name, e.g. 8gaussians, digits (default: none; required "
+        "unless --ksd)",
     )
     parser.add_argument(
         "--n", type=int, default=20_000, help="dataset samples to average over (default: 20000)"
@@ -147,6 +149,7 @@ def add_evaluate(subparsers: Any) -> None:
     )
     add_device_option(parser)
     add_progress_options(parser)
+    add_ksd_options(parser)
     parser.set_defaults(func=run_evaluate)
 
 
@@ -163,6 +166,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     args.checkpoint = checkpoint_argument(args.checkpoint, "evaluate")
     energy = load_energy(args.checkpoint, "evaluate").to(device)
     args.sigma = resolve_sigma(energy, args.sigma, args.checkpoint, "evaluate")
+    if args.ksd:
+        return run_ksd(args, energy, device)
+    if args.data is None:
+        raise ConfigError("evaluate: --data NAME is required (or --ksd, which needs no data)")
     evaluator = None if args.nll else _claiming_evaluator(args.host, energy)
     if evaluator is not None:
         claimed = evaluator.evaluate(energy, _request(args))

@@ -21,6 +21,11 @@ t₀ = 10, κ = 0.75:
 
 and after the last warm-up step the kernel keeps ε = ε̄.
 
+**Initial step size** (``search_step_size=True``, the default): before the first step,
+ε is doubled or halved until the acceptance of one leapfrog step crosses ½ (Hoffman & Gelman
+2014, Algorithm 4; :mod:`ebmflow.samplers.step_size_search`), so a badly chosen starting
+ε costs a few evaluations rather than much of the warm-up.
+
 **Mass matrix: Stan's windows** (``adapt_mass=True``). The warm-up is cut into a fast
 initial buffer (75 steps), slow windows of doubling length (25, 50, 100, …; the last one
 stretched to the terminal buffer) and a fast terminal buffer (50 steps); warm-ups shorter
@@ -39,8 +44,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ebmflow.energy import Energy
 from ebmflow.errors import ConfigError
 from ebmflow.samplers.base import SamplerState
+from ebmflow.samplers.step_size_search import check_step_kind, find_step_size
 from ebmflow.validation import check_positive_int
 
 #: Stan's defaults for the fast initial buffer, the first slow window and the terminal buffer.
@@ -88,6 +95,11 @@ class Warmup:
         target_accept: δ, the mean acceptance statistic aimed for, in (0, 1).
         adapt_mass: also estimate M⁻¹ from windowed variances (kernels with a momentum).
         gamma, t0, kappa: the dual-averaging constants γ, t₀, κ.
+        search_step_size: before the first step, double or halve the starting step size
+            until one leapfrog step's acceptance crosses ½ (module docstring); needs the
+            energy, given to :meth:`init`.
+        step_kind: what the kernel's step size is: ``"leapfrog"`` (ε; HMC, NUTS) or
+            ``"langevin"`` (η = ε²/2; MALA), for the search.
     """
 
     n_steps: int
@@ -96,6 +108,8 @@ class Warmup:
     gamma: float = 0.05
     t0: float = 10.0
     kappa: float = 0.75
+    search_step_size: bool = True
+    step_kind: str = "leapfrog"
     #: the slow windows of the mass matrix (:func:`mass_windows`; empty without adapt_mass)
     windows: tuple[tuple[int, int], ...] = field(init=False)
     _window_ends: frozenset[int] = field(init=False, repr=False, compare=False)
@@ -104,15 +118,26 @@ class Warmup:
     def __post_init__(self) -> None:
         check_positive_int("warm-up", "n_steps", self.n_steps, minimum=0)
         check_target_accept("warm-up", self.target_accept)
+        if not isinstance(self.search_step_size, bool):
+            raise ConfigError(
+                f"warm-up: search_step_size must be True or False, got {self.search_step_size!r}"
+            )
+        check_step_kind("warm-up", self.step_kind)
         windows = mass_windows(self.n_steps) if self.adapt_mass else ()
         object.__setattr__(self, "windows", windows)
         # the step index after which each slow window ends, and where dual averaging restarts
         object.__setattr__(self, "_window_ends", frozenset(end - 1 for _, end in windows))
         object.__setattr__(self, "_restarts", (0, *(end for _, end in windows)))
 
-    def init(self, state: SamplerState, step_size: float) -> SamplerState:
+    def init(
+        self, state: SamplerState, step_size: float, energy: Energy | None = None
+    ) -> SamplerState:
         """``state`` with log ε = log ``step_size`` and the warm-up's running sums in
-        ``state.extras`` (float64, so that many small updates do not round away)."""
+        ``state.extras`` (float64, so that many small updates do not round away). With
+        ``energy``, a warm-up (``n_steps`` > 0) and ``search_step_size``, ε is first moved
+        to where one leapfrog step's acceptance crosses ½ (module docstring)."""
+        if energy is not None and self.n_steps and self.search_step_size:
+            step_size = find_step_size(energy, state, step_size, self.step_kind)
         log_eps = torch.tensor(math.log(step_size), dtype=torch.float64)
         extras = {**state.extras, "log_step_size": log_eps}
         if self.n_steps:

@@ -43,6 +43,9 @@ class HMC(Sampler):
         target_accept: acceptance rate the adaptation aims for, in (0, 1).
         adapt_mass: during the warm-up, also estimate a diagonal mass matrix from Stan's
             windowed variances (warm-ups of 20 steps or more).
+        search_step_size: before the warm-up, double or halve the starting step size until
+            one leapfrog step's acceptance crosses ½ (Stan's initial search; ``False``
+            starts dual averaging from ``step_size`` itself).
     """
 
     needs_energy = True
@@ -54,6 +57,7 @@ class HMC(Sampler):
         adapt_steps: int = 0,
         target_accept: float = 0.8,
         adapt_mass: bool = False,
+        search_step_size: bool = True,
     ) -> None:
         self.step_size = check_positive("hmc", "step_size", step_size)
         self.n_leapfrog = check_positive_int("hmc", "n_leapfrog", n_leapfrog)
@@ -62,14 +66,24 @@ class HMC(Sampler):
         if not isinstance(adapt_mass, bool):
             raise ConfigError(f"hmc: adapt_mass must be True or False, got {adapt_mass!r}")
         self.adapt_mass = adapt_mass
-        self.adaptation = Warmup(self.adapt_steps, self.target_accept, self.adapt_mass)
+        if not isinstance(search_step_size, bool):
+            raise ConfigError(
+                f"hmc: search_step_size must be True or False, got {search_step_size!r}"
+            )
+        self.search_step_size = search_step_size
+        self.adaptation = Warmup(
+            self.adapt_steps,
+            self.target_accept,
+            self.adapt_mass,
+            search_step_size=self.search_step_size,
+        )
 
     @property
     def name(self) -> str:
         return "hmc"
 
     def init(self, energy, x, sigma=None) -> SamplerState:
-        return self.adaptation.init(super().init(energy, x, sigma), self.step_size)
+        return self.adaptation.init(super().init(energy, x, sigma), self.step_size, energy)
 
     def step(
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None

@@ -22,6 +22,7 @@ import math
 import torch
 
 from ebmflow.energy import Energy
+from ebmflow.errors import ConfigError
 from ebmflow.samplers.adaptation import Warmup, check_target_accept
 from ebmflow.samplers.base import Sampler, SamplerState, gaussian_like, per_row
 from ebmflow.samplers.metropolis import energy_value, metropolis_accept, row_dot, select
@@ -35,17 +36,34 @@ class MALA(Sampler):
         step_size: η > 0 (the starting value when adapting).
         adapt_steps: number of initial steps during which η is adapted (0: never).
         target_accept: acceptance rate the adaptation aims for, in (0, 1).
+        search_step_size: before the warm-up, double or halve the starting step size until
+            one step's acceptance crosses ½ (Stan's initial search; ``False``
+            starts dual averaging from ``step_size`` itself).
     """
 
     needs_energy = True
 
     def __init__(
-        self, step_size: float = 0.01, adapt_steps: int = 0, target_accept: float = 0.574
+        self,
+        step_size: float = 0.01,
+        adapt_steps: int = 0,
+        target_accept: float = 0.574,
+        search_step_size: bool = True,
     ) -> None:
         self.step_size = check_positive("mala", "step_size", step_size)
         self.adapt_steps = check_positive_int("mala", "adapt_steps", adapt_steps, minimum=0)
         self.target_accept = check_target_accept("mala", target_accept)
-        self.adaptation = Warmup(self.adapt_steps, self.target_accept)
+        if not isinstance(search_step_size, bool):
+            raise ConfigError(
+                f"mala: search_step_size must be True or False, got {search_step_size!r}"
+            )
+        self.search_step_size = search_step_size
+        self.adaptation = Warmup(
+            self.adapt_steps,
+            self.target_accept,
+            search_step_size=self.search_step_size,
+            step_kind="langevin",
+        )
 
     @property
     def name(self) -> str:
@@ -54,7 +72,9 @@ class MALA(Sampler):
     def init(self, energy, x, sigma=None) -> SamplerState:
         state = super().init(energy, x, sigma)
         # without a warm-up η stays the constructor's float (no state entry to read)
-        return self.adaptation.init(state, self.step_size) if self.adapt_steps else state
+        if not self.adapt_steps:
+            return state
+        return self.adaptation.init(state, self.step_size, energy)
 
     def step(
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None

@@ -6,7 +6,9 @@ continuous samplers refuse these energies), checks that the starts are states of
 and reports the energy evaluations each chain has cost as ``energy_evaluations`` in the
 diagnostics of :meth:`~ebmflow.Sampler.run` (``state.step`` times the sampler's
 :meth:`~DiscreteSampler.evaluations_per_step`), the unit in which samplers of discrete
-spaces are compared (an evaluation with its gradient counts once).
+spaces are compared (an evaluation with its gradient counts once). The gradient-informed
+samplers (``gwg``, ``dmala``) share the start and the end of their step:
+:meth:`~DiscreteSampler.flat_inputs` and :meth:`~DiscreteSampler.metropolis_update`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
-from ebmflow_discrete.spaces import DISCRETE_SPACES, check_states
+from ebmflow_discrete.spaces import DISCRETE_SPACES, check_states, flat_sites
 
 
 class DiscreteSampler(ebmflow.Sampler):
@@ -53,6 +55,46 @@ class DiscreteSampler(ebmflow.Sampler):
         ebmflow.check_finite(self.name, 0, e, x)
         # Gibbs keeps no score: nothing it runs reads one (SamplerState documents a tensor)
         return ebmflow.SamplerState(x, e, s, None)
+
+    def flat_inputs(
+        self, energy: ebmflow.Energy, state: ebmflow.SamplerState
+    ) -> tuple[str, Tensor, Tensor, Tensor]:
+        """What a gradient-informed step starts from: the energy's event space, the state's
+        positions and cached score as sites (:func:`~ebmflow_discrete.spaces.flat_sites`,
+        views) and its cached energies. Raises :class:`~ebmflow.ConfigError` naming the
+        sampler if the state has no energy or no score."""
+        space = energy.event_space
+        e, score = state.energy, state.score
+        if e is None or score is None:
+            raise ebmflow.ConfigError(f"{self.name}: the state has no energy or score")
+        return space, flat_sites(space, state.x), e, flat_sites(space, score)
+
+    def metropolis_update(
+        self,
+        state: ebmflow.SamplerState,
+        x_new: Tensor,
+        e_new: Tensor,
+        s_new: Tensor,
+        log_q_back: Tensor,
+        log_q_forward: Tensor,
+        generator: torch.Generator | None,
+    ) -> ebmflow.SamplerState:
+        """The next state after a Metropolis–Hastings test of the proposal ``x_new`` (with
+        its energy and score) against ``state``: log α = E(x) − E(x′) + log q(x | x′) −
+        log q(x′ | x), each chain keeping its current values where it rejects."""
+        e = state.energy
+        assert e is not None and state.score is not None  # flat_inputs checked both
+        log_alpha = e - e_new + log_q_back - log_q_forward
+        accept, prob = ebmflow.metropolis_accept(
+            self.name, state.step + 1, log_alpha, e_new, generator
+        )
+        return state.replace(
+            x=ebmflow.select(accept, x_new, state.x),
+            energy=torch.where(accept, e_new, e),
+            score=ebmflow.select(accept, s_new, state.score),
+            step=state.step + 1,
+            accept_prob=prob,
+        )
 
     def evaluations_per_step(self, state: ebmflow.SamplerState) -> int:
         """Energy evaluations per chain that one step costs (one, unless overridden)."""

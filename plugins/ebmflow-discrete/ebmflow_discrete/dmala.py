@@ -71,12 +71,8 @@ class DiscreteLangevin(DiscreteSampler):
         state: ebmflow.SamplerState,
         generator: torch.Generator | None = None,
     ) -> ebmflow.SamplerState:
-        space = energy.event_space
-        x = flat_sites(space, state.x)
-        e = state.energy
-        if e is None or state.score is None:
-            raise ebmflow.ConfigError(f"{self.name}: the state has no energy or score")
-        logits = self._logits(space, x, flat_sites(space, state.score))
+        space, x, _, score = self.flat_inputs(energy, state)
+        logits = self._logits(space, x, score)
         if space == "binary":
             u = torch.rand(logits.shape, generator=generator, device=x.device, dtype=x.dtype)
             forward = u < torch.sigmoid(logits)
@@ -100,14 +96,4 @@ class DiscreteLangevin(DiscreteSampler):
         log_fwd = self._log_q(space, logits, forward)
         logits_back = self._logits(space, proposal, flat_sites(space, s_new))
         log_back = self._log_q(space, logits_back, backward)
-        log_alpha = e - e_new + log_back - log_fwd
-        accept, prob = ebmflow.metropolis_accept(
-            self.name, state.step + 1, log_alpha, e_new, generator
-        )
-        return state.replace(
-            x=ebmflow.select(accept, x_new, state.x),
-            energy=torch.where(accept, e_new, e),
-            score=ebmflow.select(accept, s_new, state.score),
-            step=state.step + 1,
-            accept_prob=prob,
-        )
+        return self.metropolis_update(state, x_new, e_new, s_new, log_back, log_fwd, generator)

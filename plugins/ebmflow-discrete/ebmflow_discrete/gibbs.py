@@ -56,7 +56,8 @@ class Gibbs(DiscreteSampler):
         if e is None:
             raise ebmflow.ConfigError(f"{self.name}: the state has no energy values")
         space = energy.event_space
-        flat = flat_sites(space, x).clone()
+        # contiguous whatever x's strides, so that a site's flat position is row·D + site
+        flat = flat_sites(space, x).clone(memory_format=torch.contiguous_format)
         n_chains, n_sites = flat.shape[0], flat.shape[1]
         rows = torch.arange(n_chains, device=x.device)
         if self.scan == "random":
@@ -66,16 +67,20 @@ class Gibbs(DiscreteSampler):
         else:
             sites = torch.arange(n_sites, device=x.device)[:, None].expand(n_sites, n_chains)
         if space == "binary":
-            for t in range(n_sites):
-                site = sites[t]
-                current = flat[rows, site]
+            # the sites as positions in the flattened (B·D) states, one index tensor per
+            # update instead of a (row, site) pair: gathering and scattering by one index
+            # is cheaper than advanced indexing by two, and the update touches only its site
+            linear = (sites + rows * n_sites).unbind(0)
+            values, device, dtype = flat.view(-1), e.device, e.dtype
+            for index in linear:
+                current = values.index_select(0, index)
+                flipped = 1.0 - current
                 proposal = flat.clone()
-                proposal[rows, site] = 1.0 - current
+                proposal.view(-1).scatter_(0, index, flipped)
                 e_new = energy(proposal.view_as(x))
-                u = torch.rand(e.shape, generator=generator, device=e.device, dtype=e.dtype)
+                u = torch.rand(n_chains, generator=generator, device=device, dtype=dtype)
                 flip = u < torch.sigmoid(e - e_new)
-                # only the updated site changes: write it rather than select whole rows
-                flat[rows, site] = torch.where(flip, 1.0 - current, current)
+                values.scatter_(0, index, torch.where(flip, flipped, current))
                 e = torch.where(flip, e_new, e)
         else:
             q = flat.shape[2]

@@ -48,13 +48,9 @@ class GibbsWithGradients(DiscreteSampler):
         state: ebmflow.SamplerState,
         generator: torch.Generator | None = None,
     ) -> ebmflow.SamplerState:
-        space = energy.event_space
-        x = flat_sites(space, state.x)
-        e = state.energy
-        if e is None or state.score is None:
-            raise ebmflow.ConfigError(f"{self.name}: the state has no energy or score")
+        space, x, _, score = self.flat_inputs(energy, state)
         rows = torch.arange(x.shape[0], device=x.device)
-        logits = change_logits(space, x, flat_sites(space, state.score))
+        logits = change_logits(space, x, score)
         change = torch.argmax(logits + gumbel_like(logits, generator), dim=1)
         proposal = x.clone()
         if space == "binary":
@@ -74,14 +70,4 @@ class GibbsWithGradients(DiscreteSampler):
         # so no full log-softmax is written
         log_q = logits[rows, change] - torch.logsumexp(logits, dim=1)
         log_q_back = logits_back[rows, back] - torch.logsumexp(logits_back, dim=1)
-        log_alpha = e - e_new + log_q_back - log_q
-        accept, prob = ebmflow.metropolis_accept(
-            self.name, state.step + 1, log_alpha, e_new, generator
-        )
-        return state.replace(
-            x=ebmflow.select(accept, x_new, state.x),
-            energy=torch.where(accept, e_new, e),
-            score=ebmflow.select(accept, s_new, state.score),
-            step=state.step + 1,
-            accept_prob=prob,
-        )
+        return self.metropolis_update(state, x_new, e_new, s_new, log_q_back, log_q, generator)

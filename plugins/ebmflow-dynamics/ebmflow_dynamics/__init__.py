@@ -2,7 +2,7 @@
 
 - ``nuts`` (:class:`NUTS`): the No-U-Turn sampler with multinomial sampling, batched over
   chains, and Stan's warm-up (the shared :class:`ebmflow.Warmup`);
-- ``underdamped-langevin`` (:class:`UnderdampedLangevin`): kinetic Langevin, OBABO;
+- ``underdamped-langevin`` (:class:`UnderdampedLangevin`): kinetic Langevin, BAOAB or OBABO;
 - ``uha`` (:class:`UHA`): unadjusted HMC with partial momentum refresh.
 
 All are registered through the entry point ``dynamics``. Importing this package imports

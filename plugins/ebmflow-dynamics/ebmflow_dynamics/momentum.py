@@ -43,13 +43,15 @@ def leapfrog(
     """``n_steps`` velocity-Verlet steps "BAB" of size h from (state.x, p), reusing the
     state's cached score: p ← p + (h/2) s(x); x ← x + h p; p ← p + (h/2) s(x). One score
     evaluation per step; returns (x, energy, score, p) at the end. ``p`` is updated in
-    place (callers pass a freshly refreshed momentum)."""
+    place (callers pass a freshly refreshed momentum), and so is the position after the
+    first drift, which makes the one new tensor the state passed in does not own (the
+    energy and score come back detached, so no graph holds the position)."""
     x, s, e = state.x, state.score, state.energy
     half = 0.5 * step_size
-    for _ in range(n_steps):
-        p = p.add_(s, alpha=half)
-        x = torch.add(x, p, alpha=step_size)
+    for i in range(n_steps):
+        p.add_(s, alpha=half)
+        x = torch.add(x, p, alpha=step_size) if i == 0 else x.add_(p, alpha=step_size)
         e, s = energy.energy_and_score(x, state.sigma)
-        p = p.add_(s, alpha=half)
+        p.add_(s, alpha=half)
     check_finite(owner, state.step, e, x)
     return x, e, s, p

@@ -54,6 +54,9 @@ class NUTS(ebmflow.Sampler):
         target_accept: the mean acceptance statistic the warm-up aims for, in (0, 1).
         adapt_mass: during the warm-up also estimate a diagonal mass matrix (Stan's
             windows; warm-ups of 20 steps or more).
+        search_step_size: before the warm-up, double or halve the starting step size until
+            one leapfrog step's acceptance crosses ½ (Stan's initial search; ``False``
+            starts dual averaging from ``step_size`` itself).
         max_energy_error: a leaf whose H − H₀ exceeds this diverges (> 0).
         evaluate: ``"active"`` evaluates only the chains still building their trees (the
             cost of a step is the total number of leapfrog steps); ``"all"`` evaluates
@@ -72,6 +75,7 @@ class NUTS(ebmflow.Sampler):
         adapt_mass: bool = True,
         max_energy_error: float = 1000.0,
         evaluate: str = "active",
+        search_step_size: bool = True,
     ) -> None:
         self.step_size = check_positive(NAME, "step_size", step_size)
         self.max_tree_depth = check_positive_int(NAME, "max_tree_depth", max_tree_depth)
@@ -94,7 +98,17 @@ class NUTS(ebmflow.Sampler):
                 f"{evaluate!r}"
             )
         self.evaluate = evaluate
-        self.adaptation = Warmup(self.adapt_steps, self.target_accept, self.adapt_mass)
+        if not isinstance(search_step_size, bool):
+            raise ebmflow.ConfigError(
+                f"{NAME}: search_step_size must be True or False, got {search_step_size!r}"
+            )
+        self.search_step_size = search_step_size
+        self.adaptation = Warmup(
+            self.adapt_steps,
+            self.target_accept,
+            self.adapt_mass,
+            search_step_size=self.search_step_size,
+        )
 
     @property
     def name(self) -> str:
@@ -111,7 +125,7 @@ class NUTS(ebmflow.Sampler):
         super().check_compatible(energy, x)
 
     def init(self, energy, x, sigma=None) -> ebmflow.SamplerState:
-        state = self.adaptation.init(super().init(energy, x, sigma), self.step_size)
+        state = self.adaptation.init(super().init(energy, x, sigma), self.step_size, energy)
         zeros = torch.zeros(x.shape[0], device=x.device, dtype=torch.float64)
         totals = {"divergences": zeros, "leapfrog_steps": zeros.clone()}
         return state.replace(extras={**state.extras, **totals})

@@ -21,7 +21,8 @@ def ebmflow_samplers():
         ebmflow.Component(
             "underdamped-langevin",
             "ebmflow_dynamics.underdamped:UnderdampedLangevin",
-            "underdamped Langevin, OBABO splitting with friction γ; one gradient per step",
+            "underdamped Langevin, BAOAB (default) or OBABO splitting with friction γ; one "
+            "gradient per step",
         ),
         ebmflow.Component(
             "uha",

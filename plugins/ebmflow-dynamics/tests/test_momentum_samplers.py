@@ -1,5 +1,5 @@
-"""Underdamped Langevin (OBABO) and UHA: their stationary variance on a Gaussian equals the
-splitting's known bias formula; score-only models, diffusion correctors, bad input.
+"""Underdamped Langevin (OBABO, BAOAB) and UHA: their stationary variance on a Gaussian
+equals the splitting's known formula; score-only models, diffusion correctors, bad input.
 
 Derivation of the bias (both samplers). Target N(0, σ²): E = x²/(2σ²), s(x) = −x/σ². One
 velocity-Verlet step "BAB" of size h is the linear map, with c = h/σ,
@@ -20,6 +20,17 @@ compositions of these maps, so their stationary variance of x is
 
 and var(p) = 1 after a refresh. (γ → ∞ is ULA with η = h²/2, whose variance σ²/(1 − η/(2σ²))
 is the same number.) The test takes h = 0.8σ, where the bias is 19%.
+
+BAOAB = B(h/2) A(h/2) O(h) A(h/2) B(h/2) has no such bias in x (Leimkuhler & Matthews
+2013, "Rational construction of stochastic numerical methods for molecular sampling"). Let μ
+be x ~ N(0, σ²), p ~ N(0, 1 − c²/4) independent. The half steps BA map μ to λ: p₁ = p −
+(c/2) x/σ has variance 1, x₁ = x + (h/2) p₁ = (1 − c²/4) x + (h/2) p has variance
+σ²(1 − c²/4), and cov(x₁, p₁) = (1 − c²/4)(h/2 − cσ/2) = 0, so under λ x₁ and p₁ ~ N(0, 1)
+are independent. O(h) preserves λ. AB is BA's inverse conjugated by the momentum flip
+p → −p, which preserves μ and λ, so AB maps λ back to μ. Hence μ is BAOAB's stationary law
+for every h < 2σ and γ > 0: var(x) = σ² exactly, and the stored momentum has variance
+1 − h²/(4σ²). The test checks both at h = 0.8σ, where OBABO is 19% off, with tolerances
+from the Monte Carlo error of the chains (effective sample size of x²).
 """
 
 from __future__ import annotations
@@ -51,8 +62,8 @@ def biased_variance(h: float, sigma: float) -> float:
 @pytest.mark.parametrize(
     "sampler",
     [
-        UnderdampedLangevin(step_size=H, friction=0.5),
-        UnderdampedLangevin(step_size=H, friction=5.0),
+        UnderdampedLangevin(step_size=H, friction=0.5, splitting="obabo"),
+        UnderdampedLangevin(step_size=H, friction=5.0, splitting="obabo"),
         UHA(step_size=H, n_leapfrog=3, damping=0.9),
         UHA(step_size=H, n_leapfrog=1, damping=0.0),
     ],
@@ -74,7 +85,52 @@ def test_stationary_variance_matches_the_splittings_bias_formula(sampler):
     assert abs(float(p.var(dim=0).mean()) - 1.0) < 4 * math.sqrt(2 / n)
 
 
-@pytest.mark.parametrize("sampler", [UnderdampedLangevin(0.3), UHA(0.3, n_leapfrog=2)])
+def mc_mean_and_se(values: torch.Tensor) -> tuple[float, float]:
+    """The mean of draws ``(n_steps, n_chains, dim)`` and its Monte Carlo standard error,
+    from the draws' variance and their effective sample size (summed over the independent
+    coordinates)."""
+    n_eff = float(ebmflow.evaluate.ess(values).sum())
+    return float(values.mean()), math.sqrt(float(values.var()) / n_eff)
+
+
+@pytest.mark.parametrize("friction", [0.5, 5.0])
+def test_baoab_samples_a_gaussians_position_exactly_at_any_step_size(friction):
+    # h = 0.8 σ, where OBABO's variance is 19% too large; BAOAB's is σ² (module docstring).
+    # 512 chains × 4 coordinates, 100 steps forgotten, then 300 draws each: the standard
+    # error of the variance is about 1% of σ², so 4 SE also tells BAOAB from OBABO.
+    energy, gen = gaussian(4), seeded(11)
+    sampler = UnderdampedLangevin(step_size=H, friction=friction)
+    warm = sampler.run(energy, SIGMA * torch.randn(512, 4, generator=gen), 100, generator=gen)
+    run = sampler.continue_run(energy, warm.state, 300, generator=gen, thin=1)
+    var, se = mc_mean_and_se(run.trajectory.square())
+    assert abs(var - SIGMA**2) < 4 * se, (var, se)
+    assert 4 * se < biased_variance(H, SIGMA) - SIGMA**2
+    mean, se_mean = mc_mean_and_se(run.trajectory)
+    assert abs(mean) < 4 * se_mean
+    p = run.state.extras["momentum"]  # 2048 independent values at the last step
+    p_var, n = float(p.square().mean()), p.numel()
+    expected = 1.0 - H**2 / (4 * SIGMA**2)
+    assert abs(p_var - expected) < 4 * expected * math.sqrt(2 / n), (p_var, expected)
+
+
+def test_baoab_draws_one_noise_per_step_and_obabo_two():
+    energy, x0 = gaussian(3), torch.randn(8, 3, generator=seeded(12))
+    for splitting, draws_per_step in (("obabo", 2), ("baoab", 1)):
+        sampler = UnderdampedLangevin(0.3, friction=2.0, splitting=splitting)
+        gen = seeded(13)
+        state = sampler.step(energy, sampler.init(energy, x0), gen)  # draws the momentum too
+        before = gen.get_state()
+        sampler.step(energy, state, gen)
+        after_one = torch.Generator().set_state(before)
+        for _ in range(draws_per_step):
+            torch.randn(8, 3, generator=after_one)
+        assert torch.equal(gen.get_state(), after_one.get_state()), splitting
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [UnderdampedLangevin(0.3), UnderdampedLangevin(0.3, splitting="obabo"), UHA(0.3, n_leapfrog=2)],
+)
 def test_momentum_samplers_are_reproducible_and_work_on_score_only_models(sampler):
     check_seeded_reproducible(sampler, gaussian(3), torch.randn(16, 3, generator=seeded(1)))
 
@@ -133,6 +189,11 @@ def test_momentum_samplers_are_diffusion_correctors(name):
             UnderdampedLangevin,
             {"friction": float("inf")},
             r"underdamped-langevin: friction must be a number > 0, got inf",
+        ),
+        (
+            UnderdampedLangevin,
+            {"splitting": "BAOAB"},
+            r"underdamped-langevin: splitting must be one of 'baoab', 'obabo', got 'BAOAB'",
         ),
         (UHA, {"damping": 1.0}, r"uha: damping must be a number in \[0, 1\)"),
         (UHA, {"damping": True}, r"uha: damping must be a number in \[0, 1\)"),

@@ -59,8 +59,13 @@ def test_nuts_on_neals_funnel():
     # (a known property of the centred parameterisation, reported by its divergences).
     # What it does identify is the location: every coordinate's mean is 0 (xᵢ by symmetry,
     # v too), and the xᵢ given v are sampled as the conditional Gaussians they are.
+    # The acceptance after the warm-up depends on where the chains are when it ends (0.83 to
+    # 0.92 over seeds, with or without the initial step-size search); the search is off so
+    # that the run is the one the dynamics results page reports.
     chains = 16
-    sampler = NUTS(step_size=0.1, adapt_steps=200, target_accept=0.9, max_tree_depth=6)
+    sampler = NUTS(
+        step_size=0.1, adapt_steps=200, target_accept=0.9, max_tree_depth=6, search_step_size=False
+    )
     gen = seeded(1)
     energy = Funnel().double()
     x0 = torch.randn(chains, 10, generator=gen, dtype=torch.float64)
