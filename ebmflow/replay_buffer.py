@@ -200,7 +200,14 @@ class ReplayBuffer(nn.Module):
                 )
         return z.to(device=self.samples.device, dtype=dtype)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        log_weight: Callable[[Tensor], Tensor] | None = None,
+        candidates: int = 1,
+    ) -> tuple[Tensor, Tensor]:
         """Draw ``n`` chain starts: ``(x, indices)``.
 
         ``x`` is ``(n, *event_shape)``, a copy (writing to it leaves the buffer alone);
@@ -209,14 +216,40 @@ class ReplayBuffer(nn.Module):
         draw of p₀ with probability ρ, and always when its slot is still empty (see the
         module docstring). Every call consumes the same amount of randomness whatever the
         buffer holds: n slots, n uniforms and n samples of p₀, in that order.
+
+        With ``log_weight`` (log w(x), e.g. −E(x)) and ``candidates`` = M > 1, a fresh start
+        is instead one of M draws of p₀ picked with probability ∝ w (sampling-importance-
+        resampling): fresh chains then start in the model's modes in proportion to their
+        mass under p₀·w rather than to the volume of their basins under p₀. The randomness
+        is then n slots, n uniforms, n·M samples of p₀ and n more uniforms; ``log_weight``
+        is evaluated on the fresh rows' candidates only.
         """
         n = check_positive_int("ReplayBuffer", "n", n, minimum=0)
+        candidates = check_positive_int("ReplayBuffer", "candidates", candidates)
         device = generator_device(generator)
         indices = torch.randint(self.capacity, (n,), generator=generator, device=device)
         fresh = torch.rand(n, generator=generator, device=device) < self.reinit_prob
-        z = self.initial(n, generator)
+        if log_weight is None or candidates == 1:
+            z = self.initial(n, generator)
+        else:
+            pool = self.initial(n * candidates, generator).view(n, candidates, *self.event_shape)
+            u = torch.rand(n, generator=generator, device=device).to(self.samples.device)
         indices = indices.to(self.samples.device)
         fresh = fresh.to(self.samples.device) | ~self.filled[indices]
+        if log_weight is not None and candidates > 1:
+            z = pool[:, 0].clone()
+            rows = fresh.nonzero().squeeze(1)
+            if len(rows):
+                with torch.no_grad():
+                    logw = log_weight(pool[rows].flatten(0, 1)).reshape(len(rows), candidates)
+                if not torch.isfinite(logw).all():
+                    raise ConfigError(
+                        "ReplayBuffer.sample: log_weight gave a non-finite value on a draw "
+                        "of p₀; the energy is not finite on the initial distribution"
+                    )
+                cdf = torch.softmax(logw.double(), 1).cumsum(1)
+                pick = (cdf < u[rows, None]).sum(1).clamp(max=candidates - 1)
+                z[rows] = pool[rows, pick]
         mask = fresh.view(n, *([1] * len(self.event_shape)))
         return torch.where(mask, z, self.samples[indices]), indices
 

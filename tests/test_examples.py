@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "examples").glob("*.py"))
 CONFIGS = sorted((ROOT / "examples" / "configs").glob("*.toml"))
 #: run files that plugins/ebmflow-cd/tests/test_training.py already trains through the CLI.
-TESTED_ELSEWHERE = {"cd_8gaussians", "pcd_8gaussians", "pcd_checkerboard"}
+TESTED_ELSEWHERE = {"cd_8gaussians", "pcd_8gaussians"}
 #: TOML tables that name a component, and the kind each names.
 TABLE_KINDS = {
     "data": "dataset",

@@ -128,6 +128,48 @@ def test_filling_buffer_draws_the_initial_distribution_for_empty_slots():
     assert abs(fresh - expected) < 4 * math.sqrt(expected * (1 - expected) / n)  # 0.0088
 
 
+@pytest.mark.parametrize("candidates", [2, 8])
+def test_resampled_restarts_follow_the_sampling_importance_resampling_law(candidates):
+    """p₀ = U[−1, 1], weight 3 on x > 0 and 1 below: with M candidates and K ~ Bin(M, ½) of
+    them positive, a restart is positive with probability E[3K / (3K + M − K)]; inside
+    each half it stays uniform."""
+    n = 40_000
+    buffer = ebmflow.ReplayBuffer(10, 1, reinit_prob=1.0)
+    calls = []
+
+    def log_weight(x):
+        calls.append(len(x))
+        return torch.where(x[:, 0] > 0, math.log(3.0), 0.0)
+
+    x, _ = buffer.sample(n, seeded(6), log_weight=log_weight, candidates=candidates)
+    m = candidates
+    expected = sum(math.comb(m, k) * 0.5**m * (3 * k / (3 * k + m - k)) for k in range(1, m + 1))
+    positive = float((x[:, 0] > 0).float().mean())
+    assert abs(positive - expected) < 4 * math.sqrt(expected * (1 - expected) / n)  # ≤ 0.01
+    right = x[x[:, 0] > 0, 0]
+    assert abs(float(right.mean()) - 0.5) < 4 * math.sqrt(1 / 12 / len(right))  # U(0, 1]
+    assert calls == [n * m]  # every row is fresh: each candidate weighed once
+
+
+def test_resampling_weighs_only_the_restarted_chains():
+    buffer = ebmflow.ReplayBuffer(100, 2, reinit_prob=0.0)
+    buffer.push(torch.full((100, 2), 7.0))
+    calls = []
+
+    def log_weight(x):
+        calls.append(len(x))
+        return -x.sum(1)
+
+    x, _ = buffer.sample(64, seeded(7), log_weight=log_weight, candidates=4)
+    assert calls == [] and torch.equal(x, torch.full((64, 2), 7.0))
+    with pytest.raises(ebmflow.ConfigError, match=r"log_weight gave a non-finite value"):
+        ebmflow.ReplayBuffer(5, 2, reinit_prob=1.0).sample(
+            4, seeded(8), log_weight=lambda x: torch.full((len(x),), math.nan), candidates=3
+        )
+    with pytest.raises(ebmflow.ConfigError, match=r"candidates"):
+        buffer.sample(4, seeded(8), log_weight=log_weight, candidates=0)
+
+
 def test_update_writes_chains_back_to_the_slots_they_came_from():
     buffer = ebmflow.ReplayBuffer(50, 3, reinit_prob=0.0)
     gen = seeded(6)

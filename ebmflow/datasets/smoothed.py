@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any, cast
 
 import torch
 
@@ -69,6 +70,6 @@ def smoothed(dataset: Toy2D, sigma: float) -> Toy2D:
     out = copy.copy(dataset)
     # 8gaussians divides its noise by `divisor` after drawing it
     divisor = dataset.divisor if isinstance(dataset, EightGaussians) else 1.0
-    out.noise_std = divisor * math.hypot(dataset.noise_std / divisor, sigma)
+    cast(Any, out).noise_std = divisor * math.hypot(float(noise) / divisor, sigma)
     out.name = f"{dataset.name} smoothed at σ = {sigma:g}"
     return out

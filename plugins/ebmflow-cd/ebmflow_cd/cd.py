@@ -107,9 +107,11 @@ class ContrastiveObjective(ebmflow.Objective):
 
     # -- the steps a subclass may change ----------------------------------------------------
 
-    def chain_starts(self, batch: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Any]:
-        """Where the negative chains start (given the detached data batch), and what
-        :meth:`chains_done` needs back."""
+    def chain_starts(
+        self, batch: Tensor, generator: torch.Generator | None, energy: Any = None
+    ) -> tuple[Tensor, Any]:
+        """Where the negative chains start (given the detached data batch and the energy
+        being trained), and what :meth:`chains_done` needs back."""
         raise NotImplementedError
 
     def chains_done(self, x: Tensor, token: Any, generator: torch.Generator | None) -> None:
@@ -127,7 +129,7 @@ class ContrastiveObjective(ebmflow.Objective):
                 "matching objective such as 'dsm' or 'multiscale-dsm')"
             )
         data = batch.detach()
-        x0, token = self.chain_starts(data, generator)
+        x0, token = self.chain_starts(data, generator, energy)
         track = self.kl_weight > 0
         # the loss evaluates E(x⁻) itself; only the KL term reads the score there
         chains = run_chains(
@@ -211,7 +213,9 @@ class ContrastiveDivergence(ContrastiveObjective):
         self._setup(sampler, k, alpha, kl_weight, kl_step_size)
         self.init_noise = check_weight(self.owner, "init_noise", init_noise)
 
-    def chain_starts(self, batch: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Any]:
+    def chain_starts(
+        self, batch: Tensor, generator: torch.Generator | None, energy: Any = None
+    ) -> tuple[Tensor, Any]:
         """The data batch, plus N(0, init_noise²) noise when ``init_noise`` > 0."""
         if self.init_noise > 0:
             return batch + self.init_noise * ebmflow.gaussian_like(batch, generator), None

@@ -498,3 +498,25 @@ def test_readme_python_example_runs():
     assert blocks, "the plugin README has no python example"
     for code in blocks:
         exec(compile(code, str(readme), "exec"), {"__name__": "__readme__"})
+
+
+def test_pcd_restarts_chains_where_the_model_puts_its_mass_with_init_candidates(host):
+    """A well N((2, 2), 0.5² I) and p₀ uniform on [−4, 4]²: plain restarts spread over the
+    box (mean 0), resampled ones (64 candidates, weights exp(−E)) start near the well."""
+    energy = ebmflow.GaussianEnergy(mean=[2.0, 2.0], std=0.5)
+    batch = torch.zeros(512, 2)
+    means = {}
+    for m in (1, 64):
+        objective = host.create(
+            "objective", "pcd", k=1, capacity=512, reinit_prob=1.0, init_low=-4.0,
+            init_high=4.0, init_candidates=m, sampler={"name": "langevin", "step_size": 1e-6},
+        )  # fmt: skip
+        objective(energy, batch, generator=torch.Generator().manual_seed(0))
+        buffer = objective.buffer
+        means[m] = buffer.samples[buffer.filled].mean(0)  # the slots this batch wrote
+        assert f"init_candidates={m}" in repr(objective)
+    # 512 uniform draws on [−4, 4]: standard error of the mean 8 / √(12 · 512) ≈ 0.10
+    assert means[1].abs().max() < 0.5
+    assert (means[64] - 2.0).abs().max() < 0.3, means[64]
+    with pytest.raises(ebmflow.ConfigError, match=r"pcd: init_candidates"):
+        host.create("objective", "pcd", init_candidates=0)
