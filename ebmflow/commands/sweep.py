@@ -22,8 +22,6 @@ MAX_JOBS = 64
 
 
 def add_sweep(subparsers: Any) -> None:
-    from ebmflow.training.sweep import DEFAULT_EVAL_POINTS, TWO_D_DATASETS
-
     parser = subparsers.add_parser(
         "sweep",
         help="train run files on each 2-D dataset and tabulate NLL against the reachable floor",
@@ -39,9 +37,9 @@ def add_sweep(subparsers: Any) -> None:
     parser.add_argument(
         "--data",
         nargs="+",
-        default=list(TWO_D_DATASETS),
+        default=None,
         metavar="NAME",
-        help=f"datasets (default: {' '.join(TWO_D_DATASETS)})",
+        help="datasets (default: 8gaussians checkerboard rings moons 2spirals)",
     )
     parser.add_argument(
         "--seeds",
@@ -61,9 +59,9 @@ def add_sweep(subparsers: Any) -> None:
     parser.add_argument(
         "--n-eval",
         type=int,
-        default=DEFAULT_EVAL_POINTS,
+        default=None,
         metavar="N",
-        help=f"held-out points per score (default: {DEFAULT_EVAL_POINTS})",
+        help="held-out points per score (default: 20000)",
     )
     parser.add_argument(
         "--jobs",
@@ -85,7 +83,19 @@ def add_sweep(subparsers: Any) -> None:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from ebmflow.runtime import resolve_threads
-    from ebmflow.training.sweep import markdown_table, run_name, summarise, sweep
+    from ebmflow.training.sweep import (
+        DEFAULT_EVAL_POINTS,
+        TWO_D_DATASETS,
+        markdown_table,
+        run_name,
+        summarise,
+        sweep,
+    )
+
+    if args.data is None:
+        args.data = list(TWO_D_DATASETS)
+    if args.n_eval is None:
+        args.n_eval = DEFAULT_EVAL_POINTS
 
     for path in args.run_files:
         if not Path(path).is_file():
