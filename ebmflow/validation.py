@@ -18,6 +18,10 @@ MAX_STEPS = 2**53
 MAX_SEED = 2**64 - 1
 
 
+#: the largest finite float32: a larger scalar argument overflows the tensors it meets.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def check_positive(owner: str, name: str, value: Any, *, allow_zero: bool = False) -> float:
     """Validate a positive finite number for a component argument; a bad value raises
     :class:`~ebmflow.ConfigError` (a ``ValueError``)."""
@@ -25,6 +29,12 @@ def check_positive(owner: str, name: str, value: Any, *, allow_zero: bool = Fals
     if not ok or value < 0 or (value == 0 and not allow_zero):
         accepted = "a number ≥ 0" if allow_zero else "a number > 0"
         raise ConfigError(f"{owner}: {name} must be {accepted}, got {value!r}")
+    if value > FLOAT32_MAX:
+        # tensors of float32 cannot hold it: it would overflow in the first operation
+        raise ConfigError(
+            f"{owner}: {name} must be at most {FLOAT32_MAX:.4g} (the largest float32), "
+            f"got {value!r}"
+        )
     return float(value)
 
 

@@ -298,6 +298,10 @@ def test_continue_run_from_a_state_matches_one_long_run():
         (lambda: Langevin(step_size=0), "step_size must be a number > 0, got 0"),
         (lambda: Langevin(step_size=-1.0), "got -1.0"),
         (lambda: MALA(step_size=float("nan")), "step_size"),
+        # beyond float32 it would overflow inside the first step with no word of which
+        # argument did it
+        (lambda: Langevin(step_size=1e300), "step_size must be at most 3.403e.38 (the largest"),
+        (lambda: HMC(step_size=1e39), "step_size must be at most .* float32"),
         (lambda: HMC(n_leapfrog=0), "n_leapfrog must be an integer ≥ 1, got 0"),
         (lambda: HMC(target_accept=1.5), "target_accept must lie in"),
         (lambda: AnnealedLangevin(noise_schedule=[0.1, 1.0]), "strictly decreasing"),
