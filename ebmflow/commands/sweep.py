@@ -86,6 +86,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from ebmflow.training.sweep import (
         DEFAULT_EVAL_POINTS,
         TWO_D_DATASETS,
+        check_scorable,
         markdown_table,
         run_name,
         summarise,
@@ -116,7 +117,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     check_int_option("--jobs", args.jobs, 1, MAX_JOBS)
     if not args.tolerance > 0:
         raise ConfigError(f"ebmflow sweep: --tolerance must be > 0, got {args.tolerance}")
-    _check_datasets(args.host, args.data)
+    for name in args.data:
+        check_scorable(args.host.create("dataset", name), name)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"ebmflow sweep: --out {out} exists and is not a folder")
@@ -155,15 +157,3 @@ def run_sweep(args: argparse.Namespace) -> int:
     )
     print(table)
     return 0
-
-
-def _check_datasets(host: Any, names: list[str]) -> None:
-    from ebmflow.training.sweep import TWO_D_DATASETS
-
-    for name in names:
-        dataset = host.create("dataset", name)
-        if getattr(dataset, "bounds", None) is None or not getattr(dataset, "has_log_prob", False):
-            raise ConfigError(
-                f"ebmflow sweep: dataset {name!r} has no exact density and bounding box, which "
-                f"the exact NLL needs; accepted: {', '.join(TWO_D_DATASETS)}"
-            )

@@ -23,6 +23,7 @@ import torch
 from ebmflow.datasets.base import generator_device
 from ebmflow.datasets.toy2d import Checkerboard, EightGaussians, Toy2D, log_ndtr_diff
 from ebmflow.errors import ConfigError
+from ebmflow.validation import check_positive
 
 
 class SmoothedCheckerboard(Checkerboard):
@@ -52,14 +53,11 @@ class SmoothedCheckerboard(Checkerboard):
 def smoothed(dataset: Toy2D, sigma: float) -> Toy2D:
     """The law of x + σz for x from ``dataset`` (a built-in 2-D set), as a dataset with an
     exact ``log_prob`` and ``sample``; ``sigma = 0`` returns ``dataset`` itself."""
-    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma >= 0:
-        raise ConfigError(f"smoothed: sigma must be a number ≥ 0, got {sigma!r}")
-    if not math.isfinite(sigma):
-        raise ConfigError(f"smoothed: sigma must be finite, got {sigma!r}")
+    sigma = check_positive("smoothed", "sigma", sigma, allow_zero=True)
     if sigma == 0:
         return dataset
     if isinstance(dataset, Checkerboard):
-        return SmoothedCheckerboard(float(sigma))
+        return SmoothedCheckerboard(sigma)
     noise = getattr(type(dataset), "noise_std", None)
     if not isinstance(dataset, Toy2D) or noise is None:
         raise ConfigError(

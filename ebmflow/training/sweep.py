@@ -66,6 +66,15 @@ def run_name(path: str | os.PathLike) -> str:
     return Path(path).stem
 
 
+def check_scorable(dataset: Any, name: str) -> None:
+    """Refuse a dataset the sweep cannot score: it needs an exact density and a box."""
+    if getattr(dataset, "bounds", None) is None or not getattr(dataset, "has_log_prob", False):
+        raise ConfigError(
+            f"ebmflow sweep: dataset {name!r} has no exact density and bounding box, which "
+            f"the exact NLL needs; accepted: {', '.join(TWO_D_DATASETS)}"
+        )
+
+
 def trained_level(objective: Any) -> float | None:
     """The noise level whose smoothed data the trained energy models at best: the
     objective's ``sigma_min`` (noise-conditional objectives), or the ``sigma`` of a
@@ -137,11 +146,7 @@ def train_and_score(
         progress=False,
     )
     dataset = trainer.data
-    if getattr(dataset, "bounds", None) is None or not getattr(dataset, "has_log_prob", False):
-        raise ConfigError(
-            f"ebmflow sweep: dataset {data!r} has no exact density and box; accepted: "
-            f"{', '.join(TWO_D_DATASETS)}"
-        )
+    check_scorable(dataset, data)
     start = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - start

@@ -13,9 +13,9 @@ points
    ``init_candidates`` = M > 1 a fresh start is one of M draws of p₀ picked with
    probability ∝ exp(−E(x)) (sampling-importance-resampling). Chains rarely cross between
    well-separated modes, so without it the buffer shares its chains among the modes by the
-   volume of their basins under p₀; the model then learns weights that make up for that
-   share (an outer ring of the ``rings`` set drew 43 % of the chains against a true 25 %).
-   Resampled restarts share them by the model's mass instead;
+   volume of their basins under p₀ (a wide outer ring draws more than its share), and the
+   model then learns weights that make up for that share. Resampled restarts share them by
+   the model's mass instead;
 2. runs k steps of the sampler from them; the results are the negatives x⁻;
 3. writes x⁻ back: into the slots they were drawn from (``write_back="slots"``, persistent
    chains as in JEM) or appended as a stream under the buffer's ``replacement`` policy
@@ -130,15 +130,14 @@ class PersistentContrastiveDivergence(ContrastiveObjective):
                 f"buffer holds {self.buffer.event_shape}; set event_shape="
                 f"{list(batch.shape[1:])}"
             )
-        if self.init_candidates > 1 and energy is not None:
-            x0, indices = self.buffer.sample(
-                batch.shape[0],
-                generator,
-                log_weight=lambda x: -energy(x.to(device=batch.device, dtype=batch.dtype)),
-                candidates=self.init_candidates,
-            )
-        else:
-            x0, indices = self.buffer.sample(batch.shape[0], generator)
+        x0, indices = self.buffer.sample(
+            batch.shape[0],
+            generator,
+            log_weight=None
+            if energy is None
+            else lambda x: -energy(x.to(device=batch.device, dtype=batch.dtype)),
+            candidates=self.init_candidates,
+        )
         return x0.to(device=batch.device, dtype=batch.dtype), indices
 
     def chains_done(self, x: Tensor, token: Any, generator: torch.Generator | None) -> None:
