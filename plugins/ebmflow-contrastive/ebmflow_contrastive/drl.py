@@ -16,12 +16,21 @@ its log-likelihood has the gradient
     ∇_θ log p_θ(x_t | y) = −∇_θ E_θ(x_t, σ_t) + E_{x̃∼p_θ(·|y)}[∇_θ E_θ(x̃, σ_t)].
 
 The objective estimates the expectation with k steps of short-run Langevin on the
-conditional, started at y, and minimises
+conditional and minimises
 
     L = mean_i λ_i [E_θ(x_t,i, σ_t,i) − E_θ(x̃_i, σ_t,i)],   λ_i = (δ_min / δ_t,i)^p,
 
 with the chains x̃ held fixed (no gradient through them); the quadratic term does not depend
-on θ and cancels. By default σ is drawn per example from the schedule's continuous training
+on θ and cancels. The chains start at x_t by default (``start = "data"``): x_t is an exact
+draw of the data's own conditional, so at the optimum the chains are already in equilibrium,
+and a chain that cannot move contributes no gradient. Gao et al. start them at y
+(``start = "noisy"``); there a chain that stalls (a stiffening energy rejects its moves)
+stays at y, where the loss pays for raising E(y) and lowering E(x_t) — steepening the
+energy further, a feedback that diverges at large learning rates. With ``metropolis`` and
+``target_acceptance``, each σ bin's step is also adapted during training (Robbins–Monro on
+its log) toward that MALA acceptance rate, so the steps shrink as the energy sharpens.
+
+By default σ is drawn per example from the schedule's continuous training
 distribution (as ``multiscale-dsm`` does; karras' log-normal puts much of the batch near
 σ_min, the level a density is evaluated at), and δ = σ √(r² − 1) for a fixed ratio
 r = ``ratio`` of consecutive levels; with ``n_levels`` = L the levels are the schedule's L
@@ -34,7 +43,8 @@ gradient, scale like δ_t², and without λ (p = 0, Gao et al.'s choice) the coa
 drown the fine one a density is evaluated at; p = ``weighting`` = 2 evens them out.
 
 Metrics: ``loss``, ``e_data``, ``e_neg`` (mean energies), ``move`` (mean distance the chains
-moved from y, relative to δ_t: near 0 means the chains are stuck, near √d they forgot y).
+moved from their start, relative to δ_t: near 0 means the chains are stuck), and with
+``metropolis`` the mean ``acceptance_rate``.
 """
 
 from __future__ import annotations
@@ -65,6 +75,11 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         weighting: p ≥ 0, each example's term weighted by (δ_min/δ_t)^p (default 2).
         metropolis: ``True``: MALA steps (a Metropolis–Hastings test per chain removes ULA's
             bias and rejects unstable moves; same cost per step); ``False`` (default): ULA.
+        target_acceptance: ``None`` (default): fixed steps; a rate in (0, 1) (with
+            ``metropolis``): each σ bin's step (one per discrete level, or 16 bins of
+            log σ) is multiplied by a factor adapted toward this mean acceptance rate during
+            training, e.g. 0.6.
+        start: ``"data"`` (default): the chains start at x_t; ``"noisy"``: at y (Gao et al.).
     """
 
     owner = "drl"
@@ -78,6 +93,8 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         step_factor: float = 0.5,
         weighting: float = 2.0,
         metropolis: bool = False,
+        target_acceptance: float | None = None,
+        start: str = "data",
     ) -> None:
         super().__init__()
         owner = self.owner
@@ -99,6 +116,26 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
                 f"{owner}: metropolis must be true or false, got {metropolis!r}"
             )
         self.metropolis = metropolis
+        self.target_acceptance = target_acceptance
+        if target_acceptance is not None:
+            if not metropolis:
+                raise ebmflow.ConfigError(
+                    f"{owner}: target_acceptance needs metropolis = true (an acceptance "
+                    f"rate to steer by); got target_acceptance = {target_acceptance!r} with "
+                    "metropolis = false"
+                )
+            target = ebmflow.check_positive(owner, "target_acceptance", target_acceptance)
+            if target >= 1.0:
+                raise ebmflow.ConfigError(
+                    f"{owner}: target_acceptance must be in (0, 1), got {target_acceptance!r}"
+                )
+            self.target_acceptance = target
+        if start not in ("data", "noisy"):
+            raise ebmflow.ConfigError(
+                f"{owner}: start must be 'data' (chains start at x_t) or 'noisy' (at y), "
+                f"got {start!r}"
+            )
+        self.start = start
         self.last_acceptance: float | None = None
         self.levels: Tensor | None = None
         self.gaps: Tensor | None = None
@@ -109,6 +146,27 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
             #: the levels σ_0 < … < σ_{L−1} and the noise δ_t to the next one (float64, CPU)
             self.levels = sigmas
             self.gaps = torch.cat([gaps, top.reshape(1)])
+        n_bins = self.n_levels if self.n_levels is not None else _STEP_BINS
+        #: log of each σ bin's step multiplier, adapted toward ``target_acceptance`` (and
+        #: saved with the Trainer's checkpoints); ``None`` without adaptation
+        self.log_step_scale: Tensor | None
+        self.register_buffer(
+            "log_step_scale",
+            None if self.target_acceptance is None else torch.zeros(n_bins),
+        )
+
+    def step_bin(self, sigma: Tensor) -> Tensor:
+        """Each example's σ bin (``(B,)`` int64 on σ's device): its discrete level, or one of
+        equal bins of log σ over [σ_min, σ_max]."""
+        assert self.log_step_scale is not None
+        log_sigma = sigma.detach().double().log()
+        if self.levels is not None:
+            levels = self.levels.log().to(log_sigma.device)
+            return (log_sigma[:, None] - levels).abs().argmin(dim=1)
+        n_bins = self.log_step_scale.shape[0]
+        lo, hi = math.log(self.sigma_min), math.log(self.sigma_max)
+        position = (log_sigma - lo) / max(hi - lo, 1e-12)
+        return (position * (n_bins - 1)).round().clamp(0, n_bins - 1).long()
 
     @property
     def delta_min(self) -> float:
@@ -159,17 +217,24 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         sigma: Tensor,
         delta: Tensor,
         generator: torch.Generator | None,
+        start: Tensor | None = None,
     ) -> Tensor:
-        """k Langevin steps on p_θ(x | y) from y, each chain with its own step ½ b² δ²
+        """k Langevin steps on p_θ(x | y) from ``start`` (default: y), each chain with its
+        own step ½ b² δ² (times its σ bin's adapted factor with ``target_acceptance``)
         (with ``metropolis``, MALA steps: one energy and score evaluation per step too)."""
         shape = y.shape[1:]
         inv_var = per_row(delta.square().reciprocal(), shape)
-        eta = per_row(0.5 * self.step_factor**2 * delta.square(), shape)
+        step = 0.5 * self.step_factor**2 * delta.square()
+        bins = None
+        if self.log_step_scale is not None:
+            bins = self.step_bin(sigma)
+            step = step * self.log_step_scale[bins].exp().to(step.dtype)
+        eta = per_row(step, shape)
         noise_scale = (2.0 * eta).sqrt()
 
         if not self.metropolis:
             self.last_acceptance = None
-            x = y
+            x = y if start is None else start
             for step in range(self.k):
                 e, s = energy.energy_and_score(x, sigma)
                 ebmflow.check_finite(self.owner, step, e, x)
@@ -179,7 +244,23 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
                 x.addcmul_(noise_scale, ebmflow.gaussian_like(x, generator))
             ebmflow.check_finite(self.owner, self.k, None, x)
             return x.detach()
-        return self._mala(energy, y, sigma, delta, inv_var, eta, noise_scale, generator)
+        x, acceptance = self._mala(
+            energy, y, sigma, delta, inv_var, eta, noise_scale, generator, start
+        )
+        if bins is not None:
+            self._adapt(bins, acceptance)
+        return x
+
+    @torch.no_grad()
+    def _adapt(self, bins: Tensor, acceptance: Tensor) -> None:
+        # Robbins–Monro on each bin's log step: a stiffening energy (rejections) shrinks the
+        # step before the chains stall at y, where the loss would reward steepening further
+        assert self.target_acceptance is not None and self.log_step_scale is not None
+        n_bins = self.log_step_scale.shape[0]
+        counts = torch.bincount(bins, minlength=n_bins).float()
+        sums = torch.bincount(bins, weights=acceptance.float(), minlength=n_bins)
+        mean = torch.where(counts > 0, sums / counts.clamp(min=1.0), self.target_acceptance)
+        self.log_step_scale.add_(_ADAPT_RATE * (mean - self.target_acceptance))
 
     def _mala(
         self,
@@ -191,7 +272,8 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         eta: Tensor,
         noise_scale: Tensor,
         generator: torch.Generator | None,
-    ) -> Tensor:
+        start: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
         half_precision = 0.5 * delta.square().reciprocal()
         eta_row = eta.flatten(1)[:, 0]
 
@@ -202,9 +284,9 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
             u = e + half_precision * row_dot(offset, offset)
             return u, torch.addcmul(s, offset, inv_var, value=-1.0)
 
-        x = y
+        x = y if start is None else start
         u, drift = conditional(x)
-        accepted = torch.zeros((), dtype=y.dtype, device=y.device)
+        accepted = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
         for step in range(self.k):
             ebmflow.check_finite(self.owner, step, u, x)
             noise = ebmflow.gaussian_like(x, generator)
@@ -219,10 +301,11 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
             x = ebmflow.select(keep, proposal, x)
             u = torch.where(keep, u_new, u)
             drift = ebmflow.select(keep, drift_new, drift)
-            accepted = accepted + prob.mean()
+            accepted = accepted + prob
         ebmflow.check_finite(self.owner, self.k, None, x)
-        self.last_acceptance = float(accepted) / self.k
-        return x.detach()
+        acceptance = accepted / self.k
+        self.last_acceptance = float(acceptance.mean())
+        return x.detach(), acceptance
 
     def forward(
         self, energy: ebmflow.Energy, batch: Tensor, *, generator: torch.Generator | None = None
@@ -236,7 +319,8 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
             )
         data = batch.detach()
         sigma, delta, x_t, y = self.draw(data, generator)
-        x_neg = self.recover(energy, y, sigma, delta, generator)
+        start = x_t if self.start == "data" else y
+        x_neg = self.recover(energy, y, sigma, delta, generator, start=start)
         n = data.shape[0]
         e = energy(torch.cat([x_t, x_neg]), torch.cat([sigma, sigma]))
         e_data, e_neg = e[:n].mean(), e[n:].mean()
@@ -246,7 +330,7 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         else:
             loss = e_data - e_neg
         with torch.no_grad():
-            move = ((x_neg - y).flatten(1).norm(dim=1) / delta).mean()
+            move = ((x_neg - start).flatten(1).norm(dim=1) / delta).mean()
             values = torch.stack([loss, e_data, e_neg, move]).tolist()
         names = ["loss", "e_data", "e_neg", "move"]
         if self.last_acceptance is not None:
@@ -259,6 +343,12 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
                 "the learning rate or step_factor"
             )
         return ebmflow.ObjectiveOutput(loss, dict(zip(names, values)))
+
+
+#: σ bins of the adapted step with continuous levels, and the Robbins–Monro rate per
+#: training step (a bin seen every step moves its step by e^{±0.05} at most)
+_STEP_BINS = 16
+_ADAPT_RATE = 0.05
 
 
 def _resolve_schedule(owner: str, noise_schedule: Any) -> Any:

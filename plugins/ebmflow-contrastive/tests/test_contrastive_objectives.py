@@ -143,11 +143,12 @@ def test_nce_learns_a_gaussian_and_its_log_z(host):
 # -- drl ---------------------------------------------------------------------------------
 
 
-def test_drl_gradient_matches_the_closed_form_of_short_run_langevin(host):
+@pytest.mark.parametrize("start", ["data", "noisy"])
+def test_drl_gradient_matches_the_closed_form_of_short_run_langevin(host, start):
     # model E(x, σ) = ½‖x‖²/w, w = v + σ²: the conditional p(x | y) is N(m, s²I) with
-    # m = y w/(w + δ²), s² = wδ²/(w + δ²); k ULA steps of size η from y give
-    # x̃ − m = ρ^k (y − m) + noise of variance 2η(1 − ρ^{2k})/(1 − ρ²), ρ = 1 − η/s², so
-    # E[‖x̃‖² | y] in closed form and ∂L/∂v = −½ mean (‖x_t‖² − E[‖x̃‖² | y]) / w².
+    # m = y w/(w + δ²), s² = wδ²/(w + δ²); k ULA steps of size η from x₀ (x_t or y) give
+    # x̃ − m = ρ^k (x₀ − m) + noise of variance 2η(1 − ρ^{2k})/(1 − ρ²), ρ = 1 − η/s², so
+    # E[‖x̃‖² | x₀, y] in closed form and ∂L/∂v = −½ mean (‖x_t‖² − E[‖x̃‖² | x₀, y]) / w².
     objective = host.create(
         "objective",
         "drl",
@@ -155,6 +156,7 @@ def test_drl_gradient_matches_the_closed_form_of_short_run_langevin(host):
         n_levels=3,
         k=4,
         step_factor=0.7,
+        start=start,
     )
     v0, n, d = 1.5, 4000, 2
     energy = SmoothedQuadratic(v0)
@@ -168,15 +170,16 @@ def test_drl_gradient_matches_the_closed_form_of_short_run_langevin(host):
     eta = 0.5 * 0.7**2 * delta.square()
     rho = 1 - eta / s2
     var_k = 2 * eta * (1 - rho ** (2 * 4)) / (1 - rho.square())
-    expected_sq = d * var_k + (m + rho[:, None] ** 4 * (y - m)).square().sum(1)
+    x0 = x_t if start == "data" else y
+    expected_sq = d * var_k + (m + rho[:, None] ** 4 * (x0 - m)).square().sum(1)
     weight = (objective.delta_min / delta).square()
     terms = -0.5 * weight * (x_t.square().sum(1) - expected_sq) / w.square()
     se = float(terms.std()) / math.sqrt(n)
     assert float(energy.v.grad) == pytest.approx(float(terms.mean()), abs=4 * se + 1e-12)
 
 
-@pytest.mark.parametrize("v0", [1.0, 0.5])
-def test_drl_with_metropolis_samples_the_exact_conditional(host, v0):
+@pytest.mark.parametrize(("v0", "start"), [(1.0, "data"), (0.5, "data"), (0.5, "noisy")])
+def test_drl_with_metropolis_samples_the_exact_conditional(host, v0, start):
     # with MALA steps the chains target p(x | y) = N(m, s²I) exactly (no ULA bias), so after
     # enough steps E[‖x̃‖² | y] = d s² + ‖m‖²; data N(0, I): the expected gradient is zero
     # at v = 1 and the closed form below elsewhere
@@ -189,6 +192,7 @@ def test_drl_with_metropolis_samples_the_exact_conditional(host, v0):
         step_factor=1.0,
         weighting=0.0,
         metropolis=True,
+        start=start,
     )
     n, d = 4000, 2
     energy = SmoothedQuadratic(v0)
@@ -215,7 +219,7 @@ def test_drl_negatives_carry_no_gradient_and_the_loss_is_the_energy_gap(host):
     sigma, delta, x_t, y = objective.draw(x, seeded(8))
     g = seeded(8)
     objective.draw(x, g)  # advance the generator past the draws
-    x_neg = objective.recover(energy, y, sigma, delta, g)
+    x_neg = objective.recover(energy, y, sigma, delta, g, start=x_t)
     weight = (objective.delta_min / delta).square()
     gap = (weight * (energy(x_t, sigma) - energy(x_neg, sigma))).mean()
     assert out.metrics["loss"] == pytest.approx(float(gap), rel=1e-10)
@@ -236,6 +240,41 @@ def test_drl_levels_and_gaps(host):
         [math.sqrt(0.03), math.sqrt(0.12), math.sqrt(0.12) * 2]
     )
     assert (objective.sigma_min, objective.sigma_max) == pytest.approx((0.1, 0.4))
+
+
+@pytest.mark.parametrize("step_factor", [0.3, 3.0])
+def test_drl_adapts_each_levels_step_toward_the_target_acceptance(host, step_factor):
+    # the exact model of N(0, I) data: its conditionals are Gaussian, MALA's acceptance falls
+    # as the step grows, so from a step far too small (0.3) or too large (3.0) each level's
+    # adapted factor must move the mean acceptance to the target. After 300 calls of 512
+    # chains the per-level mean over 5 steps has sd ≈ 0.02; 0.05 is the tolerance.
+    objective = host.create(
+        "objective",
+        "drl",
+        noise_schedule={"name": "geometric", "sigma_min": 0.2, "sigma_max": 0.8},
+        n_levels=3,
+        k=5,
+        step_factor=step_factor,
+        metropolis=True,
+        target_acceptance=0.6,
+    )
+    energy = SmoothedQuadratic(1.0)
+    g = seeded(21)
+    for _ in range(300):
+        x = torch.randn(512, 2, generator=g, dtype=torch.float64)
+        objective(energy, x, generator=g)
+    scale = objective.log_step_scale.exp()
+    assert (scale > 1).all() if step_factor == 0.3 else (scale < 1).all()
+    rates = []
+    for _ in range(20):
+        x = torch.randn(512, 2, generator=g, dtype=torch.float64)
+        rates.append(objective(energy, x, generator=g).metrics["acceptance_rate"])
+    assert sum(rates) / len(rates) == pytest.approx(0.6, abs=0.05)
+    assert "log_step_scale" in objective.state_dict()
+
+
+def test_drl_without_adaptation_has_no_step_state(host):
+    assert "log_step_scale" not in host.create("objective", "drl").state_dict()
 
 
 # -- both: the Trainer, reproducibility, bad input -----------------------------------------
@@ -297,6 +336,17 @@ def test_objectives_leave_the_global_rng_alone(host):
         ("drl", {"ratio": 1.0}, "drl: ratio must be a number > 1, got 1.0"),
         ("drl", {"weighting": -1}, "drl: weighting must be a number ≥ 0, got -1"),
         ("drl", {"metropolis": "yes"}, "drl: metropolis must be true or false, got 'yes'"),
+        ("drl", {"start": "y"}, "drl: start must be 'data' .* or 'noisy' .*, got 'y'"),
+        (
+            "drl",
+            {"target_acceptance": 0.6},
+            "drl: target_acceptance needs metropolis = true",
+        ),
+        (
+            "drl",
+            {"target_acceptance": 1.0, "metropolis": True},
+            r"drl: target_acceptance must be in \(0, 1\), got 1.0",
+        ),
     ],
 )
 def test_bad_arguments_name_the_objective_the_value_and_what_is_accepted(host, name, kwargs, match):
