@@ -35,7 +35,10 @@ Evaluation
 Validation and files
     :func:`check_positive`, :func:`check_positive_int`, :func:`check_interval` word bad
     arguments like every other component; :func:`open_regular_file` /
-    :func:`read_regular_file` read a file from an untrusted folder safely.
+    :func:`read_regular_file` read a file from an untrusted folder safely;
+    :class:`AllocationBudget` bounds what building a network from an untrusted config may
+    allocate, in proportion to the weight files that come with it (as ``ebmflow.load``
+    does).
 Figures
     :func:`require_matplotlib` returns ``matplotlib.pyplot`` (Agg) or an error saying how to
     install it; :func:`matplotlib_available` says whether figures can be made.
@@ -43,6 +46,7 @@ Figures
 
 from __future__ import annotations
 
+from ebmflow.checkpoint.budget import AllocationBudget
 from ebmflow.energies import (
     ACTIVATIONS,
     SIGMA_EMBEDDINGS,
@@ -79,6 +83,7 @@ __all__ = [
     "EVENT_SPACES",
     "SIGMA_EMBEDDINGS",
     "SMALL_EVENT",
+    "AllocationBudget",
     "Chains",
     "SigmaEmbedding",
     "Warmup",

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import ebmflow
+from ebmflow.extend import AllocationBudget
 from ebmflow_diffusers.model import DiffusersScoreModel, plain_config
 from ebmflow_diffusers.networks import SUPPORTED_AUTOENCODERS, SUPPORTED_NETWORKS
 from ebmflow_diffusers.schedule import (
@@ -278,22 +279,33 @@ def _from_folder(folder: Path, prediction_type) -> DiffusersScoreModel:
         vae_file = folder / vae / "config.json"
         vae_config = {**plain_config(_read_json(vae_file, "the autoencoder's config"))}
         vae_config["_class_name"] = vae_class
-    model = _model(
-        plain_config(unet_config),
-        plain_config(scheduler_config),
-        network_class,
-        prediction_type,
-        (scheduler_file, unet_file, None if vae is None else folder / vae / "config.json"),
-        vae_config,
+    parts = [folder / denoiser] + ([] if vae is None else [folder / vae])
+    weights = [_weights_file(part) for part in parts]
+    # the configs are untrusted too: what building the networks may allocate is bounded by
+    # the weights that come with them, so a config asking for a huge network fails at once
+    budget = AllocationBudget(
+        sum(w.stat().st_size for w in weights), "the pipeline's networks", str(folder)
     )
-    _load_weights(model.unet, folder / denoiser)
+    try:
+        with budget:
+            model = _model(
+                plain_config(unet_config),
+                plain_config(scheduler_config),
+                network_class,
+                prediction_type,
+                (scheduler_file, unet_file, None if vae is None else folder / vae / "config.json"),
+                vae_config,
+            )
+    except ebmflow.CheckpointError as exc:
+        raise ConversionError(f"diffusers converter: {exc}") from None
+    _load_weights(model.unet, weights[0])
     if vae is not None:
-        _load_weights(model.vae, folder / vae)
+        _load_weights(model.vae, weights[1])
     return model.eval()
 
 
-def _load_weights(network: Any, part: Path) -> None:
-    """Load ``part``'s weights into ``network``, each key and shape checked first."""
+def _weights_file(part: Path) -> Path:
+    """``part``'s safetensors weights file, which must be a regular file."""
     weights = part / WEIGHTS
     if not _regular_file(weights, f"the {part.name} weights"):
         found = sorted(p.name for p in part.iterdir()) if part.is_dir() else []
@@ -307,6 +319,12 @@ def _load_weights(network: Any, part: Path) -> None:
             f"diffusers converter: {weights} is missing; {part.name}/ holds "
             f"{', '.join(found) or 'nothing'}{hint}; {_supported()}"
         )
+    return weights
+
+
+def _load_weights(network: Any, weights: Path) -> None:
+    """Load the ``weights`` file into ``network``, each key and shape checked first."""
+    part = weights.parent
     state = _read_weights(weights)
     expected = network.state_dict()
     missing = [k for k in expected if k not in state]

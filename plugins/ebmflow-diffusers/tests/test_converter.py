@@ -241,6 +241,11 @@ def edit_json(file, **changes):
             lambda f: edit_json(f / "unet" / "config.json", block_out_channels=[8, 24]),
             "does not fit unet/config.json",
         ),
+        (  # a network of far more bytes than its weights file: refused before it is built
+            lambda f: edit_json(f / "unet" / "config.json", block_out_channels=[40000, 40000]),
+            "building the pipeline's networks would allocate .* but a checkpoint may "
+            "allocate at most",
+        ),
     ],
 )
 def test_unsupported_folders_name_what_is_missing_and_what_is_supported(
