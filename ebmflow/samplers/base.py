@@ -27,6 +27,7 @@ from ebmflow.config import Configurable
 from ebmflow.energy import Energy, Sigma, broadcast_sigma
 from ebmflow.errors import ComponentArgumentError, ConfigError, SamplerDivergedError
 from ebmflow.registry import PluginHost, current_host
+from ebmflow.samplers.frozen import frozen_parameters
 from ebmflow.validation import check_positive_int
 
 
@@ -383,7 +384,8 @@ class Sampler(Configurable):
             thin: keep every ``thin``-th position in ``SampleResult.trajectory``; by default
                 no trajectory is kept.
             progress: show a tqdm progress bar with the energy and acceptance.
-            callback: called with the state after every step.
+            callback: called with the state after every step (the energy's parameters
+                do not require gradients during a run; they are restored after it).
             compile: evaluate the energy and score through ``torch.compile`` (see
                 :func:`compile_energy`): ``True`` or a torch.compile mode;
                 ``"reduce-overhead"`` adds CUDA graphs (CUDA only, fixed shapes). The
@@ -398,16 +400,17 @@ class Sampler(Configurable):
             if isinstance(x0, Tensor):
                 check_cuda_graphs(self.name, mode, x0.device)
             energy = compile_energy(energy, mode)
-        state = self.init(energy, x0, sigma)
-        return self.continue_run(
-            energy,
-            state,
-            n_steps,
-            generator=generator,
-            thin=thin,
-            progress=progress,
-            callback=callback,
-        )
+        with frozen_parameters(energy):  # one compiled graph serves init and the steps
+            state = self.init(energy, x0, sigma)
+            return self.continue_run(
+                energy,
+                state,
+                n_steps,
+                generator=generator,
+                thin=thin,
+                progress=progress,
+                callback=callback,
+            )
 
     def continue_run(
         self,
@@ -434,28 +437,30 @@ class Sampler(Configurable):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n_steps, desc=self.name, leave=False)
-        for i in range(n_steps):
-            state = self.step_and_adapt(energy, state, generator)
-            e = state.energy
-            if e is None:
-                trace[i] = float("nan")
-            elif e.dtype == trace.dtype:
-                torch.sum(e, dim=0, out=trace[i])  # one op; divided by B once, below
-            else:
-                trace[i] = e.sum()
-            if state.accept_prob is not None:
-                accept_sum += state.accept_prob
-            if trajectory is not None and thin is not None and (i + 1) % thin == 0:
-                trajectory[(i + 1) // thin - 1] = state.x
-            if callback is not None:
-                callback(state)
-            if bar is not None:
-                bar.update(1)
-                if (i + 1) % max(1, n_steps // 50) == 0:
-                    postfix = {"E": f"{trace[i].item() / x.shape[0]:.3g}"}
-                    if state.accept_prob is not None:
-                        postfix["acc"] = f"{(accept_sum.mean() / (i + 1)).item():.2f}"
-                    bar.set_postfix(postfix)
+        # the parameters' gradients are never needed here (see ebmflow.samplers.frozen)
+        with frozen_parameters(energy):
+            for i in range(n_steps):
+                state = self.step_and_adapt(energy, state, generator)
+                e = state.energy
+                if e is None:
+                    trace[i] = float("nan")
+                elif e.dtype == trace.dtype:
+                    torch.sum(e, dim=0, out=trace[i])  # one op; divided by B once, below
+                else:
+                    trace[i] = e.sum()
+                if state.accept_prob is not None:
+                    accept_sum += state.accept_prob
+                if trajectory is not None and thin is not None and (i + 1) % thin == 0:
+                    trajectory[(i + 1) // thin - 1] = state.x
+                if callback is not None:
+                    callback(state)
+                if bar is not None:
+                    bar.update(1)
+                    if (i + 1) % max(1, n_steps // 50) == 0:
+                        postfix = {"E": f"{trace[i].item() / x.shape[0]:.3g}"}
+                        if state.accept_prob is not None:
+                            postfix["acc"] = f"{(accept_sum.mean() / (i + 1)).item():.2f}"
+                        bar.set_postfix(postfix)
         if bar is not None:
             bar.close()
         trace /= x.shape[0]  # the per-step sums become mean energies
