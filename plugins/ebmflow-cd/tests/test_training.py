@@ -51,7 +51,7 @@ def test_short_pcd_run_separates_the_eight_modes(one_thread):
     below the ring plateau (≈ 3.3), so the eight modes are separated. With this recipe the
     plateau ends after 500–600 steps; over seeds 0, 1, 2 the NLL at step 800 was 2.99–3.05
     (seed 0 is the one tested; a 64-64 network stays on the plateau past 1000 steps). The
-    full run file, examples/configs/pcd_8gaussians.toml, reaches ≈ 2.90."""
+    full run file, examples/configs/pcd_8gaussians.toml, reaches ≈ 2.87."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
         energy = ebmflow.create("energy", "mlp", dim=2, widths=[128, 128])
