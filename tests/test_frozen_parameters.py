@@ -62,3 +62,24 @@ def test_nested_freezing_leaves_the_outer_context_in_charge():
             pass
         assert not any(flags(energy).values())
     assert flags(energy)["net.0.weight"]
+
+
+def test_an_objectives_chains_run_frozen_and_its_loss_then_trains_every_parameter():
+    from ebmflow.samplers.chains import run_chains
+
+    class Recording(Net):
+        def forward(self, x, sigma=None):
+            self.seen.append(self.net[0].weight.requires_grad)
+            return super().forward(x, sigma)
+
+    energy = Recording()
+    energy.seen = []
+    x0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(1))
+    chains = run_chains(Langevin(step_size=0.01), energy, x0, 3, generator=torch.Generator())
+    assert energy.seen == [False] * 4  # the start and three steps
+    # the loss on the chains' ends reaches every trainable parameter, as without freezing
+    loss = energy(chains.x).mean()
+    loss.backward()
+    assert energy.seen[-1] is True
+    assert all(p.grad is not None for p in energy.net.parameters())
+    assert energy.fixed.grad is None and not energy.fixed.requires_grad

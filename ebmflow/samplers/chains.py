@@ -8,6 +8,10 @@ inside an objective as in a run, and it takes the chains from
 :meth:`~ebmflow.Sampler.target_state`, so ensemble samplers (parallel tempering) give their
 β = 1 chains.
 
+The chains run with the energy's parameters frozen (:mod:`ebmflow.samplers.frozen`): the
+loss that follows differentiates the energy at the chains' ends in θ, the chains
+themselves only in x.
+
 One saving keeps an objective's iteration as cheap as a hand-written loop: with
 ``evaluate_last=False`` the caller says it does not read the energy and score at the final
 positions (it evaluates the network there itself, batched with the data). With the core ULA
@@ -30,6 +34,7 @@ from torch import Tensor
 
 from ebmflow.energy import Energy, Sigma
 from ebmflow.samplers.base import Sampler, SamplerState, check_finite
+from ebmflow.samplers.frozen import frozen_parameters
 from ebmflow.samplers.langevin import Langevin
 from ebmflow.validation import check_positive_int
 
@@ -80,22 +85,25 @@ def run_chains(
             final positions; ``False`` lets ULA skip evaluating them.
     """
     n_steps = check_positive_int(sampler.name, "n_steps", n_steps)
-    state = sampler.init(energy, x0, sigma)
-    # the last step moves without evaluating only for the core ULA itself: a subclass may
-    # read the new score in its step or warm-up
-    ula = sampler if not evaluate_last and type(sampler) is Langevin else None
-    accepted = None
-    target = sampler.target_state(state)
-    for i in range(n_steps):
-        previous = target.x
-        if ula is not None and i == n_steps - 1:
-            state = sampler.adapt(_move_only(ula, state, generator))
-        else:
-            state = sampler.step_and_adapt(energy, state, generator)
+    # the parameters' gradients come from the loss on the chains' ends, never from the
+    # chains themselves (see ebmflow.samplers.frozen)
+    with frozen_parameters(energy):
+        state = sampler.init(energy, x0, sigma)
+        # the last step moves without evaluating only for the core ULA itself: a subclass may
+        # read the new score in its step or warm-up
+        ula = sampler if not evaluate_last and type(sampler) is Langevin else None
+        accepted = None
         target = sampler.target_state(state)
-        if target.accept_prob is not None:
-            prob = target.accept_prob.detach()
-            accepted = prob if accepted is None else accepted + prob
+        for i in range(n_steps):
+            previous = target.x
+            if ula is not None and i == n_steps - 1:
+                state = sampler.adapt(_move_only(ula, state, generator))
+            else:
+                state = sampler.step_and_adapt(energy, state, generator)
+            target = sampler.target_state(state)
+            if target.accept_prob is not None:
+                prob = target.accept_prob.detach()
+                accepted = prob if accepted is None else accepted + prob
     acceptance = None if accepted is None else accepted.mean() / n_steps
     return Chains(target, previous, acceptance)
 
