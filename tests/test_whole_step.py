@@ -117,4 +117,8 @@ def test_compiled_whole_step_matches_the_eager_sampler(name):
         pytest.skip(f"torch.compile does not work here: {type(exc).__name__}: {exc}")
     torch.testing.assert_close(whole.samples, eager.samples, atol=ATOL, rtol=0)
     if name == "mala":
-        assert whole.diagnostics["acceptance_rate"] == eager.diagnostics["acceptance_rate"]
+        # the mean of 15 × 64 float32 acceptance probabilities, which fused kernels round
+        # differently (a few 1e-8 each); a flipped decision would have moved a sample by far
+        # more than ATOL above
+        rate = eager.diagnostics["acceptance_rate"]
+        assert whole.diagnostics["acceptance_rate"] == pytest.approx(rate, abs=1e-6)
