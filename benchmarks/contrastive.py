@@ -6,7 +6,8 @@ benchmark-only environment; skipped with a note otherwise).
 - NCE iteration: ν·B draws of a fitted Gaussian, one batched forward over data and noise,
   the logistic loss with a learnt log Z, backward, an Adam step.
 - DRL iteration: a level per example, x_t and y, k Langevin steps on the conditional
-  E(x, σ) + ‖x − y‖²/(2δ²) from y, the energy gap, backward, an Adam step.
+  E(x, σ) + ‖x − y‖²/(2δ²) from x_t (the objective's default start), the energy gap,
+  backward, an Adam step.
 - KSD: the IMQ Stein-kernel U-statistic of n samples with a wild bootstrap (the score
   evaluated once). ebmkit's KSD uses an RBF kernel and has no bootstrap, so its case is
   timed without one (``n_bootstrap=0`` on our side): the same n × n Stein matrix.
@@ -85,7 +86,7 @@ def hand_drl_step(net, optimizer, batch, levels, gaps, k, b, gen):
     eta = (0.5 * b * b * delta.square())[:, None]
     inv_var = delta.square().reciprocal()[:, None]
     noise = (2 * eta).sqrt()
-    x = y
+    x = x_t
     for _ in range(k):
         x = x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(net(x, sigma).sum(), x)
