@@ -32,7 +32,11 @@ from typing import Any
 import ebmflow
 from ebmflow.extend import AllocationBudget
 from ebmflow_diffusers.model import DiffusersScoreModel, plain_config
-from ebmflow_diffusers.networks import SUPPORTED_AUTOENCODERS, SUPPORTED_NETWORKS
+from ebmflow_diffusers.networks import (
+    SUPPORTED_AUTOENCODERS,
+    SUPPORTED_NETWORKS,
+    skeleton_networks,
+)
 from ebmflow_diffusers.schedule import (
     PREDICTION_TYPES,
     VE_SCHEDULER_CLASSES,
@@ -227,14 +231,15 @@ def _from_objects(unet, scheduler, vae, prediction_type) -> DiffusersScoreModel:
     scheduler_class = type(scheduler).__name__
     vae_class = None if vae is None else type(vae).__name__
     _check_classes(network_class, scheduler_class, vae_class, "the pipeline")
-    _model(
-        plain_config(unet.config),
-        plain_config(scheduler.config),
-        network_class,
-        prediction_type,
-        ("the pipeline's scheduler", "the pipeline's denoiser", "the pipeline's vae"),
-        None if vae is None else {**plain_config(vae.config), "_class_name": vae_class},
-    )  # validates before wrapping
+    with skeleton_networks():  # validates the configs before wrapping, allocating nothing
+        _model(
+            plain_config(unet.config),
+            plain_config(scheduler.config),
+            network_class,
+            prediction_type,
+            ("the pipeline's scheduler", "the pipeline's denoiser", "the pipeline's vae"),
+            None if vae is None else {**plain_config(vae.config), "_class_name": vae_class},
+        )
     return DiffusersScoreModel.from_unet(unet, scheduler, prediction_type, vae=vae).eval()
 
 

@@ -45,6 +45,7 @@ from ebmflow_diffusers.networks import (
     conditioning,
     event_shape,
     output_channels,
+    skeleton_networks,
 )
 from ebmflow_diffusers.schedule import NoiseTable, score_from_output, sigma_to_timestep
 
@@ -160,18 +161,20 @@ class DiffusersScoreModel(ebmflow.ScoreModel):
         vae: nn.Module | None = None,
     ) -> DiffusersScoreModel:
         """Wrap an existing denoiser (and autoencoder): their weights are used as they are,
-        not copied."""
+        not copied, and no second network is allocated (the constructor's networks are
+        skeletons, replaced at once)."""
         unet_config: Any = unet.config  # ConfigMixin's FrozenDict, untyped here
         vae_config: Any = None if vae is None else vae.config
-        model = cls(
-            plain_config(unet_config),
-            plain_config(scheduler.config),
-            network_class=type(unet).__name__,
-            prediction_type=prediction_type,
-            vae_config=None
-            if vae is None
-            else {**plain_config(vae_config), "_class_name": type(vae).__name__},
-        )
+        with skeleton_networks():
+            model = cls(
+                plain_config(unet_config),
+                plain_config(scheduler.config),
+                network_class=type(unet).__name__,
+                prediction_type=prediction_type,
+                vae_config=None
+                if vae is None
+                else {**plain_config(vae_config), "_class_name": type(vae).__name__},
+            )
         model.unet = unet
         if vae is not None:
             model.vae = vae

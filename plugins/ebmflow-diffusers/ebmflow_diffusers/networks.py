@@ -20,8 +20,10 @@ PixArt's resolution conditioning) are refused by name.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,16 +210,41 @@ def call_network(
     return network(sample, timestep).sample
 
 
+_SKELETON: ContextVar[bool] = ContextVar("ebmflow_diffusers_skeleton", default=False)
+
+
+@contextlib.contextmanager
+def skeleton_networks() -> Iterator[None]:
+    """Inside, :func:`build` makes modules whose parameters and buffers live on the meta
+    device: their structure and config without their memory or random initialisation. For
+    a model whose networks are replaced at once by existing ones, or built only to check
+    its configs; a skeleton cannot be run. A network whose constructor computes with its
+    tensors' values (which meta tensors lack) is built for real."""
+    token = _SKELETON.set(True)
+    try:
+        yield
+    finally:
+        _SKELETON.reset(token)
+
+
 def build(modules: Mapping[str, str], cls_name: str, config: Mapping[str, Any], what: str):
-    """A diffusers module of class ``cls_name`` from its config (random weights)."""
+    """A diffusers module of class ``cls_name`` from its config (random weights; on the meta
+    device inside :func:`skeleton_networks`, where a constructor allows it)."""
     if cls_name not in modules:
         raise ebmflow.ConfigError(
             f"diffusers-unet: {what} class {cls_name!r} is not supported; supported: "
             f"{', '.join(modules)}"
         )
     cls = getattr(importlib.import_module(modules[cls_name]), cls_name)
+    kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
+    if _SKELETON.get():
+        try:
+            with torch.device("meta"):
+                return cls.from_config(kwargs)
+        except Exception:  # the real build below reports a bad config
+            pass  # a constructor that computes with its tensors' values: built for real
     try:
-        return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+        return cls.from_config(kwargs)
     except Exception as exc:  # the constructor's own checks, or a crash on an ill-typed value
         raise ebmflow.ConfigError(
             f"diffusers-unet: the config does not build a {cls_name} ({type(exc).__name__}: {exc})"
