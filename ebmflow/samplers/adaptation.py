@@ -54,11 +54,11 @@ from ebmflow.validation import check_positive_int
 INIT_BUFFER, BASE_WINDOW, TERM_BUFFER = 75, 25, 50
 
 
-def check_target_accept(owner: str, value: object) -> float:
+def check_target_accept(owner: str, value: object, name: str = "target_accept") -> float:
     """Validate an adaptation target in (0, 1); a bad value raises
-    :class:`~ebmflow.ConfigError` naming ``owner``."""
+    :class:`~ebmflow.ConfigError` naming ``owner`` and the argument ``name``."""
     if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value < 1.0):
-        raise ConfigError(f"{owner}: target_accept must lie in (0, 1), got {value!r}")
+        raise ConfigError(f"{owner}: {name} must lie in (0, 1), got {value!r}")
     return float(value)
 
 

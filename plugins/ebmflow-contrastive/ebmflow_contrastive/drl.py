@@ -56,7 +56,7 @@ import torch
 from torch import Tensor
 
 import ebmflow
-from ebmflow.extend import per_row, row_dot
+from ebmflow.extend import check_target_accept, per_row, row_dot
 
 
 class DiffusionRecoveryLikelihood(ebmflow.Objective):
@@ -116,20 +116,17 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
                 f"{owner}: metropolis must be true or false, got {metropolis!r}"
             )
         self.metropolis = metropolis
-        self.target_acceptance = target_acceptance
-        if target_acceptance is not None:
-            if not metropolis:
-                raise ebmflow.ConfigError(
-                    f"{owner}: target_acceptance needs metropolis = true (an acceptance "
-                    f"rate to steer by); got target_acceptance = {target_acceptance!r} with "
-                    "metropolis = false"
-                )
-            target = ebmflow.check_positive(owner, "target_acceptance", target_acceptance)
-            if target >= 1.0:
-                raise ebmflow.ConfigError(
-                    f"{owner}: target_acceptance must be in (0, 1), got {target_acceptance!r}"
-                )
-            self.target_acceptance = target
+        if target_acceptance is not None and not metropolis:
+            raise ebmflow.ConfigError(
+                f"{owner}: target_acceptance needs metropolis = true (an acceptance rate to "
+                f"steer by); got target_acceptance = {target_acceptance!r} with "
+                "metropolis = false"
+            )
+        self.target_acceptance = (
+            None
+            if target_acceptance is None
+            else check_target_accept(owner, target_acceptance, "target_acceptance")
+        )
         if start not in ("data", "noisy"):
             raise ebmflow.ConfigError(
                 f"{owner}: start must be 'data' (chains start at x_t) or 'noisy' (at y), "
@@ -224,12 +221,12 @@ class DiffusionRecoveryLikelihood(ebmflow.Objective):
         (with ``metropolis``, MALA steps: one energy and score evaluation per step too)."""
         shape = y.shape[1:]
         inv_var = per_row(delta.square().reciprocal(), shape)
-        step = 0.5 * self.step_factor**2 * delta.square()
+        step_size = 0.5 * self.step_factor**2 * delta.square()
         bins = None
         if self.log_step_scale is not None:
             bins = self.step_bin(sigma)
-            step = step * self.log_step_scale[bins].exp().to(step.dtype)
-        eta = per_row(step, shape)
+            step_size = step_size * self.log_step_scale[bins].exp().to(step_size.dtype)
+        eta = per_row(step_size, shape)
         noise_scale = (2.0 * eta).sqrt()
 
         if not self.metropolis:

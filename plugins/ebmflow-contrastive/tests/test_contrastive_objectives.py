@@ -345,7 +345,7 @@ def test_objectives_leave_the_global_rng_alone(host):
         (
             "drl",
             {"target_acceptance": 1.0, "metropolis": True},
-            r"drl: target_acceptance must be in \(0, 1\), got 1.0",
+            r"drl: target_acceptance must lie in \(0, 1\), got 1.0",
         ),
     ],
 )
